@@ -1,0 +1,1 @@
+"""MCP adapter: exposes the core as tools of the `orchestrator` server."""

@@ -1,0 +1,126 @@
+"""The `orchestrator` MCP server: thin tool adapters over the core.
+
+Tools are plain functions here; the SDK runs sync tools in a worker thread, and the
+store serialises its one connection, so no call blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from smart_orchestrator import __version__
+from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.checkpoints import Checkpoints
+from smart_orchestrator.errors import OrchestratorError, StoreError
+from smart_orchestrator.store import SqliteStore, open_store
+from smart_orchestrator.store.base import CheckpointMeta
+
+from .models import (
+    AuditVerifyResult,
+    CheckpointInfo,
+    CheckpointList,
+    CheckpointLoaded,
+    CheckpointSaved,
+)
+
+CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+                                      description="checkpoint name")]
+
+
+@dataclass
+class AppState:
+    store: SqliteStore | None
+    store_error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def require_store(self) -> SqliteStore:
+        if self.store is None:
+            raise ToolError(self.store_error or "state store unavailable")
+        return self.store
+
+
+@asynccontextmanager
+async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+    # A broken store must not stop the server from starting: tools then answer with the
+    # one-line reason, which a person sees, instead of a server marked "failed".
+    try:
+        state = AppState(open_store())
+    except StoreError as exc:
+        print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
+        state = AppState(None, exc.one_line())
+    try:
+        yield state
+    finally:
+        if state.store is not None:
+            state.store.close()
+
+
+def _state(ctx: Context[AppState, Any]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+def _info(meta: CheckpointMeta) -> CheckpointInfo:
+    return CheckpointInfo(id=meta.id, name=meta.name, created_us=meta.created_us,
+                          sha256=meta.sha256, size=meta.size)
+
+
+def build_server() -> MCPServer[AppState]:
+    server: MCPServer[AppState] = MCPServer(
+        "orchestrator", version=__version__, lifespan=lifespan,
+        instructions="Smart Orchestrator: policy checks, agent waves, checkpoints, audit.")
+
+    @server.tool()
+    def checkpoint_save(name: CheckpointName, state: Any,
+                        ctx: Context[AppState, Any],
+                        keep: Annotated[int, Field(ge=1, le=1000)] = 10) -> CheckpointSaved:
+        """Save a named JSON state with its SHA-256; keeps the newest `keep` copies."""
+        try:
+            meta = Checkpoints(_state(ctx).require_store()).save(name, state, keep=keep)
+        except OrchestratorError as exc:
+            raise ToolError(exc.one_line()) from exc
+        return CheckpointSaved(checkpoint=_info(meta))
+
+    @server.tool()
+    def checkpoint_load(name: CheckpointName, ctx: Context[AppState, Any]) -> CheckpointLoaded:
+        """Load the newest valid copy of a checkpoint, skipping corrupt newer ones."""
+        try:
+            loaded = Checkpoints(_state(ctx).require_store()).load(name)
+        except OrchestratorError as exc:
+            raise ToolError(exc.one_line()) from exc
+        return CheckpointLoaded(checkpoint=_info(loaded.meta), state=loaded.state,
+                                fell_back=loaded.fell_back, note=loaded.note())
+
+    @server.tool()
+    def checkpoint_list(ctx: Context[AppState, Any],
+                        name: CheckpointName | None = None) -> CheckpointList:
+        """List saved checkpoints, newest first within each name."""
+        try:
+            metas = Checkpoints(_state(ctx).require_store()).list(name)
+        except OrchestratorError as exc:
+            raise ToolError(exc.one_line()) from exc
+        return CheckpointList(checkpoints=[_info(m) for m in metas])
+
+    @server.tool()
+    def audit_verify(ctx: Context[AppState, Any]) -> AuditVerifyResult:
+        """Check the whole audit hash chain; names the first bad row if any."""
+        try:
+            report = AuditLog(_state(ctx).require_store()).verify()
+        except OrchestratorError as exc:
+            raise ToolError(exc.one_line()) from exc
+        return AuditVerifyResult(ok=report.ok, count=report.count, head_hash=report.head_hash,
+                                 first_bad_seq=report.first_bad_seq, problem=report.problem,
+                                 message=report.one_line())
+
+    return server
+
+
+def main() -> None:
+    build_server().run("stdio")

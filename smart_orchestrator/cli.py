@@ -1,0 +1,135 @@
+"""`smart-orchestrator`: the command line for people, hooks and the plugin's server.
+
+Each subcommand imports only what it needs: `hook` runs on every tool call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import OrchestratorError
+
+__all__ = ["main"]
+
+
+def _cmd_serve(_: argparse.Namespace) -> int:
+    from mcp_server.server import main as serve
+
+    serve()
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+    from .store import open_store
+
+    store = open_store(args.db, readonly=True)
+    report = AuditLog(store).verify()
+    if args.json:
+        print(json.dumps({"ok": report.ok, "count": report.count, "head_hash": report.head_hash,
+                          "first_bad_seq": report.first_bad_seq, "problem": report.problem}))
+    else:
+        print(report.one_line())
+    return 0 if report.ok else 1
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    from .store import open_store
+
+    store = open_store(args.db, readonly=True)
+    out = sys.stdout
+    for rec in store.iter_audit(after_seq=args.after):
+        out.write(json.dumps({"seq": rec.seq, "ts_us": rec.ts_us, "kind": rec.kind,
+                              "data": rec.data, "prev_hash": rec.prev_hash, "hash": rec.hash},
+                             sort_keys=True) + "\n")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import collect_status, render_status
+
+    status = collect_status(args.db)
+    print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_status(status))
+    return 0
+
+
+def _cmd_validate_plugin(_: argparse.Namespace) -> int:
+    import subprocess
+
+    from .claude_cli import PLUGIN_ROOT, bundled_claude
+
+    return subprocess.run([str(bundled_claude()), "plugin", "validate", str(PLUGIN_ROOT)],
+                          check=False).returncode
+
+
+def _cmd_claude(args: argparse.Namespace) -> int:
+    import os
+
+    from .claude_cli import PLUGIN_ROOT, bundled_claude, clean_agent_env
+
+    binary = str(bundled_claude())
+    os.execve(binary, [binary, "--plugin-dir", str(PLUGIN_ROOT), *args.claude_args],
+              clean_agent_env())
+    return 0  # not reached
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smart-orchestrator",
+                                description="Policy, waves and audit for Claude Code agents.")
+    p.add_argument("--db", default=None,
+                   help="state database (default: $SMART_ORCHESTRATOR_DB or the plugin data dir)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the MCP server on stdio").set_defaults(fn=_cmd_serve)
+
+    audit = sub.add_parser("audit", help="verify or export the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain (exit 1 if broken)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(fn=_cmd_audit_verify)
+    export = audit_sub.add_parser("export", help="print events as JSON lines")
+    export.add_argument("--after", type=int, default=0, help="only events after this seq")
+    export.set_defaults(fn=_cmd_audit_export)
+
+    status = sub.add_parser("status", help="agents in flight, denials, resources, breakers")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(fn=_cmd_status)
+
+    sub.add_parser("validate-plugin", help="run `claude plugin validate` on this plugin"
+                   ).set_defaults(fn=_cmd_validate_plugin)
+    claude = sub.add_parser("claude", help="start Claude Code with this plugin loaded")
+    claude.add_argument("claude_args", nargs=argparse.REMAINDER)
+    claude.set_defaults(fn=_cmd_claude)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+# Later subcommands register themselves here, keeping this module's imports flat.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        rc: int = args.fn(args)
+        return rc
+    except OrchestratorError as exc:
+        print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `... | head` closed the pipe: not an error for a listing command.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smart_orchestrator.store import SqliteStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data" / "state.db"
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DB", str(path))
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DATA", str(path.parent))
+    return path
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(db_path)
+    yield s
+    s.close()
