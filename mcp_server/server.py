@@ -6,10 +6,10 @@ store serialises its one connection, so no call blocks the event loop.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -20,7 +20,9 @@ from smart_orchestrator import __version__
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
-from smart_orchestrator.store import SqliteStore, open_store
+from smart_orchestrator.paths import data_dir
+from smart_orchestrator.policy.claims import ServerBeacon
+from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
 from .models import (
@@ -30,21 +32,11 @@ from .models import (
     CheckpointLoaded,
     CheckpointSaved,
 )
+from .policy_tools import register_policy_tools
+from .state import AppState
 
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
-
-
-@dataclass
-class AppState:
-    store: SqliteStore | None
-    store_error: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def require_store(self) -> SqliteStore:
-        if self.store is None:
-            raise ToolError(self.store_error or "state store unavailable")
-        return self.store
 
 
 @asynccontextmanager
@@ -56,9 +48,14 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     except StoreError as exc:
         print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
         state = AppState(None, exc.one_line())
+    # Tells this session's command hooks that a live server will claim hook events.
+    beacon = ServerBeacon(data_dir(), os.environ.get("CLAUDE_CODE_SESSION_ID", ""))
+    if state.store is not None:
+        beacon.hold()
     try:
         yield state
     finally:
+        beacon.release()
         if state.store is not None:
             state.store.close()
 
@@ -119,6 +116,7 @@ def build_server() -> MCPServer[AppState]:
                                  first_bad_seq=report.first_bad_seq, problem=report.problem,
                                  message=report.one_line())
 
+    register_policy_tools(server)
     return server
 
 

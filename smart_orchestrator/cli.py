@@ -51,7 +51,13 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from .status import collect_status, render_status
 
-    status = collect_status(args.db)
+    try:
+        status = collect_status(args.db)
+    except OrchestratorError as exc:
+        if "no state database" not in exc.reason:
+            raise
+        print(f"Smart Orchestrator has not recorded anything yet ({exc.reason}).")
+        return 0
     print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_status(status))
     return 0
 
@@ -76,6 +82,45 @@ def _cmd_claude(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .detect.secrets import load_baseline, scan_text
+
+    try:
+        if args.path == "-":
+            text = sys.stdin.buffer.read().decode("utf-8", "replace")
+        else:
+            text = Path(args.path).read_bytes().decode("utf-8", "replace")
+        baseline = args.baseline or (".secrets.baseline" if Path(".secrets.baseline").is_file()
+                                     else None)
+        allow = load_baseline(baseline) if baseline else None
+    except OSError as exc:
+        raise OrchestratorError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise OrchestratorError(str(exc)) from exc
+    findings = scan_text(text, allowlist=allow)
+    if args.json:
+        print(json.dumps([{"rule": f.rule_id, "line": f.line, "match": f.redacted,
+                           "severity": f.severity} for f in findings], indent=2))
+    else:
+        for f in findings:
+            print(f"{args.path}:{f.line}: {f.rule_id} ({f.severity}) {f.redacted}")
+        if not findings:
+            print("no secrets found")
+    return 1 if findings else 0
+
+
+def _cmd_hook(args: argparse.Namespace) -> int:
+    from hooks.command import main as hook_main
+
+    return hook_main([args.event])
+
+
+def _cmd_setup(_: argparse.Namespace) -> int:
+    return 0  # the launcher already found a Python with every dependency
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smart-orchestrator",
                                 description="Policy, waves and audit for Claude Code agents.")
@@ -98,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(fn=_cmd_status)
 
+    scan = sub.add_parser("scan", help="scan a file or stdin for secrets (exit 1 if found)")
+    scan.add_argument("path", nargs="?", default="-", help="file to scan, or - for stdin")
+    scan.add_argument("--json", action="store_true", help="findings as JSON")
+    scan.add_argument("--baseline", help="detect-secrets baseline of accepted findings")
+    scan.set_defaults(fn=_cmd_scan)
+    hook = sub.add_parser("hook", help="run a hook (JSON payload on stdin)")
+    hook.add_argument("event", help="hook event name, e.g. PreToolUse")
+    hook.set_defaults(fn=_cmd_hook)
+    sub.add_parser("setup", help="prepare the plugin's Python environment"
+                   ).set_defaults(fn=_cmd_setup)
     sub.add_parser("validate-plugin", help="run `claude plugin validate` on this plugin"
                    ).set_defaults(fn=_cmd_validate_plugin)
     claude = sub.add_parser("claude", help="start Claude Code with this plugin loaded")

@@ -1,31 +1,94 @@
-"""What `status` reports, gathered from the store."""
+"""What `status` and `/smart-orchestrator:status` report, gathered from the store."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from .audit import AuditLog
+from .resources import sample_system
 from .store import open_store
+from .store.sqlite import SqliteStore
 
-__all__ = ["collect_status", "render_status"]
+__all__ = ["collect_status", "render_markdown", "render_status"]
+
+RECENT_DENIALS = 10
 
 
 def collect_status(db: str | None = None) -> dict[str, Any]:
     store = open_store(db, readonly=True)
     try:
-        head = store.audit_head()
-        return {
-            "database": store.location,
-            "audit_events": head.count,
-            "audit_head": head.hash,
-            "checkpoints": len(store.list_checkpoints()),
-            "integrity": store.integrity_problems() or "ok",
-            "chain": AuditLog(store).verify().one_line(),
-        }
+        return _collect(store)
     finally:
         store.close()
 
 
+def _collect(store: SqliteStore) -> dict[str, Any]:
+    head = store.audit_head()
+    now_us = time.time_ns() // 1000
+    in_flight = [
+        {"session": s[:8], "agent_type": t, "agent_id": a, "depth": d,
+         "running_s": round((now_us - acq) / 1e6, 1), "background": bool(bg)}
+        for s, t, a, d, acq, bg in store.query(
+            "SELECT session_id, agent_type, agent_id, depth, acquired_us, background "
+            "FROM leases ORDER BY acquired_us")]
+    denials = [
+        {"seq": seq, "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts / 1e6)),
+         "agent_type": d.get("agent_type"), "denied_by": d.get("denied_by") or [],
+         "reason": d.get("reason")}
+        for seq, ts, d in ((seq, ts, json.loads(data)) for seq, ts, data in store.query(
+            "SELECT seq, ts_us, data FROM audit WHERE kind = 'policy.decision' AND "
+            "json_extract(data, '$.decision') = 'deny' ORDER BY seq DESC LIMIT ?",
+            (RECENT_DENIALS,)))]
+    breakers = [{"agent_type": t, "state": s, "recent_failures": len(json.loads(f))}
+                for t, s, f in store.query("SELECT agent_type, state, failures FROM breakers "
+                                           "ORDER BY agent_type")]
+    snap = sample_system()
+    report = AuditLog(store).verify()
+    return {
+        "database": store.location,
+        "in_flight": in_flight,
+        "recent_denials": denials,
+        "breakers": breakers,
+        "resources": {"available_mib": snap.available_bytes // 2**20,
+                      "total_mib": snap.total_bytes // 2**20, "cpus": snap.cpu_count,
+                      "metrics": "ok" if snap.ok else f"unavailable: {snap.error}"},
+        "audit": {"events": head.count, "head": head.hash, "intact": report.ok,
+                  "message": report.one_line()},
+        "checkpoints": len(store.list_checkpoints()),
+    }
+
+
 def render_status(status: dict[str, Any]) -> str:
-    width = max(len(k) for k in status)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in status.items())
+    return render_markdown(status)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return ["_none_"]
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return out
+
+
+def render_markdown(s: dict[str, Any]) -> str:
+    res = s["resources"]
+    lines = ["## Smart Orchestrator status", "",
+             f"**Agents in flight:** {len(s['in_flight'])}"]
+    lines += _table(["session", "type", "agent", "depth", "running (s)", "background"],
+                    [[a["session"], a["agent_type"], a["agent_id"] or "-", a["depth"],
+                      a["running_s"], a["background"]] for a in s["in_flight"]])
+    lines += ["", f"**Recent denials** (newest first, last {RECENT_DENIALS})"]
+    lines += _table(["when", "type", "denied by", "reason"],
+                    [[d["when"], d["agent_type"] or "-", ", ".join(d["denied_by"]),
+                      d["reason"] or "-"] for d in s["recent_denials"]])
+    lines += ["", "**Circuit breakers**"]
+    lines += _table(["agent type", "state", "recent failures"],
+                    [[b["agent_type"], b["state"], b["recent_failures"]] for b in s["breakers"]])
+    lines += ["", "**Resources**",
+              f"{res['available_mib']} MiB available of {res['total_mib']} MiB, "
+              f"{res['cpus']} CPUs; metrics {res['metrics']}", "",
+              f"**Audit:** {s['audit']['message']}", "",
+              f"Checkpoints: {s['checkpoints']} - database: `{s['database']}`"]
+    return "\n".join(lines)

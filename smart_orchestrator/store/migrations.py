@@ -41,4 +41,44 @@ CREATE TABLE kv (
     value TEXT NOT NULL
 );
 """),
+    (2, "policy: leases, spawns, agents, breakers, claims", """
+CREATE TABLE leases (
+    id          TEXT PRIMARY KEY,
+    session_id  TEXT    NOT NULL,
+    agent_id    TEXT,
+    agent_type  TEXT    NOT NULL,
+    owner_pid   INTEGER,
+    depth       INTEGER NOT NULL,
+    background  INTEGER NOT NULL DEFAULT 0,
+    acquired_us INTEGER NOT NULL,
+    expires_us  INTEGER NOT NULL
+);
+CREATE INDEX leases_by_agent ON leases (agent_id);
+CREATE INDEX leases_by_session ON leases (session_id);
+CREATE TABLE spawns (
+    ts_us      INTEGER NOT NULL,
+    session_id TEXT    NOT NULL
+);
+CREATE INDEX spawns_by_session ON spawns (session_id, ts_us);
+CREATE TABLE agents (
+    agent_id   TEXT PRIMARY KEY,
+    session_id TEXT    NOT NULL,
+    agent_type TEXT    NOT NULL,
+    depth      INTEGER NOT NULL,
+    started_us INTEGER NOT NULL,
+    stopped_us INTEGER
+);
+CREATE TABLE breakers (
+    agent_type TEXT PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    opened_us  INTEGER,
+    failures   TEXT    NOT NULL
+);
+CREATE TABLE claims (
+    key   TEXT PRIMARY KEY,
+    owner TEXT    NOT NULL,
+    ts_us INTEGER NOT NULL
+);
+CREATE INDEX claims_by_ts ON claims (ts_us);
+"""),
 )

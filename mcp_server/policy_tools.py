@@ -1,0 +1,53 @@
+"""`policy_check`: the hook decision, answered by the warm server for `mcp_tool` hooks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+
+from smart_orchestrator.policy import normalize_mcp_args
+from smart_orchestrator.policy.claims import claim, claim_key
+
+from .state import AppState
+
+_FAIL_CLOSED = {"hookSpecificOutput": {
+    "hookEventName": "PreToolUse", "permissionDecision": "deny",
+    "permissionDecisionReason": "Smart Orchestrator cannot check subagent calls: {reason}"}}
+
+
+def register_policy_tools(server: MCPServer[AppState]) -> None:
+    @server.tool(structured_output=False)
+    def policy_check(ctx: Context[AppState, Any], event: str = "", session_id: str = "",
+                     tool_use_id: str = "", tool_name: str = "", tool_input: str = "",
+                     tool_response: str = "", agent_id: str = "", agent_type: str = "",
+                     duration_ms: str = "", last_assistant_message: str = "",
+                     stop_hook_active: str = "", error: str = "") -> str:
+        """Decide a Claude Code hook event (called by the plugin's mcp_tool hooks).
+
+        Returns hook output JSON: `{}` for no decision, or a deny/block with the reason.
+        """
+        args = dict(locals())
+        args.pop("ctx")
+        payload = normalize_mcp_args(args)
+        state = ctx.request_context.lifespan_context
+        try:
+            store = state.require_store()
+            factory = state.engine_factory()
+        except Exception as exc:  # no store, no decision: subagent calls fail closed
+            return _closed(payload, str(exc))
+        key = claim_key(event, session_id, tool_use_id, agent_id)
+        if not claim(store, key, "server"):
+            return "{}"  # the command hook got there first and decided
+        return json.dumps(factory.decide(payload))
+
+
+def _closed(payload: dict[str, Any], reason: str) -> str:
+    if payload.get("hook_event_name") == "PreToolUse" and \
+            payload.get("tool_name") in ("Agent", "Task"):
+        out = json.loads(json.dumps(_FAIL_CLOSED))
+        out["hookSpecificOutput"]["permissionDecisionReason"] = \
+            out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)
+        return json.dumps(out)
+    return "{}"

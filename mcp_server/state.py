@@ -1,0 +1,29 @@
+"""The server's lifespan state, shared by every tool module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from smart_orchestrator.policy import EngineFactory
+from smart_orchestrator.store import SqliteStore
+
+
+@dataclass
+class AppState:
+    store: SqliteStore | None
+    store_error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    _engines: EngineFactory | None = None
+
+    def require_store(self) -> SqliteStore:
+        if self.store is None:
+            raise ToolError(self.store_error or "state store unavailable")
+        return self.store
+
+    def engine_factory(self) -> EngineFactory:
+        if self._engines is None:
+            self._engines = EngineFactory(self.require_store(), source="server")
+        return self._engines

@@ -1,0 +1,318 @@
+"""The policy engine: one hook payload in, one hook output out.
+
+Adapters (the MCP `policy_check` tool, the command hook, the SDK callbacks of wave agents)
+parse their input into Claude Code's hook payload shape and call `PolicyEngine.handle`.
+It never raises: a crash in a security check denies (per the check's `on_error`), and every
+decision is written to the audit chain as digests, rule ids and numbers, never raw text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..audit import AuditLog
+from ..canonical import digest_text
+from ..paths import data_dir
+from ..resources import SystemSnapshot, sample_system
+from ..store.sqlite import SqliteStore
+from .admission import Admission, LeaseRequest
+from .breaker import CircuitBreakers
+from .checks import Finding, check_injection, check_prompt, load_allowlist, scan_secrets
+from .config import PolicyConfig
+from .outputs import OutputChecks, deny, hook_output
+
+__all__ = ["AGENT_TOOLS", "PolicyEngine"]
+
+AGENT_TOOLS = frozenset({"Agent", "Task"})
+ENV_ADVICE = ("Pass credentials to subagents through environment variables or files they "
+              "read, never inside the prompt.")
+
+
+class PolicyEngine:
+    def __init__(self, store: SqliteStore, config: PolicyConfig, *, project_dir: Path,
+                 source: str = "server", clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 metrics: Callable[[], SystemSnapshot] = sample_system,
+                 owner_pid: int | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.audit = AuditLog(store)
+        self.project_dir = project_dir
+        self.source = source
+        self.clock = clock
+        self.admission = Admission(store, config.admission, clock=clock, sleep=sleep,
+                                   metrics=metrics)
+        self.breakers = CircuitBreakers(store, config.breaker, clock)
+        self.owner_pid = owner_pid
+        self.outputs = OutputChecks(self)
+
+    # -- entry -------------------------------------------------------------------------
+    def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        event = str(payload.get("hook_event_name") or "")
+        tool = str(payload.get("tool_name") or "")
+        try:
+            if event == "PreToolUse":
+                return self.pre_agent(payload) if tool in AGENT_TOOLS else self.pre_tool(payload)
+            if event in ("PostToolUse", "PostToolUseFailure") and tool in AGENT_TOOLS:
+                return self.outputs.post_agent(payload)
+            if event == "SubagentStart":
+                return self.subagent_start(payload)
+            if event == "SubagentStop":
+                return self.outputs.subagent_stop(payload)
+            if event == "SessionEnd":
+                return self.session_end(payload)
+            return {}
+        except Exception as exc:  # the boundary of a security hook: decide, never escape
+            return self.crashed(event, tool, payload, exc)
+
+    def crashed(self, event: str, tool: str, payload: Mapping[str, Any],
+                exc: BaseException) -> dict[str, Any]:
+        where = _log_crash(exc)
+        reason = (f"Smart Orchestrator's policy check failed ({type(exc).__name__}); the call "
+                  f"is denied because security checks fail closed. Details: {where}")
+        # The store itself may be what failed; the denial stands anyway.
+        with contextlib.suppress(Exception):
+            self.audit.record("policy.error", event=event, tool=tool, error=type(exc).__name__,
+                              session_id=_s(payload.get("session_id")), source=self.source)
+        if event == "PreToolUse" and tool in AGENT_TOOLS:
+            return deny(reason)
+        return {}
+
+    # -- PreToolUse(Agent) ---------------------------------------------------------------
+    def pre_agent(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = self.config
+        ti = p.get("tool_input")
+        if not isinstance(ti, Mapping):
+            return self._decide(p, {}, [Finding("prompt", "malformed-input", "high",
+                                                "the Agent call's tool_input is not an object",
+                                                True)], force_enforce=True)
+        prompt = ti.get("prompt") if isinstance(ti.get("prompt"), str) else ""
+        findings: list[Finding] = []
+        if cfg.prompt.mode != "off":
+            findings += self._guard("prompt", lambda: check_prompt(ti, cfg.prompt))
+            if cfg.prompt.injection != "off":
+                findings += self._guard("prompt", lambda: check_injection(
+                    prompt, cfg.prompt.injection_deny_severity))
+        updated: dict[str, Any] | None = None
+        if cfg.secrets.mode != "off":
+            secret_findings, updated = self._scan_prompt_secrets(ti)
+            findings += secret_findings
+        return self._decide(p, ti, findings, updated_input=updated)
+
+    def _scan_prompt_secrets(self, ti: Mapping[str, Any]
+                             ) -> tuple[list[Finding], dict[str, Any] | None]:
+        def run() -> tuple[list[Finding], dict[str, Any] | None]:
+            allow = load_allowlist(self.config.secrets, self.project_dir)
+            found: list[Finding] = []
+            updated = dict(ti)
+            for field in ("prompt", "description"):
+                value = ti.get(field)
+                if isinstance(value, str):
+                    hits, redacted = scan_secrets(value, allow)
+                    found += [Finding(f.check, f.rule_id, f.severity,
+                                      f"{f.rule_id} in {field}, line {f.detail.rsplit(' ', 1)[-1]}",
+                                      True) for f in hits]
+                    if redacted is not None:
+                        updated[field] = redacted
+            return found, (updated if found else None)
+        try:
+            return run()
+        except Exception as exc:  # a crashed scan must not silently pass a secret
+            return self._check_failed("secrets", exc), None
+
+    def _decide(self, p: Mapping[str, Any], ti: Mapping[str, Any], findings: list[Finding],
+                *, updated_input: dict[str, Any] | None = None,
+                force_enforce: bool = False) -> dict[str, Any]:
+        cfg = self.config
+        redact = (updated_input is not None and cfg.secrets.action == "redact"
+                  and cfg.secrets.mode == "enforce")
+        enforced, warned = [], []
+        for f in findings:
+            if not f.blocking or (redact and f.check == "secrets"):
+                continue
+            mode = "enforce" if force_enforce else self._mode(f.check)
+            (enforced if mode == "enforce" else warned).append(f)
+        base = self._base(p, ti)
+        if enforced:
+            return self._deny_findings(base, enforced, warned, findings)
+        agent_type = base["agent_type"]
+        if cfg.breaker.mode != "off":
+            verdict = self.breakers.check(agent_type)
+            if not verdict.allowed:
+                f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
+                if cfg.breaker.mode == "enforce":
+                    return self._deny_findings(base, [f], warned, findings,
+                                               retry_after=verdict.retry_after_s)
+                warned.append(f)
+        admitted = self._admit(p, base, warned, findings)
+        if isinstance(admitted, dict):
+            return admitted
+        self.audit.record("policy.decision", **base, decision="allow",
+                          redacted=redact, findings=_summary(findings),
+                          would_deny=[f"{f.check}:{f.rule_id}" for f in warned],
+                          waited_ms=admitted[0], depth=admitted[1])
+        notes = [f"would deny ({f.check}): {f.detail}" for f in warned]
+        if admitted[2]:
+            notes.append(admitted[2])
+        return hook_output("PreToolUse", allow_with=updated_input if redact else None,
+                           system_message=_notes(notes))
+
+    def _admit(self, p: Mapping[str, Any], base: dict[str, Any], warned: list[Finding],
+               findings: list[Finding]) -> dict[str, Any] | tuple[int, int, str]:
+        mode = self.config.admission.mode
+        if mode == "off":
+            return (0, 1, "")
+        ti = p.get("tool_input") or {}
+        req = LeaseRequest(
+            lease_id=_lease_id(p), session_id=base["session_id"], agent_type=base["agent_type"],
+            parent_agent_id=_s(p.get("agent_id")) or None,
+            background=ti.get("run_in_background") is not False, owner_pid=self.owner_pid)
+        try:
+            result = self.admission.acquire(req, enforce=(mode == "enforce"))
+        except Exception as exc:  # e.g. a locked store: decided by the section's on_error
+            failed = self._check_failed("admission", exc)
+            if failed:
+                return self._deny_findings(base, failed, warned, findings)
+            return (0, 1, "")
+        if not result.granted:
+            f = Finding("admission", result.rule_id, "high", result.reason, True)
+            if mode == "enforce":
+                return self._deny_findings(base, [f], warned, findings,
+                                           retry_after=result.retry_after_s,
+                                           waited_s=result.waited_s)
+            warned.append(f)
+        return (int(result.waited_s * 1000), result.depth, result.note)
+
+    def _deny_findings(self, base: dict[str, Any], enforced: list[Finding],
+                       warned: list[Finding], findings: list[Finding], *,
+                       retry_after: float | None = None, waited_s: float = 0.0
+                       ) -> dict[str, Any]:
+        self.audit.record("policy.decision", **base, decision="deny",
+                          denied_by=[f"{f.check}:{f.rule_id}" for f in enforced],
+                          reason=enforced[0].detail, findings=_summary(findings),
+                          would_deny=[f"{f.check}:{f.rule_id}" for f in warned],
+                          retry_after_s=retry_after, waited_ms=int(waited_s * 1000))
+        details = "; ".join(f"{f.check}: {f.detail}" for f in enforced[:5])
+        reason = f"Smart Orchestrator denied this subagent call. {details}."
+        if any(f.check == "secrets" for f in enforced):
+            reason += " " + ENV_ADVICE
+        if retry_after is not None:
+            reason += f" Retry in about {max(1, round(retry_after))} s."
+        return deny(reason)
+
+    # -- helpers shared with outputs -------------------------------------------------------
+    def _mode(self, check: str) -> str:
+        cfg = self.config
+        return {
+            "prompt": cfg.prompt.mode, "injection": cfg.prompt.injection,
+            "secrets": cfg.secrets.mode, "admission": cfg.admission.mode,
+            "breaker": cfg.breaker.mode, "tools": cfg.tools.mode,
+            "output-secrets": cfg.output.secrets, "output-injection": cfg.output.injection,
+        }.get(check, "enforce")
+
+    def _guard(self, section: str, fn: Callable[[], list[Finding]]) -> list[Finding]:
+        try:
+            return fn()
+        except Exception as exc:  # decided by the section's on_error, never silently
+            return self._check_failed(section, exc)
+
+    def _check_failed(self, section: str, exc: BaseException) -> list[Finding]:
+        _log_crash(exc)
+        on_error = getattr(getattr(self.config, section), "on_error", "deny")
+        if on_error == "allow":
+            return []
+        return [Finding(section, "check-error", "critical",
+                        f"the {section} check failed ({type(exc).__name__}: {_first_line(exc)})"
+                        f" and fails closed", True)]
+
+    def _base(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> dict[str, Any]:
+        prompt = ti.get("prompt")
+        return {
+            "event": _s(p.get("hook_event_name")), "tool": _s(p.get("tool_name")),
+            "session_id": _s(p.get("session_id")), "tool_use_id": _s(p.get("tool_use_id")),
+            "parent_agent_id": _s(p.get("agent_id")) or None,
+            "agent_type": _s(ti.get("subagent_type")) or "general-purpose",
+            "prompt": digest_text(prompt) if isinstance(prompt, str) else None,
+            "background": ti.get("run_in_background") is not False,
+            "source": self.source, "preset": self.config.preset,
+        }
+
+    # -- other events ----------------------------------------------------------------------
+    def pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        from .checks import tool_flags
+
+        agent_id = _s(p.get("agent_id"))
+        if not agent_id or self.config.tools.mode == "off":
+            return {}  # the main agent's own tools are not ours to police
+        ti = p.get("tool_input") if isinstance(p.get("tool_input"), Mapping) else {}
+        assert isinstance(ti, Mapping)
+        tool = _s(p.get("tool_name"))
+        flags, reads_credentials = tool_flags(tool, ti)
+        block = (reads_credentials and self.config.tools.deny_credential_reads
+                 and self.config.tools.mode == "enforce")
+        self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=agent_id,
+                          agent_type=_s(p.get("agent_type")), tool=tool, flags=flags,
+                          input=digest_text(json.dumps(ti, sort_keys=True, default=str)),
+                          decision="deny" if block else "allow", source=self.source)
+        if block:
+            return deny("Smart Orchestrator denied this tool call: subagents may not read "
+                        "credential files (private keys, cloud credentials, .netrc and the "
+                        "like). Ask the user to provide what is needed another way.")
+        return {}
+
+    def subagent_start(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        agent_id, agent_type = _s(p.get("agent_id")), _s(p.get("agent_type"))
+        now_us = int(self.clock() * 1e6)
+        depth = self.admission.note_started(_s(p.get("session_id")), agent_id,
+                                            agent_type or "general-purpose", now_us)
+        self.audit.record("agent.start", session_id=_s(p.get("session_id")), agent_id=agent_id,
+                          agent_type=agent_type, depth=depth, source=self.source)
+        return {}
+
+    def session_end(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        released = self.admission.release_session(_s(p.get("session_id")))
+        self.audit.record("session.end", session_id=_s(p.get("session_id")),
+                          released_leases=released, source=self.source)
+        return {}
+
+
+def _lease_id(p: Mapping[str, Any]) -> str:
+    return f"{_s(p.get('session_id'))}:{_s(p.get('tool_use_id')) or os.urandom(8).hex()}"
+
+
+def _summary(findings: list[Finding]) -> list[dict[str, Any]]:
+    return [{"check": f.check, "rule": f.rule_id, "severity": f.severity,
+             "blocking": f.blocking} for f in findings[:50]]
+
+
+def _notes(notes: list[str]) -> str | None:
+    return ("Smart Orchestrator (warn mode): " + "; ".join(notes)) if notes else None
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _log_crash(exc: BaseException) -> str:
+    """Tracebacks go to a log file, never to the user's screen."""
+    path = data_dir() / "logs" / "policy-errors.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}\n")
+            fh.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return "(log unavailable)"
+    return str(path)

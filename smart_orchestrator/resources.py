@@ -1,0 +1,56 @@
+"""System and process-tree metrics from psutil, with a safe answer when they fail.
+
+Admission decisions (hooks and waves) read these. When metrics cannot be read, callers
+get `ok=False` and must fall back to their most conservative setting, and say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SystemSnapshot", "process_tree_rss", "sample_system"]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSnapshot:
+    ok: bool
+    available_bytes: int = 0
+    total_bytes: int = 0
+    cpu_percent: float = 0.0
+    cpu_count: int = 1
+    error: str | None = None
+
+    @property
+    def available_fraction(self) -> float:
+        return self.available_bytes / self.total_bytes if self.total_bytes else 0.0
+
+
+def sample_system() -> SystemSnapshot:
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory()
+        # interval=None compares with the previous call: non-blocking, 0.0 on the first.
+        cpu = psutil.cpu_percent(interval=None)
+        return SystemSnapshot(True, int(mem.available), int(mem.total), float(cpu),
+                              psutil.cpu_count() or 1)
+    except Exception as exc:  # psutil raises platform-specific errors; any means "unknown"
+        return SystemSnapshot(False, error=f"{type(exc).__name__}: {exc}")
+
+
+def process_tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants; 0 if it is gone."""
+    try:
+        import psutil
+
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except Exception:  # gone, or not readable: nothing to count
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += int(proc.memory_info().rss)
+        except Exception:  # a child exited between listing and reading
+            continue
+    return total

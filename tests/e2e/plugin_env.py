@@ -1,0 +1,48 @@
+"""Running Claude Code with this repository loaded as the plugin under test."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .harness import ClaudeRun
+
+PLUGIN = "smart-orchestrator"
+SERVER = f"plugin:{PLUGIN}:orchestrator"
+MCP_PREFIX = f"mcp__plugin_{PLUGIN}_orchestrator"
+
+
+def plugin_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The plugin starts `python3` from PATH: make it this test run's interpreter."""
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.update(extra or {})
+    return env
+
+
+def plugin_data(home: Path) -> Path:
+    return home / ".claude" / "plugins" / "data" / f"{PLUGIN}-inline"
+
+
+def audit_rows(home: Path, kind: str | None = None) -> list[tuple[int, int, str, str]]:
+    db = plugin_data(home) / "state.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        sql = "SELECT seq, ts_us, kind, data FROM audit"
+        rows = conn.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY seq",
+                            (kind,) if kind else ()).fetchall()
+    finally:
+        conn.close()
+    return rows
+
+
+def run_plugin(run_claude: Callable[..., ClaudeRun], repo_root: Path, prompt: str = "go",
+               *, env: dict[str, str] | None = None, **kwargs: Any) -> ClaudeRun:
+    kwargs.setdefault("timeout", 180)
+    run = run_claude(prompt, plugin_dir=kwargs.pop("plugin_dir", repo_root),
+                     env=plugin_env(env), **kwargs)
+    run.assert_plugin_loaded(PLUGIN)
+    return run
