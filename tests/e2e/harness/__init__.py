@@ -1,0 +1,74 @@
+"""Offline end-to-end harness: the real Claude Code CLI against a scripted local model.
+
+    def test_delegates(scripted_model, run_claude, repo_root):
+        scripted_model.main([agent_call("SUBTASK-1: count files"), text("done")])
+        scripted_model.subagent("SUBTASK-1", [text("3 files")])
+        run = run_claude("count the files", plugin_dir=repo_root, max_turns=5)
+        run.assert_plugin_loaded("smart-orchestrator")
+        run.assert_success()
+        [result] = scripted_model.tool_results("main")
+        assert "3 files" in result.text and not result.is_error
+        scripted_model.assert_all_served()
+
+Script entries: a `Turn` (`text`, `tool_use`, `agent_call`, or `turn(...)` merging several into
+one message), or an `ApiError` served before the next turn. Turns count assistant messages, so
+a retried request gets the same turn. Persistent errors retry up to 10 times with exponential
+backoff: set `CLAUDE_CODE_MAX_RETRIES` through `env=` to keep such tests short.
+"""
+
+from .claude_runner import (
+    ClaudeRun,
+    ClaudeTimeoutError,
+    find_claude_bin,
+    offline_env,
+    run_claude,
+    sdk_env,
+    validate_plugin,
+)
+from .replies import (
+    ApiError,
+    TextBlock,
+    ToolUseBlock,
+    Turn,
+    agent_call,
+    api_error,
+    authentication_error,
+    credit_balance_error,
+    invalid_request_error,
+    overloaded_error,
+    rate_limit_error,
+    server_error,
+    text,
+    tool_use,
+    turn,
+)
+from .scripted_model import UNSCRIPTED, ModelRequest, ScriptedModel, ToolResult
+
+__all__ = [
+    "UNSCRIPTED",
+    "ApiError",
+    "ClaudeRun",
+    "ClaudeTimeoutError",
+    "ModelRequest",
+    "ScriptedModel",
+    "TextBlock",
+    "ToolResult",
+    "ToolUseBlock",
+    "Turn",
+    "agent_call",
+    "api_error",
+    "authentication_error",
+    "credit_balance_error",
+    "find_claude_bin",
+    "invalid_request_error",
+    "offline_env",
+    "overloaded_error",
+    "rate_limit_error",
+    "run_claude",
+    "sdk_env",
+    "server_error",
+    "text",
+    "tool_use",
+    "turn",
+    "validate_plugin",
+]
