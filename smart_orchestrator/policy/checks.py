@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..detect.injection import detect_injection
 from ..detect.secrets import Allowlist, load_baseline, redact_text, scan_text
 from .config import PromptPolicy, SecretsPolicy
 
@@ -55,6 +54,9 @@ def check_prompt(tool_input: Mapping[str, Any], policy: PromptPolicy) -> list[Fi
 
 
 def check_injection(text: str, deny_at: str, check: str = "injection") -> list[Finding]:
+    # Imported here: most hook events never look for injections.
+    from ..detect.injection import detect_injection
+
     threshold = SEVERITY_RANK[deny_at]
     return [Finding(check, f.rule_id, f.severity, f.description,
                     SEVERITY_RANK.get(f.severity, 3) >= threshold)
@@ -85,10 +87,12 @@ def scan_output(text: str, allowlist: Allowlist | None, injection_deny_at: str
 
 
 # -- subagent tool calls -------------------------------------------------------------
+# Command words count only in command position: `cat ~/.ssh/x` runs no ssh.
+_CMD = r"(?:^|[\s|;&(`]|\$\()"
 _NETWORK = re.compile(
-    r"\b(?:curl|wget|nc|ncat|netcat|telnet|ssh|scp|sftp|rsync|ftp|socat)\b|"
-    r"https?://|\b(?:pip|pip3|npm|yarn|pnpm|cargo|gem)\s+(?:install|add)\b|"
-    r"\bgit\s+(?:clone|fetch|pull|push)\b|/dev/tcp/")
+    _CMD + r"(?:curl|wget|nc|ncat|netcat|telnet|ssh|scp|sftp|rsync|ftp|socat)(?=\s|$)|"
+    r"https?://|" + _CMD + r"(?:pip|pip3|npm|yarn|pnpm|cargo|gem)\s+(?:install|add)\b|"
+    + _CMD + r"git\s+(?:clone|fetch|pull|push)\b|/dev/tcp/")
 _SENSITIVE = re.compile(
     r"(?:~|\$HOME|/root|/home/[^/\s]+)/\.(?:ssh|aws|gnupg|kube|docker|config/gcloud|azure)\b|"
     r"(?:^|[\s\"'=/])/etc/(?:passwd|shadow|sudoers|ssh|ssl/private)|/proc/self/environ|"

@@ -136,8 +136,8 @@ def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"policy file {origin}: {key}: {first['msg']}",
-                          hint=f"{exc.error_count()} problem(s); see the README's policy "
-                          "section") from exc
+                          hint=f"{exc.error_count()} problem(s); the keys are listed in "
+                          "docs/policy.md") from exc
     for section, model in config:
         if isinstance(model, BaseModel):
             for key in type(model).model_fields:

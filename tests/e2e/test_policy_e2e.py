@@ -1,0 +1,160 @@
+"""Policy hooks on real subagent calls inside Claude Code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .harness import ClaudeRun, ScriptedModel, agent_call, text, turn
+from .plugin_env import audit_rows, plugin_data, run_plugin
+
+AWS_KEY = "AKIAZ3MSJV4WKQ7NTB5R"
+AWS_SECRET = "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"
+PEM_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"
+PRIVATE_KEY = ("-----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY + "\n"
+               "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+               "-----END RSA PRIVATE KEY-----")
+
+
+def _policy(work: Path, body: str) -> None:
+    (work / ".claude").mkdir(exist_ok=True)
+    (work / ".claude" / "smart-orchestrator.toml").write_text(body)
+
+
+def _decisions(home: Path) -> list[dict[str, object]]:
+    return [json.loads(data) for *_, data in audit_rows(home, "policy.decision")]
+
+
+def test_clean_prompt_spawns_and_is_audited(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    scripted_model.main([agent_call("SUBTASK-1: count the files"), text("all done")])
+    scripted_model.subagent("SUBTASK-1", [text("there are 3 files")])
+    run = run_plugin(run_claude, repo_root, "delegate it")
+    run.assert_success()
+    scripted_model.assert_all_served()
+    [result] = scripted_model.tool_results("main")
+    assert not result.is_error and "3 files" in result.text
+    home = claude_dirs["home"]
+    kinds = [kind for _, _, kind, _ in audit_rows(home)]
+    assert kinds.count("policy.decision") == 1
+    assert {"agent.start", "agent.stop", "agent.end"} <= set(kinds)
+    assert _decisions(home)[0]["decision"] == "allow"
+
+
+def test_prompt_with_aws_key_is_denied_and_never_stored(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    prompt = f"SUBTASK-2: deploy using key {AWS_KEY} and secret {AWS_SECRET}"
+    scripted_model.main([agent_call(prompt), text("understood")])
+    scripted_model.subagent("SUBTASK-2", [text("deployed")])
+    run = run_plugin(run_claude, repo_root, "deploy")
+    [result] = scripted_model.tool_results("main")
+    assert result.is_error
+    assert "environment variables" in result.text
+    assert AWS_KEY not in result.text
+    assert scripted_model.requests_for("SUBTASK-2") == [], "the subagent must not start"
+    home = claude_dirs["home"]
+    assert _decisions(home)[0]["decision"] == "deny"
+    for path in plugin_data(home).rglob("*"):
+        if path.is_file():
+            assert AWS_KEY.encode() not in path.read_bytes(), path
+    run.assert_success(allow_denials=True)
+
+
+def test_six_parallel_agents_under_a_limit_of_two_never_exceed_two(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    _policy(claude_dirs["work"], "[admission]\nmax_in_flight_session = 2\n"
+                                 "wait_timeout_s = 90\n")
+    calls = [agent_call(f"PAR-{i}: work on part {i}", description=f"part {i}")
+             for i in range(6)]
+    scripted_model.main([turn(*calls), text("merged")])
+    for i in range(6):
+        scripted_model.subagent(f"PAR-{i}", [text(f"part {i} done", delay=1.0)])
+    run = run_plugin(run_claude, repo_root, "fan out", timeout=240)
+    results = scripted_model.tool_results("main")
+    assert len(results) == 6
+    home = claude_dirs["home"]
+    events = sorted((ts, kind) for _, ts, kind, _ in audit_rows(home)
+                    if kind in ("agent.start", "agent.stop"))
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "agent.start" else -1
+        peak = max(peak, running)
+    assert peak <= 2, events
+    # Claude Code starts each subagent as soon as its own PreToolUse answers, so the
+    # calls over the limit wait for a slot instead of being denied.
+    decisions = _decisions(home)
+    assert [d["decision"] for d in decisions] == ["allow"] * 6
+    assert sum(1 for d in decisions if int(d["waited_ms"]) > 500) >= 4  # type: ignore[call-overload]
+    assert not any(r.is_error for r in results)
+    run.assert_success()
+
+
+def test_subagent_answer_with_private_key_is_flagged_and_withheld(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    scripted_model.main([agent_call("SUBTASK-3: find the deploy key"), text("noted")])
+    scripted_model.subagent("SUBTASK-3", [text(f"Found it:\n{PRIVATE_KEY}"),
+                                          text("The deploy key is in keys/deploy.pem.")])
+    run = run_plugin(run_claude, repo_root, "look")
+    run.assert_success(allow_denials=True)
+    home = claude_dirs["home"]
+    stops = [json.loads(d) for *_, d in audit_rows(home, "agent.stop")]
+    assert any(any("output-secrets" in f for f in s["flags"]) for s in stops), stops
+    main_saw = " ".join(r.text for r in scripted_model.tool_results("main"))
+    assert PEM_BODY not in main_saw
+
+
+def test_policy_check_that_crashes_denies(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    (claude_dirs["work"] / ".secrets.baseline").write_text("{ this is not json")
+    scripted_model.main([agent_call("SUBTASK-4: anything"), text("ok")])
+    scripted_model.subagent("SUBTASK-4", [text("ran")])
+    run_plugin(run_claude, repo_root, "go")
+    [result] = scripted_model.tool_results("main")
+    assert result.is_error and "fails closed" in result.text
+    assert scripted_model.requests_for("SUBTASK-4") == []
+
+
+def test_warn_mode_allows_and_records_what_it_would_deny(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    _policy(claude_dirs["work"], 'preset = "permissive"\n')
+    scripted_model.main([agent_call(f"SUBTASK-5: use {AWS_KEY} / {AWS_SECRET}"), text("ok")])
+    scripted_model.subagent("SUBTASK-5", [text("used it")])
+    run_plugin(run_claude, repo_root, "go").assert_success()
+    [result] = scripted_model.tool_results("main")
+    assert not result.is_error
+    [decision] = _decisions(claude_dirs["home"])
+    assert decision["decision"] == "allow"
+    assert any(str(w).startswith("secrets:") for w in decision["would_deny"])  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def plugin_without_server(repo_root: Path, tmp_path: Path) -> Path:
+    """The plugin with its MCP server gone, as when the server fails to start."""
+    copy = tmp_path / "plugin"
+    shutil.copytree(repo_root, copy, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache"))
+    (copy / ".mcp.json").unlink()
+    return copy
+
+
+def test_command_hook_denies_when_the_server_is_down(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        plugin_without_server: Path, claude_dirs: dict[str, Path]) -> None:
+    scripted_model.main([agent_call(f"SUBTASK-6: key {AWS_KEY} secret {AWS_SECRET}"),
+                         text("ok")])
+    scripted_model.subagent("SUBTASK-6", [text("ran")])
+    run_plugin(run_claude, plugin_without_server, "go", plugin_dir=plugin_without_server)
+    [result] = scripted_model.tool_results("main")
+    assert result.is_error and "environment variables" in result.text
+    [decision] = _decisions(claude_dirs["home"])
+    assert decision["source"] == "command"
