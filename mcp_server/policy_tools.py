@@ -23,7 +23,7 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
                      tool_use_id: str = "", tool_name: str = "", tool_input: str = "",
                      tool_response: str = "", agent_id: str = "", agent_type: str = "",
                      duration_ms: str = "", last_assistant_message: str = "",
-                     stop_hook_active: str = "", error: str = "") -> str:
+                     stop_hook_active: str = "", error: str = "", trigger: str = "") -> str:
         """Decide a Claude Code hook event (called by the plugin's mcp_tool hooks).
 
         Returns hook output JSON: `{}` for no decision, or a deny/block with the reason.

@@ -6,6 +6,7 @@ store serialises its one connection, so no call blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +26,9 @@ from smart_orchestrator.policy.claims import ServerBeacon
 from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
+from .context_tools import register_context_tools
+from .gate_tools import register_gate_tools
+from .metrics_tools import register_metrics_tools
 from .models import (
     AuditVerifyResult,
     CheckpointInfo,
@@ -50,14 +54,25 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         state = AppState(None, exc.one_line())
     # Tells this session's command hooks that a live server will claim hook events.
     beacon = ServerBeacon(data_dir(), os.environ.get("CLAUDE_CODE_SESSION_ID", ""))
-    if state.store is not None:
-        beacon.hold()
+    heartbeat = None
+    if state.store is not None and beacon.hold():
+        heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
     try:
         yield state
     finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
         beacon.release()
         if state.store is not None:
             state.store.close()
+
+
+async def _heartbeat(beacon: ServerBeacon) -> None:
+    # Runs on the event loop on purpose: a wedged loop stops the beat, and hooks then
+    # stop trusting this server.
+    while True:
+        beacon.beat()
+        await asyncio.sleep(1.0)
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:
@@ -117,6 +132,9 @@ def build_server() -> MCPServer[AppState]:
                                  message=report.one_line())
 
     register_policy_tools(server)
+    register_gate_tools(server)
+    register_context_tools(server)
+    register_metrics_tools(server)
     return server
 
 

@@ -112,16 +112,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_policy(args: argparse.Namespace) -> int:
-    from .policy.config import load_policy, policy_path
+    import dataclasses
+
+    from .policy.config import SECTIONS, load_policy, policy_path
 
     path = policy_path()
     config = load_policy(path)
     rows = []
-    for section, model in config:
-        if section in ("preset", "sources"):
-            continue
-        for key, value in model:
-            rows.append((f"{section}.{key}", value, config.sources.get(f"{section}.{key}", "")))
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(config, section)):
+            key = f"{section}.{f.name}"
+            rows.append((key, getattr(getattr(config, section), f.name),
+                         config.sources.get(key, "")))
     if args.json:
         print(json.dumps({"file": str(path), "exists": path.exists(), "preset": config.preset,
                           "values": {k: {"value": v, "source": src} for k, v, src in rows}},

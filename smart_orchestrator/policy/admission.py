@@ -186,7 +186,7 @@ class Admission:
             _purge(conn, now_us)
             rows = conn.execute("SELECT session_id, agent_type, agent_id, depth, acquired_us "
                                 "FROM leases ORDER BY acquired_us").fetchall()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [(str(r[0]), str(r[1]), r[2], int(r[3]), int(r[4])) for r in rows]
 
 
 def _busy(rule: str, reason: str) -> AdmissionResult:

@@ -9,6 +9,7 @@ hook gives a live server a short head start before claiming itself.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -77,6 +78,12 @@ class ServerBeacon:
         fh.flush()
         self._fh = fh
         return True
+
+    def beat(self) -> None:
+        """Tells hooks the server is responsive, not only alive (see hooks/run.sh)."""
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
 
     def release(self) -> None:
         if self._fh is not None:

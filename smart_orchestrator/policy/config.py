@@ -1,77 +1,103 @@
 """The policy file: built-in defaults, an optional preset, then the project's file.
 
 `.claude/smart-orchestrator.toml` in the project (or `$SMART_ORCHESTRATOR_POLICY`) is
-untrusted input: validated with pydantic, unknown keys rejected by name. Every effective
-value remembers where it came from, for `/smart-orchestrator:policy`.
+untrusted input, validated by pydantic with unknown keys rejected by name. The types are
+plain frozen dataclasses so that a hook process can use them without importing pydantic
+(~100 ms): pydantic runs only when the file changed, and the validated result is cached.
+Every effective value remembers where it came from, for `/smart-orchestrator:policy`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from annotated_types import Ge, Gt, Le
 
+from .. import __version__
 from ..errors import ConfigError
 
-__all__ = ["POLICY_RELPATH", "PRESETS", "PolicyConfig", "load_policy", "policy_path"]
+__all__ = ["POLICY_RELPATH", "PRESETS", "SECTIONS", "PolicyConfig", "build_policy",
+           "load_policy", "policy_path"]
 
 Mode = Literal["enforce", "warn", "off"]
 OnError = Literal["deny", "allow"]
 Severity = Literal["low", "medium", "high", "critical"]
 POLICY_RELPATH = Path(".claude") / "smart-orchestrator.toml"
+_STRICT: dict[str, Any] = {"extra": "forbid"}  # pydantic reads this plain ConfigDict
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True, slots=True)
+class PromptPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     mode: Mode = "enforce"
-    on_error: OnError = Field("deny", description="what a crash inside this check decides")
-
-
-class PromptPolicy(_Section):
-    max_chars: int = Field(100_000, ge=1)
-    min_chars: int = Field(1, ge=0)
+    on_error: OnError = "deny"            # what a crash inside this check decides
+    max_chars: Annotated[int, Ge(1)] = 100_000
+    min_chars: Annotated[int, Ge(0)] = 1
     required_fields: tuple[str, ...] = ("prompt", "description")
     injection: Mode = "enforce"
     injection_deny_severity: Severity = "high"
 
 
-class SecretsPolicy(_Section):
+@dataclass(frozen=True, slots=True)
+class SecretsPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
     action: Literal["deny", "redact"] = "deny"
-    baseline: str | None = Field(None, description="detect-secrets baseline, project-relative")
+    baseline: str | None = None           # detect-secrets baseline, project-relative
 
 
-class AdmissionPolicy(_Section):
-    max_in_flight_session: int = Field(4, ge=1)
-    max_in_flight_machine: int = Field(8, ge=1)
-    min_available_memory_mb: int = Field(1024, ge=0)
-    max_load_percent: float = Field(400.0, gt=0,
-                                    description="1-minute load average per core, in percent")
-    spawns_per_minute: int = Field(30, ge=1)
-    max_depth: int = Field(2, ge=1)
-    wait_timeout_s: float = Field(30.0, ge=0, le=3600)
-    lease_ttl_s: float = Field(3 * 3600.0, gt=0)
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
+    max_in_flight_session: Annotated[int, Ge(1)] = 4
+    max_in_flight_machine: Annotated[int, Ge(1)] = 8
+    min_available_memory_mb: Annotated[int, Ge(0)] = 1024
+    max_load_percent: Annotated[float, Gt(0)] = 400.0   # 1-minute load per core, percent
+    spawns_per_minute: Annotated[int, Ge(1)] = 30
+    max_depth: Annotated[int, Ge(1)] = 2
+    wait_timeout_s: Annotated[float, Ge(0), Le(3600)] = 30.0
+    lease_ttl_s: Annotated[float, Gt(0)] = 3 * 3600.0
 
 
-class BreakerPolicy(_Section):
-    failure_threshold: int = Field(3, ge=1)
-    window_s: float = Field(300.0, gt=0)
-    cooldown_s: float = Field(900.0, gt=0)
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
+    failure_threshold: Annotated[int, Ge(1)] = 3
+    window_s: Annotated[float, Gt(0)] = 300.0
+    cooldown_s: Annotated[float, Gt(0)] = 900.0
 
 
-class OutputPolicy(_Section):
+@dataclass(frozen=True, slots=True)
+class OutputPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
     secrets: Mode = "enforce"
     injection: Mode = "warn"
 
 
-class ToolsPolicy(_Section):
+@dataclass(frozen=True, slots=True)
+class ToolsPolicy:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
     deny_credential_reads: bool = True
 
 
-class PolicyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     preset: Literal["default", "strict", "permissive"] = "default"
     prompt: PromptPolicy = PromptPolicy()
     secrets: SecretsPolicy = SecretsPolicy()
@@ -80,8 +106,11 @@ class PolicyConfig(BaseModel):
     output: OutputPolicy = OutputPolicy()
     tools: ToolsPolicy = ToolsPolicy()
     # Where each effective value came from: "section.key" -> "default" | "preset:X" | path.
-    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
 
+
+SECTIONS: dict[str, type[Any]] = {f.name: type(f.default) for f in dataclasses.fields(PolicyConfig)
+                                  if f.name not in ("preset", "sources")}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
@@ -89,8 +118,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "strict": {"prompt": {"max_chars": 500, "injection_deny_severity": "medium"},
                "admission": {"max_in_flight_session": 2, "max_in_flight_machine": 4}},
     # Record everything, block nothing: a baseline before enforcing.
-    "permissive": {section: {"mode": "warn"} for section in
-                   ("prompt", "secrets", "admission", "breaker", "output", "tools")},
+    "permissive": {section: {"mode": "warn"} for section in SECTIONS},
 }
 
 
@@ -102,17 +130,27 @@ def policy_path(project_dir: Path | None = None) -> Path:
     return base / POLICY_RELPATH
 
 
-def load_policy(path: Path | None = None) -> PolicyConfig:
+def load_policy(path: Path | None = None, *, cache_dir: Path | None = None) -> PolicyConfig:
     """Defaults < preset < file. A missing file is fine; a bad one is a ConfigError."""
     path = path or policy_path()
     try:
+        st = path.stat()
+    except FileNotFoundError:
+        return _with_default_sources(PolicyConfig(), {})
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    key = [str(path), st.st_mtime_ns, st.st_size, __version__]
+    cached = _read_cache(cache_dir, key)
+    if cached is not None:
+        return cached
+    try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raw = {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from exc
-    return build_policy(raw, str(path))
+    config = build_policy(raw, str(path))
+    _write_cache(cache_dir, key, config)
+    return config
 
 
 def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
@@ -124,22 +162,73 @@ def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
     sources: dict[str, str] = {}
     for layer, name in ((PRESETS[preset], f"preset:{preset}"), (raw, origin)):
         for section, values in layer.items():
-            if section == "preset":
+            if section in ("preset", "gates"):  # gates has its own loader
                 continue
             if not isinstance(values, dict):
                 raise ConfigError(f"policy file {origin}: [{section}] must be a table")
             merged.setdefault(section, {}).update(values)
             sources.update({f"{section}.{key}": name for key in values})
+    return _with_default_sources(_validate(merged, origin), sources)
+
+
+def _validate(merged: dict[str, Any], origin: str) -> PolicyConfig:
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        config = PolicyConfig.model_validate(merged)
+        config: PolicyConfig = TypeAdapter(PolicyConfig).validate_python(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"policy file {origin}: {key}: {first['msg']}",
                           hint=f"{exc.error_count()} problem(s); the keys are listed in "
                           "docs/policy.md") from exc
-    for section, model in config:
-        if isinstance(model, BaseModel):
-            for key in type(model).model_fields:
-                sources.setdefault(f"{section}.{key}", "default")
-    return config.model_copy(update={"sources": sources})
+    return config
+
+
+def _with_default_sources(config: PolicyConfig, sources: dict[str, str]) -> PolicyConfig:
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(config, section)):
+            sources.setdefault(f"{section}.{f.name}", "default")
+    return dataclasses.replace(config, sources=sources)
+
+
+# -- the validated-config cache ------------------------------------------------------
+def _cache_file(cache_dir: Path | None) -> Path | None:
+    if cache_dir is None:
+        from ..paths import data_dir
+
+        cache_dir = data_dir()
+    return cache_dir / "policy-cache.json"
+
+
+def _read_cache(cache_dir: Path | None, key: list[Any]) -> PolicyConfig | None:
+    path = _cache_file(cache_dir)
+    try:
+        data = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    try:
+        values = data["config"]
+        sections = {name: cls(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in values[name].items()})
+                    for name, cls in SECTIONS.items()}
+        return PolicyConfig(preset=values["preset"], sources=data["sources"], **sections)
+    except (KeyError, TypeError):
+        return None  # written by another version: validate again
+
+
+def _write_cache(cache_dir: Path | None, key: list[Any], config: PolicyConfig) -> None:
+    path = _cache_file(cache_dir)
+    if path is None:
+        return
+    values = dataclasses.asdict(config)
+    sources = values.pop("sources")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "config": values, "sources": sources}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next hook a validation

@@ -68,6 +68,8 @@ class PolicyEngine:
                 return self.outputs.subagent_stop(payload)
             if event == "SessionEnd":
                 return self.session_end(payload)
+            if event == "PreCompact":
+                return self.pre_compact(payload)
             return {}
         except Exception as exc:  # the boundary of a security hook: decide, never escape
             return self.crashed(event, tool, payload, exc)
@@ -93,7 +95,8 @@ class PolicyEngine:
             return self._decide(p, {}, [Finding("prompt", "malformed-input", "high",
                                                 "the Agent call's tool_input is not an object",
                                                 True)], force_enforce=True)
-        prompt = ti.get("prompt") if isinstance(ti.get("prompt"), str) else ""
+        raw_prompt = ti.get("prompt")
+        prompt = raw_prompt if isinstance(raw_prompt, str) else ""
         findings: list[Finding] = []
         if cfg.prompt.mode != "off":
             findings += self._guard("prompt", lambda: check_prompt(ti, cfg.prompt))
@@ -133,7 +136,8 @@ class PolicyEngine:
         cfg = self.config
         redact = (updated_input is not None and cfg.secrets.action == "redact"
                   and cfg.secrets.mode == "enforce")
-        enforced, warned = [], []
+        enforced: list[Finding] = []
+        warned: list[Finding] = []
         for f in findings:
             if not f.blocking or (redact and f.check == "secrets"):
                 continue
@@ -241,8 +245,15 @@ class PolicyEngine:
             "agent_type": _s(ti.get("subagent_type")) or "general-purpose",
             "prompt": digest_text(prompt) if isinstance(prompt, str) else None,
             "background": ti.get("run_in_background") is not False,
-            "source": self.source, "preset": self.config.preset,
+            "source": self.source, "preset": self.config.preset, "mode": self._overall_mode(),
         }
+
+    def _overall_mode(self) -> str:
+        """warn when no spawn check enforces (a "before" baseline), enforce when all do."""
+        cfg = self.config
+        modes = {m for m in (cfg.prompt.mode, cfg.secrets.mode, cfg.admission.mode,
+                             cfg.breaker.mode) if m != "off"}
+        return modes.pop() if len(modes) == 1 else ("off" if not modes else "mixed")
 
     # -- other events ----------------------------------------------------------------------
     def pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,6 +285,13 @@ class PolicyEngine:
                                             agent_type or "general-purpose", now_us)
         self.audit.record("agent.start", session_id=_s(p.get("session_id")), agent_id=agent_id,
                           agent_type=agent_type, depth=depth, source=self.source)
+        return {}
+
+    def pre_compact(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        # A compaction means the context overflowed (auto) or was about to (manual).
+        self.audit.record("context.compact", session_id=_s(p.get("session_id")),
+                          agent_id=_s(p.get("agent_id")) or None,
+                          trigger=_s(p.get("trigger")) or "unknown", source=self.source)
         return {}
 
     def session_end(self, p: Mapping[str, Any]) -> dict[str, Any]:

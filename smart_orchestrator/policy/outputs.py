@@ -95,6 +95,7 @@ class OutputChecks:
                        total_tokens=_int(resp.get("totalTokens")),
                        input_tokens=_int(usage.get("input_tokens")),
                        output_tokens=_int(usage.get("output_tokens")),
+                       context_tokens=_context_tokens(usage),
                        tool_uses=_int(resp.get("totalToolUseCount")),
                        output=digest_text(text) if text else None,
                        error=_s(p.get("error"))[:200] if failed else None,
@@ -147,6 +148,12 @@ class OutputChecks:
 def _secret_reason(findings: list[Finding]) -> str:
     rules = ", ".join(sorted({f.rule_id for f in findings}))
     return (f"Smart Orchestrator found credential(s) in the subagent's output ({rules}).")
+
+
+def _context_tokens(usage: Mapping[str, Any]) -> int | None:
+    parts = [_int(usage.get(k)) for k in ("input_tokens", "cache_read_input_tokens",
+                                          "cache_creation_input_tokens")]
+    return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
 
 
 def _int(value: Any) -> int | None:

@@ -81,4 +81,72 @@ CREATE TABLE claims (
 );
 CREATE INDEX claims_by_ts ON claims (ts_us);
 """),
+    (3, "waves and tasks", """
+CREATE TABLE wave_runs (
+    run_id      TEXT    PRIMARY KEY,
+    name        TEXT,
+    state       TEXT    NOT NULL,
+    created_us  INTEGER NOT NULL,
+    updated_us  INTEGER NOT NULL,
+    finished_us INTEGER,
+    plan        TEXT    NOT NULL,
+    options     TEXT    NOT NULL,
+    owner       TEXT,
+    reason      TEXT,
+    stop_class  TEXT,
+    stats       TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX wave_runs_by_created ON wave_runs (created_us);
+CREATE TABLE wave_tasks (
+    run_id              TEXT    NOT NULL REFERENCES wave_runs (run_id),
+    task_id             TEXT    NOT NULL,
+    position            INTEGER NOT NULL,
+    state               TEXT    NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    started_us          INTEGER,
+    finished_us         INTEGER,
+    input_tokens        INTEGER NOT NULL DEFAULT 0,
+    output_tokens       INTEGER NOT NULL DEFAULT 0,
+    cost_usd            REAL    NOT NULL DEFAULT 0,
+    error_class         TEXT,
+    reason              TEXT,
+    output              TEXT,
+    compensation        TEXT,
+    compensation_reason TEXT,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE wave_attempts (
+    run_id      TEXT    NOT NULL,
+    task_id     TEXT    NOT NULL,
+    attempt     INTEGER NOT NULL,
+    context     TEXT    NOT NULL,
+    started_us  INTEGER NOT NULL,
+    finished_us INTEGER,
+    outcome     TEXT,
+    error_class TEXT,
+    reason      TEXT,
+    reformats   INTEGER NOT NULL DEFAULT 0,
+    pid         INTEGER,
+    PRIMARY KEY (run_id, task_id, attempt),
+    FOREIGN KEY (run_id, task_id) REFERENCES wave_tasks (run_id, task_id)
+);
+"""),
+    (4, "gate results cache; audit index by kind and time", """
+CREATE TABLE gate_results (
+    tree          TEXT    NOT NULL,
+    check_key     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    tier          INTEGER NOT NULL,
+    status        TEXT    NOT NULL,
+    exit_code     INTEGER,
+    duration_ms   INTEGER NOT NULL,
+    output_tail   TEXT    NOT NULL,
+    output_sha256 TEXT    NOT NULL,
+    output_bytes  INTEGER NOT NULL,
+    finished_us   INTEGER NOT NULL,
+    PRIMARY KEY (tree, check_key)
+);
+CREATE INDEX gate_results_by_finished ON gate_results (finished_us);
+CREATE INDEX audit_by_kind_ts ON audit (kind, ts_us);
+"""),
 )

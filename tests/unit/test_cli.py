@@ -55,7 +55,9 @@ def test_status_reports_counts(store: SqliteStore, db_path: Path) -> None:
     AuditLog(store).record("x")
     out = _cli("status", "--json", db=db_path)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["audit_events"] == 1
+    status = json.loads(out.stdout)
+    assert status["audit"]["events"] == 1 and status["audit"]["intact"]
+    assert status["in_flight"] == [] and status["breakers"] == []
 
 
 @pytest.mark.parametrize("content", [b"garbage" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])

@@ -161,10 +161,9 @@ def test_leases_of_a_dead_claude_process_are_not_counted(store: SqliteStore,
                                                          tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, admission={"max_in_flight_session": 1,
                                                      "wait_timeout_s": 0})
-    engine.owner_pid = 2**22 + 12345  # no such process
-    engine.admission  # same store: the lease below records that pid
     from smart_orchestrator.policy.admission import LeaseRequest
 
+    # A lease held by a Claude Code process that no longer exists (no such pid).
     engine.admission.acquire(LeaseRequest("s:x", "af372961-880d-4664-a7ea-6329ee8472f0",
                                           "general-purpose", None, False, 2**22 + 12345))
     assert decision(engine.handle(pre_agent(tool_use_id="t2"))) is None

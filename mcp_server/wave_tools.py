@@ -1,0 +1,208 @@
+"""Wave tools: `spawn_wave`, `wave_status`, `cancel_wave`, `resume_wave`, `list_runs`.
+
+Thin adapters over `smart_orchestrator.waves.WaveService`, which runs waves on its own
+loop thread. The tools are async so a call can stay open and report progress; the
+service's blocking calls go to worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from smart_orchestrator.errors import OrchestratorError
+from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService, WaveSnapshot
+
+from .state import AppState
+
+__all__ = ["register_wave_tools", "shutdown_waves"]
+
+_KEY = "waves"
+RunId = Annotated[str, Field(pattern=r"^w[0-9A-Za-z-]{1,80}$", description="a wave's run_id")]
+WaitS = Annotated[float, Field(ge=0, le=3600, description=(
+    "keep the call open up to this many seconds (or until the wave ends), sending progress "
+    "notifications; the wave runs on in the background either way"))]
+RunState = Literal["running", "cancelling", "compensating", "completed", "failed", "partial",
+                   "cancelled"]
+ServiceFactory = Callable[[SqliteStore], WaveService]
+
+
+class TaskStatus(BaseModel):
+    id: str
+    state: str
+    level: int
+    depends_on: list[str]
+    attempts: int
+    reformats: int
+    started_us: int | None
+    finished_us: int | None
+    duration_s: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    error_class: str | None
+    reason: str | None
+    output: str | None = Field(description="the result, cut to output_chars")
+    output_chars: int = Field(description="length of the whole result")
+    compensation: str | None
+    compensation_reason: str | None
+
+
+class WaveStatus(BaseModel):
+    run_id: str
+    name: str | None
+    state: str = Field(description="running, cancelling, compensating, interrupted (resume it), "
+                                   "completed, failed, partial or cancelled")
+    reason: str | None
+    stop_class: str | None
+    created_us: int
+    finished_us: int | None
+    counts: dict[str, int]
+    levels: list[list[str]]
+    admission: str | None
+    stats: dict[str, Any]
+    tasks: list[TaskStatus]
+
+
+class RunInfo(BaseModel):
+    run_id: str
+    name: str | None
+    state: str
+    reason: str | None
+    created_us: int
+    finished_us: int | None
+    counts: dict[str, int]
+
+
+class RunList(BaseModel):
+    runs: list[RunInfo]
+
+
+def default_service(store: SqliteStore) -> WaveService:
+    from smart_orchestrator.waves.runner import SdkAgentRunner
+
+    # Its own connection: waves write from their loop thread while tools read.
+    return WaveService(SqliteStore(store.location), SdkAgentRunner(), WaveConfig.from_env())
+
+
+def shutdown_waves(state: AppState) -> None:
+    """Stop this server's agents; unfinished waves stay resumable. Safe to call twice."""
+    service = state.extras.pop(_KEY, None)
+    if isinstance(service, WaveService):
+        service.close()
+
+
+def _out(snap: WaveSnapshot) -> WaveStatus:
+    data = asdict(snap)
+    data.pop("version")
+    return WaveStatus.model_validate(data)
+
+
+def _workdir(cwd: str | None) -> str:
+    path = Path(cwd) if cwd else Path.cwd()
+    if not path.is_absolute() or not path.is_dir():
+        raise ToolError(f"cwd {cwd!r} is not an existing absolute directory")
+    return str(path)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    except OrchestratorError as exc:
+        raise ToolError(exc.one_line()) from exc
+
+
+def _progress_line(snap: WaveSnapshot) -> str:
+    running = [t.id for t in snap.tasks if t.state in ("running", "retrying")]
+    done = sum(1 for t in snap.tasks if t.finished_us is not None)
+    line = f"{snap.run_id}: {snap.state}, {done}/{len(snap.tasks)} tasks finished"
+    return line + (f"; running: {', '.join(running)}" if running else "")
+
+
+async def _follow(ctx: Context[AppState, Any], service: WaveService, run_id: str,
+                  wait_s: float) -> WaveStatus:
+    """Report progress (the first report names the run) until the wave ends or time is up."""
+    snap: WaveSnapshot = await _call(service.status, run_id)
+    total = len(snap.tasks)
+    reported = 0
+    await ctx.report_progress(0, total, _progress_line(snap))
+    deadline = anyio.current_time() + wait_s
+    while not snap.done and (left := deadline - anyio.current_time()) > 0:
+        await _call(service.wait_for_change, run_id, snap.version, min(left, 5.0))
+        snap = await _call(service.status, run_id)
+        finished = sum(1 for t in snap.tasks if t.finished_us is not None)
+        if finished > reported:  # progress must only grow
+            reported = finished
+            await ctx.report_progress(finished, total, _progress_line(snap))
+    return _out(snap)
+
+
+def register_wave_tools(server: MCPServer[AppState],
+                        make_service: ServiceFactory = default_service) -> None:
+    def service_of(ctx: Context[AppState, Any]) -> WaveService:
+        state = ctx.request_context.lifespan_context
+        service = state.extras.get(_KEY)
+        if not isinstance(service, WaveService):
+            service = make_service(state.require_store())
+            state.extras[_KEY] = service
+        return service
+
+    @server.tool()
+    async def spawn_wave(plan: WavePlan, ctx: Context[AppState, Any],
+                         cwd: str | None = None,
+                         max_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None,
+                         wait_s: WaitS = 0.0) -> WaveStatus:
+        """Run a plan of dependent tasks as waves of agents, in the background.
+
+        Validates the plan (unknown dependencies and cycles are refused), returns the
+        `run_id` at once and, with `wait_s`, reports progress while the call is open.
+        Follow with `wave_status`; stop with `cancel_wave`.
+        """
+        service = service_of(ctx)
+        run_id = await _call(service.spawn, plan, cwd=_workdir(cwd),
+                             max_concurrency=max_concurrency)
+        return await _follow(ctx, service, run_id, wait_s)
+
+    @server.tool()
+    async def wave_status(run_id: RunId, ctx: Context[AppState, Any],
+                          output_chars: Annotated[int, Field(ge=0, le=200_000)] = 2000
+                          ) -> WaveStatus:
+        """Every task's state, attempts, timing, tokens, cost and error; the wave's state."""
+        return _out(await _call(service_of(ctx).status, run_id, output_chars=output_chars))
+
+    @server.tool()
+    async def cancel_wave(run_id: RunId, ctx: Context[AppState, Any],
+                          reason: Annotated[str, Field(min_length=1, max_length=500)] =
+                          "cancelled by request",
+                          compensate: bool = False) -> WaveStatus:
+        """Stop a wave: kills its running agents' process trees and starts nothing new.
+
+        With `compensate`, completed tasks are undone afterwards, newest first.
+        """
+        return _out(await _call(service_of(ctx).cancel, run_id, reason=reason,
+                                compensate=compensate))
+
+    @server.tool()
+    async def resume_wave(run_id: RunId, ctx: Context[AppState, Any],
+                          wait_s: WaitS = 0.0) -> WaveStatus:
+        """Continue an interrupted wave from the store: finished tasks are kept, tasks
+        that were running when the server stopped run again."""
+        service = service_of(ctx)
+        await _call(service.resume, run_id)
+        return await _follow(ctx, service, run_id, wait_s)
+
+    @server.tool()
+    async def list_runs(ctx: Context[AppState, Any],
+                        limit: Annotated[int, Field(ge=1, le=500)] = 20,
+                        state: RunState | None = None) -> RunList:
+        """Known waves, newest first, with their task counts by state."""
+        runs = await _call(service_of(ctx).list_runs, limit=limit, state=state)
+        return RunList(runs=[RunInfo.model_validate(asdict(r)) for r in runs])
