@@ -131,18 +131,18 @@ async def _follow(ctx: Context[AppState, Any], service: WaveService, run_id: str
                   wait_s: float) -> WaveStatus:
     """Report progress (the first report names the run) until the wave ends or time is up."""
     snap: WaveSnapshot = await _call(service.status, run_id)
-    total = len(snap.tasks)
-    reported = 0
-    await ctx.report_progress(0, total, _progress_line(snap))
     deadline = anyio.current_time() + wait_s
-    while not snap.done and (left := deadline - anyio.current_time()) > 0:
-        await _call(service.wait_for_change, run_id, snap.version, min(left, 5.0))
-        snap = await _call(service.status, run_id)
+    reported = -1
+    while True:
         finished = sum(1 for t in snap.tasks if t.finished_us is not None)
         if finished > reported:  # progress must only grow
             reported = finished
-            await ctx.report_progress(finished, total, _progress_line(snap))
-    return _out(snap)
+            await ctx.report_progress(finished, len(snap.tasks), _progress_line(snap))
+        left = deadline - anyio.current_time()
+        if snap.done or left <= 0:
+            return _out(snap)
+        await _call(service.wait_for_change, run_id, snap.version, min(left, 5.0))
+        snap = await _call(service.status, run_id)
 
 
 def register_wave_tools(server: MCPServer[AppState],

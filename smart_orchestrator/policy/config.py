@@ -12,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-
-from annotated_types import Ge, Gt, Le
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from .. import __version__
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    # Annotations stay strings until pydantic validates a changed file; `_validate` imports
+    # these then, so hook processes that hit the cache never pay for them.
+    from annotated_types import Ge, Gt, Le
 
 __all__ = ["POLICY_RELPATH", "PRESETS", "SECTIONS", "PolicyConfig", "build_policy",
            "load_policy", "policy_path"]
@@ -143,6 +145,8 @@ def load_policy(path: Path | None = None, *, cache_dir: Path | None = None) -> P
     cached = _read_cache(cache_dir, key)
     if cached is not None:
         return cached
+    import tomllib  # only when the file changed
+
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
@@ -172,7 +176,10 @@ def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
 
 
 def _validate(merged: dict[str, Any], origin: str) -> PolicyConfig:
+    import annotated_types
     from pydantic import TypeAdapter, ValidationError
+
+    globals().update(Ge=annotated_types.Ge, Gt=annotated_types.Gt, Le=annotated_types.Le)
 
     try:
         config: PolicyConfig = TypeAdapter(PolicyConfig).validate_python(merged)
