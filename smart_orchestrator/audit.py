@@ -11,8 +11,7 @@ and `sanitize` rejects long free text so a slip cannot smuggle a prompt in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .canonical import GENESIS_HASH, canonical_json, digest_text, sha256_hex
 
@@ -52,8 +51,7 @@ def _clean(value: Any) -> Any:
     return _clean(str(value))
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
+class VerifyReport(NamedTuple):
     ok: bool
     count: int
     head_hash: str
@@ -81,10 +79,10 @@ def verify_records(records: Iterable[AuditRecord], head: AuditHead) -> VerifyRep
             return VerifyReport(False, count, prev, rec.seq,
                                 "hash does not match the row's content: row edited")
         prev, expected_seq, count = rec.hash, expected_seq + 1, count + 1
-    if count != head.count or prev != head.hash:
+    if count != head.events or prev != head.hash:
         return VerifyReport(False, count, prev, count + 1,
                             f"chain ends at {count} rows but the recorded head says "
-                            f"{head.count} rows ending {head.hash[:12]}: tail rows removed")
+                            f"{head.events} rows ending {head.hash[:12]}: tail rows removed")
     return VerifyReport(True, count, prev)
 
 

@@ -112,18 +112,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_policy(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from .policy.config import SECTIONS, load_policy, policy_path
 
     path = policy_path()
     config = load_policy(path)
     rows = []
+    sources = config.sources or {}
     for section in SECTIONS:
-        for f in dataclasses.fields(getattr(config, section)):
-            key = f"{section}.{f.name}"
-            rows.append((key, getattr(getattr(config, section), f.name),
-                         config.sources.get(key, "")))
+        for name, value in getattr(config, section)._asdict().items():
+            key = f"{section}.{name}"
+            rows.append((key, value, sources.get(key, "")))
     if args.json:
         print(json.dumps({"file": str(path), "exists": path.exists(), "preset": config.preset,
                           "values": {k: {"value": v, "source": src} for k, v, src in rows}},

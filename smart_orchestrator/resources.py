@@ -6,13 +6,12 @@ get `ok=False` and must fall back to their most conservative setting, and say so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SystemSnapshot", "process_tree_rss", "sample_system"]
 
 
-@dataclass(frozen=True, slots=True)
-class SystemSnapshot:
+class SystemSnapshot(NamedTuple):
     ok: bool
     available_bytes: int = 0
     total_bytes: int = 0

@@ -54,7 +54,7 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
         "resources": {"available_mib": snap.available_bytes // 2**20,
                       "total_mib": snap.total_bytes // 2**20, "cpus": snap.cpu_count,
                       "metrics": "ok" if snap.ok else f"unavailable: {snap.error}"},
-        "audit": {"events": head.count, "head": head.hash, "intact": report.ok,
+        "audit": {"events": head.events, "head": head.hash, "intact": report.ok,
                   "message": report.one_line()},
         "checkpoints": len(store.list_checkpoints()),
     }

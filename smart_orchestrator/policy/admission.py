@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..resources import SystemSnapshot
 from ..store.sqlite import SqliteStore
@@ -23,8 +23,7 @@ __all__ = ["Admission", "AdmissionResult", "LeaseRequest"]
 MIB = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseRequest:
+class LeaseRequest(NamedTuple):
     lease_id: str
     session_id: str
     agent_type: str
@@ -33,8 +32,7 @@ class LeaseRequest:
     owner_pid: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionResult:
+class AdmissionResult(NamedTuple):
     granted: bool
     rule_id: str = ""
     reason: str = ""

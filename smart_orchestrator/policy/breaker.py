@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..store.sqlite import SqliteStore
 from .config import BreakerPolicy
@@ -16,8 +16,7 @@ from .config import BreakerPolicy
 __all__ = ["BreakerVerdict", "CircuitBreakers"]
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerVerdict:
+class BreakerVerdict(NamedTuple):
     allowed: bool
     state: str
     reason: str = ""

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..detect.secrets import Allowlist, load_baseline, redact_text, scan_text
 from .config import PromptPolicy, SecretsPolicy
@@ -21,8 +20,7 @@ __all__ = ["SEVERITY_RANK", "Finding", "check_prompt", "load_allowlist", "scan_o
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     check: str       # prompt | injection | secrets | tools | ...
     rule_id: str
     severity: str

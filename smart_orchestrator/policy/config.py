@@ -2,19 +2,18 @@
 
 `.claude/smart-orchestrator.toml` in the project (or `$SMART_ORCHESTRATOR_POLICY`) is
 untrusted input, validated by pydantic with unknown keys rejected by name. The types are
-plain frozen dataclasses so that a hook process can use them without importing pydantic
-(~100 ms): pydantic runs only when the file changed, and the validated result is cached.
+plain NamedTuples (cheaper to define than dataclasses, which counts at hook start) so
+that a hook process can use them without importing pydantic (~100 ms): pydantic runs
+only when the file changed, and the validated result is cached.
 Every effective value remembers where it came from, for `/smart-orchestrator:policy`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 from .. import __version__
 from ..errors import ConfigError
@@ -31,12 +30,9 @@ Mode = Literal["enforce", "warn", "off"]
 OnError = Literal["deny", "allow"]
 Severity = Literal["low", "medium", "high", "critical"]
 POLICY_RELPATH = Path(".claude") / "smart-orchestrator.toml"
-_STRICT: dict[str, Any] = {"extra": "forbid"}  # pydantic reads this plain ConfigDict
 
 
-@dataclass(frozen=True, slots=True)
-class PromptPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class PromptPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"            # what a crash inside this check decides
     max_chars: Annotated[int, Ge(1)] = 100_000
@@ -46,18 +42,14 @@ class PromptPolicy:
     injection_deny_severity: Severity = "high"
 
 
-@dataclass(frozen=True, slots=True)
-class SecretsPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class SecretsPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     action: Literal["deny", "redact"] = "deny"
     baseline: str | None = None           # detect-secrets baseline, project-relative
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class AdmissionPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     max_in_flight_session: Annotated[int, Ge(1)] = 4
@@ -70,9 +62,7 @@ class AdmissionPolicy:
     lease_ttl_s: Annotated[float, Gt(0)] = 3 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class BreakerPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     failure_threshold: Annotated[int, Ge(1)] = 3
@@ -80,26 +70,20 @@ class BreakerPolicy:
     cooldown_s: Annotated[float, Gt(0)] = 900.0
 
 
-@dataclass(frozen=True, slots=True)
-class OutputPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class OutputPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     secrets: Mode = "enforce"
     injection: Mode = "warn"
 
 
-@dataclass(frozen=True, slots=True)
-class ToolsPolicy:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class ToolsPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     deny_credential_reads: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyConfig:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+class PolicyConfig(NamedTuple):
     preset: Literal["default", "strict", "permissive"] = "default"
     prompt: PromptPolicy = PromptPolicy()
     secrets: SecretsPolicy = SecretsPolicy()
@@ -108,11 +92,13 @@ class PolicyConfig:
     output: OutputPolicy = OutputPolicy()
     tools: ToolsPolicy = ToolsPolicy()
     # Where each effective value came from: "section.key" -> "default" | "preset:X" | path.
-    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # Filled in by the loader, never read from the file.
+    sources: dict[str, str] | None = None
 
 
-SECTIONS: dict[str, type[Any]] = {f.name: type(f.default) for f in dataclasses.fields(PolicyConfig)
-                                  if f.name not in ("preset", "sources")}
+SECTIONS: dict[str, type[Any]] = {name: type(default) for name, default
+                                  in PolicyConfig._field_defaults.items()
+                                  if name not in ("preset", "sources")}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
@@ -168,6 +154,9 @@ def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
         for section, values in layer.items():
             if section in ("preset", "gates"):  # gates has its own loader
                 continue
+            if section not in SECTIONS:
+                raise ConfigError(f"policy file {origin}: unknown section [{section}]",
+                                  hint=f"known: {', '.join(SECTIONS)}, gates")
             if not isinstance(values, dict):
                 raise ConfigError(f"policy file {origin}: [{section}] must be a table")
             merged.setdefault(section, {}).update(values)
@@ -194,9 +183,9 @@ def _validate(merged: dict[str, Any], origin: str) -> PolicyConfig:
 
 def _with_default_sources(config: PolicyConfig, sources: dict[str, str]) -> PolicyConfig:
     for section in SECTIONS:
-        for f in dataclasses.fields(getattr(config, section)):
-            sources.setdefault(f"{section}.{f.name}", "default")
-    return dataclasses.replace(config, sources=sources)
+        for name in getattr(config, section)._fields:
+            sources.setdefault(f"{section}.{name}", "default")
+    return config._replace(sources=sources)
 
 
 # -- the validated-config cache ------------------------------------------------------
@@ -230,7 +219,8 @@ def _write_cache(cache_dir: Path | None, key: list[Any], config: PolicyConfig) -
     path = _cache_file(cache_dir)
     if path is None:
         return
-    values = dataclasses.asdict(config)
+    values = {name: (value._asdict() if hasattr(value, "_asdict") else value)
+              for name, value in config._asdict().items()}
     sources = values.pop("sources")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
