@@ -42,6 +42,16 @@ def post_payload(i: int) -> dict[str, object]:
                               "content": [{"type": "text", "text": "no gaps found"}]}}
 
 
+BENCH_POLICY = "[admission]\nspawns_per_minute = 100000\n"
+
+
+def _project(tmp: str) -> Path:
+    """A project whose policy lets the benchmark spawn as fast as it measures."""
+    (Path(tmp) / ".claude").mkdir(exist_ok=True)
+    (Path(tmp) / ".claude" / "smart-orchestrator.toml").write_text(BENCH_POLICY)
+    return Path(tmp)
+
+
 def bench_engine(n: int, floors: Floors) -> None:
     from smart_orchestrator.policy import EngineFactory
     from smart_orchestrator.store import SqliteStore
@@ -49,7 +59,7 @@ def bench_engine(n: int, floors: Floors) -> None:
     print(f"\n[1] decision inside the server, 4 KB prompt ({n} calls)")
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "state.db")
-        factory = EngineFactory(store, source="bench", project_dir=Path(tmp))
+        factory = EngineFactory(store, source="bench", project_dir=_project(tmp))
         baseline, samples = [], []
         for i in range(n):
             t0 = time.perf_counter()
@@ -84,7 +94,7 @@ def bench_command_hook(n: int, floors: Floors) -> None:
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, SMART_ORCHESTRATOR_DATA=tmp, SMART_ORCHESTRATOR_PYTHON=python,
-                   CLAUDE_PROJECT_DIR=tmp)
+                   CLAUDE_PROJECT_DIR=str(_project(tmp)))
         baseline = []
         for _ in range(n):
             t0 = time.perf_counter()

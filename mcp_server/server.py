@@ -127,7 +127,7 @@ def build_server() -> MCPServer[AppState]:
             report = AuditLog(_state(ctx).require_store()).verify()
         except OrchestratorError as exc:
             raise ToolError(exc.one_line()) from exc
-        return AuditVerifyResult(ok=report.ok, count=report.count, head_hash=report.head_hash,
+        return AuditVerifyResult(ok=report.ok, count=report.events, head_hash=report.head_hash,
                                  first_bad_seq=report.first_bad_seq, problem=report.problem,
                                  message=report.one_line())
 

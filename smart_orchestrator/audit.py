@@ -53,14 +53,14 @@ def _clean(value: Any) -> Any:
 
 class VerifyReport(NamedTuple):
     ok: bool
-    count: int
+    events: int
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
 
     def one_line(self) -> str:
         if self.ok:
-            return f"audit chain intact: {self.count} events, head {self.head_hash}"
+            return f"audit chain intact: {self.events} events, head {self.head_hash}"
         return f"audit chain BROKEN at row seq={self.first_bad_seq}: {self.problem}"
 
 

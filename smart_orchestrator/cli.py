@@ -29,7 +29,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     store = open_store(args.db, readonly=True)
     report = AuditLog(store).verify()
     if args.json:
-        print(json.dumps({"ok": report.ok, "count": report.count, "head_hash": report.head_hash,
+        print(json.dumps({"ok": report.ok, "count": report.events, "head_hash": report.head_hash,
                           "first_bad_seq": report.first_bad_seq, "problem": report.problem}))
     else:
         print(report.one_line())
@@ -195,10 +195,11 @@ def _parser() -> argparse.ArgumentParser:
 # Later subcommands register themselves here, keeping this module's imports flat.
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
+from .commands_cli import register_commands  # noqa: E402
 from .gates.cli import register_gates_command  # noqa: E402
 from .metrics.cli import register_metrics_command  # noqa: E402
 
-_EXTRA_COMMANDS += [register_gates_command, register_metrics_command]
+_EXTRA_COMMANDS += [register_gates_command, register_metrics_command, register_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def _audit_chain_survives_reopen(make: MakeStore, where: Path) -> None:
     store.close()
     again = make(where)
     report = AuditLog(again).verify()
-    assert report.ok and report.count == 5, report.one_line()
+    assert report.ok and report.events == 5, report.one_line()
     assert again.audit_head().seq == 5
     again.close()
 

@@ -30,7 +30,7 @@ def _raw(db: Path) -> sqlite3.Connection:
 def test_intact_chain_reports_count_and_head(store: SqliteStore) -> None:
     log = _fill(store)
     report = log.verify()
-    assert report.ok and report.count == 5
+    assert report.ok and report.events == 5
     assert report.head_hash == store.audit_head().hash
 
 
@@ -103,4 +103,4 @@ def test_eight_processes_appending_at_once_keep_one_intact_chain(db_path: Path) 
     store = SqliteStore(db_path)
     report = AuditLog(store).verify()
     assert report.ok, report.one_line()
-    assert report.count == 4000
+    assert report.events == 4000

@@ -301,4 +301,4 @@ def test_every_decision_keeps_the_audit_chain_intact(store: SqliteStore, tmp_pat
     engine.handle(subagent_event("SubagentStop", "a8f881c184d60c76d"))
     engine.handle(post_agent())
     report = AuditLog(store).verify()
-    assert report.ok and report.count == 4
+    assert report.ok and report.events == 4
