@@ -1,0 +1,259 @@
+"""Credentials recognised by their surroundings rather than by a prefix.
+
+Private key blocks, passwords inside URLs and connection strings, HTTP authorization
+headers, `curl -u user:pass`, and formats whose distinctive part sits mid-token
+(Azure client secrets, Telegram bot tokens, webhooks). Every scanner here is gated on
+a literal that ordinary text rarely contains and uses bounded patterns only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from ._candidates import PRIORITY_CONTEXT, PRIORITY_FORMAT, Hit
+from ._text import (
+    anchor_windows,
+    looks_like_code_identifier,
+    looks_placeholder,
+    mostly_sequential,
+    shannon_entropy,
+)
+
+__all__ = ["scan_context"]
+
+_KEY_BEGIN_RE = re.compile(r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+_KEY_END_RE = re.compile(r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+_KEY_BODY_NOISE_RE = re.compile(r"\\[nr]|\s|^[A-Za-z-]+: .*$|\"|'|,|\+$", re.MULTILINE)
+_BASE64_CHARS_RE = re.compile(r"[A-Za-z0-9+/=]")
+_MAX_KEY_BLOCK = 64_000
+
+
+def _private_keys(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    begins = list(_KEY_BEGIN_RE.finditer(text))
+    for i, begin in enumerate(begins):
+        limit = begins[i + 1].start() if i + 1 < len(begins) else len(text)
+        end = _KEY_END_RE.search(text, begin.end(), min(limit, begin.end() + _MAX_KEY_BLOCK))
+        if end is None:
+            continue
+        body = _KEY_BODY_NOISE_RE.sub("", text[begin.end():end.start()])
+        b64 = len(_BASE64_CHARS_RE.findall(body))
+        if b64 < 40 or b64 < len(body) * 0.9 or looks_placeholder(body[:200]):
+            continue
+        header = begin.group(0).strip("-")
+        hits.append(Hit("private-key", begin.start(), end.end(), "high", PRIORITY_FORMAT,
+                        (header, text[begin.start():end.end()])))
+    return hits
+
+
+_DB_SCHEMES = frozenset({
+    "postgres", "postgresql", "mysql", "mariadb", "mongodb", "mongodb+srv", "redis", "rediss",
+    "amqp", "amqps", "mssql", "sqlserver", "oracle", "cockroachdb", "clickhouse", "cassandra",
+    "neo4j", "bolt", "couchdb", "memcached", "ldap", "ldaps", "mqtt", "nats", "kafka", "snowflake",
+    "db2", "sqlite", "jdbc", "odbc", "elasticsearch", "influxdb", "rabbitmq", "smtp", "smtps",
+})
+_URL_CRED_RE = re.compile(
+    r"://(?P<user>[^\s:/?#@'\"<>\[\]{},]{0,128}):(?P<pw>[^\s:/?#'\"<>,]{1,256})@(?=[A-Za-z0-9\[_])"
+)
+_SCHEME_BACK_RE = re.compile(r"[A-Za-z0-9+.\-]{1,30}")
+
+
+def _password_ok(password: str, user: str = "") -> bool:
+    if len(password) < 3 or looks_placeholder(password) or password == user:
+        return False
+    if password[0] in "$%{[<" or password.startswith(("#{", "@{")):
+        return False
+    return not mostly_sequential(password, 0.8) and shannon_entropy(password) >= 1.5
+
+
+def _url_credentials(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _URL_CRED_RE.finditer(text):
+        user, password = m.group("user"), m.group("pw")
+        if not _password_ok(password, user):
+            continue
+        back = _SCHEME_BACK_RE.match(text[max(0, m.start() - 30):m.start()][::-1])
+        scheme = text[m.start() - back.end():m.start()].lower() if back else ""
+        scheme = scheme.split(":")[-1]
+        db = scheme in _DB_SCHEMES or scheme.startswith("jdbc")
+        rule = "connection-string-password" if db else "basic-auth-url"
+        hits.append(Hit(rule, m.start("pw"), m.end("pw"), "high", PRIORITY_CONTEXT, (password,)))
+    return hits
+
+
+# ADO.NET / JDBC / ODBC style: `...;Password=secret;` or `?user=x&password=secret`.
+_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd) ?= ?(?P<pw>[^;&\s\"'<>]{1,128})")
+_CONN_CONTEXT_RE = re.compile(r"server=|data source=|host=|database=|initial catalog=|user id="
+                              r"|uid=|user=|username=|jdbc:|odbc")
+
+
+def _connection_strings(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _CONN_PW_RE.finditer(lowered):
+        if m.start() and lowered[m.start() - 1] not in ";?& \t\"'":
+            continue
+        prefix = lowered[max(0, m.start() - 300):m.start()]
+        prefix = prefix[prefix.rfind("\n") + 1:]
+        if ";" not in prefix and "&" not in prefix and "jdbc:" not in prefix:
+            continue
+        if not _CONN_CONTEXT_RE.search(prefix):
+            continue
+        password = text[m.start("pw"):m.end("pw")]
+        if _password_ok(password):
+            hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
+                            PRIORITY_CONTEXT, (password,)))
+    return hits
+
+
+_AUTH_VALUE = r"(?P<value>[A-Za-z0-9_\-.~+/=@:!%]{8,2000})"
+_AUTH_HEADER_RES = (
+    re.compile(r"authorization[\"']?[ \t]{0,3}[:=][ \t]{0,5}[\"']?"
+               r"(?:(?P<scheme>bearer|basic|token|api-token|apikey|digest|bot|sso-key)[ \t]{1,3})?"
+               + _AUTH_VALUE),
+    re.compile(r"bearer[ \t]{1,3}" + _AUTH_VALUE),
+)
+
+
+def _auth_value_ok(value: str, scheme: str | None) -> bool:
+    if len(value) < 8 or value[0] in "$%{<[":
+        return False
+    if scheme == "basic":
+        try:
+            raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return b":" in raw and not looks_placeholder(value)
+    if len(value) < 12 or not _DIGIT_RE.search(value) or shannon_entropy(value) < 3.0:
+        return False
+    return not (looks_placeholder(value) or mostly_sequential(value)
+                or looks_like_code_identifier(value))
+
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+def _auth_headers(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    verdicts: dict[tuple[str, str | None], bool] = {}
+    matches = [m for rx in _AUTH_HEADER_RES for m in rx.finditer(lowered)]
+    for m in matches:
+        start, end = m.span("value")
+        value = text[start:end].rstrip(".,:")
+        key = (value, m.groupdict().get("scheme"))
+        ok = verdicts.get(key)
+        if ok is None:
+            ok = verdicts[key] = _auth_value_ok(*key)
+        if ok:
+            hits.append(Hit("authorization-header", start, start + len(value), "high",
+                            PRIORITY_CONTEXT, (value,)))
+    return hits
+
+
+_CURL_USER_RE = re.compile(
+    r"-(?:u|-user)(?:=|[ \t]{1,5})"
+    r"(?:\"(?P<dq>[^\"\n]{1,200})\"(?::\"(?P<dq2>[^\"\n]{1,200})\")?"
+    r"|'(?P<sq>[^'\n]{1,200})'|(?P<bare>[^\s\"']{1,200}(?::'[^'\n]{1,200}')?))"
+)
+
+
+def _curl_users(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _CURL_USER_RE.finditer(text):
+        if m.start() and text[m.start() - 1] not in " \t\n":
+            continue
+        group = next(g for g in ("dq", "sq", "bare") if m.group(g) is not None)
+        if m.group("dq2") is not None:
+            start, value = m.start("dq2"), m.group("dq2")
+            user = m.group("dq")
+        else:
+            raw = m.group(group)
+            if ":" not in raw:
+                continue
+            user, _, value = raw.partition(":")
+            start = m.start(group) + len(user) + 1
+            if not value:
+                start, value, user = m.start(group), user, ""
+        quote = value[:1] if value[:1] in "'\"" else ""
+        value = value.strip("'\"")
+        start += len(quote)
+        candidate = value.strip("{} ")
+        start += value.find(candidate)
+        if len(candidate) < 3 or looks_placeholder(m.group(0)):
+            continue
+        if _password_ok(candidate, user.strip("'\"{}")):
+            hits.append(Hit("curl-basic-auth", start, start + len(candidate), "high",
+                            PRIORITY_CONTEXT, (candidate,)))
+    return hits
+
+
+# Formats whose distinctive marker is not at the token start; each gated by a literal.
+_ANCHORED: tuple[tuple[str, str, str, float], ...] = (
+    ("q~", "azure-ad-client-secret",
+     r"(?<![\w~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])", 3.0),
+    (":a", "telegram-bot-token",
+     r"(?<![\w:])\d{5,16}:A[A-Za-z0-9_-]{34}(?![\w-])", 3.0),
+    ("|", "facebook-access-token", r"(?<!\w)\d{15,16}\|[0-9A-Za-z_-]{27,40}(?![\w-])",
+     3.0),
+    ("-us", "mailchimp-api-key", r"(?<![A-Za-z0-9])[0-9a-f]{32}-us\d{1,2}(?!\w)", 3.0),
+    ("hooks.slack.com", "slack-webhook",
+     r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}", 3.0),
+    ("webhook.office.com", "teams-webhook",
+     r"[a-z0-9]+\.webhook\.office\.com/webhookb2/[\w@/-]{60,250}", 3.0),
+    ("/api/webhooks/", "discord-webhook",
+     r"discord(?:app)?\.com/api/webhooks/\d{17,20}/[\w-]{60,68}", 3.0),
+    ("accountkey=", "azure-storage-key",
+     r"(?i:AccountKey)=(?P<s>[A-Za-z0-9+/]{86,88}={0,2})", 4.0),
+    ("atlasv1", "terraform-api-token",
+     r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}(?![\w=-])", 3.5),
+    ("_mmk", "maxmind-license-key",
+     r"(?<![\w])[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk(?![\w])", 3.5),
+    ("contribsys", "sidekiq-secret",
+     r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[\"']?[ \t]*[:=][ \t]*[\"']?"
+     r"(?P<s>[a-f0-9]{8}:[a-f0-9]{8})(?![\w])", 0.0),
+    ("service_account", "gcp-service-account",
+     r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
+)
+
+
+def _anchored(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    size = len(text)
+    for literal, rule_id, source, min_entropy in _ANCHORED:
+        if literal not in lowered:
+            continue
+        pattern = re.compile(source)
+        group = "s" if "s" in pattern.groupindex else 0
+        for lo, hi in anchor_windows(lowered, literal, _WINDOW, _WINDOW):
+            for m in pattern.finditer(text, lo, hi):
+                if m.end() == hi < size:
+                    continue
+                secret = m.group(group)
+                if min_entropy and (shannon_entropy(secret) < min_entropy
+                                    or looks_placeholder(secret)):
+                    continue
+                severity = "medium" if rule_id == "gcp-service-account" else "high"
+                hits.append(Hit(rule_id, m.start(group), m.end(group), severity,
+                                PRIORITY_FORMAT, (secret,)))
+    return hits
+
+
+# Longer than any anchored format, so a window always holds a whole secret.
+_WINDOW = 320
+
+
+def scan_context(text: str, lowered: str) -> list[Hit]:
+    """Hits from every context-gated scanner."""
+    hits = _anchored(text, lowered)
+    if "-----begin" in lowered:
+        hits += _private_keys(text)
+    if "://" in text:
+        hits += _url_credentials(text)
+    if "password" in lowered or "pwd" in lowered:
+        hits += _connection_strings(text, lowered)
+    if "authorization" in lowered or "bearer" in lowered:
+        hits += _auth_headers(text, lowered)
+    if " -u" in text or "--user" in text:
+        hits += _curl_users(text)
+    return hits

@@ -1,0 +1,255 @@
+"""Keyword assignments: `password = "..."`, `SERVICE_TOKEN: ...`, `<apiKey>...</apiKey>`.
+
+A keyword is found in the lower-cased text; the identifier around it is split into
+words so that `primary_key`, `token_type` or `secretSize` are not mistaken for
+credentials; the assigned value must then look like a credential, not like code,
+a path, a version or a placeholder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ._candidates import PRIORITY_GENERIC, Hit
+from ._secret_formats import VENDOR_PREFIXES
+from ._text import (
+    dotted_names,
+    looks_like_code_identifier,
+    looks_placeholder,
+    mostly_sequential,
+    name_parts,
+    shannon_entropy,
+)
+
+__all__ = ["scan_assignments"]
+
+_KEYWORD_RE = re.compile(
+    r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
+    r"|login|contrase"
+)
+_IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
+_IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
+_IDENT_FWD_RE = re.compile(r"[A-Za-z0-9_.\-$]{0,60}")
+_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+# From the end of an identifier to the start of its value.
+_ASSIGN_RE = re.compile(
+    r"""(?P<close>\\?["'`]|\])?\]?
+    (?:[ \t]*:?[ \t]{1,4}[A-Za-z_][\w.<>\[\]?]{0,30}(?=[ \t]*=[^=>]))?
+    [ \t]{0,8}
+    (?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|===?|!==?|=|:|,|>)
+    (?P<gap>[ \t]{0,16}(?:\r?\n[ \t]{0,40})?)
+    (?:[rbuf]{1,2}(?=["']))?
+    (?P<q>\\?["'`])?""",
+    re.VERBOSE,
+)
+_QUOTED_VALUE_RE = re.compile(r"[^\s\"'`\\]{1,300}")
+_BARE_VALUE_RE = re.compile(r"[^\s\"'`\\<>;,(){}\[\]|&]{1,300}")
+
+_PASSWORD_WORDS = frozenset({
+    "password", "passwd", "passwrd", "pwd", "pass", "passphrase", "passcode", "contrasena",
+    "contraseña",
+})
+_SECRET_WORDS = _PASSWORD_WORDS | frozenset({
+    "secret", "token", "key", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
+    "authtoken", "accesstoken", "refreshtoken", "apitoken", "clientsecret", "credential",
+    "credentials", "creds", "cred", "auth", "login", "bearer", "jwt",
+})
+_SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey", "accesskey", "secretkey",
+                    "privatekey")
+# A word after the keyword that turns the name into metadata about a secret.
+_DENY_AFTER = frozenset({
+    "id", "ids", "name", "names", "length", "len", "size", "type", "types", "url", "uri", "urls",
+    "endpoint", "path", "paths", "file", "files", "filename", "dir", "directory", "version",
+    "format", "fmt", "count", "num", "number", "mode", "method", "methods", "policy", "header",
+    "headers", "field", "fields", "prefix", "suffix", "class", "kind", "style", "label",
+    "enabled", "enable", "disabled", "required", "expiry", "expires", "expiration", "ttl",
+    "timeout", "index", "idx", "ref", "location", "env", "var", "variable", "param", "params",
+    "parameter", "regex", "pattern", "query", "sep", "separator", "char", "chars", "list", "map",
+    "dict", "set", "cache", "manager", "mgr", "provider", "helper", "handler", "generator",
+    "factory", "validator", "error", "errors", "exception", "message", "msg", "text", "title",
+    "description", "hint", "help", "input", "event", "events", "callback", "fn", "func",
+    "function", "option", "options", "spec", "schema", "bits", "strength", "usage", "scope",
+    "scopes", "audience", "issuer", "request", "response", "host", "port", "email", "owner",
+    "source", "up", "down", "left", "right", "press", "pressed", "board", "code", "codes",
+    "frame", "stroke", "word", "pair", "ring", "chain", "store", "tab", "vault", "hash",
+    "signature", "signatures", "alias", "selector", "mesh", "meshing", "storetype", "service",
+    "col", "column", "row", "sort", "order", "bytes", "iterator", "iter", "stream", "reader",
+    "writer", "parser", "lexer", "tokenizer", "kwargs", "args", "object", "obj", "node", "tree",
+    "info", "item", "items", "entry", "entries", "mapping", "slot", "slots", "attr",
+    "attribute", "attrs",
+})
+# A word before the keyword that makes the whole name something other than a credential.
+_DENY_BEFORE = frozenset({
+    "public", "pub", "primary", "foreign", "unique", "sort", "partition", "range", "cache",
+    "lookup", "dict", "map", "row", "column", "col", "composite", "natural", "surrogate",
+    "sequence", "schema", "bucket", "hot", "next", "prev", "previous", "page", "continuation",
+    "pagination", "cursor", "sync", "csrf", "xsrf", "max", "min", "num", "idx", "index",
+    "translation", "msg", "label", "locale", "authenticity", "group", "item", "object", "hash",
+    "dedup", "idempotency", "registry", "sentinel", "fake", "dummy", "mock", "example",
+    "sample", "placeholder", "is", "has", "get", "use", "random", "parse", "tokenize",
+    "expect", "expected",
+})
+
+_FILE_EXT_RE = re.compile(
+    r"\.(?:pem|key|crt|cer|der|p12|pfx|jks|keystore|keytab|json|ya?ml|toml|ini|cfg|conf|txt|env"
+    r"|py|js|ts|sh|png|jpe?g|gif|svg|html?|xml|csv|log|gpg|asc|pub)$",
+    re.IGNORECASE,
+)
+_VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)*(?:[-.][A-Za-z0-9]+)*$")
+_EMAIL_RE = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_REGEX_SYNTAX_RE = re.compile(r"\[[^\]]*-[^\]]*\]|\{\d+(?:,\d*)?\}|\(\?[:=!<]|\\[dws]")
+_NAMEY_WORDS = frozenset({"key", "keys", "token", "secret", "password", "passwd", "private",
+                          "public", "auth", "credential", "credentials"})
+
+
+def _words(identifier: str) -> list[str]:
+    return [w.lower() for w in _WORD_RE.findall(identifier)]
+
+
+def _secret_kind(identifier: str) -> str | None:
+    """"password", "token" or "vague" when the identifier names a credential, else None."""
+    words = _words(identifier)
+    for i in range(len(words) - 1, -1, -1):
+        word = words[i]
+        is_secret = word in _SECRET_WORDS or (
+            word.endswith(_SECRET_SUFFIXES) and word not in ("tokenizer",))
+        if not is_secret:
+            continue
+        after = words[i + 1:]
+        if any(w in _DENY_AFTER for w in after) or len(after) > 3:
+            return None
+        if any(w in _DENY_BEFORE for w in words[:i]):
+            return None
+        if word in _PASSWORD_WORDS or word.endswith(("password", "passwd")):
+            return "password"
+        if len(words) == 1 and word in _VAGUE_WORDS:
+            return "vague"
+        return "token"
+    return None
+
+
+# A bare `key`, `auth` or `login` names many things besides credentials (dictionary keys,
+# sort keys, login names): such assignments need a longer, more random value.
+_VAGUE_WORDS = frozenset({"key", "auth", "login"})
+
+
+_DIGIT_RE = re.compile(r"\d")
+_HEX_RE = re.compile(r"[0-9a-fA-F-]+")
+_DIGITS_RE = re.compile(r"\d{12,}")
+
+
+def _value_ok(value: str, kind: str, quoted: bool) -> bool:
+    """Whether `value` looks like a credential rather than code, a name or a placeholder."""
+    size = len(value)
+    if size < (6 if kind == "password" else 10) or looks_placeholder(value):
+        return False
+    if value.startswith(VENDOR_PREFIXES):
+        # A vendor's prefix on a value its own format rejected: malformed or a placeholder.
+        return False
+    if "://" in value or value.startswith(("/", "./", "../", "~/", "\\")):
+        return False
+    if _FILE_EXT_RE.search(value) or _EMAIL_RE.fullmatch(value) or _VERSION_RE.search(value):
+        return False
+    if dotted_names(value) or looks_like_code_identifier(value):
+        return False
+    if _REGEX_SYNTAX_RE.search(value) or value.lower().startswith(("password", "passw0rd")):
+        return False
+    if any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
+        # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
+        return False
+    if not _DIGIT_RE.search(value) and not (
+            kind == "password" and quoted and size >= 8 and value.lower() != value
+            and value.upper() != value):
+        return False
+    if mostly_sequential(value):
+        return False
+    entropy = shannon_entropy(value)
+    if _DIGITS_RE.fullmatch(value):
+        # Numeric client ids and account numbers: digits carry at most 3.3 bits each.
+        return kind == "token" and entropy >= 2.3
+    if kind == "vague":
+        return size >= 20 and entropy >= 3.5
+    if kind == "password":
+        return entropy >= min(2.5, math.log2(size) - 0.5)
+    if _HEX_RE.fullmatch(value):
+        # Sixteen hex characters rarely reach three bits each even when random.
+        return entropy >= 2.7
+    return entropy >= min(3.0, math.log2(size) - 0.7)
+
+
+_IDENT_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-$@")
+
+
+def _identifier_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    left = start
+    if start and text[start - 1] in _IDENT_SET:
+        back = _IDENT_BACK_RE.match(text[max(0, start - 60):start][::-1])
+        left = start - (back.end() if back else 0)
+        while left < start and text[left] in ".@":
+            left += 1
+    if end < len(text) and text[end] in _IDENT_SET:
+        fwd = _IDENT_FWD_RE.match(text, end)
+        return left, fwd.end() if fwd else end
+    return left, end
+
+
+def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] | None:
+    """(start, end, quoted) of the value assigned to the identifier ending at ident_end."""
+    m = _ASSIGN_RE.match(text, ident_end)
+    if m is None:
+        return None
+    op, quote = m.group("op"), m.group("q")
+    if "\n" in m.group("gap") and op != ">":
+        return None
+    if op == ">" and (left == 0 or text[left - 1] != "<"):
+        return None
+    if op in (",", "==", "===", "!=", "!==") and not (quote and m.group("close")):
+        return None
+    if quote:
+        v = _QUOTED_VALUE_RE.match(text, m.end())
+        if v is None or not text.startswith(quote, v.end()):
+            return None
+        return v.start(), v.end(), True
+    v = _BARE_VALUE_RE.match(text, m.end())
+    if v is None:
+        return None
+    tail = text[v.end():v.end() + 1]
+    if tail in ("(", "[", "{"):
+        return None
+    return v.start(), v.end(), False
+
+
+def scan_assignments(text: str, lowered: str) -> list[Hit]:
+    """Hits for credential-looking values assigned to credential-named identifiers."""
+    hits: list[Hit] = []
+    kinds: dict[str, str | None] = {}
+    verdicts: dict[tuple[str, str, bool], bool] = {}
+    pos = 0
+    search = _KEYWORD_RE.search
+    while True:
+        kw = search(lowered, pos)
+        if kw is None:
+            return hits
+        left, ident_end = _identifier_bounds(text, kw.start(), kw.end())
+        pos = max(ident_end, kw.end())
+        identifier = text[left:ident_end]
+        kind = kinds.get(identifier, "?")
+        if kind == "?":
+            kind = kinds[identifier] = _secret_kind(identifier)
+        if kind is None:
+            continue
+        span = _value_span(text, left, ident_end)
+        if span is None:
+            continue
+        start, end, quoted = span
+        pos = max(pos, end)
+        value = text[start:end]
+        key = (value, kind, quoted)
+        ok = verdicts.get(key)
+        if ok is None:
+            ok = verdicts[key] = _value_ok(value, kind, quoted)
+        if ok:
+            rule_id = "password-assignment" if kind == "password" else "secret-assignment"
+            hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))

@@ -1,0 +1,350 @@
+"""Prompt-injection and dangerous-instruction detection for prompts and tool output.
+
+`detect_injection` looks for the families of attack seen in direct and indirect
+prompt injection: instruction override, persona hijack, system-prompt and credential
+exfiltration, data exfiltration, destructive or remote-code commands, disabling of
+safety controls, and instructions hidden in markup, invisible Unicode or encodings.
+Hidden and encoded content is decoded once and scanned with the same rules.
+
+Time is linear in the input: patterns run only in windows around literal anchors and
+every gap is bounded. Findings describe the attack; they never quote the input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
+from ._injection_rules import RULES, Rule
+from ._text import anchor_windows, ascii_lower
+
+__all__ = ["SEVERITIES", "InjectionFinding", "detect_injection", "max_severity"]
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+_RANK = {name: i for i, name in enumerate(SEVERITIES)}
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionFinding:
+    """One suspicious span; `description` is a fixed sentence, never input text."""
+
+    rule_id: str
+    severity: str
+    start: int
+    end: int
+    description: str
+
+
+def max_severity(findings: list[InjectionFinding]) -> str | None:
+    """The highest severity among `findings`, or None when there are none."""
+    if not findings:
+        return None
+    return max((f.severity for f in findings), key=_RANK.__getitem__)
+
+
+def detect_injection(text: str) -> list[InjectionFinding]:
+    """Every injection or dangerous-instruction pattern in `text`, in text order."""
+    if not text:
+        return []
+    lowered = ascii_lower(text)
+    extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
+    words = _WORD_ANCHOR_RE.findall(lowered)
+    tokens = text.split()
+    findings = _apply_rules(lowered, words, extra)
+    findings += structural_findings(text, tokens, extra)
+    payloads = hidden_payloads(text, lowered, tokens, extra)
+    if payloads:
+        findings += _scan_payloads(payloads)
+    return _dedupe(findings)
+
+
+_NEGATION_RE = re.compile(r"\b(?:never|not|don't|dont|do not|avoid|without|no|cannot|can't)\b"
+                          r"[^.!?\n]{0,30}$")
+_COMPILED: dict[str, re.Pattern[str]] = {}
+# How much text before a match its `before` pattern and negation check may look at.
+_BEFORE_REACH = 160
+
+
+def _index_anchors() -> dict[str, tuple[int, ...]]:
+    by_anchor: dict[str, list[int]] = {}
+    for i, rule in enumerate(RULES):
+        for anchor in rule.anchors:
+            by_anchor.setdefault(anchor, []).append(i)
+    return {a: tuple(v) for a, v in by_anchor.items()}
+
+
+_RULES_BY_ANCHOR = _index_anchors()
+_WORD_ANCHOR_RE = re.compile(r"[a-z]{3,}")
+# Anchors that are whole words are found with one set intersection over the text's words;
+# the others (phrases, punctuation, other scripts) with a substring test each.
+_WORD_ANCHORS = frozenset(a for a in _RULES_BY_ANCHOR if _WORD_ANCHOR_RE.fullmatch(a))
+_LITERAL_ANCHORS = tuple(a for a in _RULES_BY_ANCHOR if a not in _WORD_ANCHORS)
+
+
+def _gate(anchor: str) -> tuple[str, int] | None:
+    """A whole word inside a phrase anchor, and its offset, found through word positions."""
+    m = _WORD_ANCHOR_RE.search(anchor)
+    return (m.group(0), m.start()) if m else None
+
+
+# Phrase anchors with a gate word are located from that word's positions; the rest need
+# a substring search of their own.
+_GATED = tuple((a, g) for a in _LITERAL_ANCHORS if a.isascii() and (g := _gate(a)))
+_UNGATED = tuple(a for a in _LITERAL_ANCHORS if a.isascii() and _gate(a) is None)
+_GATE_WORDS = frozenset(g[0] for _, g in _GATED)
+_OTHER_LITERALS = tuple(
+    (a, next(c for c in a if not c.isascii())) for a in _LITERAL_ANCHORS if not a.isascii())
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+
+
+def _pattern_of(regex: str) -> re.Pattern[str]:
+    compiled = _COMPILED.get(regex)
+    if compiled is None:
+        compiled = _COMPILED[regex] = re.compile(regex)
+    return compiled
+
+
+def _pattern(rule: Rule) -> re.Pattern[str]:
+    return _pattern_of(rule.regex)
+
+
+def _present_anchors(lowered: str, words: list[str], extra: frozenset[str],
+                     ) -> tuple[list[str], dict[str, list[int]]]:
+    """Anchors occurring in `lowered`, and the offsets of those that are words or phrases.
+
+    `words` are the letter runs of `lowered`, `extra` its non-ASCII characters.
+    """
+    distinct = set(words)
+    present = list(_WORD_ANCHORS.intersection(distinct))
+    wanted = set(present) | _GATE_WORDS.intersection(distinct)
+    positions = _word_positions(lowered, words, wanted)
+    for anchor, (gate, offset) in _GATED:
+        hits = [p - offset for p in positions.get(gate, ())
+                if lowered.startswith(anchor, p - offset)]
+        if hits:
+            present.append(anchor)
+            positions[anchor] = hits
+    present += [a for a in _UNGATED if a in lowered]
+    if extra:
+        present += [a for a, c in _OTHER_LITERALS if c in extra and a in lowered]
+    return present, positions
+
+
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def _word_positions(lowered: str, words: list[str], wanted: set[str]) -> dict[str, list[int]]:
+    """Offsets of the `wanted` words, walking the word list and the text together.
+
+    `words` are the letter runs of `lowered` in order, so the next whole-word occurrence
+    of a wanted word after the previous hit is that word's own occurrence: the text is
+    searched once overall instead of once per word.
+    """
+    positions: dict[str, list[int]] = {}
+    find = lowered.find
+    size = len(lowered)
+    cursor = 0
+    for word in words:
+        if word not in wanted:
+            continue
+        width = len(word)
+        at = find(word, cursor)
+        while at != -1 and ((at and lowered[at - 1] in _LETTERS)
+                            or (at + width < size and lowered[at + width] in _LETTERS)):
+            at = find(word, at + 1)
+        if at == -1:
+            break
+        positions.setdefault(word, []).append(at)
+        cursor = at + width
+    return positions
+
+
+def _windows_for(lowered: str, anchors: list[str], reach: int,
+                 positions: dict[str, list[int]]) -> list[tuple[int, int]]:
+    """Merged [lo, hi) spans within `reach` of every occurrence of `anchors`."""
+    size = len(lowered)
+    points: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for anchor in anchors:
+        found = positions.get(anchor)
+        if found is None:
+            spans += anchor_windows(lowered, anchor, reach, reach)
+        else:
+            points += found
+    if points:
+        if len(points) * 2 * reach >= size:
+            return [(0, size)]  # anchors everywhere: one pass over the text
+        points.sort()
+        lo, hi = points[0] - reach, points[0] + reach
+        width = 2 * reach
+        for p in points:
+            if p - reach <= hi:
+                hi = p + width
+            else:
+                spans.append((lo if lo > 0 else 0, hi if hi < size else size))
+                lo, hi = p - reach, p + width
+        spans.append((lo if lo > 0 else 0, hi if hi < size else size))
+    if len(spans) > 1:
+        spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+# Enough evidence per rule: more matches of the same rule change no decision.
+_MAX_PER_RULE = 32
+
+
+def _apply_rules(lowered: str, words: list[str] | None = None,
+                 extra: frozenset[str] | None = None) -> list[InjectionFinding]:
+    if words is None:
+        words = _WORD_ANCHOR_RE.findall(lowered)
+    if extra is None:
+        extra = frozenset(_NON_ASCII_RE.findall(lowered))
+    present, positions = _present_anchors(lowered, words, extra)
+    if not present:
+        return []
+    anchors_of: dict[int, list[str]] = {}
+    for anchor in present:
+        for i in _RULES_BY_ANCHOR[anchor]:
+            anchors_of.setdefault(i, []).append(anchor)
+    findings: list[InjectionFinding] = []
+    windows: dict[tuple[tuple[str, ...], int], list[tuple[int, int]]] = {}
+    for i in sorted(anchors_of):
+        rule = RULES[i]
+        anchors = anchors_of[i]
+        if rule.at_anchor:
+            findings += _run_rule(rule, lowered, _offsets(lowered, anchors, positions), ())
+            continue
+        key = (tuple(anchors), rule.reach)
+        spans = windows.get(key)
+        if spans is None:
+            spans = windows[key] = _windows_for(lowered, anchors, rule.reach, positions)
+        findings += _run_rule(rule, lowered, (), spans)
+    return findings
+
+
+def _offsets(lowered: str, anchors: list[str], positions: dict[str, list[int]]) -> list[int]:
+    """Sorted offsets of every occurrence of `anchors`."""
+    points: list[int] = []
+    for anchor in anchors:
+        found = positions.get(anchor)
+        if found is None:
+            found = positions[anchor] = _find_all(lowered, anchor)
+        points += found
+    points.sort()
+    return points
+
+
+def _find_all(haystack: str, needle: str) -> list[int]:
+    found: list[int] = []
+    at = haystack.find(needle)
+    while at != -1:
+        found.append(at)
+        at = haystack.find(needle, at + 1)
+    return found
+
+
+def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
+              windows: list[tuple[int, int]] | tuple[()]) -> list[InjectionFinding]:
+    """Matches of `rule` starting at `offsets`, or anywhere inside `windows`."""
+    found: list[InjectionFinding] = []
+    pattern = _pattern(rule)
+    before = None if rule.before is None else _pattern_of(rule.before + "$")
+    # Repetitive text repeats contexts; their verdicts are reused.
+    verdicts: dict[str, int] = {}
+    for m in _matches(pattern, lowered, offsets, windows):
+        start = m.start()
+        if start and lowered[start - 1].isalnum() and m.group(0)[0].isalnum():
+            continue  # not at a word boundary
+        lo = max(0, start - _BEFORE_REACH)
+        context = lowered[lo:start]
+        begin = verdicts.get(context)
+        if begin is None:
+            begin = verdicts[context] = _context_start(rule, before, lowered, lo, start)
+        if begin < 0:
+            continue
+        found.append(InjectionFinding(rule.rule_id, rule.severity, lo + begin, m.end(),
+                                      rule.description))
+        if len(found) >= _MAX_PER_RULE:
+            break
+    return found
+
+
+def _matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[()],
+             windows: list[tuple[int, int]] | tuple[()]) -> Iterator[re.Match[str]]:
+    last_end = -1
+    for at in offsets:
+        if at < last_end:
+            continue
+        m = pattern.match(lowered, at)
+        if m is not None:
+            last_end = m.end()
+            yield m
+    size = len(lowered)
+    for lo, hi in windows:
+        for m in pattern.finditer(lowered, lo, hi):
+            if m.end() == hi < size:
+                continue  # the window may have cut this match short
+            yield m
+
+
+def _context_start(rule: Rule, before: re.Pattern[str] | None, lowered: str, lo: int,
+                   start: int) -> int:
+    """Offset from `lo` where a finding ending its context at `start` begins, or -1."""
+    begin = start
+    if before is not None:
+        m = before.search(lowered, lo, start)
+        if m is None:
+            return -1
+        begin = m.start()
+    if rule.negatable and _NEGATION_RE.search(lowered, max(0, begin - 40), begin):
+        return -1
+    return begin - lo
+
+
+def _scan_payloads(payloads: list[HiddenPayload]) -> list[InjectionFinding]:
+    """Scan all decoded payloads in one pass, then credit each hit to its payload."""
+    joined = "\n\n".join(p.decoded for p in payloads)
+    inner = sorted(_apply_rules(ascii_lower(joined)), key=lambda f: f.start)
+    findings: list[InjectionFinding] = []
+    offset = 0
+    k = 0
+    for payload in payloads:
+        lo, hi = offset, offset + len(payload.decoded)
+        offset = hi + 2
+        worst: str | None = None
+        while k < len(inner) and inner[k].start < hi:
+            if inner[k].start >= lo and (worst is None or
+                                         _RANK[inner[k].severity] > _RANK[worst]):
+                worst = inner[k].severity
+            k += 1
+        if worst is not None:
+            severity = worst if _RANK[worst] >= _RANK["high"] else "high"
+            findings.append(InjectionFinding(payload.rule_id, severity, payload.start,
+                                             payload.end, payload.description))
+        elif payload.fallback_severity is not None:
+            findings.append(InjectionFinding(payload.rule_id, payload.fallback_severity,
+                                             payload.start, payload.end, payload.description))
+    return findings
+
+
+def _dedupe(findings: list[InjectionFinding]) -> list[InjectionFinding]:
+    """Drop a finding overlapped by an earlier one of the same rule and severity."""
+    findings.sort(key=lambda f: (f.start, -f.end))
+    kept: list[InjectionFinding] = []
+    last_end: dict[tuple[str, str], int] = {}
+    for f in findings:
+        key = (f.rule_id, f.severity)
+        if f.start < last_end.get(key, -1):
+            continue
+        last_end[key] = f.end
+        kept.append(f)
+    return kept
