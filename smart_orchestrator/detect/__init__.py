@@ -1,5 +1,9 @@
 """Detection engine: secrets and prompt-injection scanners (pure, no I/O).
 
+Value types are NamedTuples, not dataclasses: command hooks import these modules on every
+tool call, and NamedTuples are several times cheaper to define (and spare importing
+`dataclasses`).
+
 Import the submodules directly: `smart_orchestrator.detect.secrets` and
 `smart_orchestrator.detect.injection`; this package stays empty so that importing one
 scanner never pays for the other.

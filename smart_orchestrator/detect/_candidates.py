@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["PRIORITY_CONTEXT", "PRIORITY_FORMAT", "PRIORITY_GENERIC", "Hit"]
 
@@ -12,8 +12,7 @@ PRIORITY_CONTEXT = 1
 PRIORITY_GENERIC = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     rule_id: str
     start: int
     end: int

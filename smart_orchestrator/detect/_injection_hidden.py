@@ -12,8 +12,7 @@ import binascii
 import operator
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._text import anchor_windows
 
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["HiddenPayload", "hidden_payloads", "structural_findings"]
 
 
-@dataclass(frozen=True, slots=True)
-class HiddenPayload:
+class HiddenPayload(NamedTuple):
     rule_id: str
     start: int
     end: int

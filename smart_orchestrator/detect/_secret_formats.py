@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._candidates import PRIORITY_FORMAT, Hit
 from ._text import looks_placeholder, mostly_sequential, shannon_entropy
@@ -24,8 +24,7 @@ _END = r"(?![A-Za-z0-9_\-])"
 _END_B64 = r"(?![A-Za-z0-9_\-+/=])"
 
 
-@dataclass(frozen=True, slots=True)
-class TokenRule:
+class TokenRule(NamedTuple):
     rule_id: str
     # Compiled on first use: most texts never reach most rules.
     regex: str

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_rules import RULES, Rule
@@ -26,8 +26,7 @@ SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
 
 
-@dataclass(frozen=True, slots=True)
-class InjectionFinding:
+class InjectionFinding(NamedTuple):
     """One suspicious span; `description` is a fixed sentence, never input text."""
 
     rule_id: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._candidates import Hit
 from ._secret_context import scan_context
@@ -22,8 +22,7 @@ from ._text import LineIndex, ascii_lower
 __all__ = ["Allowlist", "SecretFinding", "load_baseline", "redact_text", "scan_text"]
 
 
-@dataclass(frozen=True, slots=True)
-class SecretFinding:
+class SecretFinding(NamedTuple):
     """One secret found in a text; `redacted` is safe to log, the secret is not kept."""
 
     rule_id: str
