@@ -111,25 +111,32 @@ def bench_command_hook(n: int, floors: Floors) -> None:
 
 
 def bench_claude(n: int, floors: Floors) -> None:
-    sys.path.insert(0, str(ROOT))
     from tests.e2e.harness import ScriptedModel, agent_call, run_claude, text
     from tests.e2e.plugin_env import plugin_env
 
     print(f"\n[3] wall time added to one Agent call in real Claude Code ({n} runs each)")
 
     def one(plugin: bool, i: int) -> float:
-        with ScriptedModel() as model, tempfile.TemporaryDirectory() as tmp:
-            model.main([agent_call(f"BENCH-{i}: answer"), text("done")])
+        with ScriptedModel() as model, tempfile.TemporaryDirectory(
+                ignore_cleanup_errors=True) as tmp:  # background hooks may still be writing
+            project = _project(tmp) / "w"
+            project.mkdir()
+            (project / ".claude").mkdir()
+            (project / ".claude" / "smart-orchestrator.toml").write_text(BENCH_POLICY)
+            # Two Agent calls: the first absorbs session start-up (the plugin's MCP server
+            # connecting); the second is the steady state a user sees on every call.
+            model.main([agent_call(f"WARM-{i}: answer"), agent_call(f"BENCH-{i}: answer"),
+                        text("done")])
+            model.subagent(f"WARM-{i}", [text("answer")])
             model.subagent(f"BENCH-{i}", [text("answer")])
-            run_claude("go", model_url=model.base_url, cwd=Path(tmp) / "w",
-                       home=Path(tmp) / "h", plugin_dir=ROOT if plugin else None,
-                       env=plugin_env(), timeout=120)
+            run_claude("go", model_url=model.base_url, cwd=project, home=Path(tmp) / "h",
+                       plugin_dir=ROOT if plugin else None, env=plugin_env(), timeout=120)
             main = model.requests_for("main")
             sub = model.requests_for(f"BENCH-{i}")
             # From the model's Agent call being answered to the main agent's next request:
             # the whole Agent call as the CLI runs it, hooks included, minus the subagent's
             # own model time.
-            span = main[1].received_at - main[0].answered_at
+            span = main[2].received_at - main[1].answered_at
             return float(span - sum(r.duration or 0.0 for r in sub))
 
     one(True, -1)  # warm the page cache and the plugin's first-run work

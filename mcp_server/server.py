@@ -38,6 +38,7 @@ from .models import (
 )
 from .policy_tools import register_policy_tools
 from .state import AppState
+from .wave_tools import register_wave_tools
 
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
@@ -57,6 +58,9 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     heartbeat = None
     if state.store is not None and beacon.hold():
         heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
+    if state.store is not None:
+        # In a worker thread, so the MCP handshake is not held up by the imports.
+        asyncio.get_running_loop().run_in_executor(None, _warm, state)
     try:
         yield state
     finally:
@@ -65,6 +69,13 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         beacon.release()
         if state.store is not None:
             state.store.close()
+
+
+def _warm(state: AppState) -> None:
+    try:
+        state.engine_factory().warm()
+    except Exception as exc:  # a failed warm-up only costs the first call its speed
+        print(f"smart-orchestrator: policy warm-up failed: {exc}", file=sys.stderr)
 
 
 async def _heartbeat(beacon: ServerBeacon) -> None:
@@ -135,6 +146,7 @@ def build_server() -> MCPServer[AppState]:
     register_gate_tools(server)
     register_context_tools(server)
     register_metrics_tools(server)
+    register_wave_tools(server)
     return server
 
 

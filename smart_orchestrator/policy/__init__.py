@@ -96,6 +96,15 @@ class EngineFactory:
             self._key = key
         return self._engine, self._error
 
+    def warm(self) -> None:
+        """Load the engine and the detectors now, so the first hook call is not slower."""
+        from ..detect.injection import detect_injection
+        from ..detect.secrets import scan_text
+
+        self.get()
+        detect_injection("warm-up")
+        scan_text("warm-up")
+
     def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
         from .engine import AGENT_TOOLS
         from .outputs import deny
