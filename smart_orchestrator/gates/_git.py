@@ -87,7 +87,7 @@ def working_tree(root: Path) -> str:
     with tempfile.TemporaryDirectory(prefix="so-gates-") as tmp:
         index = Path(tmp) / "index"
         if real_index.is_file():
-            shutil.copyfile(real_index, index)
+            shutil.copy2(real_index, index)
         git(["add", "-A", "--", "."], root, index=index)
         return git(["write-tree"], root, index=index).decode().strip()
 

@@ -1,5 +1,8 @@
 """Offline end-to-end harness: the real Claude Code CLI against a scripted local model.
 
+The model server lives in the product (`smart_orchestrator.scripted`, which the demo uses);
+this package adds the CLI runner and re-exports both.
+
     def test_delegates(scripted_model, run_claude, repo_root):
         scripted_model.main([agent_call("SUBTASK-1: count files"), text("done")])
         scripted_model.subagent("SUBTASK-1", [text("3 files")])
@@ -16,18 +19,13 @@ a retried request gets the same turn. Persistent errors retry up to 10 times wit
 backoff: set `CLAUDE_CODE_MAX_RETRIES` through `env=` to keep such tests short.
 """
 
-from .claude_runner import (
-    ClaudeRun,
-    ClaudeTimeoutError,
-    find_claude_bin,
-    offline_env,
-    run_claude,
-    sdk_env,
-    validate_plugin,
-)
-from .replies import (
+from smart_orchestrator.scripted import (
+    UNSCRIPTED,
     ApiError,
+    ModelRequest,
+    ScriptedModel,
     TextBlock,
+    ToolResult,
     ToolUseBlock,
     Turn,
     agent_call,
@@ -42,7 +40,16 @@ from .replies import (
     tool_use,
     turn,
 )
-from .scripted_model import UNSCRIPTED, ModelRequest, ScriptedModel, ToolResult
+
+from .claude_runner import (
+    ClaudeRun,
+    ClaudeTimeoutError,
+    find_claude_bin,
+    offline_env,
+    run_claude,
+    sdk_env,
+    validate_plugin,
+)
 
 __all__ = [
     "UNSCRIPTED",

@@ -1,4 +1,4 @@
-"""A loopback Anthropic Messages API that answers Claude Code from a per-test script.
+"""A loopback Anthropic Messages API that answers Claude Code from a script.
 
 Requests are routed to conversations: the main agent, a subagent (picked by a substring of its
 prompt) or a directly started agent (picked by a substring of its first user message). A

@@ -1,0 +1,61 @@
+"""A scripted Anthropic Messages API on loopback: Claude Code with no network and no API key.
+
+The offline demo runs the real Claude Code CLI against it, and so do the end-to-end tests.
+Standard library only, so it works before any dependency is installed.
+
+    with ScriptedModel() as model:
+        model.main([agent_call("SUBTASK-1: count files"), text("done")])
+        model.subagent("SUBTASK-1", [text("3 files")])
+        # run `claude -p ...` with ANTHROPIC_BASE_URL=model.base_url
+
+Script entries: a `Turn` (`text`, `tool_use`, `agent_call`, or `turn(...)` merging several into
+one message), or an `ApiError` served before the next turn. Turns count assistant messages, so
+a retried request gets the same turn.
+"""
+
+from .model_log import Kind, ModelRequest, ToolResult
+from .replies import (
+    ApiError,
+    Reply,
+    TextBlock,
+    ToolUseBlock,
+    Turn,
+    agent_call,
+    api_error,
+    authentication_error,
+    credit_balance_error,
+    invalid_request_error,
+    overloaded_error,
+    rate_limit_error,
+    server_error,
+    text,
+    tool_use,
+    turn,
+)
+from .server import UNSCRIPTED, Rule, ScriptedModel, ScriptEntry
+
+__all__ = [
+    "UNSCRIPTED",
+    "ApiError",
+    "Kind",
+    "ModelRequest",
+    "Reply",
+    "Rule",
+    "ScriptEntry",
+    "ScriptedModel",
+    "TextBlock",
+    "ToolResult",
+    "ToolUseBlock",
+    "Turn",
+    "agent_call",
+    "api_error",
+    "authentication_error",
+    "credit_balance_error",
+    "invalid_request_error",
+    "overloaded_error",
+    "rate_limit_error",
+    "server_error",
+    "text",
+    "tool_use",
+    "turn",
+]
