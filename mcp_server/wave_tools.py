@@ -7,10 +7,10 @@ service's blocking calls go to worker threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -19,11 +19,20 @@ from pydantic import BaseModel, Field
 
 from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.store import SqliteStore
-from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService, WaveSnapshot
+from smart_orchestrator.waves import (
+    AgentRequest,
+    WaveConfig,
+    WavePlan,
+    WaveService,
+    WaveSnapshot,
+)
 
 from .state import AppState
 
-__all__ = ["register_wave_tools", "shutdown_waves"]
+if TYPE_CHECKING:
+    from smart_orchestrator.waves.runner import HookCallback, HooksFactory
+
+__all__ = ["register_wave_tools", "shutdown_waves", "wave_policy_hooks"]
 
 _KEY = "waves"
 RunId = Annotated[str, Field(pattern=r"^w[0-9A-Za-z-]{1,80}$", description="a wave's run_id")]
@@ -86,11 +95,29 @@ class RunList(BaseModel):
     runs: list[RunInfo]
 
 
+def wave_policy_hooks(store: SqliteStore) -> HooksFactory:
+    """The policy core on every wave agent: each tool call it makes is checked and audited
+    like a subagent's, and file tools stay inside the wave's working directory."""
+    from smart_orchestrator.policy import EngineFactory
+    from smart_orchestrator.policy.agent_hooks import AgentPolicyHooks
+
+    factory = EngineFactory(store, source="wave")
+
+    def make(request: AgentRequest) -> Mapping[str, HookCallback]:
+        return AgentPolicyHooks(factory, run_id=request.run_id, task_id=request.task_id,
+                                agent_type=request.agent.name,
+                                allowed_roots=[request.cwd]).callbacks()
+
+    return make
+
+
 def default_service(store: SqliteStore) -> WaveService:
     from smart_orchestrator.waves.runner import SdkAgentRunner
 
     # Its own connection: waves write from their loop thread while tools read.
-    return WaveService(SqliteStore(store.location), SdkAgentRunner(), WaveConfig.from_env())
+    waves_store = SqliteStore(store.location)
+    runner = SdkAgentRunner(make_hooks=wave_policy_hooks(waves_store))
+    return WaveService(waves_store, runner, WaveConfig.from_env())
 
 
 def shutdown_waves(state: AppState) -> None:
@@ -134,10 +161,11 @@ async def _follow(ctx: Context[AppState, Any], service: WaveService, run_id: str
     deadline = anyio.current_time() + wait_s
     reported = -1
     while True:
-        finished = sum(1 for t in snap.tasks if t.finished_us is not None)
-        if finished > reported:  # progress must only grow
-            reported = finished
-            await ctx.report_progress(finished, len(snap.tasks), _progress_line(snap))
+        # One unit per finished task and one for the wave's own end: it only grows.
+        progress = sum(1 for t in snap.tasks if t.finished_us is not None) + int(snap.done)
+        if progress > reported:
+            reported = progress
+            await ctx.report_progress(progress, len(snap.tasks) + 1, _progress_line(snap))
         left = deadline - anyio.current_time()
         if snap.done or left <= 0:
             return _out(snap)

@@ -1,0 +1,300 @@
+"""Driving one wave: start each task as soon as its dependencies succeed, within admission.
+
+The driver is a task group plus admission: each task runs in its own cancel scope and
+writes its own result to the store, so one failure never cancels a sibling. Tasks whose
+dependencies failed are skipped with the reason; a wave-stopping error or a cancel closes
+everything not yet started. The final state is `completed` only if every task succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ..audit import AuditLog
+from ..canonical import digest_text
+from ._breaker import Breaker
+from .admission import ResourceManager
+from .agents import AgentRunner
+from .attempts import TaskDriver
+from .plan import TaskSpec, WavePlan, dependency_levels
+from .recovery import ErrorClass, RetryPolicy
+from .saga import Compensator
+from .state import RunRecord, TaskRecord, WaveState
+
+__all__ = ["RunOptions", "WaveContext", "WaveRun"]
+
+_BAD = frozenset({"failed", "skipped", "cancelled"})
+_SAGA = "<saga>"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    cwd: str
+    max_concurrency: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        # The environment is not stored: it may hold credentials.
+        return {"cwd": self.cwd, "max_concurrency": self.max_concurrency}
+
+
+@dataclass(slots=True)
+class WaveContext:
+    """What every wave of one server shares."""
+
+    state: WaveState
+    audit: AuditLog
+    runner: AgentRunner
+    resources: ResourceManager
+    breaker: Breaker
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    tick_s: float = 0.25
+    notify: Callable[[str], None] = lambda _run_id: None
+
+
+@dataclass(slots=True)
+class _Stop:
+    reason: str
+    error_class: ErrorClass | None
+
+
+class WaveRun:
+    def __init__(self, ctx: WaveContext, run_id: str, plan: WavePlan,
+                 options: RunOptions) -> None:
+        self.run_id = run_id
+        self._ctx = ctx
+        self._plan = plan
+        self._options = options
+        self._order = [tid for level in dependency_levels(plan) for tid in level]
+        self._position = {t.id: i for i, t in enumerate(plan.tasks)}
+        self._tasks = {t.id: t for t in plan.tasks}
+        self._status: dict[str, str] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._stop: _Stop | None = None
+        self._cancel_reason: str | None = None
+        self._compensate_on_cancel = False
+        self._finished = False
+        self._wake = anyio.Event()
+        self.waiting_reason: str | None = None
+        self.max_running = 0
+        self.done = anyio.Event()
+        self._driver = TaskDriver(ctx, run_id, options, self)
+
+    # -- called by TaskDriver --------------------------------------------------------------
+    def status_of(self, task_id: str) -> str:
+        return self._status[task_id]
+
+    def set_status(self, task_id: str, status: str) -> None:
+        self._status[task_id] = status
+        self._ctx.notify(self.run_id)
+
+    def may_retry(self) -> bool:
+        return self._stop is None and self._cancel_reason is None
+
+    def stop_wave(self, reason: str, error_class: ErrorClass | None) -> None:
+        if self._stop is None:
+            self._stop = _Stop(reason, error_class)
+            self._wake.set()
+
+    def task_failed(self, task_id: str, reason: str) -> None:
+        if self._plan.on_failure == "compensate":
+            self.stop_wave(f"task {task_id!r} failed and the plan compensates on failure: "
+                           f"{reason}", None)
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self._cancel_reason
+
+    # -- control ---------------------------------------------------------------------------
+    def cancel(self, reason: str, *, compensate: bool = False) -> None:
+        """Stop running agents (their trees are killed) and start nothing new."""
+        if self._cancel_reason is not None or self._finished:
+            return
+        self._ctx.state.set_run_state(self.run_id, "cancelling", reason=reason)
+        self._cancel_reason = reason
+        self._compensate_on_cancel = compensate
+        for scope in self._scopes.values():
+            scope.cancel()
+        self._wake.set()
+
+    # -- driving ---------------------------------------------------------------------------
+    async def drive(self) -> str:
+        try:
+            return await self._drive()
+        finally:
+            self.done.set()
+            self._ctx.notify(self.run_id)
+
+    async def _drive(self) -> str:
+        state = self._ctx.state
+        self._status = {t.task_id: t.state for t in state.tasks(self.run_id)}
+        run = state.run(self.run_id)
+        if run.state == "compensating":
+            return await self._finish(resumed=run)
+        if run.state == "cancelling":
+            self._cancel_reason = run.reason or "cancelled"
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._settle()
+                self._launch_ready(tg)
+                if not self._scopes and not self._startable():
+                    break
+                with anyio.move_on_after(self._ctx.tick_s):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+        return await self._finish()
+
+    def _settle(self) -> None:
+        """Close pending tasks that can no longer run, in dependency order (one pass)."""
+        for tid in self._order:
+            # A launched task not yet started is its driver's to close; it checks first.
+            if self._status[tid] != "pending" or tid in self._scopes:
+                continue
+            task = self._tasks[tid]
+            bad = next((d for d in task.depends_on if self._status[d] in _BAD), None)
+            if self._cancel_reason is not None:
+                self._close(tid, "cancelled", ErrorClass.CANCELLED,
+                            f"not started: {self._cancel_reason}")
+            elif bad is not None:
+                reason = f"skipped: dependency {bad!r} {self._status[bad]}"
+                self._close(tid, "skipped", None, reason)
+            elif self._stop is not None:
+                self._close(tid, "skipped", None, f"not started: {self._stop.reason}")
+
+    def _close(self, tid: str, status: str, error_class: ErrorClass | None,
+               reason: str) -> None:
+        if self._ctx.state.fail_unstarted(self.run_id, tid, state=status, reason=reason,
+                                          error_class=error_class and error_class.value):
+            self.set_status(tid, status)
+
+    def _startable(self) -> list[TaskSpec]:
+        ready = [self._tasks[tid] for tid in self._order
+                 if self._status[tid] == "pending" and tid not in self._scopes
+                 and all(self._status[d] == "succeeded" for d in self._tasks[tid].depends_on)]
+        return sorted(ready, key=lambda t: (-t.priority, self._position[t.id]))
+
+    def _launch_ready(self, tg: anyio.abc.TaskGroup) -> None:
+        if self._stop is not None or self._cancel_reason is not None:
+            return
+        self.waiting_reason = None
+        cap = self._options.max_concurrency
+        for task in self._startable():
+            if cap is not None and len(self._scopes) >= cap:
+                self.waiting_reason = f"at this wave's cap of {cap} agents"
+                return
+            decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id)
+            if not decision.admitted:
+                self.waiting_reason = decision.reason
+                if decision.impossible:
+                    self.stop_wave(f"admission: {decision.reason}", ErrorClass.CONFIG)
+                return
+            scope = anyio.CancelScope()
+            self._scopes[task.id] = scope
+            self.max_running = max(self.max_running, len(self._scopes))
+            tg.start_soon(self._run_task, task, scope)
+
+    async def _run_task(self, task: TaskSpec, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await self._driver.run(task)
+        finally:
+            self._ctx.resources.release((self.run_id, task.id))
+            self._scopes.pop(task.id, None)
+            if self._cancel_reason is not None and self._status[task.id] in (
+                    "retrying", "pending"):
+                # Cancelled between attempts: record it now. Without a cancel this is a
+                # shutdown, and the task stays as it is for resume to re-run.
+                self._close(task.id, "cancelled", ErrorClass.CANCELLED, self._cancel_reason)
+            self._wake.set()
+
+    # -- the end ---------------------------------------------------------------------------
+    async def _finish(self, *, resumed: RunRecord | None = None) -> str:
+        state = self._ctx.state
+        tasks = state.tasks(self.run_id)
+        stop_class = self._stop.error_class if self._stop else None
+        if resumed is not None:  # a crash interrupted the saga: finish it
+            final, reason = str(resumed.stats.get("final", "failed")), resumed.reason or ""
+            stop_class = ErrorClass(resumed.stop_class) if resumed.stop_class else None
+            compensate = True
+        else:
+            final, reason = self._verdict(tasks)
+            compensate = final == "failed" or (final == "cancelled"
+                                               and self._compensate_on_cancel)
+        if compensate and any(t.state == "succeeded" for t in tasks):
+            final, reason = await self._compensate(final, reason, stop_class)
+        stats = {"max_running": self.max_running,
+                 "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
+                 "memory_budget_bytes": self._ctx.resources.budget_bytes}
+        state.merge_stats(self.run_id, stats)
+        self._finished = True  # from here a cancel comes too late
+        state.set_run_state(self.run_id, final, reason=reason,
+                            stop_class=stop_class.value if stop_class else None)
+        # Reasons quote agents' errors, which may quote their output: a digest only.
+        counts = {s: sum(1 for t in state.tasks(self.run_id) if t.state == s)
+                  for s in ("succeeded", "failed", "skipped", "cancelled")}
+        self._ctx.audit.record("wave.end", run_id=self.run_id, state=final,
+                               reason=digest_text(reason), tasks=counts, **stats)
+        return final
+
+    def _verdict(self, tasks: list[TaskRecord]) -> tuple[str, str]:
+        """Honest status: completed only if every task succeeded."""
+        statuses = [t.state for t in tasks]
+        if self._cancel_reason is not None:
+            return "cancelled", self._cancel_reason
+        if all(s == "succeeded" for s in statuses):
+            return "completed", f"all {len(statuses)} tasks succeeded"
+        stop_reason = self._stop.reason if self._stop else None
+        if stop_reason is not None or "succeeded" not in statuses:
+            return "failed", _summary(tasks, stop_reason)
+        return "partial", _summary(tasks, None)
+
+    async def _compensate(self, final: str, reason: str,
+                          stop_class: ErrorClass | None) -> tuple[str, str]:
+        state = self._ctx.state
+        # Recorded first, so a resume after a crash here finishes the saga.
+        state.merge_stats(self.run_id, {"final": final})
+        state.set_run_state(self.run_id, "compensating", reason=reason,
+                            stop_class=stop_class.value if stop_class else None)
+        self._ctx.notify(self.run_id)
+        with anyio.CancelScope() as scope:
+            self._scopes[_SAGA] = scope
+            saga = Compensator(self._ctx, self.run_id, self._plan, self._options,
+                               lambda: self._cancel_reason)
+            await saga.run(agents_usable=not (stop_class and stop_class.stops_wave), why=reason)
+        self._scopes.pop(_SAGA, None)
+        reason = f"{reason}; {_saga_summary(state.tasks(self.run_id))}"
+        if self._cancel_reason is not None and final != "cancelled":
+            return "cancelled", f"{self._cancel_reason} (while compensating after: {reason})"
+        return final, reason
+
+
+def _saga_summary(tasks: list[TaskRecord]) -> str:
+    by_status: dict[str, list[str]] = {}
+    for t in tasks:
+        if t.compensation is not None:
+            by_status.setdefault(t.compensation, []).append(t.task_id)
+    if not by_status:
+        return "no completed task had a compensation"
+    return "compensations: " + ", ".join(f"{status} {' '.join(ids)}"
+                                         for status, ids in sorted(by_status.items()))
+
+
+def _summary(tasks: list[TaskRecord], stop_reason: str | None) -> str:
+    ok = sum(1 for t in tasks if t.state == "succeeded")
+    parts = [f"{ok} of {len(tasks)} tasks succeeded"]
+    if stop_reason:
+        parts.append(f"wave stopped: {stop_reason}")
+    for t in tasks:
+        if t.state in ("failed", "cancelled"):
+            parts.append(f"{t.task_id} {t.state}"
+                         + (f" ({t.error_class}: {t.reason})" if t.reason else ""))
+    skipped = [t.task_id for t in tasks if t.state == "skipped"]
+    if skipped:
+        parts.append("skipped: " + ", ".join(skipped))
+    text = "; ".join(parts)
+    return text if len(text) <= 2000 else text[:1997] + "..."

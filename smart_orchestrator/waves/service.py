@@ -1,0 +1,232 @@
+"""Waves in the background of a server: spawn, status, cancel, resume, list.
+
+Waves run on an event loop in a daemon thread of their own, so they outlive the request
+that started them and never block the server's loop; every method here is thread-safe
+and returns at once (cancel waits, bounded, for the agents to be gone). A server that
+stops, however it stops, leaves its unfinished waves in the store for `resume`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.from_thread import BlockingPortal
+
+from ..audit import AuditLog
+from ..canonical import canonical_json, sha256_hex
+from ..errors import OrchestratorError
+from ..store.sqlite import SqliteStore
+from ._breaker import Breaker, MemoryBreaker
+from ._proc import find_marked, kill_tree
+from .admission import AdmissionStats, Metrics, ResourceManager
+from .agents import AgentRunner
+from .config import WaveConfig
+from .owner import owner_alive, owner_token
+from .plan import WavePlan
+from .scheduler import RunOptions, WaveContext, WaveRun
+from .snapshot import RunSummary, WaveSnapshot, snapshot, summary
+from .state import TERMINAL_RUN_STATES, WaveState
+
+__all__ = ["WaveService"]
+
+
+class WaveService:
+    def __init__(self, store: SqliteStore, runner: AgentRunner,
+                 config: WaveConfig | None = None, *, metrics: Metrics | None = None,
+                 breaker: Breaker | None = None, agent_env: Mapping[str, str] | None = None,
+                 owner: str | None = None) -> None:
+        self._config = config or WaveConfig()
+        self._state = WaveState(store)
+        self._owner = owner or owner_token()
+        self._agent_env = dict(agent_env or {})
+        self._resources = ResourceManager(self._config.admission, metrics)
+        self._ctx = WaveContext(
+            state=self._state, audit=AuditLog(store), runner=runner,
+            resources=self._resources,
+            breaker=breaker or MemoryBreaker(threshold=self._config.breaker_threshold,
+                                             cooldown_s=self._config.breaker_cooldown_s,
+                                             clock=time.monotonic),
+            retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify)
+        self._live: dict[str, WaveRun] = {}
+        self._versions: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._portal: BlockingPortal | None = None
+        self._tg: TaskGroup | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _ensure_loop(self) -> BlockingPortal:
+        with self._start_lock:
+            if self._portal is not None:
+                return self._portal
+            ready = threading.Event()
+            self._thread = threading.Thread(target=anyio.run, args=(self._main, ready),
+                                            name="smart-orchestrator-waves", daemon=True)
+            self._thread.start()
+            if not ready.wait(10) or self._portal is None:
+                raise OrchestratorError("the wave event loop did not start")
+            atexit.register(self.close)
+            return self._portal
+
+    async def _main(self, ready: threading.Event) -> None:
+        async with BlockingPortal() as portal:
+            self._portal = portal
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._sampler)
+                ready.set()
+                await portal.sleep_until_stopped()
+                tg.cancel_scope.cancel()
+
+    async def _sampler(self) -> None:
+        while True:
+            self._resources.sample()
+            await anyio.sleep(self._config.sample_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop every agent; unfinished waves stay in the store, resumable."""
+        atexit.unregister(self.close)
+        portal, self._portal = self._portal, None
+        if portal is None:
+            return
+        with self._cond:
+            driven = list(self._live)
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            portal.call(portal.stop, True)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        for run_id in driven:  # nobody drives them now: any server may resume them
+            with contextlib.suppress(OrchestratorError):
+                self._state.claim(run_id, None, previous=self._owner)
+
+    # -- progress --------------------------------------------------------------------------
+    def _notify(self, run_id: str) -> None:
+        with self._cond:
+            self._versions[run_id] = self._versions.get(run_id, 0) + 1
+            self._cond.notify_all()
+
+    def version(self, run_id: str) -> int:
+        with self._cond:
+            return self._versions.get(run_id, 0)
+
+    def wait_for_change(self, run_id: str, seen: int, timeout_s: float) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions.get(run_id, 0) != seen, timeout_s)
+            return self._versions.get(run_id, 0)
+
+    def wait_until_done(self, run_id: str, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: run_id not in self._live, timeout_s)
+
+    # -- operations ------------------------------------------------------------------------
+    def spawn(self, plan: WavePlan, *, cwd: str, max_concurrency: int | None = None) -> str:
+        portal = self._ensure_loop()
+        run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        options = RunOptions(cwd=cwd, max_concurrency=max_concurrency)
+        self._state.create_run(run_id, plan, options.to_json(), self._owner)
+        plan_digest = sha256_hex(canonical_json(plan.model_dump(mode="json")))
+        self._ctx.audit.record("wave.start", run_id=run_id, tasks=len(plan.tasks),
+                               plan_sha256=plan_digest, on_failure=plan.on_failure)
+        portal.call(self._launch, run_id, plan, options)
+        return run_id
+
+    def _launch(self, run_id: str, plan: WavePlan, options: RunOptions) -> None:
+        """Runs on the wave loop: anyio primitives are made where they are used."""
+        run = WaveRun(self._ctx, run_id, plan, replace(options, env=self._agent_env))
+        with self._cond:
+            self._live[run_id] = run
+        assert self._tg is not None
+        self._tg.start_soon(self._drive, run)
+
+    async def _drive(self, run: WaveRun) -> None:
+        try:
+            await run.drive()
+        except Exception as exc:  # a bug or a store failure must not take the loop down
+            reason = f"wave driver failed: {type(exc).__name__}: {exc}"
+            print(f"smart-orchestrator: {run.run_id}: {reason}", file=sys.stderr)
+            with contextlib.suppress(OrchestratorError):
+                self._state.set_run_state(run.run_id, "failed", reason=reason)
+        finally:
+            with self._cond:
+                self._live.pop(run.run_id, None)
+            self._notify(run.run_id)
+
+    def status(self, run_id: str, *, output_chars: int = 2000) -> WaveSnapshot:
+        run = self._state.run(run_id)
+        live = self._live.get(run_id)
+        return snapshot(run, self._state.tasks(run_id), self._state.attempts(run_id),
+                        live=live, owner_alive=owner_alive(run.owner, self._owner),
+                        admission=self._resources.stats(), version=self.version(run_id),
+                        output_chars=output_chars)
+
+    def list_runs(self, *, limit: int = 20, state: str | None = None) -> list[RunSummary]:
+        return [summary(r, self._state.tasks(r.run_id), live=r.run_id in self._live,
+                        owner_alive=owner_alive(r.owner, self._owner))
+                for r in self._state.list_runs(limit=limit, state=state)]
+
+    def cancel(self, run_id: str, *, reason: str, compensate: bool = False,
+               wait_s: float = 30.0) -> WaveSnapshot:
+        run = self._state.run(run_id)
+        if run.state in TERMINAL_RUN_STATES:
+            raise OrchestratorError(f"wave {run_id} already ended ({run.state})")
+        live = self._live.get(run_id)
+        if live is None:
+            if owner_alive(run.owner, self._owner):
+                raise OrchestratorError(f"wave {run_id} is driven by another server "
+                                        f"({run.owner})", hint="cancel it there")
+            # Nobody drives it: finish the cancel here (resuming kills a dead owner's agents).
+            self._state.set_run_state(run_id, "cancelling", reason=reason)
+            self._resume_locked(run_id)
+        else:
+            assert self._portal is not None
+            self._portal.call(lambda: live.cancel(reason, compensate=compensate))
+        self._ctx.audit.record("wave.cancel", run_id=run_id, reason=reason)
+        self.wait_until_done(run_id, wait_s)
+        return self.status(run_id)
+
+    def resume(self, run_id: str) -> WaveSnapshot:
+        run = self._state.run(run_id)
+        if run.state in TERMINAL_RUN_STATES:
+            raise OrchestratorError(f"wave {run_id} already ended ({run.state}); "
+                                    "nothing to resume")
+        if run_id in self._live:
+            return self.status(run_id)
+        if owner_alive(run.owner, self._owner):
+            raise OrchestratorError(f"wave {run_id} is still driven by a live server "
+                                    f"({run.owner})")
+        self._resume_locked(run_id)
+        return self.status(run_id)
+
+    def _resume_locked(self, run_id: str) -> None:
+        run = self._state.run(run_id)
+        if run.owner != self._owner and not self._state.claim(run_id, self._owner,
+                                                               previous=run.owner):
+            raise OrchestratorError(f"wave {run_id} was claimed by another server meanwhile")
+        killed = self._kill_leftovers(run_id)
+        interrupted = self._state.reset_interrupted(run_id)
+        self._ctx.audit.record("wave.resume", run_id=run_id, interrupted=interrupted,
+                               killed_leftover_processes=len(killed))
+        plan = run.plan()
+        options = RunOptions(cwd=str(run.options["cwd"]),
+                             max_concurrency=run.options.get("max_concurrency"))
+        self._ensure_loop().call(self._launch, run_id, plan, options)
+
+    def admission(self) -> AdmissionStats:
+        return self._resources.stats()
+
+    def _kill_leftovers(self, run_id: str) -> list[int]:
+        """Agents a dead predecessor started for this run: they must not finish a task too."""
+        killed: list[int] = []
+        for pid in find_marked(run_id + "/"):
+            killed += kill_tree(pid)
+        return killed
