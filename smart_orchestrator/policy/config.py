@@ -55,7 +55,7 @@ class AdmissionPolicy(NamedTuple):
     max_in_flight_session: Annotated[int, Ge(1)] = 4
     max_in_flight_machine: Annotated[int, Ge(1)] = 8
     min_available_memory_mb: Annotated[int, Ge(0)] = 1024
-    max_load_percent: Annotated[float, Gt(0)] = 400.0   # 1-minute load per core, percent
+    max_load_percent: Annotated[float, Gt(0)] = 1000.0  # 1-minute load per core, percent
     spawns_per_minute: Annotated[int, Ge(1)] = 30
     max_depth: Annotated[int, Ge(1)] = 2
     wait_timeout_s: Annotated[float, Ge(0), Le(3600)] = 30.0
@@ -127,7 +127,8 @@ def load_policy(path: Path | None = None, *, cache_dir: Path | None = None) -> P
         return _with_default_sources(PolicyConfig(), {})
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    key = [str(path), st.st_mtime_ns, st.st_size, __version__]
+    # This module's own mtime: new defaults invalidate the cache even without a release.
+    key = [str(path), st.st_mtime_ns, st.st_size, __version__, os.stat(__file__).st_mtime_ns]
     cached = _read_cache(cache_dir, key)
     if cached is not None:
         return cached
