@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -57,12 +58,14 @@ class TreeMemory:
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.peak = 0
+        self.cpu_s = 0.0  # this sampler's own CPU, not the orchestrator's
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process(os.getpid())
+        started = time.thread_time()
         while not self._stop.wait(self._interval):
             total = 0
             for proc in me.children(recursive=True):
@@ -71,6 +74,7 @@ class TreeMemory:
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)
+        self.cpu_s = time.thread_time() - started
 
     def __enter__(self) -> TreeMemory:
         self._thread.start()
@@ -137,7 +141,7 @@ def run_wave(runner: SdkAgentRunner, plan: WavePlan, workdir: Path, db: Path,
         run_id = service.spawn(plan, cwd=str(workdir))
         service.wait_until_done(run_id, 1800)
         wall = time.monotonic() - started
-    cpu = sum(me.cpu_times()[:2]) - cpu
+    cpu = sum(me.cpu_times()[:2]) - cpu - memory.cpu_s
     status = service.status(run_id)
     refusals = service.admission().refusals
     service.close()
@@ -190,8 +194,15 @@ def main() -> int:
     if claude is None:
         print("claude_agent_sdk/_bundled/claude is missing", file=sys.stderr)
         return 2
-    floors = Floors()
     scratch = Path(tempfile.mkdtemp(prefix="bench-wave-"))
+    try:
+        return _bench(args, claude, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, claude: Path, scratch: Path) -> int:
+    floors = Floors()
     for name in ("home", "tmp", "work"):
         (scratch / name).mkdir()
     budget = args.budget_mb * MIB

@@ -38,7 +38,7 @@ from .models import (
 )
 from .policy_tools import register_policy_tools
 from .state import AppState
-from .wave_tools import register_wave_tools
+from .wave_tools import register_wave_tools, shutdown_waves
 
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
@@ -66,6 +66,8 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
+        # Stop this server's agents; their waves stay resumable from the store.
+        shutdown_waves(state)
         beacon.release()
         if state.store is not None:
             state.store.close()
