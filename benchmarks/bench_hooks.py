@@ -79,9 +79,9 @@ def bench_engine(n: int, floors: Floors) -> None:
         store.close()
 
 
-def _run_hook(stdin: bytes, env: dict[str, str]) -> float:
+def _run_hook(stdin: bytes, env: dict[str, str], event: str = "PreToolUse") -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(["/bin/sh", str(ROOT / "hooks" / "run.sh"), "PreToolUse"],
+    proc = subprocess.run(["/bin/sh", str(ROOT / "hooks" / "run.sh"), event],
                           input=stdin, capture_output=True, env=env, check=False)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0 or proc.stderr.strip():
@@ -103,7 +103,7 @@ def bench_command_hook(n: int, floors: Floors) -> None:
         full, post = [], []
         for i in range(n):
             full.append(_run_hook(json.dumps(payload(i)).encode(), env))
-            post.append(_run_hook(json.dumps(post_payload(i)).encode(), env))
+            post.append(_run_hook(json.dumps(post_payload(i)).encode(), env, "PostToolUse"))
         print(f"  baseline (python -c pass):           {summary_ms(baseline)}")
         print(f"  full check, no server (PreToolUse):  {summary_ms(full)}")
         print(f"  ratio p50: {pct(full, 50) / pct(baseline, 50):.1f}x baseline")

@@ -20,4 +20,4 @@ py="${SMART_ORCHESTRATOR_PYTHON:-}"
 if [ -z "$py" ] && [ -x "${CLAUDE_PLUGIN_DATA:-/nonexistent}/venv/bin/python" ]; then
   py="$CLAUDE_PLUGIN_DATA/venv/bin/python"
 fi
-exec "${py:-python3}" "$(dirname "$0")/../bin/smart-orchestrator" hook "$@"
+exec "${py:-python3}" "$(dirname "$0")/../bin/smart-orchestrator" hook "$1"

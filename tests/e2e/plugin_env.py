@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ def audit_rows(home: Path, kind: str | None = None) -> list[tuple[int, int, str,
     finally:
         conn.close()
     return rows
+
+
+def wait_for_audit(home: Path, kind: str, count: int = 1,
+                   timeout: float = 20.0) -> list[tuple[int, int, str, str]]:
+    """Rows written by background (async) hooks may land after the CLI exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = audit_rows(home, kind)
+        if len(rows) >= count or time.monotonic() >= deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def run_plugin(run_claude: Callable[..., ClaudeRun], repo_root: Path, prompt: str = "go",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text, turn
-from .plugin_env import audit_rows, plugin_data, run_plugin
+from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
 
 AWS_KEY = "AKIAZ3MSJV4WKQ7NTB5R"
 AWS_SECRET = "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"
@@ -40,6 +40,7 @@ def test_clean_prompt_spawns_and_is_audited(
     [result] = scripted_model.tool_results("main")
     assert not result.is_error and "3 files" in result.text
     home = claude_dirs["home"]
+    wait_for_audit(home, "agent.start")  # recorded by a background hook
     kinds = [kind for _, _, kind, _ in audit_rows(home)]
     assert kinds.count("policy.decision") == 1
     assert {"agent.start", "agent.stop", "agent.end"} <= set(kinds)
@@ -80,13 +81,17 @@ def test_six_parallel_agents_under_a_limit_of_two_never_exceed_two(
     results = scripted_model.tool_results("main")
     assert len(results) == 6
     home = claude_dirs["home"]
-    events = sorted((ts, kind) for _, ts, kind, _ in audit_rows(home)
-                    if kind in ("agent.start", "agent.stop"))
+    # In flight, as the model sees it: from a subagent's first request to its last answer.
+    spans = []
+    for i in range(6):
+        reqs = scripted_model.requests_for(f"PAR-{i}")
+        spans.append((min(r.received_at for r in reqs), max(r.answered_at or 0 for r in reqs)))
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     running = peak = 0
-    for _, kind in events:
-        running += 1 if kind == "agent.start" else -1
+    for _, step in edges:
+        running += step
         peak = max(peak, running)
-    assert peak <= 2, events
+    assert peak <= 2, spans
     # Claude Code starts each subagent as soon as its own PreToolUse answers, so the
     # calls over the limit wait for a slot instead of being denied.
     decisions = _decisions(home)
