@@ -37,11 +37,15 @@ def main(argv: list[str]) -> int:
     try:
         raw = sys.stdin.buffer.read(MAX_STDIN + 1)
         payload = json.loads(raw.decode("utf-8", "replace")) if raw.strip() else None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:  # deep nesting: RecursionError
         return _fail(event, "Agent", f"malformed hook input ({type(exc).__name__})")
     if not isinstance(payload, dict) or len(raw) > MAX_STDIN:
         return _fail(event, "Agent", "malformed hook input (expected one JSON object)")
-    event = str(payload.get("hook_event_name") or event)
+    # The event this hook was registered for is the one to decide, whatever the payload says.
+    event = event or str(payload.get("hook_event_name") or "")
+    if event == "PreToolUse" and (payload.get("hook_event_name") not in (None, event)
+                                  or not isinstance(payload.get("tool_name"), str)):
+        return _fail(event, "Agent", "malformed hook input (not a PreToolUse tool call)")
     payload["hook_event_name"] = event
     tool = str(payload.get("tool_name") or "")
     try:

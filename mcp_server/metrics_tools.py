@@ -52,8 +52,9 @@ def register_metrics_tools(server: MCPServer[AppState]) -> None:
                 days: Annotated[float, Field(gt=0, le=3650,
                                              description="window: the last N days")] = 7.0,
                 until_us: Annotated[int | None, Field(
-                    ge=0, description="end of the window, microseconds since the epoch; "
-                                      "default now")] = None,
+                    ge=0, le=2**63 - 1,  # SQLite integers are 64-bit
+                    description="end of the window, microseconds since the epoch; "
+                                "default now")] = None,
                 context_window_tokens: Annotated[int, Field(
                     ge=1000, le=10_000_000)] = DEFAULT_CONTEXT_WINDOW,
                 ) -> MetricsResult:

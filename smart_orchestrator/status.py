@@ -46,6 +46,7 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
                                            "ORDER BY agent_type")]
     snap = sample_system()
     report = AuditLog(store).verify()
+    problems = store.integrity_problems()
     return {
         "database": store.location,
         "in_flight": in_flight,
@@ -57,6 +58,7 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
         "audit": {"events": head.events, "head": head.hash, "intact": report.ok,
                   "message": report.one_line()},
         "checkpoints": len(store.list_checkpoints()),
+        "integrity": {"ok": not problems, "problems": problems},
     }
 
 
@@ -90,5 +92,14 @@ def render_markdown(s: dict[str, Any]) -> str:
               f"{res['available_mib']} MiB available of {res['total_mib']} MiB, "
               f"{res['cpus']} CPUs; metrics {res['metrics']}", "",
               f"**Audit:** {s['audit']['message']}", "",
+              f"**Database:** {_integrity_line(s['integrity'])}", "",
               f"Checkpoints: {s['checkpoints']} - database: `{s['database']}`"]
     return "\n".join(lines)
+
+
+def _integrity_line(integrity: dict[str, Any]) -> str:
+    if integrity["ok"]:
+        return "sound (SQLite integrity check passed)"
+    problems = integrity["problems"]
+    return (f"DAMAGED: {problems[0]} ({len(problems)} problem(s) found; restore a backup or "
+            "move the file aside)")

@@ -40,7 +40,7 @@ def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
         if key in _JSON_FIELDS and isinstance(value, str):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # the checks then deny it as malformed
                 value = {"_unparsed": True}
         elif key == "stop_hook_active":
             value = value in (True, "true", "True", "1")

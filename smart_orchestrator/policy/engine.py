@@ -91,10 +91,12 @@ class PolicyEngine:
     def pre_agent(self, p: Mapping[str, Any]) -> dict[str, Any]:
         cfg = self.config
         ti = p.get("tool_input")
-        if not isinstance(ti, Mapping):
-            return self._decide(p, {}, [Finding("prompt", "malformed-input", "high",
-                                                "the Agent call's tool_input is not an object",
-                                                True)], force_enforce=True)
+        problem = _shape_problem(p, ti)
+        if problem is not None:
+            return self._decide(p, ti if isinstance(ti, Mapping) else {},
+                                [Finding("prompt", "malformed-input", "high", problem, True)],
+                                force_enforce=True)
+        assert isinstance(ti, Mapping)
         raw_prompt = ti.get("prompt")
         prompt = raw_prompt if isinstance(raw_prompt, str) else ""
         findings: list[Finding] = []
@@ -299,6 +301,27 @@ class PolicyEngine:
         self.audit.record("session.end", session_id=_s(p.get("session_id")),
                           released_leases=released, source=self.source)
         return {}
+
+
+# What Claude Code always sends in a PreToolUse(Agent) payload, by type. Anything else is
+# not a call Claude Code made, so it is denied whatever the checks' modes say.
+_PAYLOAD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("session_id", str), ("tool_use_id", str), ("agent_id", str), ("agent_type", str))
+_INPUT_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("subagent_type", str), ("run_in_background", bool), ("model", str), ("effort", str),
+    ("isolation", str))
+
+
+def _shape_problem(p: Mapping[str, Any], ti: Any) -> str | None:
+    if not isinstance(ti, Mapping):
+        return "the Agent call's tool_input is not an object"
+    for where, fields, source in (("payload", _PAYLOAD_TYPES, p),
+                                  ("tool_input", _INPUT_TYPES, ti)):
+        for name, kind in fields:
+            value = source.get(name)
+            if value is not None and not isinstance(value, kind):
+                return f"the hook {where}'s {name} has the wrong type"
+    return None
 
 
 def _lease_id(p: Mapping[str, Any]) -> str:

@@ -1,12 +1,15 @@
 """SQLite backend: WAL, busy timeout, BEGIN IMMEDIATE writes, checked on open.
 
 Synchronous on purpose: command hooks open it on every tool call and must not pay for an
-event loop. Async callers go through `smart_orchestrator.store.aio.AsyncStore`.
+event loop. Async code (the MCP server, the wave loop) calls it from worker threads: the
+connection is shared under a lock (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -24,6 +27,8 @@ from .migrations import APPLICATION_ID, MIGRATIONS
 __all__ = ["SqliteStore"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# SQLite quotes damaged schema text in its messages, which then fail to decode as UTF-8.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 _LATEST = MIGRATIONS[-1][0]
 T = TypeVar("T")
 
@@ -55,6 +60,8 @@ class SqliteStore:
         if self._readonly and not path.exists():
             raise StoreError(f"no state database at {path} yet",
                              hint="it is created when the plugin first runs")
+        if not self._readonly and not path.exists():
+            _create(path)
         _check_header(path)
         try:
             if self._readonly:
@@ -73,7 +80,7 @@ class SqliteStore:
                 _migrate(conn)
             elif conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                 raise StoreError(f"{path} holds no Smart Orchestrator state yet")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise _translate(exc, path) from exc
         return conn
 
@@ -93,7 +100,7 @@ class SqliteStore:
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
+            except _DB_ERRORS as exc:
                 raise _translate(exc, self._path) from exc
             try:
                 yield conn
@@ -101,7 +108,7 @@ class SqliteStore:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, _DB_ERRORS):
                     raise _translate(exc, self._path) from exc
                 raise
 
@@ -109,7 +116,7 @@ class SqliteStore:
         with self._lock:
             try:
                 return fn(self._conn)
-            except sqlite3.Error as exc:
+            except _DB_ERRORS as exc:
                 raise _translate(exc, self._path) from exc
 
     # -- audit -----------------------------------------------------------------------
@@ -134,7 +141,8 @@ class SqliteStore:
             rows = self.query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
                               "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
             for seq, ts_us, kind, data, prev, digest in rows:
-                yield AuditRecord(seq, ts_us, kind, _loads(data), prev, digest)
+                yield AuditRecord(seq, _int(ts_us), _text(kind), _loads(data), _text(prev),
+                                  _text(digest))
             if len(rows) < batch:
                 return
             after_seq = rows[-1][0]
@@ -163,7 +171,7 @@ class SqliteStore:
         rows = self._read(lambda c: c.execute(
             "SELECT id, name, created_us, sha256, size, payload FROM checkpoints "
             "WHERE name = ? ORDER BY id DESC", (name,)).fetchall())
-        return [CheckpointBlob(CheckpointMeta(*r[:5]), bytes(r[5])) for r in rows]
+        return [CheckpointBlob(CheckpointMeta(*r[:5]), _blob(r[5])) for r in rows]
 
     def list_checkpoints(self, name: str | None = None) -> list[CheckpointMeta]:
         sql = "SELECT id, name, created_us, sha256, size FROM checkpoints"
@@ -186,8 +194,9 @@ class SqliteStore:
 
     # -- maintenance -----------------------------------------------------------------
     def integrity_problems(self) -> list[str]:
-        """SQLite's own page-level check; empty when the file is sound."""
-        rows = self._read(lambda c: c.execute("PRAGMA quick_check").fetchall())
+        """SQLite's own page-level check; empty when the file is sound. The full check,
+        not quick_check: only it finds an index that disagrees with its table."""
+        rows = self._read(lambda c: c.execute("PRAGMA integrity_check(20)").fetchall())
         return [] if rows == [("ok",)] else [str(r[0]) for r in rows]
 
     @contextmanager
@@ -200,9 +209,28 @@ class SqliteStore:
         return self._read(lambda c: c.execute(sql, args).fetchall())
 
 
-def _loads(text: str) -> Mapping[str, Any]:
-    value = json.loads(text)
+def _loads(text: object) -> Mapping[str, Any]:
+    # A damaged row must reach the chain check, which names it, not crash the reader.
+    try:
+        value = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return {"_unreadable": True}
     return value if isinstance(value, dict) else {"_": value}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else -1  # damaged: fails the chain check
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)  # damaged: fails the chain check
+
+
+def _blob(value: object) -> bytes:
+    """A payload as stored; a damaged cell of another type fails the size and digest checks."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else b""
 
 
 def _check_header(path: Path) -> None:
@@ -213,9 +241,44 @@ def _check_header(path: Path) -> None:
         return
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+    if not head and not _has_wal(path):
+        # New databases appear complete (see `_create`): an empty one lost its content.
+        raise StoreError(f"{path} is empty: the database was truncated and its state is lost",
+                         hint="move it aside to start afresh; nothing was changed")
     if head and head != _SQLITE_MAGIC:
         raise StoreError(f"{path} is not a SQLite database (corrupt or foreign file)",
                          hint="move it aside or set SMART_ORCHESTRATOR_DB; nothing was changed")
+
+
+def _has_wal(path: Path) -> bool:
+    """Before its first checkpoint a WAL database's content is all in its `-wal` file."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _create(path: Path) -> None:
+    """Build a new database beside `path` and link it into place complete, so the file at
+    `path` is never empty while in use and an empty one can be refused as truncated."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.new")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            _migrate(conn)
+        finally:
+            conn.close()  # checkpoints the WAL into the file
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it first: theirs is used
+    except (OSError, sqlite3.Error):
+        pass  # no hard links here, or no room: the plain open that follows decides
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"),
+                         tmp.with_name(tmp.name + "-shm")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _check_foreign(conn: sqlite3.Connection, path: Path) -> None:
@@ -266,8 +329,13 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
-    text = str(exc)
+def _translate(exc: sqlite3.Error | UnicodeDecodeError, path: Path) -> StoreError:
+    if isinstance(exc, UnicodeDecodeError):
+        return StoreError(f"{path} is corrupt (undecodable text in the database)",
+                          hint="restore a backup or move it aside; nothing was changed")
+    # SQLite may quote a damaged schema, newlines and all: keep the one line one line.
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
     low = text.lower()
     if "disk is full" in low or "disk i/o" in low:
         return StoreError(f"no space left writing {path}; the write was rolled back",

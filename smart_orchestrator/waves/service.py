@@ -130,6 +130,7 @@ class WaveService:
 
     # -- operations ------------------------------------------------------------------------
     def spawn(self, plan: WavePlan, *, cwd: str, max_concurrency: int | None = None) -> str:
+        _refuse_credentials(plan)
         portal = self._ensure_loop()
         run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         options = RunOptions(cwd=cwd, max_concurrency=max_concurrency)
@@ -230,3 +231,22 @@ class WaveService:
         for pid in find_marked(run_id + "/"):
             killed += kill_tree(pid)
         return killed
+
+
+def _refuse_credentials(plan: WavePlan) -> None:
+    """Prompts are stored (resume needs them) and sent to agents: like the Agent hook, a
+    plan whose text holds a credential is refused before anything is written."""
+    from ..detect.secrets import scan_text
+
+    for task in plan.tasks:
+        texts = {"prompt": task.prompt, "context": task.context,
+                 "agent.system_prompt": task.agent.system_prompt,
+                 "compensate.prompt": getattr(task.compensate, "prompt", None)}
+        for field, text in texts.items():
+            hits = scan_text(text) if isinstance(text, str) else []
+            if hits:
+                rules = ", ".join(sorted({h.rule_id for h in hits}))
+                raise OrchestratorError(
+                    f"task {task.id!r}: its {field} holds a credential ({rules})",
+                    hint="pass credentials to agents through environment variables or files "
+                    "they read, never inside the plan")

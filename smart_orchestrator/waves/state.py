@@ -199,6 +199,7 @@ class WaveState:
                     output_tokens: int = 0, cost_usd: float = 0.0,
                     output: str | None = None) -> None:
         """Close the running attempt and move its task on, in one transaction."""
+        output = _redact(output)
         now = self._now()
         finished = now if task_state in ("succeeded", "failed", "cancelled") else None
         with self._store.transaction() as conn:
@@ -256,3 +257,13 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
      stop_class, stats) = row
     return RunRecord(run_id, name, state, created, updated, finished, plan,
                      json.loads(options), owner, reason, stop_class, json.loads(stats))
+
+
+def _redact(output: str | None) -> str | None:
+    """Outputs are stored and handed to dependent tasks: credentials are not kept."""
+    if not output:
+        return output
+    from ..detect.secrets import redact_text, scan_text
+
+    hits = scan_text(output)
+    return redact_text(output, hits) if hits else output

@@ -1,0 +1,273 @@
+"""Figures the reliability suites collect, and `docs/reliability.md` written from them.
+
+Each test adds counts (`figures.add`) or measurements (`figures.peak`, `figures.put`)
+under its suite's name; the plugin in `conftest.py` records every test's outcome and,
+only when asked (`--reliability-report PATH`), renders the document at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FINDINGS", "SUITES", "Figures", "Outcome", "render_report"]
+
+# Suite key (the test module's name without `test_`) -> title and what the suite proves.
+SUITES: dict[str, tuple[str, str]] = {
+    "crash": ("Crash consistency", (
+        "The process driving a wave is killed with SIGKILL at a random moment; a new one "
+        "resumes the wave from the store. Every task ends succeeded with exactly one "
+        "succeeded attempt and one `wave.agent_end` success in the audit log, no task is "
+        "lost, no agent of the dead process survives, and the audit chain verifies.")),
+    "corruption": ("Corruption", (
+        "Random bit flips and truncations of stored checkpoints and of the database file. "
+        "Every damage that changes what the store holds is detected: the open is refused "
+        "with one line naming the file, or the audit chain check names the bad row, or "
+        "`status` reports SQLite's integrity check failing, or a checkpoint load skips the "
+        "damaged copies and restores the newest intact one, saying which it skipped. A "
+        "refused file is left byte for byte as it was.")),
+    "resource_faults": ("Resource faults", (
+        "A full disk (a file-size limit, and a real 1 MiB tmpfs), a database locked by "
+        "another process, a read-only data directory (a read-only bind mount) and failing "
+        "system metrics. Each gives one clear line, the database stays intact (chain "
+        "verifies, integrity check passes, nothing half-written), subagent calls are denied "
+        "rather than let through, and admission falls back to one agent at a time.")),
+    "fuzz_hooks": ("Fuzzing: hook payloads", (
+        "Generated hook payloads (malformed JSON, wrong types, huge and deeply nested "
+        "values, odd encodings, lone surrogates) through the command hook's `main` in "
+        "process and through the real `hooks/run.sh`. Never a traceback; stdout is empty "
+        "or one JSON object of valid hook output; a malformed PreToolUse(Agent) is always "
+        "denied.")),
+    "fuzz_mcp": ("Fuzzing: MCP tool arguments", (
+        "Generated arguments for every tool of the `orchestrator` server over the in-memory "
+        "MCP client (one server for the whole run). Every answer is a valid tool result; "
+        "errors are tool errors with a message, never a traceback; structured results match "
+        "the tool's output schema; a malformed PreToolUse(Agent) through `policy_check` is "
+        "denied; the server still answers normal calls afterwards.")),
+    "load": ("Load", (
+        "Eight processes, each driving one Claude Code session's hook sequence "
+        "(PreToolUse(Agent), SubagentStart, the subagent's tool calls, SubagentStop, "
+        "PostToolUse) through the policy engine against one database, with the server and "
+        "command hook racing to claim each event. Every event decided exactly once, every "
+        "lease released, the admission cap never exceeded, the chain intact, no errors. "
+        "And a wave of real agents against the scripted model: memory under its budget, "
+        "every task accounted for.")),
+    "isolation": ("Isolation and leaks", (
+        "A wave agent that tries to read `~/.ssh/id_rsa` is denied and the attempt audited; "
+        "secrets planted in prompts and outputs never appear in any file under the data "
+        "folder (database, WAL, logs) or in a generated report; the MCP server offers no "
+        "network transport.")),
+}
+
+
+RUNNING = [
+    "- `.venv/bin/python -m pytest` runs the short version of every suite (part of the "
+    "default run, well under a minute in all).",
+    "- `.venv/bin/python -m pytest tests/reliability -m \"slow or not slow\" "
+    "--reliability-report docs/reliability.md` runs short and long versions and rewrites "
+    "this page (about 15 minutes on 2 cores).",
+    "- `.venv/bin/python -m pytest tests/reliability/test_crash.py -m slow` runs one suite's "
+    "long version; `SMART_ORCHESTRATOR_RELIABILITY_REPORT=PATH` also asks for the page.",
+    "- The tmpfs and read-only bind mount tests need root or CAP_SYS_ADMIN and are skipped "
+    "with the reason otherwise; the real-agent tests need the Claude Code CLI bundled in "
+    "claude-agent-sdk. Nothing leaves loopback.",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    suite: str
+    problem: str
+    fix: str
+    test: str
+
+
+# Defects the suites found, each fixed and guarded by the named test (default run); every
+# one of those tests fails on the code before its fix.
+FINDINGS: tuple[Finding, ...] = (
+    Finding("fuzz_hooks",
+            "A deeply nested JSON payload (e.g. 5,000 `[`) made the command hook crash with a "
+            "RecursionError traceback and exit 1, a non-blocking hook error: the Agent call "
+            "went ahead unchecked (fail open).",
+            "`hooks/command.py` treats RecursionError like any malformed input: "
+            "PreToolUse(Agent) is denied.",
+            "test_fuzz_hooks.py::test_deeply_nested_payload_is_denied_without_traceback"),
+    Finding("fuzz_hooks",
+            "A PreToolUse payload whose `hook_event_name` named another event, or whose "
+            "`tool_name` was not a string (e.g. `[\"Agent\"]`), was decided as that other "
+            "event or as a non-Agent tool: allowed without the Agent checks.",
+            "`hooks/command.py` decides the event the hook was registered for and denies a "
+            "PreToolUse that does not name its tool with a string, or names another event.",
+            "test_fuzz_hooks.py::test_a_payload_cannot_talk_its_way_out_of_the_agent_gate"),
+    Finding("fuzz_hooks",
+            "An Agent call whose `session_id` was an object, `run_in_background` a string or "
+            "`subagent_type` a list was checked and allowed, though Claude Code never sends "
+            "such a call.",
+            "The engine denies a PreToolUse(Agent) whose fields have the wrong types "
+            "(`_shape_problem` in `policy/engine.py`), whatever the checks' modes.",
+            "test_fuzz_hooks.py::test_a_payload_cannot_talk_its_way_out_of_the_agent_gate"),
+    Finding("fuzz_hooks",
+            "Before the private environment exists, the launcher's stand-in hook crashed "
+            "(traceback, exit 1) on a JSON array or a deeply nested payload, and let "
+            "unreadable PreToolUse input through.",
+            "`bin/smart-orchestrator` denies any PreToolUse it cannot read as an object.",
+            "test_fuzz_hooks.py::test_launcher_without_environment_fails_closed"),
+    Finding("fuzz_mcp",
+            "`policy_check` crashed (`Error executing tool policy_check`) on a deeply nested "
+            "`tool_input`: the `mcp_tool` hook failed, a non-blocking error, and only the "
+            "command gate stood between the call and the subagent.",
+            "`normalize_mcp_args` treats RecursionError as unparseable input, which the "
+            "engine denies.",
+            "test_fuzz_mcp.py::test_policy_check_denies_deeply_nested_tool_input"),
+    Finding("fuzz_mcp",
+            "`metrics` crashed on an `until_us` of 2**63 or more (SQLite integers are 64-bit).",
+            "The argument's schema bounds it (`le=2**63 - 1`): an argument error instead.",
+            "test_fuzz_mcp.py::test_metrics_takes_any_end_of_window_without_crashing"),
+    Finding("corruption",
+            "A flipped bit that turned an audit row's `data` into NULL, a BLOB or invalid "
+            "JSON, or its `kind` into a BLOB, crashed `audit verify` with a TypeError instead "
+            "of naming the row.",
+            "`SqliteStore.iter_audit` passes damaged cells on as values that fail the chain "
+            "check; `verify_records` reports a row that no longer serialises as edited.",
+            "test_corruption.py::test_damaged_audit_cells_are_named_not_crashed_on"),
+    Finding("corruption",
+            "A checkpoint payload cell turned into NULL or text crashed `checkpoint_load` "
+            "with a TypeError instead of falling back to the previous copy.",
+            "`SqliteStore.checkpoint_blobs` passes such a cell on as bytes that fail the size "
+            "and digest checks.",
+            "test_corruption.py::test_damaged_checkpoint_cells_are_skipped_not_crashed_on"),
+    Finding("corruption",
+            "A damaged schema made SQLite quote invalid UTF-8 and newlines in its error: a "
+            "UnicodeDecodeError traceback, or a StoreError spread over several lines.",
+            "`SqliteStore` translates UnicodeDecodeError from SQLite into \"... is corrupt\" "
+            "and keeps SQLite's message on one line, cut to 200 characters.",
+            "test_corruption.py::test_a_damaged_schema_is_reported_in_one_line"),
+    Finding("corruption",
+            "A database truncated to zero bytes was silently re-created empty: the whole "
+            "audit chain vanished without a word.",
+            "New databases are built beside the final path and linked into place complete; "
+            "an empty database file (with no WAL) is refused as truncated.",
+            "test_corruption.py::test_database_truncated_to_zero_is_refused_not_recreated"),
+    Finding("corruption",
+            "Damage to an index (its table intact) passed SQLite's quick_check, and nothing a "
+            "user could run reported it.",
+            "`integrity_problems` runs the full integrity check; `status` reports it "
+            "(\"Database: DAMAGED ...\").",
+            "test_corruption.py::test_status_reports_a_damaged_index"),
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    nodeid: str
+    outcome: str  # passed | failed | skipped | xfailed | xpassed
+    duration_s: float
+    reason: str = ""
+
+
+@dataclass(slots=True, repr=False)
+class Figures:
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def __repr__(self) -> str:  # shown by hypothesis beside a failing example
+        return "Figures(...)"
+
+    def add(self, suite: str, label: str, n: float = 1) -> None:
+        table = self.counts.setdefault(suite, {})
+        table[label] = table.get(label, 0) + n
+
+    def peak(self, suite: str, label: str, value: float) -> None:
+        table = self.counts.setdefault(suite, {})
+        table[label] = max(table.get(label, value), value)
+
+    def put(self, suite: str, label: str, value: float) -> None:
+        self.counts.setdefault(suite, {})[label] = value
+
+    def note(self, suite: str, text: str) -> None:
+        items = self.notes.setdefault(suite, [])
+        if text not in items:
+            items.append(text)
+
+
+def _suite_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return module.removeprefix("test_").removesuffix(".py")
+
+
+def _fmt(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _machine() -> str:
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = 0.0
+    return (f"{os.cpu_count()} CPUs, {mem:.0f} GiB memory, {platform.system()} "
+            f"{platform.release()}, Python {sys.version.split()[0]}, SQLite "
+            f"{sqlite3.sqlite_version}")
+
+
+def _outcome_rows(outcomes: Iterable[Outcome]) -> list[str]:
+    rows = ["| test | outcome | time (s) |", "|---|---|---|"]
+    for o in outcomes:
+        name = o.nodeid.split("::", 1)[-1]
+        shown = o.outcome + (f": {o.reason}" if o.reason else "")
+        rows.append(f"| `{name}` | {shown.replace('|', '/')} | {o.duration_s:.1f} |")
+    return rows
+
+
+def render_report(figures: Figures, *, command: str, header: str) -> str:
+    out = ["# Reliability and security", "", header, "",
+           f"Generated by `{command}` on {time.strftime('%Y-%m-%d')} "
+           f"({_machine()}), in {time.time() - figures.started:.0f} s.", ""]
+    totals: dict[str, int] = {}
+    for o in figures.outcomes:
+        totals[o.outcome] = totals.get(o.outcome, 0) + 1
+    out += ["Tests: " + ", ".join(f"{n} {k}" for k, n in sorted(totals.items())) + ".", ""]
+    out += ["## How to run", "", *RUNNING, ""]
+    by_suite: dict[str, list[Outcome]] = {}
+    for o in figures.outcomes:
+        by_suite.setdefault(_suite_of(o.nodeid), []).append(o)
+    for key, (title, proves) in SUITES.items():
+        out += [f"## {title}", "", proves, ""]
+        counts = figures.counts.get(key, {})
+        if counts:
+            out += ["| figure | value |", "|---|---|"]
+            out += [f"| {label} | {_fmt(value)} |" for label, value in counts.items()]
+            out.append("")
+        out += [f"- {n}" for n in figures.notes.get(key, [])]
+        if figures.notes.get(key):
+            out.append("")
+        if by_suite.get(key):
+            out += [*_outcome_rows(by_suite[key]), ""]
+        else:
+            out += ["_Not run in this report._", ""]
+    out += ["## Defects found and fixed", "",
+            "Each was found by these suites, fixed, and is guarded by a test in the default "
+            "run.", "", "| suite | problem | fix | guarded by |", "|---|---|---|---|"]
+    out += [f"| {SUITES[f.suite][0]} | {f.problem} | {f.fix} | `{f.test}` |" for f in FINDINGS]
+    open_items = [o for o in figures.outcomes if o.outcome in ("xfailed", "failed")]
+    out += ["", "## Open problems", ""]
+    if open_items:
+        out += ["Known and not fixed yet: each is a test expected to fail until it is.", ""]
+        out += [f"- `{o.nodeid.split('::', 1)[-1]}` ({o.outcome}): {o.reason}"
+                for o in open_items]
+    else:
+        out.append("None found in this run.")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def outcome_from_report(nodeid: str, outcome: str, duration_s: float,
+                        reason: Any = "") -> Outcome:
+    text = str(reason or "").strip().splitlines()
+    return Outcome(nodeid, outcome, duration_s, text[0][:300] if text else "")

@@ -1,0 +1,115 @@
+"""One Claude Code session's worth of hook traffic, for the load suite.
+
+Run as `python -m tests.reliability._load_worker DB SESSION AGENTS SEED`; prints one JSON
+line of counts. For every hook event, two deciders race to claim it, as the plugin's
+server (`mcp_tool` hook) and command hook do: each has its own store connection and
+engine, and only the one whose claim wins decides.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from smart_orchestrator.policy import EngineFactory
+from smart_orchestrator.policy.claims import claim, claim_key
+from smart_orchestrator.store import SqliteStore
+
+
+class Decider:
+    def __init__(self, db: str, source: str) -> None:
+        self.store = SqliteStore(db, busy_timeout_s=60.0)
+        self.factory = EngineFactory(self.store, source=source)
+        self.source = source
+
+    def offer(self, payload: dict[str, Any], key: str) -> dict[str, Any] | None:
+        if not claim(self.store, key, self.source):
+            return None
+        return self.factory.decide(payload)
+
+
+def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    key = claim_key(payload["hook_event_name"], payload["session_id"],
+                    str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""))
+    results: list[dict[str, Any] | None] = [None, None]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = deciders[i].offer(dict(payload), key)
+        except BaseException as exc:  # reported to the test, which fails on any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    decided = [r for r in results if r is not None]
+    return (decided[0] if decided else {}), len(decided)
+
+
+def session(db: str, session_id: str, agents: int, seed: int) -> Counter[str]:
+    rng = random.Random(seed)
+    deciders = [Decider(db, "server"), Decider(db, "command")]
+    counts: Counter[str] = Counter()
+
+    def send(payload: dict[str, Any]) -> dict[str, Any]:
+        payload["session_id"] = session_id
+        out, winners = _race(deciders, payload)
+        counts["events"] += 1
+        counts[f"event:{payload['hook_event_name']}"] += 1
+        counts["decided"] += winners
+        return out
+
+    for i in range(agents):
+        tool_use_id = f"toolu_{session_id}_{i}"
+        agent_id = f"agent_{session_id}_{i}"
+        background = rng.random() < 0.5
+        ti = {"description": f"task {i}", "prompt": f"SUBTASK-{i}: count the files in src/",
+              "subagent_type": "general-purpose", "run_in_background": background}
+        pre = send({"hook_event_name": "PreToolUse", "tool_name": "Agent", "tool_input": ti,
+                    "tool_use_id": tool_use_id})
+        verdict = (pre.get("hookSpecificOutput") or {}).get("permissionDecision")
+        if verdict == "deny":
+            counts["denied"] += 1
+            continue
+        counts["allowed"] += 1
+        if background:
+            send({"hook_event_name": "PostToolUse", "tool_name": "Agent", "tool_input": ti,
+                  "tool_use_id": tool_use_id,
+                  "tool_response": {"status": "async_launched", "agentId": agent_id}})
+        send({"hook_event_name": "SubagentStart", "agent_id": agent_id,
+              "agent_type": "general-purpose"})
+        for j in range(rng.randrange(1, 4)):
+            tool, tool_input = rng.choice([("Read", {"file_path": "/work/src/a.py"}),
+                                           ("Bash", {"command": "ls src"}),
+                                           ("Grep", {"pattern": "def", "path": "src"})])
+            send({"hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input,
+                  "tool_use_id": f"{tool_use_id}_t{j}", "agent_id": agent_id,
+                  "agent_type": "general-purpose"})
+            counts["subagent_tools"] += 1
+        send({"hook_event_name": "SubagentStop", "agent_id": agent_id,
+              "agent_type": "general-purpose", "last_assistant_message": f"{i * 7} files",
+              "stop_hook_active": False})
+        if not background:
+            send({"hook_event_name": "PostToolUse", "tool_name": "Agent", "tool_input": ti,
+                  "tool_use_id": tool_use_id, "duration_ms": 1200,
+                  "tool_response": {"status": "completed", "agentId": agent_id,
+                                    "content": [{"type": "text", "text": f"{i * 7} files"}],
+                                    "totalTokens": 40,
+                                    "usage": {"input_tokens": 30, "output_tokens": 10}}})
+    for d in deciders:
+        d.store.close()
+    return counts
+
+
+if __name__ == "__main__":
+    db, sid, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    print(json.dumps(session(db, sid, n, seed)))

@@ -1,0 +1,75 @@
+"""Shared helpers of the reliability suites."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+          HealthCheck.data_too_large, HealthCheck.large_base_example,
+          HealthCheck.filter_too_much]
+
+
+def examples(n: int) -> settings:
+    """Hypothesis settings for a suite: `n` examples, no deadline (a 2-core machine shared
+    with other work has slow moments that are not failures)."""
+    return settings(max_examples=n, deadline=None, suppress_health_check=_QUIET,
+                    print_blob=True)
+
+
+# Keys Claude Code reads from a hook's stdout.
+HOOK_OUTPUT_KEYS = frozenset({"continue", "stopReason", "suppressOutput", "systemMessage",
+                              "decision", "reason", "hookSpecificOutput"})
+DECISIONS = frozenset({"allow", "deny", "ask", "defer"})
+
+
+def assert_hook_output(stdout: str, *, event: str, must_deny: bool = False) -> dict[str, Any]:
+    """`stdout` is empty or one JSON object Claude Code accepts; returns it (or {})."""
+    if not stdout.strip():
+        assert not must_deny, "a PreToolUse(Agent) that must be denied got no output"
+        return {}
+    out = json.loads(stdout)
+    assert isinstance(out, dict), stdout[:200]
+    assert set(out) <= HOOK_OUTPUT_KEYS, sorted(out)
+    specific = out.get("hookSpecificOutput")
+    if specific is not None:
+        assert isinstance(specific, dict)
+        assert isinstance(specific.get("hookEventName"), str)
+        if "permissionDecision" in specific:
+            assert specific["permissionDecision"] in DECISIONS
+            reason = specific.get("permissionDecisionReason")
+            assert isinstance(reason, str) and reason.strip()
+            assert "Traceback" not in reason
+    if out.get("decision") is not None:
+        assert out["decision"] == "block" and isinstance(out.get("reason"), str)
+    if must_deny:
+        assert denied(out), out
+    return out
+
+
+def denied(out: dict[str, Any]) -> bool:
+    specific = out.get("hookSpecificOutput") or {}
+    return isinstance(specific, dict) and specific.get("permissionDecision") == "deny"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    full = dict(os.environ)
+    full.update(env or {})
+    full["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.run([PYTHON, "-m", "smart_orchestrator.cli", *args], input=stdin,
+                          capture_output=True, timeout=timeout, env=full, cwd=REPO_ROOT,
+                          check=False)
+
+
+def one_line(text: str) -> bool:
+    return bool(text.strip()) and "\n" not in text.strip() and "Traceback" not in text
