@@ -8,6 +8,7 @@ connection is shared under a lock (see docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -122,17 +123,23 @@ class SqliteStore:
     # -- audit -----------------------------------------------------------------------
     def append_audit(self, kind: str, data: Mapping[str, Any]) -> AuditRecord:
         with self._write() as conn:
-            head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1").fetchone()
-            count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
-            seq, ts_us = last_seq + 1, self._clock_us()
-            digest = chain_hash(prev, seq, ts_us, kind, data)
-            conn.execute(
-                "INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-                (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
-            conn.execute(
-                "INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET count = excluded.count, seq = excluded.seq, "
-                "hash = excluded.hash", (count + 1, seq, digest))
+            return self.append_audit_in(conn, kind, data)
+
+    def append_audit_in(self, conn: sqlite3.Connection, kind: str,
+                        data: Mapping[str, Any]) -> AuditRecord:
+        """Append inside a transaction the caller holds (from `transaction()`), so a state
+        change and its audit row commit together or not at all."""
+        head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1").fetchone()
+        count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
+        seq, ts_us = last_seq + 1, self._clock_us()
+        digest = chain_hash(prev, seq, ts_us, kind, data)
+        conn.execute(
+            "INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) VALUES (?,?,?,?,?,?)",
+            (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
+        conn.execute(
+            "INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET count = excluded.count, seq = excluded.seq, "
+            "hash = excluded.hash", (count + 1, seq, digest))
         return AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
@@ -194,10 +201,16 @@ class SqliteStore:
 
     # -- maintenance -----------------------------------------------------------------
     def integrity_problems(self) -> list[str]:
-        """SQLite's own page-level check; empty when the file is sound. The full check,
-        not quick_check: only it finds an index that disagrees with its table."""
+        """SQLite's own check (the full one: only it finds an index that disagrees with its
+        table), then the schema against the one the migrations create, which SQLite does
+        not check. Empty when the file is sound."""
         rows = self._read(lambda c: c.execute("PRAGMA integrity_check(20)").fetchall())
-        return [] if rows == [("ok",)] else [str(r[0]) for r in rows]
+        problems = [] if rows == [("ok",)] else [str(r[0]) for r in rows]
+        schema = self._read(lambda c: c.execute(_SCHEMA_SQL).fetchall())
+        expected = _expected_schema()
+        problems += [f"schema entry {row[1]!r} is not the one the store created"
+                     for row in schema if row not in expected]
+        return problems
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -207,6 +220,20 @@ class SqliteStore:
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._read(lambda c: c.execute(sql, args).fetchall())
+
+
+_SCHEMA_SQL = ("SELECT type, name, tbl_name, sql FROM sqlite_master "
+               "WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name")
+
+
+@functools.cache
+def _expected_schema() -> frozenset[tuple[Any, ...]]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        _migrate(conn)
+        return frozenset(conn.execute(_SCHEMA_SQL).fetchall())
+    finally:
+        conn.close()
 
 
 def _loads(text: object) -> Mapping[str, Any]:
@@ -343,7 +370,7 @@ def _translate(exc: sqlite3.Error | UnicodeDecodeError, path: Path) -> StoreErro
     if "readonly" in low or "read-only" in low or "unable to open" in low:
         return StoreError(f"cannot write {path}: the file or its folder is read-only",
                           hint="make it writable or set SMART_ORCHESTRATOR_DB elsewhere")
-    if "not a database" in low or "malformed" in low:
+    if "not a database" in low or "malformed" in low or "could not decode" in low:
         return StoreError(f"{path} is corrupt ({text})",
                           hint="restore a backup or move it aside; nothing was changed")
     if "locked" in low or "busy" in low:

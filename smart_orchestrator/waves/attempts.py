@@ -124,21 +124,22 @@ class TaskDriver:
             task_state = "cancelled"
         else:
             task_state = "retrying" if error_class and error_class.retryable else "failed"
+        end_fields = dict(
+            run_id=self._run_id, task_id=task.id, attempt=attempt, agent_type=task.agent_type,
+            outcome="succeeded" if outcome.ok else task_state,
+            error_class=error_class and error_class.value,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            cost_usd=outcome.cost_usd,
+            output=digest_text(output) if output is not None else None)
         ctx.state.end_attempt(
             self._run_id, task.id, attempt, outcome="succeeded" if outcome.ok else task_state,
             task_state=task_state, error_class=error_class and error_class.value,
             reason=outcome.reason or None, reformats=reformats,
             input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-            cost_usd=outcome.cost_usd, output=output)
+            cost_usd=outcome.cost_usd, output=output,
+            audit=(ctx.audit, "wave.agent_end", end_fields))
         self._wave.set_status(task.id, task_state)
-        ctx.audit.record("wave.agent_end", run_id=self._run_id, task_id=task.id,
-                         attempt=attempt, agent_type=task.agent_type,
-                         outcome="succeeded" if outcome.ok else task_state,
-                         error_class=error_class and error_class.value,
-                         duration_ms=int((time.monotonic() - started) * 1000),
-                         input_tokens=outcome.input_tokens,
-                         output_tokens=outcome.output_tokens, cost_usd=outcome.cost_usd,
-                         output=digest_text(output) if output is not None else None)
         if outcome.ok or error_class in BREAKER_COUNTS:
             ctx.breaker.record(task.agent_type, outcome.ok)
         if error_class is not None and error_class.stops_wave:

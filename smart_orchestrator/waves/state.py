@@ -11,12 +11,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..canonical import canonical_json
 from ..errors import OrchestratorError
 from ..store.sqlite import SqliteStore
 from .plan import WavePlan
+
+if TYPE_CHECKING:
+    from ..audit import AuditLog
 
 __all__ = [
     "TERMINAL_RUN_STATES",
@@ -197,8 +200,10 @@ class WaveState:
                     task_state: str, error_class: str | None = None,
                     reason: str | None = None, reformats: int = 0, input_tokens: int = 0,
                     output_tokens: int = 0, cost_usd: float = 0.0,
-                    output: str | None = None) -> None:
-        """Close the running attempt and move its task on, in one transaction."""
+                    output: str | None = None,
+                    audit: tuple[AuditLog, str, dict[str, Any]] | None = None) -> None:
+        """Close the running attempt and move its task on, in one transaction, with its
+        audit row when given: a crash can never keep the one without the other."""
         output = _redact(output)
         now = self._now()
         finished = now if task_state in ("succeeded", "failed", "cancelled") else None
@@ -218,6 +223,9 @@ class WaveState:
                 "UPDATE wave_attempts SET finished_us = ?, outcome = ?, error_class = ?, "
                 "reason = ?, reformats = ? WHERE run_id = ? AND task_id = ? AND attempt = ?",
                 (now, outcome, error_class, reason, reformats, run_id, task_id, attempt))
+            if audit is not None:
+                log, kind, fields = audit
+                log.record_in(conn, kind, **fields)
 
     def fail_unstarted(self, run_id: str, task_id: str, *, state: str, error_class: str | None,
                        reason: str) -> bool:

@@ -181,10 +181,6 @@ def test_a_killed_wave_resumes_with_every_task_done_exactly_once_long(
     scripted_trial(tmp_path, seed, figures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a task's end is written in two transactions: WaveState.end_attempt (task succeeded) "
-    "then AuditLog.record('wave.agent_end'); a kill between them leaves the task succeeded "
-    "with no audit row, and resume never writes it"))
 def test_a_kill_between_a_task_s_end_and_its_audit_row_loses_no_audit_row(
         tmp_path: Path) -> None:
     plan = {"tasks": [{"id": "only", "prompt": "TASK-only: do it"}]}
@@ -201,11 +197,13 @@ def test_a_kill_between_a_task_s_end_and_its_audit_row_loses_no_audit_row(
     assert proc.wait(60) == -signal.SIGKILL
     resumer = service(str(db), SleepyRunner(1, flaky=False))
     try:
-        resumer.resume(run_id)  # the task had succeeded: nothing runs again...
+        # The kill came inside the transaction that ends the task: neither the end nor its
+        # audit row was kept, so resume runs the task again and audits it once.
+        resumer.resume(run_id)
         assert resumer.wait_until_done(run_id, 60)
     finally:
         resumer.close()
-    counts = check_consistent(db, run_id, plan)  # ...so its success is never audited
+    counts = check_consistent(db, run_id, plan)
     assert counts["audit_lost"] == 0
 
 
