@@ -91,6 +91,28 @@ class Finding:
 # Defects the suites found, each fixed and guarded by the named test (default run); every
 # one of those tests fails on the code before its fix.
 FINDINGS: tuple[Finding, ...] = (
+    Finding("crash",
+            "A kill between a task's end and its `wave.agent_end` audit row (two "
+            "transactions) kept the task succeeded with no audit row, and resume never wrote "
+            "it (1 task in 34 random kills).",
+            "`WaveState.end_attempt` writes the audit row inside the transaction that ends "
+            "the task (`AuditLog.record_in`).",
+            "test_crash.py::test_a_kill_between_a_task_s_end_and_its_audit_row_loses_no_"
+            "audit_row"),
+    Finding("isolation",
+            "Agents started by `spawn_wave` ran without the policy hooks: a wave agent's Read "
+            "of `~/.ssh/id_rsa`, or of any file outside its folder, succeeded and the content "
+            "reached the model.",
+            "The server's wave service gives every agent the policy callbacks "
+            "(`wave_policy_hooks`): credential reads and file tools outside the task's "
+            "folder are denied and audited.",
+            "test_isolation.py::test_spawn_wave_agents_cannot_read_outside_their_folder"),
+    Finding("isolation",
+            "`spawn_wave` stored credentials verbatim: a plan's prompts in `wave_runs.plan`, "
+            "each task's output in `wave_tasks.output` (and the WAL).",
+            "A plan holding a credential is refused before anything is stored; outputs are "
+            "stored redacted.",
+            "test_isolation.py::test_secrets_in_wave_outputs_never_reach_the_data_folder"),
     Finding("fuzz_hooks",
             "A deeply nested JSON payload (e.g. 5,000 `[`) made the command hook crash with a "
             "RecursionError traceback and exit 1, a non-blocking hook error: the Agent call "
@@ -160,6 +182,14 @@ FINDINGS: tuple[Finding, ...] = (
             "`integrity_problems` runs the full integrity check; `status` reports it "
             "(\"Database: DAMAGED ...\").",
             "test_corruption.py::test_status_reports_a_damaged_index"),
+    Finding("corruption",
+            "A flip inside the schema's text (a CREATE statement that still parses, with a "
+            "column renamed) passed SQLite's integrity check: nothing reported it, and the "
+            "next write naming that column would fail; with invalid UTF-8 there, SQLite's "
+            "\"Could not decode\" surfaced as a generic database error.",
+            "`integrity_problems` also compares the schema with the one the migrations "
+            "create; an undecodable cell is reported as corruption.",
+            "test_corruption.py::test_status_reports_a_damaged_schema_entry"),
 )
 
 

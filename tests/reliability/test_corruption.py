@@ -158,6 +158,12 @@ class Reference:
     states: dict[int, Any]
     other: dict[str, list[tuple[Any, ...]]]
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis prints examples: not 180 KiB of bytes
+
+    def __repr__(self) -> str:
+        return f"Reference({len(self.data)} bytes)"
+
 
 _OPERATIONAL = ("kv", "leases", "claims", "spawns", "agents", "breakers", "schema_migrations")
 
@@ -525,3 +531,19 @@ def test_a_damaged_schema_is_reported_in_one_line(tmp_path: Path) -> None:
         SqliteStore(path)
     assert one_line(info.value.one_line()) and "is corrupt" in info.value.one_line()
     assert path.read_bytes() == before
+
+
+def test_status_reports_a_damaged_schema_entry(tmp_path: Path) -> None:
+    """A flip inside a table's CREATE statement that still parses: SQLite's own check
+    passes, and the hooks' claims would fail at the next event."""
+    path = tmp_path / "state.db"
+    SqliteStore(path).close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA writable_schema = ON")
+    raw.execute("UPDATE sqlite_master SET sql = replace(sql, 'owner', 'ownes') "
+                "WHERE name = 'claims'")
+    raw.close()
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    status = collect_status(str(path))
+    assert status["integrity"]["ok"] is False
+    assert "schema entry 'claims'" in render_markdown(status)
