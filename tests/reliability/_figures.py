@@ -94,7 +94,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("crash",
             "A kill between a task's end and its `wave.agent_end` audit row (two "
             "transactions) kept the task succeeded with no audit row, and resume never wrote "
-            "it (1 task in 34 random kills).",
+            "it (seen once in 34 random kills).",
             "`WaveState.end_attempt` writes the audit row inside the transaction that ends "
             "the task (`AuditLog.record_in`).",
             "test_crash.py::test_a_kill_between_a_task_s_end_and_its_audit_row_loses_no_"

@@ -103,13 +103,14 @@ def run_hook_load(tmp: Path, agents_per_session: int, figures: Figures) -> None:
         totals.update(json.loads(out))
     _check_store(db, totals, agents_per_session)
     assert watcher.peak <= MACHINE_CAP, f"{watcher.peak} leases at once"
-    figures.add(SUITE, "hook sessions (processes) driven at once", SESSIONS)
-    figures.add(SUITE, "subagent spawns (PreToolUse(Agent))", SESSIONS * agents_per_session)
-    figures.add(SUITE, "hook events decided, each exactly once", totals["events"])
-    figures.peak(SUITE, "most leases held at once (cap 4)", watcher.peak)
-    figures.add(SUITE, "spawns denied (admission wait ran out)", totals["denied"])
-    figures.peak(SUITE, "hook events per second (2 deciders per event)",
-                 round(totals["events"] / elapsed, 1))
+    key = f"{SESSIONS} sessions at once, {agents_per_session} spawns each"
+    figures.put(SUITE, f"{key}: subagent spawns (PreToolUse(Agent))",
+                SESSIONS * agents_per_session)
+    figures.put(SUITE, f"{key}: hook events, each decided exactly once", totals["events"])
+    figures.put(SUITE, f"{key}: most leases held at once (cap {MACHINE_CAP})", watcher.peak)
+    figures.put(SUITE, f"{key}: spawns denied (admission wait ran out)", totals["denied"])
+    figures.put(SUITE, f"{key}: hook events per second (two deciders race for each)",
+                round(totals["events"] / elapsed, 1))
 
 
 def _check_store(db: Path, totals: Counter[str], per_session: int) -> None:
