@@ -28,18 +28,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import Floors  # noqa: E402
 
-from smart_orchestrator.context import (  # noqa: E402
-    ContextCache,
-    TaskText,
-    build_prompt,
-    estimate_tokens,
-)
+from smart_orchestrator.context import ContextCache, estimate_tokens  # noqa: E402
 from smart_orchestrator.context.sources import (  # noqa: E402
     environment_summary,
     hinted_files,
     named_files,
     read_project_file,
 )
+from smart_orchestrator.waves.plan import TaskSpec  # noqa: E402
+from smart_orchestrator.waves.prompts import build_prompt, level_for_attempt  # noqa: E402
 
 BUDGET = 8000
 
@@ -175,14 +172,12 @@ def main() -> int:
         start = time.perf_counter()
         for task in PLAN:
             base = full_context_prompt(task, root, done, results, cache)
-            built = build_prompt(TaskText(task.id, task.prompt),
-                                 dependency_results=[(d, results[d]) for d in task.deps],
-                                 project_dir=root, budget_tokens=BUDGET, level="full",
-                                 cache=cache)
-            retries = [build_prompt(TaskText(task.id, task.prompt),
-                                    dependency_results=[(d, results[d]) for d in task.deps],
-                                    project_dir=root, budget_tokens=BUDGET, level=lvl,
-                                    cache=cache) for lvl in ("minimal", "essential")]
+            # Built exactly as spawn_wave builds each attempt's prompt.
+            spec = TaskSpec(id=task.id, prompt=task.prompt, depends_on=list(task.deps),
+                            context_tokens=BUDGET)
+            deps = [(d, results[d]) for d in task.deps]
+            built, *retries = (build_prompt(spec, deps, level_for_attempt(n), project_dir=root,
+                                            cache=cache) for n in (1, 2, 3))
             retry = [r.tokens for r in retries]
             lost = sum(n not in retries[0].text for n in task.needs)
             retry_missing += lost

@@ -78,7 +78,8 @@ class Turn:
 
 @dataclass(frozen=True, slots=True)
 class ApiError:
-    """An HTTP error reply in Anthropic's shape. `times=None` repeats it forever."""
+    """An HTTP error reply in Anthropic's shape, served `times` times to its conversation's
+    turn before the turn's next entry (`None` repeats it forever)."""
 
     status: int
     error_type: str

@@ -92,7 +92,7 @@ class ScriptedModel:
         self._conversations: list[_Conversation] = []
         self._main: _Conversation | None = None
         self._rules: list[Rule] = []
-        self._attempts: dict[tuple[str, str, int], int] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
         self._requests: list[ModelRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -250,7 +250,9 @@ class ScriptedModel:
             if conversation is None or request.turn >= len(conversation.slots):
                 return None
             slot = conversation.slots[request.turn]
-            key = (conversation.name, request.first_user_text, request.turn)
+            # Counted per conversation turn, not per prompt text: a retry that sends a
+            # different prompt (less context) is still the same turn of the same agent.
+            key = (conversation.name, request.turn)
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
             served = 0

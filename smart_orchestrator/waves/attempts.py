@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from tenacity import RetryCallState
 
 from ..canonical import canonical_json, digest_text
+from ..context import ContextCache
 from ._proc import agent_marker
 from .agents import AgentOutcome, AgentRequest
 from .contracts import Contract
@@ -51,6 +53,10 @@ class TaskDriver:
         self._run_id = run_id
         self._options = options
         self._wave = wave
+        # One cache for the wave: its agents read the same project files and environment.
+        self._context_cache = ContextCache()
+        project = Path(options.cwd)
+        self._project_dir = project if project.is_dir() else None
 
     async def run(self, task: TaskSpec) -> None:
         if not self._wave.may_retry():
@@ -79,12 +85,19 @@ class TaskDriver:
         if not allowed:
             raise AttemptFailed(ErrorClass.BREAKER_OPEN, why)
         level = level_for_attempt(tries)
-        prompt = build_prompt(task, self._dependency_results(task), level)
+        # Reading project files and asking git for the environment is blocking I/O.
+        built = await anyio.to_thread.run_sync(partial(
+            build_prompt, task, self._dependency_results(task), level,
+            project_dir=self._project_dir, cache=self._context_cache))
+        prompt = built.text
         attempt = ctx.state.start_attempt(self._run_id, task.id, level.label)
         self._wave.set_status(task.id, "running")
         ctx.audit.record("wave.agent_start", run_id=self._run_id, task_id=task.id,
                          attempt=attempt, agent_type=task.agent_type, model=task.agent.model,
-                         context=level.label, prompt=digest_text(prompt))
+                         context=level.label, prompt=digest_text(prompt),
+                         context_tokens=built.tokens, context_budget=built.budget_tokens,
+                         context_levels=list(built.levels_included),
+                         context_omitted=len(built.omitted), over_budget=built.over_budget)
         contract = Contract(task.output_schema) if task.output_schema is not None else None
         request = AgentRequest(
             run_id=self._run_id, task_id=task.id, attempt=attempt, prompt=prompt,

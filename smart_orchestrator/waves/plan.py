@@ -15,6 +15,8 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..context.builder import DEFAULT_BUDGET_TOKENS
+
 __all__ = [
     "AgentSpec",
     "CommandCompensation",
@@ -62,6 +64,11 @@ class TaskSpec(_Strict):
     context: Annotated[str | None, Field(
         max_length=500_000,
         description="background given on the first attempt only")] = None
+    context_tokens: Annotated[int, Field(
+        ge=200, le=1_000_000,
+        description="token budget for the context added to the prompt (dependency results, "
+                    "project files, environment); the prompt itself is never cut")
+    ] = DEFAULT_BUDGET_TOKENS
     agent: AgentSpec = AgentSpec()
     allowed_tools: Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]],
                              Field(max_length=200)] = []

@@ -1,22 +1,27 @@
 """The prompt each attempt sends: full context first, then less, then the essentials.
 
-Attempt 1 gets the task's context and its dependencies' results in full; attempt 2 gets
-only the dependencies' results, shortened; attempt 3 gets the task itself and nothing
-else. When a failure came from too much context, or from a detail in it, the next try has
-a better chance; when a task has no context to drop, every attempt sends the same prompt.
+Prompts come from progressive context delivery (`smart_orchestrator.context`): the task,
+its dependencies' results, the project (CLAUDE.md, files the task names or hints at) and
+the environment, within the task's token budget. Attempt 1 asks for the `full` level,
+attempt 2 for `minimal` (short dependency summaries, the named files), attempt 3 and later
+for `essential` (the task and a few lines of each dependency's result). When a failure
+came from too much context, or from a detail in it, the next try has a better chance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
+from pathlib import Path
 
+from ..context import BuiltPrompt, ContextCache
+from ..context import ContextLevel as LevelName
+from ..context import build_prompt as build_context
 from .contracts import schema_instruction
 from .plan import PromptCompensation, TaskSpec
 
 __all__ = ["ContextLevel", "build_prompt", "compensation_prompt", "level_for_attempt"]
 
-FULL_RESULT_CHARS = 20_000
 MINIMAL_RESULT_CHARS = 1_000
 
 
@@ -26,8 +31,13 @@ class ContextLevel(IntEnum):
     ESSENTIAL = 2
 
     @property
-    def label(self) -> str:
-        return self.name.lower()
+    def label(self) -> LevelName:
+        return _LABELS[self]
+
+
+_LABELS: dict[ContextLevel, LevelName] = {ContextLevel.FULL: "full",
+                                          ContextLevel.MINIMAL: "minimal",
+                                          ContextLevel.ESSENTIAL: "essential"}
 
 
 def level_for_attempt(attempt: int) -> ContextLevel:
@@ -42,18 +52,15 @@ def _clip(text: str, limit: int) -> str:
 
 
 def build_prompt(task: TaskSpec, dependency_results: Sequence[tuple[str, str]],
-                 level: ContextLevel) -> str:
-    parts = [task.prompt]
-    if level == ContextLevel.FULL and task.context:
-        parts.append("Context:\n" + task.context)
-    if level < ContextLevel.ESSENTIAL and dependency_results:
-        limit = FULL_RESULT_CHARS if level == ContextLevel.FULL else MINIMAL_RESULT_CHARS
-        results = "\n\n".join(f"### {dep}\n{_clip(out, limit)}"
-                              for dep, out in dependency_results)
-        parts.append("Results of the tasks this one depends on:\n\n" + results)
-    if task.output_schema is not None:
-        parts.append(schema_instruction(task.output_schema))
-    return "\n\n".join(parts)
+                 level: ContextLevel, *, project_dir: Path | None = None,
+                 cache: ContextCache | None = None) -> BuiltPrompt:
+    """The attempt's prompt. The task's prompt and its output-schema instruction are
+    never cut; the rest fits in `task.context_tokens`."""
+    instruction = (schema_instruction(task.output_schema)
+                   if task.output_schema is not None else None)
+    return build_context(task, dependency_results=dependency_results,
+                         project_dir=project_dir, budget_tokens=task.context_tokens,
+                         level=level.label, output_instruction=instruction, cache=cache)
 
 
 def compensation_prompt(task: TaskSpec, spec: PromptCompensation, output: str | None) -> str:

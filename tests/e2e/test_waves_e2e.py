@@ -162,6 +162,32 @@ def test_rate_limit_reply_is_retried(waves: Waves, scripted_model: ScriptedModel
         "ApiError", "Turn"]
 
 
+def test_agents_get_progressive_context_and_retries_get_less(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    work = waves.dirs["work"]
+    (work / "CLAUDE.md").write_text("House rule: MEMORY-MARKER.\n")
+    (work / "ledger.py").write_text("LEDGER_MARKER = 1\n")
+    scripted_model.agent("TASK-A:", [text("A-RESULT " * 400)])
+    scripted_model.agent("TASK-B:", [server_error(), text("b done")])
+    status = waves.run(waves.service(), plan(
+        t("a"), t("b", "a", prompt="TASK-B: fix ledger.py", context="BACKGROUND-MARKER")))
+    assert status.state == "completed", status
+    full, minimal = (r.first_user_text for r in scripted_model.requests_for("TASK-B:"))
+    for marker in ("BACKGROUND-MARKER", "## Environment", "MEMORY-MARKER", "LEDGER_MARKER",
+                   "A-RESULT"):
+        assert marker in full, marker
+    assert "LEDGER_MARKER" in minimal and "A-RESULT" in minimal
+    for marker in ("BACKGROUND-MARKER", "## Environment"):
+        assert marker not in minimal, marker
+    assert len(minimal) < len(full)
+    starts = [e for e in waves.store.iter_audit()
+              if e.kind == "wave.agent_start" and e.data["task_id"] == "b"]
+    assert [e.data["context"] for e in starts] == ["full", "minimal"]
+    assert starts[0].data["context_levels"] == [1, 2, 3, 4]
+    assert starts[0].data["context_tokens"] > starts[1].data["context_tokens"] > 0
+    assert all(e.data["context_budget"] == 8000 for e in starts)
+
+
 def test_quota_error_stops_the_wave(waves: Waves, scripted_model: ScriptedModel) -> None:
     scripted_model.agent("TASK-Q:", [credit_balance_error(times=None)])
     scripted_model.agent("TASK-S:", [text("never needed")])

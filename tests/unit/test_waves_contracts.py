@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smart_orchestrator.waves.contracts import MAX_REFORMATS, Contract, parse_json_answer
+from smart_orchestrator.waves.contracts import (
+    MAX_REFORMATS,
+    Contract,
+    parse_json_answer,
+    schema_instruction,
+)
 from smart_orchestrator.waves.plan import TaskSpec
 from smart_orchestrator.waves.prompts import ContextLevel, build_prompt, level_for_attempt
 
@@ -58,18 +64,39 @@ def _task(**extra: Any) -> TaskSpec:
 def test_attempts_lose_context_progressively() -> None:
     task = _task(context="BACKGROUND", output_schema=SCHEMA)
     deps = [("a", "A" * 5000)]
-    full = build_prompt(task, deps, level_for_attempt(1))
-    minimal = build_prompt(task, deps, level_for_attempt(2))
-    essential = build_prompt(task, deps, level_for_attempt(3))
+    full, minimal, essential = (build_prompt(task, deps, level_for_attempt(n)).text
+                                for n in (1, 2, 3))
     assert "BACKGROUND" in full and "A" * 5000 in full
-    assert "BACKGROUND" not in minimal and "A" * 1000 in minimal and "A" * 1001 not in minimal
-    assert "4000 more characters omitted" in minimal
-    assert "### a" not in essential and "BACKGROUND" not in essential
-    assert all(p.startswith("Summarise.") and "JSON Schema" in p
+    assert "BACKGROUND" not in minimal and "### a" in minimal and "A" * 5000 not in minimal
+    assert "more characters omitted" in minimal
+    assert "BACKGROUND" not in essential
+    assert len(full) > len(minimal) > len(essential)
+    assert all(p.startswith("Summarise.") and p.rstrip().endswith(schema_instruction(SCHEMA))
                for p in (full, minimal, essential))
     assert level_for_attempt(7) is ContextLevel.ESSENTIAL
 
 
+def test_wave_prompts_carry_the_project_at_the_full_level_only(tmp_path: Path) -> None:
+    (tmp_path / "CLAUDE.md").write_text("Always run PROJECT-RULE before committing.\n")
+    (tmp_path / "pricing.py").write_text("def PRICE_FN(x):\n    return x * 2\n")
+    task = _task(prompt="Fix the rounding in pricing.py.")
+    full, minimal, essential = (
+        build_prompt(task, [], level_for_attempt(n), project_dir=tmp_path) for n in (1, 2, 3))
+    assert "PROJECT-RULE" in full.text and "PRICE_FN" in full.text
+    assert {3, 4} <= set(full.levels_included)
+    assert "PROJECT-RULE" not in minimal.text and "PRICE_FN" in minimal.text
+    assert 4 not in minimal.levels_included
+    assert essential.text == "Fix the rounding in pricing.py."
+
+
+def test_the_context_budget_is_per_task() -> None:
+    deps = [("a", "word " * 20_000)]
+    small = build_prompt(_task(context_tokens=500), deps, level_for_attempt(1))
+    large = build_prompt(_task(context_tokens=20_000), deps, level_for_attempt(1))
+    assert small.tokens <= 500 < large.tokens <= 20_000
+
+
 def test_a_task_without_context_sends_the_same_prompt_every_attempt() -> None:
     task = _task()
-    assert {build_prompt(task, [], level_for_attempt(n)) for n in (1, 2, 3)} == {"Summarise."}
+    assert {build_prompt(task, [], level_for_attempt(n)).text for n in (1, 2, 3)} == {
+        "Summarise."}
