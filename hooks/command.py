@@ -2,7 +2,8 @@
 
 It runs as a fresh process on every matching tool call, so it imports the policy engine
 only when it has to decide: when the plugin's MCP server is live, the server's `mcp_tool`
-hook normally claims the event first and this process just exits.
+hook normally claims the event first and this process returns the server's decision (or
+takes over, if the server died before deciding).
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
     from smart_orchestrator.errors import StoreError
     from smart_orchestrator.paths import data_dir
     from smart_orchestrator.policy.claims import (
-        claim,
+        Undecided,
         claim_key,
+        decide_once,
+        decision_file,
+        process_owner,
         server_is_live,
-        wait_for_claim,
     )
     from smart_orchestrator.store import open_store
 
@@ -73,17 +76,27 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
     except StoreError as exc:
         return _fail(event, tool, exc.one_line())
     session = str(payload.get("session_id") or "")
-    key = claim_key(event, session, str(payload.get("tool_use_id") or ""),
-                    str(payload.get("agent_id") or ""))
-    if server_is_live(data_dir(), session):
-        grace = float(os.environ.get("SMART_ORCHESTRATOR_CLAIM_GRACE_S", "2.0"))
-        if wait_for_claim(store, key, grace) is not None:
-            return _emit({})
-    if not claim(store, key, "command"):
-        return _emit({})
-    from smart_orchestrator.policy import EngineFactory
+    tool_use_id = str(payload.get("tool_use_id") or "")
+    key = claim_key(event, session, tool_use_id, str(payload.get("agent_id") or ""))
+    # A live server normally claims within milliseconds: give it the head start.
+    grace = (float(os.environ.get("SMART_ORCHESTRATOR_CLAIM_GRACE_S", "2.0"))
+             if server_is_live(data_dir(), session) else 0.0)
 
-    return _emit(EngineFactory(store, source="command").decide(payload))
+    def decide() -> dict[str, Any]:
+        from smart_orchestrator.policy import EngineFactory
+
+        return EngineFactory(store, source="command").decide(payload)
+
+    try:
+        settled = decide_once(
+            store, key, process_owner("command"), decide, wait_for_other_s=grace,
+            decision_timeout_s=float(os.environ.get("SMART_ORCHESTRATOR_DECISION_WAIT_S",
+                                                    "100")))
+    except Undecided as exc:
+        return _fail(event, tool, str(exc))
+    if (path := decision_file(data_dir(), session, tool_use_id)) is not None:
+        path.unlink(missing_ok=True)  # the shell fast path did not collect it
+    return _emit(settled.answer())
 
 
 if __name__ == "__main__":

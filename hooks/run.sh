@@ -2,22 +2,45 @@
 # Command hook entry. It runs on every matching tool call, beside an mcp_tool hook that
 # the plugin's MCP server answers. When this session's server is live (it holds an
 # exclusive lock on its beacon file) and responsive (it touches the file every second),
-# the server decides and this hook answers "no decision" without starting Python.
+# the server decides and this hook does not start Python:
+# - PreToolUse(Agent) blocks, so this hook returns the decision the server left in
+#   servers/<session>.decided/<tool_use_id>; if none appears within half a second (the
+#   server is slow, or died mid-decision), Python waits for it or decides itself;
+# - the other events run in the background and only act when the server is down.
 # Otherwise the full check runs in Python: the gate of last resort.
 data="${SMART_ORCHESTRATOR_DATA:-${CLAUDE_PLUGIN_DATA:-$HOME/.local/share/smart-orchestrator}}"
 sid="${CLAUDE_CODE_SESSION_ID:-default}"
 case "$sid" in *[!A-Za-z0-9_-]*) sid=default ;; esac  # session ids are UUIDs
 beacon="$data/servers/$sid.lock"
+py="${SMART_ORCHESTRATOR_PYTHON:-}"
+if [ -z "$py" ] && [ -x "${CLAUDE_PLUGIN_DATA:-/nonexistent}/venv/bin/python" ]; then
+  py="$CLAUDE_PLUGIN_DATA/venv/bin/python"  # skip version-manager shims
+fi
+launcher="$(dirname "$0")/../bin/smart-orchestrator"
 # Locked by a live server, and touched within the last 3 s (-mmin -0.05).
 if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     && [ -n "$(find "$beacon" -mmin -0.05 2>/dev/null)" ]; then
-  cat >/dev/null
-  echo '{}'
-  exit 0
+  if [ "$1" != PreToolUse ]; then
+    cat >/dev/null
+    echo '{}'
+    exit 0
+  fi
+  input="$(cat)"
+  # Inside JSON strings every quote is escaped, so only the payload's own key matches;
+  # anything but exactly one match goes to Python.
+  ids="$(printf '%s' "$input" | grep -o '"tool_use_id"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"')"
+  id="${ids##*:}"; id="${id#*\"}"; id="${id%\"}"
+  if [ -n "$id" ] && [ "$(printf '%s\n' "$ids" | wc -l)" -eq 1 ]; then
+    decided="$data/servers/$sid.decided/$id"
+    n=0
+    while [ ! -f "$decided" ] && [ "$n" -lt 50 ]; do sleep 0.01; n=$((n + 1)); done
+    if [ -f "$decided" ] && cat "$decided"; then
+      rm -f "$decided"
+      echo
+      exit 0
+    fi
+  fi
+  printf '%s' "$input" | "${py:-python3}" "$launcher" hook "$1"
+  exit $?
 fi
-# Skip version-manager shims: prefer the plugin's own environment.
-py="${SMART_ORCHESTRATOR_PYTHON:-}"
-if [ -z "$py" ] && [ -x "${CLAUDE_PLUGIN_DATA:-/nonexistent}/venv/bin/python" ]; then
-  py="$CLAUDE_PLUGIN_DATA/venv/bin/python"
-fi
-exec "${py:-python3}" "$(dirname "$0")/../bin/smart-orchestrator" hook "$1"
+exec "${py:-python3}" "$launcher" hook "$1"

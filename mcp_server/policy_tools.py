@@ -7,8 +7,15 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
+from smart_orchestrator.paths import data_dir
 from smart_orchestrator.policy import normalize_mcp_args
-from smart_orchestrator.policy.claims import claim, claim_key
+from smart_orchestrator.policy.claims import (
+    Undecided,
+    claim_key,
+    decide_once,
+    process_owner,
+    publish_decision,
+)
 
 from .state import AppState
 
@@ -38,14 +45,26 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         except Exception as exc:  # no store, no decision: subagent calls fail closed
             return _closed(payload, str(exc))
         key = claim_key(event, session_id, tool_use_id, agent_id)
-        if not claim(store, key, "server"):
-            return "{}"  # the command hook got there first and decided
-        return json.dumps(factory.decide(payload))
+        try:
+            settled = decide_once(store, key, process_owner("server"),
+                                  lambda: factory.decide(payload))
+        except Undecided as exc:
+            return _closed(payload, str(exc))
+        answer = settled.answer()
+        if settled.here and _is_agent_call(payload):
+            # For the command hook's shell fast path, which returns it without Python.
+            publish_decision(data_dir(), session_id, tool_use_id,
+                             settled._replace(here=False).answer())
+        return json.dumps(answer)
+
+
+def _is_agent_call(payload: dict[str, Any]) -> bool:
+    return payload.get("hook_event_name") == "PreToolUse" and \
+        payload.get("tool_name") in ("Agent", "Task")
 
 
 def _closed(payload: dict[str, Any], reason: str) -> str:
-    if payload.get("hook_event_name") == "PreToolUse" and \
-            payload.get("tool_name") in ("Agent", "Task"):
+    if _is_agent_call(payload):
         out = json.loads(json.dumps(_FAIL_CLOSED))
         out["hookSpecificOutput"]["permissionDecisionReason"] = \
             out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)

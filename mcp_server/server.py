@@ -22,7 +22,7 @@ from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
+from smart_orchestrator.policy.claims import ServerBeacon, prune_decision_files
 from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
@@ -74,6 +74,7 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
 
 
 def _warm(state: AppState) -> None:
+    prune_decision_files(data_dir())
     try:
         state.engine_factory().warm()
     except Exception as exc:  # a failed warm-up only costs the first call its speed

@@ -3,60 +3,211 @@
 The plugin registers two hooks on PreToolUse(Agent): an `mcp_tool` hook answered by the
 warm MCP server, and a cheap command hook as the gate of last resort (an `mcp_tool` hook
 whose server is not connected is skipped, which would let the call through unchecked).
-Whichever claims the event first decides it; the other answers "no decision". The command
-hook gives a live server a short head start before claiming itself.
+Whichever claims the event first decides it and records the decision beside the claim; the
+other waits for that decision and returns it too. A claim holder that dies before deciding
+is taken over, so neither hook ever answers for a decision nobody made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NamedTuple
 
 from ..store.sqlite import SqliteStore
 
-__all__ = ["ServerBeacon", "claim", "claim_key", "server_is_live", "wait_for_claim"]
+__all__ = ["ClaimState", "ServerBeacon", "Settled", "Undecided", "claim", "claim_key",
+           "decide_once", "decision_file", "owner_alive", "process_owner", "prune_decision_files",
+           "publish_decision", "server_is_live"]
 
 CLAIM_TTL_S = 24 * 3600
+DECISION_FILE_TTL_S = 3600
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+Decision = dict[str, Any]
+
+
+class ClaimState(NamedTuple):
+    owner: str
+    decision: Decision | None
+
+
+class Settled(NamedTuple):
+    decision: Decision
+    here: bool  # decided by this caller, not taken from the other hook
+
+    def answer(self) -> Decision:
+        """What this hook returns. Claude Code merges both hooks' outputs, so the one that
+        only echoes a decision leaves out its message, which would otherwise show twice."""
+        if self.here:
+            return self.decision
+        return {k: v for k, v in self.decision.items() if k != "systemMessage"}
+
+
+class Undecided(Exception):
+    """The claim's holder is alive but made no decision in time."""
+
+    def __init__(self, owner: str, waited_s: float) -> None:
+        super().__init__(f"{owner} took this event but did not decide within {waited_s:.0f} s")
+        self.owner = owner
 
 
 def claim_key(event: str, session_id: str, tool_use_id: str, agent_id: str) -> str:
     return f"{event}:{session_id}:{tool_use_id or agent_id}"
 
 
+def process_owner(role: str) -> str:
+    """Claim owners name their process, so a waiting hook can tell a dead holder."""
+    return f"{role}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    _, _, pid = owner.rpartition(":")
+    if not pid.isdigit():
+        return True  # an owner without a pid cannot be checked: assume alive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def claim(store: SqliteStore, key: str, owner: str, now: float | None = None) -> bool:
     now_us = int((now if now is not None else time.time()) * 1e6)
     with store.transaction() as conn:
-        cur = conn.execute("INSERT OR IGNORE INTO claims VALUES (?, ?, ?)", (key, owner, now_us))
+        cur = conn.execute("INSERT OR IGNORE INTO claims (key, owner, ts_us) VALUES (?, ?, ?)",
+                           (key, owner, now_us))
         if now_us % 97 == 0:  # occasional pruning keeps the table small without a daemon
             conn.execute("DELETE FROM claims WHERE ts_us < ?", (now_us - CLAIM_TTL_S * 10**6,))
         return cur.rowcount == 1
 
 
-def wait_for_claim(store: SqliteStore, key: str, grace_s: float,
-                   sleep: Callable[[float], None] = time.sleep) -> str | None:
-    """The owner of `key` once someone claims it, or None after `grace_s`."""
-    deadline = time.monotonic() + grace_s
-    while True:
+def claim_state(store: SqliteStore, key: str) -> ClaimState | None:
+    try:
+        rows = store.query("SELECT owner, decision FROM claims WHERE key = ?", (key,))
+    except sqlite3.Error:
+        return None
+    if not rows:
+        return None
+    owner, raw = rows[0]
+    decision: Decision | None = None
+    if raw is not None:
         try:
-            row = store.query("SELECT owner FROM claims WHERE key = ?", (key,))
-        except sqlite3.Error:
-            row = []
-        if row:
-            return str(row[0][0])
-        if time.monotonic() >= deadline:
-            return None
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        # A damaged decision is no decision: the waiting hook decides for itself.
+        decision = value if isinstance(value, dict) else None
+    return ClaimState(str(owner), decision)
+
+
+def record_decision(store: SqliteStore, key: str, owner: str, decision: Decision) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE claims SET decision = ? WHERE key = ? AND owner = ?",
+                     (json.dumps(decision, separators=(",", ":")), key, owner))
+
+
+def _take_over(store: SqliteStore, key: str, dead: str, me: str) -> bool:
+    with store.transaction() as conn:
+        # A dead holder records nothing more; a decision it left unreadable is dropped.
+        cur = conn.execute("UPDATE claims SET owner = ?, decision = NULL "
+                           "WHERE key = ? AND owner = ?", (me, key, dead))
+        return cur.rowcount == 1
+
+
+def decide_once(store: SqliteStore, key: str, me: str, decide: Callable[[], Decision], *,
+                wait_for_other_s: float = 0.0, decision_timeout_s: float = 100.0,
+                sleep: Callable[[float], None] = time.sleep,
+                alive: Callable[[str], bool] = owner_alive) -> Settled:
+    """Decide the event once, whichever hook gets here first, and return the decision.
+
+    `wait_for_other_s` gives the preferred decider a head start before this one claims.
+    A hook that finds the event claimed waits for the holder's decision; if the holder
+    dies first, it takes over and decides. Raises `Undecided` when a live holder has not
+    decided within `decision_timeout_s` (the caller fails closed where that matters).
+    """
+    if wait_for_other_s > 0:
+        _poll(lambda: claim_state(store, key) is not None, wait_for_other_s, sleep)
+    if claim(store, key, me):
+        return Settled(_decide_and_record(store, key, me, decide), True)
+    start = time.monotonic()
+    while True:
+        state = claim_state(store, key)
+        if state is not None and state.decision is not None:
+            return Settled(state.decision, False)
+        if state is not None and not alive(state.owner) and _take_over(store, key,
+                                                                       state.owner, me):
+            return Settled(_decide_and_record(store, key, me, decide), True)
+        waited = time.monotonic() - start
+        if waited >= decision_timeout_s:
+            raise Undecided(state.owner if state else "another hook", waited)
+        # Decisions normally land within milliseconds; an admission wait can take many
+        # seconds, so the polling slows down after the first half second.
+        sleep(0.005 if waited < 0.5 else 0.05)
+
+
+def _decide_and_record(store: SqliteStore, key: str, me: str,
+                       decide: Callable[[], Decision]) -> Decision:
+    decision = decide()
+    # Unrecorded, the other hook cannot see it and fails closed at its timeout instead.
+    with contextlib.suppress(sqlite3.Error):
+        record_decision(store, key, me, decision)
+    return decision
+
+
+def _poll(done: Callable[[], bool], timeout_s: float, sleep: Callable[[float], None]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
         sleep(0.005)
 
 
+def decision_file(data_dir: Path, session_id: str, tool_use_id: str) -> Path | None:
+    """Where the server leaves a PreToolUse(Agent) decision for the shell fast path
+    (hooks/run.sh), which reads it without starting Python."""
+    if not _SAFE_ID.match(tool_use_id):
+        return None
+    return data_dir / "servers" / f"{_safe_session(session_id)}.decided" / tool_use_id
+
+
+def publish_decision(data_dir: Path, session_id: str, tool_use_id: str,
+                     decision: Decision) -> None:
+    path = decision_file(data_dir, session_id, tool_use_id)
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(decision, separators=(",", ":")))
+        os.replace(tmp, path)  # the shell sees the whole file or none
+
+
+def prune_decision_files(data_dir: Path, now: float | None = None) -> int:
+    """Remove decisions nobody collected (the command hook was not registered or timed out)."""
+    cutoff = (now if now is not None else time.time()) - DECISION_FILE_TTL_S
+    removed = 0
+    for path in (data_dir / "servers").glob("*.decided/*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _safe_session(session_id: str) -> str:
+    return "".join(c for c in session_id if c.isalnum() or c in "-_") or "default"
+
+
 def _beacon_path(data_dir: Path, session_id: str) -> Path:
-    safe = "".join(c for c in session_id if c.isalnum() or c in "-_") or "default"
-    return data_dir / "servers" / f"{safe}.lock"
+    return data_dir / "servers" / f"{_safe_session(session_id)}.lock"
 
 
 class ServerBeacon:

@@ -149,4 +149,7 @@ CREATE TABLE gate_results (
 CREATE INDEX gate_results_by_finished ON gate_results (finished_us);
 CREATE INDEX audit_by_kind_ts ON audit (kind, ts_us);
 """),
+    (5, "claims remember the decision", """
+ALTER TABLE claims ADD COLUMN decision TEXT;
+"""),
 )

@@ -45,6 +45,9 @@ def test_clean_prompt_spawns_and_is_audited(
     assert kinds.count("policy.decision") == 1
     assert {"agent.start", "agent.stop", "agent.end"} <= set(kinds)
     assert _decisions(home)[0]["decision"] == "allow"
+    # The server left its decision for the command hook, which collected it.
+    [decided] = (plugin_data(home) / "servers").glob("*.decided")
+    assert list(decided.iterdir()) == []
 
 
 def test_prompt_with_aws_key_is_denied_and_never_stored(

@@ -3,7 +3,7 @@
 Run as `python -m tests.reliability._load_worker DB SESSION AGENTS SEED`; prints one JSON
 line of counts. For every hook event, two deciders race to claim it, as the plugin's
 server (`mcp_tool` hook) and command hook do: each has its own store connection and
-engine, and only the one whose claim wins decides.
+engine, only the one whose claim wins decides, and the other returns that decision.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from smart_orchestrator.policy import EngineFactory
-from smart_orchestrator.policy.claims import claim, claim_key
+from smart_orchestrator.policy.claims import Settled, claim_key, decide_once, process_owner
 from smart_orchestrator.store import SqliteStore
 
 
@@ -26,16 +26,15 @@ class Decider:
         self.factory = EngineFactory(self.store, source=source)
         self.source = source
 
-    def offer(self, payload: dict[str, Any], key: str) -> dict[str, Any] | None:
-        if not claim(self.store, key, self.source):
-            return None
-        return self.factory.decide(payload)
+    def offer(self, payload: dict[str, Any], key: str) -> Settled:
+        return decide_once(self.store, key, process_owner(self.source),
+                           lambda: self.factory.decide(payload), decision_timeout_s=60)
 
 
 def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
     key = claim_key(payload["hook_event_name"], payload["session_id"],
                     str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""))
-    results: list[dict[str, Any] | None] = [None, None]
+    results: list[Settled | None] = [None, None]
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
@@ -51,7 +50,11 @@ def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, A
         t.join()
     if errors:
         raise errors[0]
-    decided = [r for r in results if r is not None]
+    settled = [r for r in results if r is not None]
+    answers = {json.dumps(r._replace(here=False).answer(), sort_keys=True) for r in settled}
+    if len(settled) != 2 or len(answers) != 1:
+        raise AssertionError(f"the two hooks answered differently: {answers}")
+    decided = [r.decision for r in settled if r.here]
     return (decided[0] if decided else {}), len(decided)
 
 

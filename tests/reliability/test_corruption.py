@@ -198,7 +198,8 @@ def _build_reference(path: Path) -> Reference:
         states[cps.save(CP, _state(v)).id] = _state(v)
     store.kv_set("breaker:general", json.dumps({"state": "closed"}))
     with store.transaction() as conn:
-        conn.execute("INSERT INTO claims VALUES ('PreToolUse:s:t', 'server', 1)")
+        conn.execute("INSERT INTO claims (key, owner, ts_us) "
+                     "VALUES ('PreToolUse:s:t', 'server', 1)")
         conn.execute("INSERT INTO leases VALUES ('s:t', 's', NULL, 'general', NULL, 1, 0, 1, 2)")
     store.close()
     audit, head, cps_rows, other, sound = _dump(path)
