@@ -8,19 +8,19 @@ service's blocking calls go to worker threads.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import (
     AgentRequest,
+    RunList,
     WaveConfig,
     WavePlan,
     WaveService,
@@ -42,57 +42,6 @@ WaitS = Annotated[float, Field(ge=0, le=3600, description=(
 RunState = Literal["running", "cancelling", "compensating", "completed", "failed", "partial",
                    "cancelled"]
 ServiceFactory = Callable[[SqliteStore], WaveService]
-
-
-class TaskStatus(BaseModel):
-    id: str
-    state: str
-    level: int
-    depends_on: list[str]
-    attempts: int
-    reformats: int
-    started_us: int | None
-    finished_us: int | None
-    duration_s: float | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    error_class: str | None
-    reason: str | None
-    output: str | None = Field(description="the result, cut to output_chars")
-    output_chars: int = Field(description="length of the whole result")
-    compensation: str | None
-    compensation_reason: str | None
-
-
-class WaveStatus(BaseModel):
-    run_id: str
-    name: str | None
-    state: str = Field(description="running, cancelling, compensating, interrupted (resume it), "
-                                   "completed, failed, partial or cancelled")
-    reason: str | None
-    stop_class: str | None
-    created_us: int
-    finished_us: int | None
-    counts: dict[str, int]
-    levels: list[list[str]]
-    admission: str | None
-    stats: dict[str, Any]
-    tasks: list[TaskStatus]
-
-
-class RunInfo(BaseModel):
-    run_id: str
-    name: str | None
-    state: str
-    reason: str | None
-    created_us: int
-    finished_us: int | None
-    counts: dict[str, int]
-
-
-class RunList(BaseModel):
-    runs: list[RunInfo]
 
 
 def wave_policy_hooks(store: SqliteStore) -> HooksFactory:
@@ -127,12 +76,6 @@ def shutdown_waves(state: AppState) -> None:
         service.close()
 
 
-def _out(snap: WaveSnapshot) -> WaveStatus:
-    data = asdict(snap)
-    data.pop("version")
-    return WaveStatus.model_validate(data)
-
-
 def _workdir(cwd: str | None) -> str:
     path = Path(cwd) if cwd else Path.cwd()
     if not path.is_absolute() or not path.is_dir():
@@ -155,7 +98,7 @@ def _progress_line(snap: WaveSnapshot) -> str:
 
 
 async def _follow(ctx: Context[AppState, Any], service: WaveService, run_id: str,
-                  wait_s: float) -> WaveStatus:
+                  wait_s: float) -> WaveSnapshot:
     """Report progress (the first report names the run) until the wave ends or time is up."""
     snap: WaveSnapshot = await _call(service.status, run_id)
     deadline = anyio.current_time() + wait_s
@@ -168,7 +111,7 @@ async def _follow(ctx: Context[AppState, Any], service: WaveService, run_id: str
             await ctx.report_progress(progress, len(snap.tasks) + 1, _progress_line(snap))
         left = deadline - anyio.current_time()
         if snap.done or left <= 0:
-            return _out(snap)
+            return snap
         await _call(service.wait_for_change, run_id, snap.version, min(left, 5.0))
         snap = await _call(service.status, run_id)
 
@@ -187,7 +130,7 @@ def register_wave_tools(server: MCPServer[AppState],
     async def spawn_wave(plan: WavePlan, ctx: Context[AppState, Any],
                          cwd: str | None = None,
                          max_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None,
-                         wait_s: WaitS = 0.0) -> WaveStatus:
+                         wait_s: WaitS = 0.0) -> WaveSnapshot:
         """Run a plan of dependent tasks as waves of agents, in the background.
 
         Validates the plan (unknown dependencies and cycles are refused), returns the
@@ -202,25 +145,28 @@ def register_wave_tools(server: MCPServer[AppState],
     @server.tool()
     async def wave_status(run_id: RunId, ctx: Context[AppState, Any],
                           output_chars: Annotated[int, Field(ge=0, le=200_000)] = 2000
-                          ) -> WaveStatus:
+                          ) -> WaveSnapshot:
         """Every task's state, attempts, timing, tokens, cost and error; the wave's state."""
-        return _out(await _call(service_of(ctx).status, run_id, output_chars=output_chars))
+        snap: WaveSnapshot = await _call(service_of(ctx).status, run_id,
+                                         output_chars=output_chars)
+        return snap
 
     @server.tool()
     async def cancel_wave(run_id: RunId, ctx: Context[AppState, Any],
                           reason: Annotated[str, Field(min_length=1, max_length=500)] =
                           "cancelled by request",
-                          compensate: bool = False) -> WaveStatus:
+                          compensate: bool = False) -> WaveSnapshot:
         """Stop a wave: kills its running agents' process trees and starts nothing new.
 
         With `compensate`, completed tasks are undone afterwards, newest first.
         """
-        return _out(await _call(service_of(ctx).cancel, run_id, reason=reason,
-                                compensate=compensate))
+        snap: WaveSnapshot = await _call(service_of(ctx).cancel, run_id, reason=reason,
+                                         compensate=compensate)
+        return snap
 
     @server.tool()
     async def resume_wave(run_id: RunId, ctx: Context[AppState, Any],
-                          wait_s: WaitS = 0.0) -> WaveStatus:
+                          wait_s: WaitS = 0.0) -> WaveSnapshot:
         """Continue an interrupted wave from the store: finished tasks are kept, tasks
         that were running when the server stopped run again."""
         service = service_of(ctx)
@@ -233,4 +179,4 @@ def register_wave_tools(server: MCPServer[AppState],
                         state: RunState | None = None) -> RunList:
         """Known waves, newest first, with their task counts by state."""
         runs = await _call(service_of(ctx).list_runs, limit=limit, state=state)
-        return RunList(runs=[RunInfo.model_validate(asdict(r)) for r in runs])
+        return RunList(runs=runs)

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +92,7 @@ def _cmd_wave_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
         runs = list_wave_runs(store, limit=args.limit, state=args.state)
     if args.json:
-        print(json.dumps([asdict(r) for r in runs], indent=2))
+        print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
     else:
         print("## Waves (newest first)\n\n" + wave_list_table(runs))
     return 0
@@ -106,7 +105,7 @@ def _cmd_wave_show(args: argparse.Namespace) -> int:
     with _store(args) as store:
         run_id = latest_run_id(store) if args.run_id == "latest" else args.run_id
         snap = wave_snapshot(store, run_id, output_chars=2000 if args.json else 0)
-    print(json.dumps(asdict(snap), indent=2) if args.json else wave_view(snap))
+    print(snap.model_dump_json(indent=2) if args.json else wave_view(snap))
     return 0
 
 

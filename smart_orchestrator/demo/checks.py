@@ -62,6 +62,17 @@ def _missing(title: str, tool: str) -> Check:
     return _fail(title, f"the session never called {tool}")
 
 
+def _answer(ev: Evidence, title: str, tool: str) -> dict[str, Any] | Check:
+    """The last `tool` call's answer as a JSON object, or the failed check saying why."""
+    call = ev.last(tool)
+    if call is None:
+        return _missing(title, tool)
+    value = call.json()
+    if call.is_error or not isinstance(value, dict):
+        return _fail(title, f"{tool} failed: {(call.text or '')[:300]}")
+    return value
+
+
 def check_plugin(session: Session) -> Check:
     title = "Claude Code loaded the plugin and connected its MCP server"
     init = session.init
@@ -185,12 +196,9 @@ def check_checkpoint(ev: Evidence) -> Check:
 
 def check_gates(ev: Evidence) -> Check:
     title = "Gates on the sample project: tiers 1-2 pass, tier 3 waits for a security review"
-    call = ev.last("gate_status")
-    if call is None:
-        return _missing(title, "gate_status")
-    g = call.json()
-    if call.is_error or not isinstance(g, dict):
-        return _fail(title, f"gate_status failed: {(call.text or '')[:300]}")
+    g = _answer(ev, title, "gate_status")
+    if isinstance(g, Check):
+        return g
     tiers = {t["tier"]: t for t in g.get("tiers", [])}
     checks = [c for c in tiers.get(1, {}).get("checks", []) if c["status"] == "passed"]
     approvals = [a["kind"] for a in tiers.get(3, {}).get("approvals", [])
@@ -208,12 +216,11 @@ def check_gates(ev: Evidence) -> Check:
 
 def check_metrics(ev: Evidence) -> Check:
     title = "The metrics table, computed from the audit log"
-    call = ev.last("metrics")
-    if call is None:
-        return _missing(title, "metrics")
-    m = call.json()
-    if call.is_error or not isinstance(m, dict) or not m.get("table"):
-        return _fail(title, f"metrics failed: {(call.text or '')[:300]}")
+    m = _answer(ev, title, "metrics")
+    if isinstance(m, Check):
+        return m
+    if not m.get("table"):
+        return _fail(title, "metrics returned no table")
     waves = {c["name"]: c for c in m["columns"]}.get("waves", {})
     rate = {x["key"]: x for x in waves.get("metrics", [])}.get("wave_completion", {})
     if rate.get("numerator", 0) < 1:
@@ -225,13 +232,12 @@ def check_metrics(ev: Evidence) -> Check:
 
 def check_audit(ev: Evidence) -> Check:
     title = "The audit chain verifies intact"
-    call = ev.last("audit_verify")
-    if call is None:
-        return _missing(title, "audit_verify")
-    v = call.json()
+    v = _answer(ev, title, "audit_verify")
+    if isinstance(v, Check):
+        return v
     report = AuditLog(ev.store).verify()
-    if call.is_error or not isinstance(v, dict) or not v.get("ok") or not report.ok:
-        return _fail(title, f"{(call.text or '')[:200]}; now: {report.one_line()}")
+    if not v.get("ok") or not report.ok:
+        return _fail(title, f"audit_verify: {json.dumps(v)[:200]}; now: {report.one_line()}")
     return Check(title, True, f"{v['count']} events when asked; {report.events} now, "
                               f"head {report.head_hash[:16]}")
 

@@ -13,49 +13,9 @@ one message), or an `ApiError` served before the next turn. Turns count assistan
 a retried request gets the same turn.
 """
 
-from .model_log import Kind, ModelRequest, ToolResult
-from .replies import (
-    ApiError,
-    Reply,
-    TextBlock,
-    ToolUseBlock,
-    Turn,
-    agent_call,
-    api_error,
-    authentication_error,
-    credit_balance_error,
-    invalid_request_error,
-    overloaded_error,
-    rate_limit_error,
-    server_error,
-    text,
-    tool_use,
-    turn,
-)
-from .server import UNSCRIPTED, Rule, ScriptedModel, ScriptEntry
+from . import model_log, replies, server
+from .model_log import *  # noqa: F403
+from .replies import *  # noqa: F403
+from .server import *  # noqa: F403
 
-__all__ = [
-    "UNSCRIPTED",
-    "ApiError",
-    "Kind",
-    "ModelRequest",
-    "Reply",
-    "Rule",
-    "ScriptEntry",
-    "ScriptedModel",
-    "TextBlock",
-    "ToolResult",
-    "ToolUseBlock",
-    "Turn",
-    "agent_call",
-    "api_error",
-    "authentication_error",
-    "credit_balance_error",
-    "invalid_request_error",
-    "overloaded_error",
-    "rate_limit_error",
-    "server_error",
-    "text",
-    "tool_use",
-    "turn",
-]
+__all__ = [*model_log.__all__, *replies.__all__, *server.__all__]

@@ -34,7 +34,7 @@ from .replies import (
 )
 from .replies import text as text_turn
 
-__all__ = ["UNSCRIPTED", "ModelRequest", "Rule", "ScriptEntry", "ScriptedModel", "ToolResult"]
+__all__ = ["UNSCRIPTED", "Rule", "ScriptEntry", "ScriptedModel"]
 
 SUBAGENT_MARKER = " cc_is_subagent=true;"
 UNSCRIPTED = "(unscripted)"

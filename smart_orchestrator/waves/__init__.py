@@ -20,7 +20,7 @@ from .plan import (
 )
 from .recovery import AttemptFailed, ErrorClass, RetryPolicy, classify
 from .service import WaveService
-from .snapshot import RunSummary, TaskView, WaveSnapshot
+from .snapshot import RunList, RunSummary, TaskView, WaveSnapshot
 
 __all__ = [
     "AGENT_MARKER_ENV",
@@ -36,6 +36,7 @@ __all__ = [
     "PromptCompensation",
     "ResourceManager",
     "RetryPolicy",
+    "RunList",
     "RunSummary",
     "TaskSpec",
     "TaskView",

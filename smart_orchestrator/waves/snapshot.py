@@ -1,15 +1,17 @@
 """What `wave_status` and `list_runs` report, built from the store and the live driver.
 
 A wave the store still calls running whose driving server is gone is reported as
-`interrupted`, with the way out (`resume_wave`), never as running.
+`interrupted`, with the way out (`resume_wave`), never as running. These models are also
+the MCP tools' output schemas.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .plan import dependency_levels
 from .state import TERMINAL_RUN_STATES, AttemptRecord, RunRecord, TaskRecord
@@ -18,14 +20,17 @@ if TYPE_CHECKING:
     from .admission import AdmissionStats
     from .scheduler import WaveRun
 
-__all__ = ["RunSummary", "TaskView", "WaveSnapshot", "snapshot", "summary"]
+__all__ = ["RunList", "RunSummary", "TaskView", "WaveSnapshot", "snapshot", "summary"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskView:
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TaskView(_View):
     id: str
     state: str
-    level: int
+    level: int = Field(description="the task's dependency level (wave), from 0")
     depends_on: tuple[str, ...]
     attempts: int
     reformats: int
@@ -37,17 +42,17 @@ class TaskView:
     cost_usd: float
     error_class: str | None
     reason: str | None
-    output: str | None
-    output_chars: int
+    output: str | None = Field(description="the result, cut to output_chars")
+    output_chars: int = Field(description="length of the whole result")
     compensation: str | None
     compensation_reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class WaveSnapshot:
+class WaveSnapshot(_View):
     run_id: str
     name: str | None
-    state: str
+    state: str = Field(description="running, cancelling, compensating, interrupted (resume it), "
+                                   "completed, failed, partial or cancelled")
     reason: str | None
     stop_class: str | None
     created_us: int
@@ -57,15 +62,14 @@ class WaveSnapshot:
     levels: list[list[str]]
     admission: str | None
     stats: dict[str, Any]
-    version: int
+    version: int = Field(description="grows with every change to the wave")
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL_RUN_STATES or self.state == "interrupted"
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
+class RunSummary(_View):
     run_id: str
     name: str | None
     state: str
@@ -73,6 +77,10 @@ class RunSummary:
     created_us: int
     finished_us: int | None
     counts: dict[str, int]
+
+
+class RunList(_View):
+    runs: list[RunSummary]
 
 
 def _effective_state(run: RunRecord, *, live: bool, owner_alive: bool) -> tuple[str, str | None]:
@@ -138,5 +146,6 @@ def _view(t: TaskRecord, deps: list[str], level: int, reformats: int,
 def summary(run: RunRecord, tasks: Sequence[TaskRecord], *, live: bool,
             owner_alive: bool) -> RunSummary:
     state, reason = _effective_state(run, live=live, owner_alive=owner_alive)
-    return RunSummary(run.run_id, run.name, state, reason, run.created_us, run.finished_us,
-                      dict(Counter(t.state for t in tasks)))
+    return RunSummary(run_id=run.run_id, name=run.name, state=state, reason=reason,
+                      created_us=run.created_us, finished_us=run.finished_us,
+                      counts=dict(Counter(t.state for t in tasks)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,26 @@ def examples(n: int) -> settings:
     with other work has slow moments that are not failures)."""
     return settings(max_examples=n, deadline=None, suppress_health_check=_QUIET,
                     print_blob=True)
+
+
+@contextlib.contextmanager
+def scoped_env(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables for a module-scoped fixture, which
+    pytest's function-scoped `monkeypatch` cannot serve; restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # Keys Claude Code reads from a hook's stdout.

@@ -26,7 +26,7 @@ from hooks.command import main as hook_main
 
 from ..unit.policy_payloads import post_agent, pre_agent, subagent_event, subagent_tool
 from ._figures import Figures
-from ._util import PYTHON, REPO_ROOT, assert_hook_output, denied, examples
+from ._util import PYTHON, REPO_ROOT, assert_hook_output, denied, examples, scoped_env
 
 SUITE = "fuzz_hooks"
 EVENTS = ["PreToolUse", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop",
@@ -42,19 +42,9 @@ def hook_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (project / ".claude").mkdir(parents=True)
     (project / ".claude" / "smart-orchestrator.toml").write_text(
         "[admission]\nwait_timeout_s = 0\n")
-    saved = {k: os.environ.get(k) for k in ("SMART_ORCHESTRATOR_DATA", "SMART_ORCHESTRATOR_DB",
-                                            "CLAUDE_PROJECT_DIR", "CLAUDE_CODE_SESSION_ID")}
-    os.environ.update(SMART_ORCHESTRATOR_DATA=str(root / "data"),
-                      CLAUDE_PROJECT_DIR=str(project), CLAUDE_CODE_SESSION_ID="fuzz")
-    os.environ.pop("SMART_ORCHESTRATOR_DB", None)
-    try:
+    with scoped_env(SMART_ORCHESTRATOR_DATA=str(root / "data"), SMART_ORCHESTRATOR_DB=None,
+                    CLAUDE_PROJECT_DIR=str(project), CLAUDE_CODE_SESSION_ID="fuzz"):
         yield root
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run_main(event: str, raw: bytes) -> tuple[int, str, str]:

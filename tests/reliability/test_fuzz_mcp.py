@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
 
 from ..unit.policy_payloads import pre_agent
 from ._figures import Figures
-from ._util import examples
+from ._util import examples, scoped_env
 
 SUITE = "fuzz_mcp"
 WAVE_TOOLS = frozenset({"spawn_wave", "wave_status", "cancel_wave", "resume_wave", "list_runs"})
@@ -78,20 +77,10 @@ def fuzz_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # Admission has suites of its own; here a busy machine must not turn answers into waits.
     (project / ".claude" / "smart-orchestrator.toml").write_text('[admission]\nmode = "off"\n')
     (project / "CLAUDE.md").write_text("Project notes.\n")
-    keys = ("SMART_ORCHESTRATOR_DATA", "SMART_ORCHESTRATOR_DB", "CLAUDE_PROJECT_DIR",
-            "CLAUDE_CODE_SESSION_ID")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(SMART_ORCHESTRATOR_DATA=str(root / "data"),
-                      SMART_ORCHESTRATOR_DB=str(root / "data" / "state.db"),
-                      CLAUDE_PROJECT_DIR=str(project), CLAUDE_CODE_SESSION_ID="mcp-fuzz")
-    try:
+    with scoped_env(SMART_ORCHESTRATOR_DATA=str(root / "data"),
+                    SMART_ORCHESTRATOR_DB=str(root / "data" / "state.db"),
+                    CLAUDE_PROJECT_DIR=str(project), CLAUDE_CODE_SESSION_ID="mcp-fuzz"):
         yield root
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

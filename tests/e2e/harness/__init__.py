@@ -19,63 +19,10 @@ a retried request gets the same turn. Persistent errors retry up to 10 times wit
 backoff: set `CLAUDE_CODE_MAX_RETRIES` through `env=` to keep such tests short.
 """
 
-from smart_orchestrator.scripted import (
-    UNSCRIPTED,
-    ApiError,
-    ModelRequest,
-    ScriptedModel,
-    TextBlock,
-    ToolResult,
-    ToolUseBlock,
-    Turn,
-    agent_call,
-    api_error,
-    authentication_error,
-    credit_balance_error,
-    invalid_request_error,
-    overloaded_error,
-    rate_limit_error,
-    server_error,
-    text,
-    tool_use,
-    turn,
-)
+from smart_orchestrator import scripted
+from smart_orchestrator.scripted import *  # noqa: F403
 
-from .claude_runner import (
-    ClaudeRun,
-    ClaudeTimeoutError,
-    find_claude_bin,
-    offline_env,
-    run_claude,
-    sdk_env,
-    validate_plugin,
-)
+from . import claude_runner
+from .claude_runner import *  # noqa: F403
 
-__all__ = [
-    "UNSCRIPTED",
-    "ApiError",
-    "ClaudeRun",
-    "ClaudeTimeoutError",
-    "ModelRequest",
-    "ScriptedModel",
-    "TextBlock",
-    "ToolResult",
-    "ToolUseBlock",
-    "Turn",
-    "agent_call",
-    "api_error",
-    "authentication_error",
-    "credit_balance_error",
-    "find_claude_bin",
-    "invalid_request_error",
-    "offline_env",
-    "overloaded_error",
-    "rate_limit_error",
-    "run_claude",
-    "sdk_env",
-    "server_error",
-    "text",
-    "tool_use",
-    "turn",
-    "validate_plugin",
-]
+__all__ = [*scripted.__all__, *claude_runner.__all__]
