@@ -16,7 +16,7 @@ from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
-from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 from .harness import ClaudeRun, ModelRequest, ScriptedModel, Turn, text, tool_use
 from .plugin_env import MCP_PREFIX, PLUGIN, audit_rows, plugin_data, run_plugin

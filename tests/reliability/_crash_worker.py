@@ -22,7 +22,7 @@ from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
-from smart_orchestrator.waves.testing import FixedMetrics
+from tests.wave_fakes import FixedMetrics
 
 KILL_BEFORE_AUDIT = "SMART_ORCHESTRATOR_TEST_KILL_BEFORE_AUDIT"
 

@@ -36,7 +36,7 @@ from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.recovery import RetryPolicy
-from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 from ..unit.policy_payloads import pre_agent
 from ._figures import Figures

@@ -232,7 +232,7 @@ def scripted_waves_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 def _secret_wave(tmp: Path, prompt_secret: str, output_secret: str) -> tuple[Path, str]:
     """A wave whose agent answers with `output_secret`; `prompt_secret` ("" for none) goes
     into the task's prompt."""
-    from smart_orchestrator.waves.testing import ScriptedRunner, Step
+    from tests.wave_fakes import ScriptedRunner, Step
 
     store = SqliteStore(tmp / "data" / "state.db")
     runner = ScriptedRunner({"leaky": Step(answers=(f"here it is: {output_secret}",))})

@@ -32,7 +32,7 @@ from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig, ResourceManager
 from smart_orchestrator.waves.recovery import RetryPolicy
-from smart_orchestrator.waves.testing import ScriptedRunner, Step
+from tests.wave_fakes import ScriptedRunner, Step
 
 from ..unit.policy_payloads import post_agent, pre_agent
 from ._figures import Figures

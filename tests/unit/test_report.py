@@ -21,7 +21,7 @@ from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
-from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert('x')</script> & </script>"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig, ResourceManager
-from smart_orchestrator.waves.testing import FixedMetrics
+from tests.wave_fakes import FixedMetrics
 
 
 def _rm(metrics: FixedMetrics | None = None, **cfg: int | float) -> ResourceManager:

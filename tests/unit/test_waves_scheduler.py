@@ -17,7 +17,7 @@ from smart_orchestrator.waves.plan import WavePlan
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
 from smart_orchestrator.waves.scheduler import RunOptions, WaveContext, WaveRun
 from smart_orchestrator.waves.state import WaveState
-from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 SCHEMA = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
 

@@ -16,7 +16,7 @@ from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.owner import owner_token
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
 from smart_orchestrator.waves.state import WaveState
-from smart_orchestrator.waves.testing import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 CONFIG = WaveConfig(admission=AdmissionConfig(max_agents=4, memory_budget_bytes=4096 * MIB,
                                               reserve_bytes=0),

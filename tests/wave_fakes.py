@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ..resources import SystemSnapshot
-from .agents import AgentOutcome, AgentRequest
-from .recovery import ErrorClass
+from smart_orchestrator.resources import SystemSnapshot
+from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
+from smart_orchestrator.waves.recovery import ErrorClass
 
 __all__ = ["FixedMetrics", "ScriptedRunner", "Step"]
 
