@@ -8,16 +8,23 @@ psutil. Gates are `threading.Event`s so a test may open them from any thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import anyio
 
+from smart_orchestrator.policy.config import PolicyConfig
+from smart_orchestrator.policy.engine import PolicyEngine
+from smart_orchestrator.policy.shared import PolicyBreaker, PolicySlots
 from smart_orchestrator.resources import SystemSnapshot
+from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
 from smart_orchestrator.waves.recovery import ErrorClass
 
-__all__ = ["FixedMetrics", "ScriptedRunner", "Step"]
+__all__ = ["FixedMetrics", "ScriptedRunner", "Step", "policy_engines", "shared_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +138,18 @@ class FixedMetrics:
 
     def trees_rss(self, pids: list[int]) -> dict[int, int]:
         return {pid: self.tree.get(pid, 0) for pid in pids}
+
+
+def policy_engines(store: SqliteStore, *, clock: Callable[[], float] = time.time,
+                   **sections: Any) -> Callable[[], PolicyEngine]:
+    """The policy engine waves share with the hooks, on `store`, with `sections` replaced:
+    `policy_engines(store, breaker=BreakerPolicy(failure_threshold=2))`."""
+    engine = PolicyEngine(store, PolicyConfig()._replace(**sections), project_dir=Path.cwd(),
+                          source="wave", clock=clock)
+    return lambda: engine
+
+
+def shared_policy(store: SqliteStore, **sections: Any) -> dict[str, Any]:
+    """`WaveService` keyword arguments for a breaker and slots under `sections`."""
+    engines = policy_engines(store, **sections)
+    return {"breaker": PolicyBreaker(engines), "slots": PolicySlots(engines)}

@@ -130,6 +130,27 @@ class Admission:
                                    f"(limit {p.spawns_per_minute})", wait)
         return None
 
+    def take_machine_slot(self, lease_id: str, agent_type: str, *, enforce: bool = True,
+                          owner_pid: int | None = None) -> str | None:
+        """A lease for an agent the hooks do not see start (a wave's), counted against the
+        machine-wide limit only: the wave applies its own memory and CPU checks. Returns
+        why there is no room, or None once the lease is taken. Warn mode always leases."""
+        p = self._policy
+        now_us = int(self._clock() * 1e6)
+        with self._store.transaction() as conn:
+            _purge(conn, now_us)
+            machine = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
+            if enforce and machine >= p.max_in_flight_machine:
+                return (f"{machine} agents already running on this machine, subagents and "
+                        f"wave agents together (limit {p.max_in_flight_machine})")
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, "
+                "owner_pid, depth, background, acquired_us, expires_us) "
+                "VALUES (?, 'waves', NULL, ?, ?, 1, 1, ?, ?)",
+                (lease_id, agent_type, owner_pid if owner_pid is not None else os.getpid(),
+                 now_us, now_us + int(p.lease_ttl_s * 1e6)))
+        return None
+
     # -- lifecycle -------------------------------------------------------------------
     def attach_agent(self, lease_id: str, agent_id: str, now_us: int) -> None:
         """A background launch names its agent: bind it, unless it already stopped."""

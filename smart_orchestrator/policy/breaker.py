@@ -33,8 +33,8 @@ class CircuitBreakers:
     def check(self, agent_type: str) -> BreakerVerdict:
         now = self._clock()
         with self._store.transaction() as conn:
-            row = conn.execute("SELECT state, opened_us FROM breakers WHERE agent_type = ?",
-                               (agent_type,)).fetchone()
+            row = conn.execute("SELECT state, opened_us, failures FROM breakers "
+                               "WHERE agent_type = ?", (agent_type,)).fetchone()
             if row is None or row[0] == "closed":
                 return BreakerVerdict(True, "closed")
             state, opened = row[0], row[1] / 1e6
@@ -45,10 +45,14 @@ class CircuitBreakers:
                              (agent_type,))
                 return BreakerVerdict(True, "half_open")
             if state == "half_open":
-                return BreakerVerdict(False, state, f"circuit breaker for '{agent_type}' is "
-                                      "half-open: a trial agent is running", 30.0)
-            return BreakerVerdict(False, state, f"circuit breaker for '{agent_type}' is open "
-                                  f"after repeated failures", max(1.0, remaining))
+                return BreakerVerdict(False, state, f"circuit breaker for agent type "
+                                      f"{agent_type!r} is half-open: a trial agent is running",
+                                      30.0)
+            failures = len(json.loads(row[2]))
+            return BreakerVerdict(False, state, f"circuit breaker for agent type {agent_type!r} "
+                                  f"is open after {failures} failures within "
+                                  f"{self._policy.window_s:.0f} s; retry in {remaining:.0f} s",
+                                  max(1.0, remaining))
 
     def record(self, agent_type: str, ok: bool) -> str | None:
         """Returns the new state when this outcome changed it."""

@@ -19,7 +19,7 @@ from typing import Protocol
 from ..resources import SystemSnapshot, process_tree_rss, sample_system
 
 __all__ = ["AdmissionConfig", "AdmissionStats", "Decision", "Metrics", "PsutilMetrics",
-           "ResourceManager"]
+           "ResourceManager", "Slots"]
 
 MIB = 1024 * 1024
 
@@ -44,6 +44,14 @@ class Metrics(Protocol):
     def trees_rss(self, pids: list[int]) -> dict[int, int]: ...
 
 
+class Slots(Protocol):
+    """Room shared beyond this server: every agent on the machine, subagents included."""
+
+    def take(self, lease_id: str, agent_type: str) -> str | None: ...  # why not, or None
+
+    def give_back(self, lease_id: str) -> None: ...
+
+
 class PsutilMetrics:
     def system(self) -> SystemSnapshot:
         return sample_system()
@@ -56,7 +64,7 @@ class PsutilMetrics:
 class Decision:
     admitted: bool
     reason: str = ""
-    rule: str = ""  # which limit said no: metrics, cap, memory, system_memory, cpu
+    rule: str = ""  # which limit said no: metrics, cap, memory, system_memory, cpu, machine
     impossible: bool = False  # even an idle machine could not take one agent
 
 
@@ -91,9 +99,11 @@ class _Peaks:
 class ResourceManager:
     """Shared by every wave of one server; `sample()` runs on a short tick."""
 
-    def __init__(self, config: AdmissionConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: AdmissionConfig, metrics: Metrics | None = None,
+                 slots: Slots | None = None) -> None:
         self._config = config
         self._metrics = metrics or PsutilMetrics()
+        self._slots = slots
         self._lock = threading.Lock()
         self._agents: dict[Hashable, _Agent] = {}
         self._peaks = _Peaks()
@@ -114,9 +124,14 @@ class ResourceManager:
     def budget_bytes(self) -> int:
         return self._budget
 
-    def try_admit(self, key: Hashable, *, group: Hashable = None) -> Decision:
+    def try_admit(self, key: Hashable, *, group: Hashable = None,
+                  agent_type: str = "general") -> Decision:
         with self._lock:
             decision = self._decide()
+            if decision.admitted and self._slots is not None:
+                busy = self._slots.take(_lease_id(key), agent_type)
+                if busy is not None:
+                    decision = Decision(False, busy, "machine")
             self._waiting = None if decision.admitted else decision.reason
             if not decision.admitted:
                 self._refusals[decision.rule] = self._refusals.get(decision.rule, 0) + 1
@@ -158,7 +173,9 @@ class ResourceManager:
 
     def release(self, key: Hashable) -> None:
         with self._lock:
-            self._agents.pop(key, None)
+            held = self._agents.pop(key, None)
+        if held is not None and self._slots is not None:
+            self._slots.give_back(_lease_id(key))
 
     def sample(self) -> None:
         """Measure every running agent's process tree and the system; update peaks."""
@@ -194,6 +211,11 @@ class ResourceManager:
             return AdmissionStats(self._budget, self._estimate, len(self._agents),
                                   self._committed(), self._peaks.total, self._peaks.agent,
                                   self._degraded, self._waiting, dict(self._refusals))
+
+
+def _lease_id(key: Hashable) -> str:
+    parts = key if isinstance(key, tuple) else (key,)
+    return "wave:" + ":".join(str(p) for p in parts)
 
 
 def _degraded_note(snapshot: SystemSnapshot) -> str | None:

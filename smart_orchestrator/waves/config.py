@@ -27,8 +27,6 @@ class WaveConfig:
     admission: AdmissionConfig = field(
         default_factory=lambda: AdmissionConfig(max_agents=_default_cap()))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    breaker_threshold: int = 3
-    breaker_cooldown_s: float = 60.0
     tick_s: float = 0.25
     # Measuring a process tree costs a few ms per agent: twice a second is enough.
     sample_s: float = 0.5
@@ -47,9 +45,7 @@ class WaveConfig:
             retry = RetryPolicy(max_attempts=retry.max_attempts,
                                 initial_s=_float(env, ENV_RETRY_BASE_S),
                                 max_backoff_s=retry.max_backoff_s, total_s=retry.total_s)
-        return cls(admission=admission, retry=retry,
-                   breaker_threshold=base.breaker_threshold,
-                   breaker_cooldown_s=base.breaker_cooldown_s, tick_s=base.tick_s,
+        return cls(admission=admission, retry=retry, tick_s=base.tick_s,
                    sample_s=base.sample_s)
 
 

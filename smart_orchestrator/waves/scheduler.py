@@ -187,7 +187,8 @@ class WaveRun:
             if cap is not None and len(self._scopes) >= cap:
                 self.waiting_reason = f"at this wave's cap of {cap} agents"
                 return
-            decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id)
+            decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id,
+                                                     agent_type=task.agent_type)
             if not decision.admitted:
                 self.waiting_reason = decision.reason
                 if decision.impossible:

@@ -25,9 +25,9 @@ from ..audit import AuditLog
 from ..canonical import canonical_json, sha256_hex
 from ..errors import OrchestratorError
 from ..store.sqlite import SqliteStore
-from ._breaker import Breaker, MemoryBreaker
+from ._breaker import Breaker
 from ._proc import find_marked, kill_tree
-from .admission import AdmissionStats, Metrics, ResourceManager
+from .admission import AdmissionStats, Metrics, ResourceManager, Slots
 from .agents import AgentRunner
 from .config import WaveConfig
 from .owner import owner_alive, owner_token
@@ -42,19 +42,26 @@ __all__ = ["WaveService"]
 class WaveService:
     def __init__(self, store: SqliteStore, runner: AgentRunner,
                  config: WaveConfig | None = None, *, metrics: Metrics | None = None,
-                 breaker: Breaker | None = None, agent_env: Mapping[str, str] | None = None,
+                 breaker: Breaker | None = None, slots: Slots | None = None,
+                 agent_env: Mapping[str, str] | None = None,
                  owner: str | None = None) -> None:
+        """`breaker` and `slots` default to the policy's, shared through the store with
+        the hooks and every other server (`smart_orchestrator.policy.shared`)."""
         self._config = config or WaveConfig()
         self._state = WaveState(store)
         self._owner = owner or owner_token()
         self._agent_env = dict(agent_env or {})
-        self._resources = ResourceManager(self._config.admission, metrics)
+        if breaker is None or slots is None:
+            from ..policy import EngineFactory
+            from ..policy.shared import PolicyBreaker, PolicySlots
+
+            factory = EngineFactory(store, source="wave")
+            breaker = breaker or PolicyBreaker(lambda: factory.get()[0])
+            slots = slots or PolicySlots(lambda: factory.get()[0])
+        self._resources = ResourceManager(self._config.admission, metrics, slots)
         self._ctx = WaveContext(
             state=self._state, audit=AuditLog(store), runner=runner,
-            resources=self._resources,
-            breaker=breaker or MemoryBreaker(threshold=self._config.breaker_threshold,
-                                             cooldown_s=self._config.breaker_cooldown_s,
-                                             clock=time.monotonic),
+            resources=self._resources, breaker=breaker,
             retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify)
         self._live: dict[str, WaveRun] = {}
         self._versions: dict[str, int] = {}

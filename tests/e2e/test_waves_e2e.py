@@ -17,11 +17,13 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from mcp_server.wave_tools import wave_policy_hooks
+from smart_orchestrator.policy.config import BreakerPolicy
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import AGENT_MARKER_ENV, WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.recovery import RetryPolicy
 from smart_orchestrator.waves.runner import SdkAgentRunner
+from tests.wave_fakes import shared_policy
 
 from .harness import (
     ModelRequest,
@@ -61,10 +63,11 @@ class Waves:
         config = WaveConfig(
             admission=AdmissionConfig(max_agents=max_agents, memory_budget_bytes=3072 * MIB),
             retry=RetryPolicy(initial_s=0.05, max_backoff_s=0.2),
-            breaker_threshold=breaker_threshold, tick_s=0.1)
+            tick_s=0.1)
         hooks = wave_policy_hooks(store) if policy else None
         runner = SdkAgentRunner(cli_path=self.claude_bin, extra_env=env, make_hooks=hooks)
-        service = WaveService(store, runner, config)
+        service = WaveService(store, runner, config, **shared_policy(
+            store, breaker=BreakerPolicy(failure_threshold=breaker_threshold)))
         self._open.append((service, store))
         return service
 

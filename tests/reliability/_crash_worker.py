@@ -17,12 +17,13 @@ from typing import Any
 
 import anyio
 
+from smart_orchestrator.policy.config import BreakerPolicy
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
-from tests.wave_fakes import FixedMetrics
+from tests.wave_fakes import FixedMetrics, shared_policy
 
 KILL_BEFORE_AUDIT = "SMART_ORCHESTRATOR_TEST_KILL_BEFORE_AUDIT"
 
@@ -49,9 +50,11 @@ def service(db: str, runner: SleepyRunner) -> WaveService:
     config = WaveConfig(admission=AdmissionConfig(max_agents=3, reserve_bytes=0,
                                                   memory_budget_bytes=4096 * MIB),
                         retry=RetryPolicy(initial_s=0.01, max_backoff_s=0.05),
-                        breaker_threshold=10_000,  # the breaker is not what is tested here
                         tick_s=0.01, sample_s=0.05)
-    return WaveService(SqliteStore(db), runner, config, metrics=FixedMetrics())
+    store = SqliteStore(db)
+    # The breaker is not what is tested here.
+    return WaveService(store, runner, config, metrics=FixedMetrics(),
+                       **shared_policy(store, breaker=BreakerPolicy(mode="off")))
 
 
 def _kill_before_audit(kind: str) -> None:

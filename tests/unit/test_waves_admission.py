@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+from smart_orchestrator.policy.admission import LeaseRequest
+from smart_orchestrator.policy.config import AdmissionPolicy
+from smart_orchestrator.policy.shared import PolicySlots
+from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig, ResourceManager
-from tests.wave_fakes import FixedMetrics
+from tests.wave_fakes import FixedMetrics, policy_engines
 
 
 def _rm(metrics: FixedMetrics | None = None, **cfg: int | float) -> ResourceManager:
@@ -97,3 +105,45 @@ def test_unreadable_metrics_mean_one_agent_at_a_time_and_say_so() -> None:
     second = rm.try_admit("b")
     assert not second.admitted and "one agent at a time" in second.reason
     assert rm.stats().degraded is not None and "unavailable" in rm.stats().degraded
+
+
+# -- one machine-wide count for wave agents and native subagents --------------------------
+
+
+def _native(session: str, n: int) -> LeaseRequest:
+    return LeaseRequest(f"{session}:toolu_{n}", session, "general-purpose", None, False, None)
+
+
+def test_wave_agents_and_native_subagents_share_the_machine_limit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    engines = policy_engines(store, admission=AdmissionPolicy(max_in_flight_machine=3,
+                                                              min_available_memory_mb=0))
+    native = engines().admission
+    assert native.acquire(_native("s1", 1)).granted
+    rm = ResourceManager(AdmissionConfig(max_agents=10, reserve_bytes=0,
+                                         memory_budget_bytes=10_000 * MIB),
+                         FixedMetrics(), PolicySlots(engines))
+    assert rm.try_admit(("w1", "a"), agent_type="coder").admitted
+    assert rm.try_admit(("w1", "b"), agent_type="coder").admitted
+    refused = rm.try_admit(("w1", "c"), agent_type="coder")
+    assert (refused.admitted, refused.rule) == (False, "machine")
+    assert "3 agents already running on this machine" in refused.reason
+    assert rm.stats().running == 2 and rm.stats().refusals == {"machine": 1}
+    # The hooks see the wave's agents: a native spawn in another session waits too.
+    denied = native.acquire(_native("s2", 1), enforce=False)
+    assert not denied.granted and denied.rule_id == "in-flight-machine"
+    native.release(lease_id="s2:toolu_1")
+    rm.release(("w1", "a"))
+    assert {r[0] for r in native.in_flight()} == {"s1", "waves"}
+    assert rm.try_admit(("w1", "c"), agent_type="coder").admitted
+    store.close()
+
+
+def test_a_wave_lease_dies_with_its_server(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    admission = policy_engines(store)().admission
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert admission.take_machine_slot("wave:w1:a", "coder", owner_pid=dead.pid) is None
+    assert admission.in_flight() == [], "purged: the server that held it is gone"
+    store.close()

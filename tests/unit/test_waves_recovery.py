@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 from tenacity import RetryCallState
 
-from smart_orchestrator.waves._breaker import MemoryBreaker
+from smart_orchestrator.policy.config import BreakerPolicy
+from smart_orchestrator.policy.shared import PolicyBreaker
+from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves.recovery import AttemptFailed, ErrorClass, RetryPolicy, classify
+from tests.wave_fakes import policy_engines
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
 
 # (status, text, subtype) -> class, as the CLI reports them in a result.
 CASES = [
@@ -115,9 +130,14 @@ class _Clock:
         return self.now
 
 
-def test_breaker_opens_after_threshold_failures_and_half_opens_after_cooldown() -> None:
+def _breaker(store: SqliteStore, clock: _Clock, **policy: Any) -> PolicyBreaker:
+    return PolicyBreaker(policy_engines(store, clock=clock, breaker=BreakerPolicy(**policy)))
+
+
+def test_breaker_opens_after_threshold_failures_and_half_opens_after_cooldown(
+        store: SqliteStore) -> None:
     clock = _Clock()
-    breaker = MemoryBreaker(threshold=2, cooldown_s=60, clock=clock)
+    breaker = _breaker(store, clock, failure_threshold=2, cooldown_s=60)
     breaker.record("coder", False)
     assert breaker.allow("coder") == (True, "")
     breaker.record("coder", False)
@@ -128,23 +148,41 @@ def test_breaker_opens_after_threshold_failures_and_half_opens_after_cooldown() 
     assert breaker.allow("coder") == (True, "half-open trial")
     assert not breaker.allow("coder")[0], "only one trial while half-open"
     breaker.record("coder", True)
-    assert breaker.state("coder") == "closed" and breaker.allow("coder")[0]
+    assert breaker.allow("coder") == (True, "")
 
 
-def test_breaker_reopens_when_the_half_open_trial_fails() -> None:
+def test_breaker_reopens_when_the_half_open_trial_fails(store: SqliteStore) -> None:
     clock = _Clock()
-    breaker = MemoryBreaker(threshold=1, cooldown_s=10, clock=clock)
+    breaker = _breaker(store, clock, failure_threshold=1, cooldown_s=10)
     breaker.record("a", False)
     clock.now += 11
     assert breaker.allow("a")[0]
     breaker.record("a", False)
-    assert breaker.state("a") == "open" and not breaker.allow("a")[0]
+    assert not breaker.allow("a")[0]
 
 
-def test_breaker_forgets_failures_outside_its_window() -> None:
+def test_breaker_forgets_failures_outside_its_window(store: SqliteStore) -> None:
     clock = _Clock()
-    breaker = MemoryBreaker(threshold=2, window_s=30, clock=clock)
+    breaker = _breaker(store, clock, failure_threshold=2, window_s=30)
     breaker.record("a", False)
     clock.now += 31
     breaker.record("a", False)
-    assert breaker.state("a") == "closed"
+    assert breaker.allow("a") == (True, "")
+
+
+def test_one_breaker_for_waves_and_native_subagents(store: SqliteStore) -> None:
+    """A failing agent type trips the breaker the hooks check before a native spawn."""
+    clock = _Clock()
+    engines = policy_engines(store, clock=clock, breaker=BreakerPolicy(failure_threshold=2))
+    PolicyBreaker(engines).record("coder", False)
+    PolicyBreaker(engines).record("coder", False)
+    verdict = engines().breakers.check("coder")
+    assert not verdict.allowed and verdict.state == "open"
+
+
+def test_warn_and_off_modes_never_stop_a_wave(store: SqliteStore) -> None:
+    clock = _Clock()
+    for mode in ("warn", "off"):
+        breaker = _breaker(store, clock, mode=mode, failure_threshold=1)
+        breaker.record(f"t-{mode}", False)
+        assert breaker.allow(f"t-{mode}")[0]

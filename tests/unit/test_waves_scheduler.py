@@ -9,15 +9,16 @@ import anyio
 import pytest
 
 from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.policy.config import BreakerPolicy
+from smart_orchestrator.policy.shared import PolicyBreaker
 from smart_orchestrator.store import SqliteStore
-from smart_orchestrator.waves._breaker import MemoryBreaker
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig, ResourceManager
 from smart_orchestrator.waves.agents import AgentRequest
 from smart_orchestrator.waves.plan import WavePlan
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
 from smart_orchestrator.waves.scheduler import RunOptions, WaveContext, WaveRun
 from smart_orchestrator.waves.state import WaveState
-from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step, policy_engines
 
 SCHEMA = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
 
@@ -37,7 +38,8 @@ class Harness:
         self.resources = ResourceManager(admission, metrics or FixedMetrics())
         self.ctx = WaveContext(
             state=self.state, audit=self.audit, runner=runner, resources=self.resources,
-            breaker=MemoryBreaker(threshold=breaker_threshold, clock=lambda: 0.0),
+            breaker=PolicyBreaker(policy_engines(
+                store, breaker=BreakerPolicy(failure_threshold=breaker_threshold))),
             retry=RetryPolicy(max_attempts=3, initial_s=0.5), sleep=self._sleep, tick_s=0.01)
         self.wave: WaveRun | None = None
 
@@ -83,9 +85,12 @@ def _opens(gate: threading.Event, when_task: str) -> Any:
 
 async def test_runs_in_dependency_order_with_independent_tasks_overlapping(
         store: SqliteStore, workdir: Path) -> None:
-    gate = threading.Event()
-    # b can only finish once c has started: the two must overlap.
-    runner = ScriptedRunner({"b": Step(gate=gate)}, probe=_opens(gate, "c"))
+    b_may_end, c_may_end = threading.Event(), threading.Event()
+    # Each of b and c can only finish once the other has started, whichever starts first:
+    # the two must overlap.
+    opens = {"c": b_may_end, "b": c_may_end}
+    runner = ScriptedRunner({"b": Step(gate=b_may_end), "c": Step(gate=c_may_end)},
+                            probe=lambda r: opens[r.task_id].set() if r.task_id in opens else None)
     h = Harness(store, workdir, runner)
     final = await h.run(plan(t("a"), t("b", "a"), t("c", "a"), t("d", "b", "c")))
     assert final == "completed"
