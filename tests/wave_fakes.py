@@ -23,6 +23,7 @@ from smart_orchestrator.resources import SystemSnapshot
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
 from smart_orchestrator.waves.recovery import ErrorClass
+from smart_orchestrator.waves.sandbox import BashSandbox
 
 __all__ = ["FixedMetrics", "ScriptedRunner", "Step", "policy_engines", "shared_policy"]
 
@@ -47,10 +48,15 @@ class Call:
     follow_ups: list[str] = field(default_factory=list)
 
 
+UNCONFINED = BashSandbox("off", False, "off: scripted runner runs no commands")
+
+
 class ScriptedRunner:
     def __init__(self, script: Mapping[str, Step | Sequence[Step]] | None = None, *,
                  default: Step | None = None,
-                 probe: Callable[[AgentRequest], None] | None = None) -> None:
+                 probe: Callable[[AgentRequest], None] | None = None,
+                 bash_sandbox: BashSandbox = UNCONFINED) -> None:
+        self.bash_sandbox = bash_sandbox
         self._script = {k: [v] if isinstance(v, Step) else list(v)
                         for k, v in (script or {}).items()}
         self._default = default or Step()

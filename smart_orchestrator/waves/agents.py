@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 from .plan import AgentSpec
 from .recovery import ErrorClass
+from .sandbox import BashSandbox
 
 __all__ = ["AgentOutcome", "AgentRequest", "AgentRunner"]
 
@@ -36,6 +37,7 @@ class AgentRequest:
     # Called once with the agent's process id, as soon as it is known.
     on_spawn: Callable[[int], None] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    network_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +56,8 @@ class AgentOutcome:
 
 class AgentRunner(Protocol):
     async def run(self, request: AgentRequest) -> AgentOutcome: ...
+
+    @property
+    def bash_sandbox(self) -> BashSandbox:
+        """Whether the agents' Bash commands are confined, and why not if they are not."""
+        ...

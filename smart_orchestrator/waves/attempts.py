@@ -24,6 +24,7 @@ from .contracts import Contract
 from .plan import TaskSpec
 from .prompts import build_prompt, level_for_attempt
 from .recovery import BREAKER_COUNTS, AttemptFailed, ErrorClass
+from .sandbox import may_run_bash
 
 if TYPE_CHECKING:
     from .scheduler import RunOptions, WaveContext
@@ -97,7 +98,9 @@ class TaskDriver:
                          context=level.label, prompt=digest_text(prompt),
                          context_tokens=built.tokens, context_budget=built.budget_tokens,
                          context_levels=list(built.levels_included),
-                         context_omitted=len(built.omitted), over_budget=built.over_budget)
+                         context_omitted=len(built.omitted), over_budget=built.over_budget,
+                         bash_sandbox=(ctx.runner.bash_sandbox.enabled
+                                       if may_run_bash(task.allowed_tools) else None))
         contract = Contract(task.output_schema) if task.output_schema is not None else None
         request = AgentRequest(
             run_id=self._run_id, task_id=task.id, attempt=attempt, prompt=prompt,
@@ -105,6 +108,7 @@ class TaskDriver:
             marker=agent_marker(self._run_id, task.id, attempt),
             allowed_tools=tuple(task.allowed_tools), max_turns=task.max_turns,
             budget_usd=task.budget_usd, env=self._options.env,
+            network_domains=tuple(task.network_domains),
             follow_up=contract.follow_up if contract else None,
             on_spawn=partial(self._spawned, task.id, attempt))
         started = time.monotonic()

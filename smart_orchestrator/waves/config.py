@@ -9,12 +9,15 @@ from dataclasses import dataclass, field, replace
 from ..errors import ConfigError
 from .admission import MIB, AdmissionConfig
 from .recovery import RetryPolicy
+from .sandbox import SandboxMode
 
 __all__ = ["WaveConfig"]
 
 ENV_MAX_AGENTS = "SMART_ORCHESTRATOR_WAVE_MAX_AGENTS"
 ENV_MEMORY_MB = "SMART_ORCHESTRATOR_WAVE_MEMORY_MB"
 ENV_RETRY_BASE_S = "SMART_ORCHESTRATOR_WAVE_RETRY_BASE_S"
+ENV_SANDBOX = "SMART_ORCHESTRATOR_WAVE_SANDBOX"
+_SANDBOX_MODES: tuple[SandboxMode, ...] = ("auto", "require", "off")
 
 
 def _default_cap() -> int:
@@ -28,6 +31,7 @@ class WaveConfig:
         default_factory=lambda: AdmissionConfig(max_agents=_default_cap()))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tick_s: float = 0.25
+    sandbox: SandboxMode = "auto"  # confine agents' Bash to the wave's folder (sandbox.py)
     # Measuring a process tree costs a few ms per agent: twice a second is enough.
     sample_s: float = 0.5
 
@@ -45,8 +49,15 @@ class WaveConfig:
             retry = RetryPolicy(max_attempts=retry.max_attempts,
                                 initial_s=_float(env, ENV_RETRY_BASE_S),
                                 max_backoff_s=retry.max_backoff_s, total_s=retry.total_s)
+        sandbox = base.sandbox
+        if ENV_SANDBOX in env:
+            wanted = env[ENV_SANDBOX]
+            if wanted not in _SANDBOX_MODES:
+                raise ConfigError(f"{ENV_SANDBOX}={wanted!r}: expected one of "
+                                  + ", ".join(_SANDBOX_MODES))
+            sandbox = _SANDBOX_MODES[_SANDBOX_MODES.index(wanted)]
         return cls(admission=admission, retry=retry, tick_s=base.tick_s,
-                   sample_s=base.sample_s)
+                   sample_s=base.sample_s, sandbox=sandbox)
 
 
 def _replace_admission(cfg: AdmissionConfig, **changes: int) -> AdmissionConfig:

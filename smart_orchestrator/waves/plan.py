@@ -26,6 +26,7 @@ __all__ = [
     "dependency_levels",
 ]
 
+_DOMAIN = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}$"
 TaskId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                               description="unique task id")]
 
@@ -72,6 +73,10 @@ class TaskSpec(_Strict):
     agent: AgentSpec = AgentSpec()
     allowed_tools: Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]],
                              Field(max_length=200)] = []
+    network_domains: Annotated[list[Annotated[str, Field(pattern=_DOMAIN)]], Field(
+        max_length=100, description="domains the task's Bash commands may reach (e.g. "
+                                    "registry.npmjs.org, *.pythonhosted.org) while the Bash "
+                                    "sandbox confines them; none by default")] = []
     output_schema: dict[str, Any] | None = Field(
         default=None, description="JSON Schema the task's final answer must satisfy")
     timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0

@@ -34,6 +34,7 @@ from ..errors import OrchestratorError
 from ._proc import AGENT_MARKER_ENV, find_child, kill_tree
 from .agents import AgentOutcome, AgentRequest
 from .recovery import ErrorClass, classify
+from .sandbox import BashSandbox, SandboxMode, may_run_bash, probe_sandbox
 
 __all__ = ["HookCallback", "HooksFactory", "SdkAgentRunner"]
 
@@ -95,8 +96,11 @@ class SdkAgentRunner:
     def __init__(self, *, cli_path: str | Path | None = None,
                  make_hooks: HooksFactory | None = None, cli_max_retries: int = 0,
                  setting_sources: Sequence[str] = (),
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None,
+                 sandbox: SandboxMode = "auto") -> None:
         self._cli_path = cli_path
+        self._sandbox_mode: SandboxMode = sandbox
+        self._sandbox: BashSandbox | None = None
         self._make_hooks = make_hooks
         # The wave's retry policy is the one retry layer: it backs off, simplifies, counts
         # failures for the breaker and stops on a quota wall. CLI retries would hide that.
@@ -124,7 +128,20 @@ class SdkAgentRunner:
             setting_sources=self._setting_sources,  # type: ignore[arg-type]
             hooks=self._hooks(request),
             stderr=tally.stderr.append,
+            sandbox=self._sandbox_for(request),  # type: ignore[arg-type]
         )
+
+    def _sandbox_for(self, request: AgentRequest) -> dict[str, Any] | None:
+        # The sandbox starts network proxies with the agent: only where Bash may run.
+        if not may_run_bash(request.allowed_tools):
+            return None
+        return self.bash_sandbox.settings(request.network_domains)
+
+    @property
+    def bash_sandbox(self) -> BashSandbox:
+        if self._sandbox is None:  # probed once: it starts a process
+            self._sandbox = probe_sandbox(self._sandbox_mode)
+        return self._sandbox
 
     def _hooks(self, request: AgentRequest) -> dict[Any, list[HookMatcher]] | None:
         callbacks = self._make_hooks(request) if self._make_hooks else None

@@ -230,7 +230,8 @@ class WaveRun:
             final, reason = await self._compensate(final, reason, stop_class)
         stats = {"max_running": self.max_running,
                  "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
-                 "memory_budget_bytes": self._ctx.resources.budget_bytes}
+                 "memory_budget_bytes": self._ctx.resources.budget_bytes,
+                 "bash_sandbox": self._ctx.runner.bash_sandbox.note}
         state.merge_stats(self.run_id, stats)
         self._finished = True  # from here a cancel comes too late
         state.set_run_state(self.run_id, final, reason=reason,

@@ -23,7 +23,7 @@ from anyio.from_thread import BlockingPortal
 
 from ..audit import AuditLog
 from ..canonical import canonical_json, sha256_hex
-from ..errors import OrchestratorError
+from ..errors import ConfigError, OrchestratorError
 from ..store.sqlite import SqliteStore
 from ._breaker import Breaker
 from ._proc import find_marked, kill_tree
@@ -32,6 +32,7 @@ from .agents import AgentRunner
 from .config import WaveConfig
 from .owner import owner_alive, owner_token
 from .plan import WavePlan
+from .sandbox import may_run_bash
 from .scheduler import RunOptions, WaveContext, WaveRun
 from .snapshot import RunSummary, WaveSnapshot, snapshot, summary
 from .state import TERMINAL_RUN_STATES, WaveState
@@ -135,9 +136,18 @@ class WaveService:
         with self._cond:
             return self._cond.wait_for(lambda: run_id not in self._live, timeout_s)
 
+    def _require_sandbox(self, plan: WavePlan) -> None:
+        confinement = self._ctx.runner.bash_sandbox
+        if confinement.mode == "require" and not confinement.available:
+            bash = [t.id for t in plan.tasks if may_run_bash(t.allowed_tools)]
+            if bash:
+                raise ConfigError(f"tasks {', '.join(bash)} may run Bash, and the Bash "
+                                  f"sandbox is required but {confinement.note}")
+
     # -- operations ------------------------------------------------------------------------
     def spawn(self, plan: WavePlan, *, cwd: str, max_concurrency: int | None = None) -> str:
         _refuse_credentials(plan)
+        self._require_sandbox(plan)
         portal = self._ensure_loop()
         run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         options = RunOptions(cwd=cwd, max_concurrency=max_concurrency)

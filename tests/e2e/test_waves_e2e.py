@@ -23,6 +23,7 @@ from smart_orchestrator.waves import AGENT_MARKER_ENV, WaveConfig, WavePlan, Wav
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.recovery import RetryPolicy
 from smart_orchestrator.waves.runner import SdkAgentRunner
+from smart_orchestrator.waves.sandbox import SandboxMode, probe_sandbox
 from tests.wave_fakes import shared_policy
 
 from .harness import (
@@ -56,7 +57,7 @@ class Waves:
         self.store = SqliteStore(tmp / "state.db")
 
     def service(self, *, breaker_threshold: int = 3, max_agents: int = 4,
-                policy: bool = False) -> WaveService:
+                policy: bool = False, sandbox: SandboxMode = "auto") -> WaveService:
         env = offline_env(model_url=self.model.base_url, home=self.dirs["home"],
                           tmpdir=self.dirs["cctmp"])
         store = SqliteStore(self.tmp / "state.db")
@@ -65,7 +66,8 @@ class Waves:
             retry=RetryPolicy(initial_s=0.05, max_backoff_s=0.2),
             tick_s=0.1)
         hooks = wave_policy_hooks(store) if policy else None
-        runner = SdkAgentRunner(cli_path=self.claude_bin, extra_env=env, make_hooks=hooks)
+        runner = SdkAgentRunner(cli_path=self.claude_bin, extra_env=env, make_hooks=hooks,
+                                sandbox=sandbox)
         service = WaveService(store, runner, config, **shared_policy(
             store, breaker=BreakerPolicy(failure_threshold=breaker_threshold)))
         self._open.append((service, store))
@@ -189,6 +191,43 @@ def test_agents_get_progressive_context_and_retries_get_less(
     assert starts[0].data["context_levels"] == [1, 2, 3, 4]
     assert starts[0].data["context_tokens"] > starts[1].data["context_tokens"] > 0
     assert all(e.data["context_budget"] == 8000 for e in starts)
+
+
+def _sandbox_or_skip() -> None:
+    confinement = probe_sandbox("auto")
+    if not confinement.available:
+        if os.environ.get("SMART_ORCHESTRATOR_TEST_REQUIRE_SANDBOX"):
+            pytest.fail(f"the Bash sandbox must work here: {confinement.note}")
+        pytest.skip(confinement.note)
+
+
+def test_bash_in_a_wave_agent_cannot_write_outside_the_waves_folder(
+        waves: Waves, scripted_model: ScriptedModel, tmp_path: Path) -> None:
+    _sandbox_or_skip()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    command = (f"echo in > inside.txt; echo out > {outside}/x.txt; echo rc=$?; "
+               f"touch $HOME/.bashrc-planted; echo home=$?")
+    scripted_model.agent("TASK-B:", [tool_use("Bash", {"command": command}), text("tried")])
+    status = waves.run(waves.service(), plan(t("b", allowed_tools=["Bash"])))
+    assert status.state == "completed", status
+    [result] = scripted_model.tool_results("TASK-B:")
+    assert "rc=1" in result.text and "Read-only file system" in result.text, result.text
+    assert "home=1" in result.text
+    assert (waves.dirs["work"] / "inside.txt").read_text() == "in\n"
+    assert not (outside / "x.txt").exists()
+    assert not (waves.dirs["home"] / ".bashrc-planted").exists()
+    assert status.stats["bash_sandbox"].startswith("on:")
+    [start] = [e for e in waves.store.iter_audit() if e.kind == "wave.agent_start"]
+    assert start.data["bash_sandbox"] is True
+
+
+def test_with_the_sandbox_off_the_wave_says_bash_was_not_confined(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    scripted_model.agent("TASK-O:", [text("nothing to run")])
+    service = waves.service(sandbox="off")
+    status = waves.run(service, plan(t("o", allowed_tools=["Bash"])))
+    assert status.stats["bash_sandbox"] == "off: Bash is not confined (sandbox mode off)"
 
 
 def test_quota_error_stops_the_wave(waves: Waves, scripted_model: ScriptedModel) -> None:

@@ -23,6 +23,7 @@ from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
 from smart_orchestrator.waves.agents import AgentOutcome, AgentRequest
 from smart_orchestrator.waves.recovery import ErrorClass, RetryPolicy
+from smart_orchestrator.waves.sandbox import BashSandbox
 from tests.wave_fakes import FixedMetrics, shared_policy
 
 KILL_BEFORE_AUDIT = "SMART_ORCHESTRATOR_TEST_KILL_BEFORE_AUDIT"
@@ -35,6 +36,7 @@ class SleepyRunner:
         self._rng = random.Random(seed)
         self._flaky = flaky
         self.ran: list[tuple[str, int]] = []
+        self.bash_sandbox = BashSandbox("off", False, "off: sleepy runner")
 
     async def run(self, request: AgentRequest) -> AgentOutcome:
         self.ran.append((request.task_id, request.attempt))
