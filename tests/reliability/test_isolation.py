@@ -140,10 +140,12 @@ def check_isolation(world: AgentWorld, figures: Figures) -> None:
         assert "Smart Orchestrator denied this tool call" in _tool_result(world, name), name
     if "BASHOUTSIDE" in _tool_result(world, "bashoutside"):
         figures.note(SUITE, "Path isolation covers the file tools (Read, Write, Edit, Glob, "
-                            "Grep, NotebookEdit). A Bash command is flagged, and one that "
-                            "reads a credential file is denied, but Bash is not confined to "
-                            "the task's folder: `cat ../file` still works. Give wave tasks "
-                            "Bash only when that is acceptable.")
+                            "Grep, NotebookEdit). Bash commands are flagged, one that reads a "
+                            "credential file is denied, and Claude Code's Bash sandbox makes "
+                            "everything outside the task's folder read-only for them (where "
+                            "bubblewrap works; docs/waves.md), but they can still read "
+                            "outside it: `cat ../file` works. Give wave tasks Bash only when "
+                            "that is acceptable.")
     conn = sqlite3.connect(world.data / "state.db")
     try:
         denials = conn.execute("SELECT data FROM audit WHERE kind = 'tool.use' AND "
