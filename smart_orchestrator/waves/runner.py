@@ -31,6 +31,7 @@ from claude_agent_sdk import (
 
 from ..claude_cli import bundled_claude, clean_agent_env
 from ..errors import OrchestratorError
+from ..paths import data_dir
 from ._proc import AGENT_MARKER_ENV, find_child, kill_tree
 from .agents import AgentOutcome, AgentRequest
 from .recovery import ErrorClass, classify
@@ -135,7 +136,8 @@ class SdkAgentRunner:
         # The sandbox starts network proxies with the agent: only where Bash may run.
         if not may_run_bash(request.allowed_tools):
             return None
-        return self.bash_sandbox.settings(request.network_domains)
+        # The orchestrator's state (audit chain, leases) is not the agent's to read.
+        return self.bash_sandbox.settings(request.network_domains, hidden=[str(data_dir())])
 
     @property
     def bash_sandbox(self) -> BashSandbox:

@@ -3,8 +3,9 @@
 The policy hooks keep file tools inside the wave's `cwd`, but a shell command can write
 anywhere the user can. Claude Code's own Bash sandbox (bubblewrap on Linux, Seatbelt on
 macOS) makes everything outside the working directory and its temp folder read-only for
-Bash and every process it starts, and routes network access through a proxy that allows
-only the domains a task lists. Claude Code quietly runs commands unsandboxed when the
+Bash and every process it starts, hides credential folders and the orchestrator's own
+state, and routes network access through a proxy that allows only the domains a task
+lists. Claude Code quietly runs commands unsandboxed when the
 sandbox cannot start, so availability is probed here, once, and reported as it is.
 
 Modes (`SMART_ORCHESTRATOR_WAVE_SANDBOX`): `auto` (default) confines Bash when the sandbox
@@ -22,9 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["BashSandbox", "SandboxMode", "may_run_bash", "probe_sandbox"]
+__all__ = ["CREDENTIAL_PATHS", "BashSandbox", "SandboxMode", "may_run_bash", "probe_sandbox"]
 
 SandboxMode = Literal["auto", "require", "off"]
+# Hidden from sandboxed commands however they are spelled (the hooks only see the command
+# text): where credentials live by convention, relative to the agent's home.
+CREDENTIAL_PATHS = ("~/.ssh", "~/.aws", "~/.gnupg", "~/.kube", "~/.docker", "~/.azure",
+                    "~/.config/gcloud", "~/.config/gh", "~/.netrc", "~/.pgpass",
+                    "~/.git-credentials", "~/.npmrc", "~/.pypirc", "~/.claude/.credentials.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +43,10 @@ class BashSandbox:
     def enabled(self) -> bool:
         return self.available and self.mode != "off"
 
-    def settings(self, network_domains: Sequence[str]) -> dict[str, Any] | None:
-        """The agent's `sandbox` settings, or None to leave Bash unconfined."""
+    def settings(self, network_domains: Sequence[str],
+                 hidden: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The agent's `sandbox` settings, or None to leave Bash unconfined. `hidden`
+        paths (absolute) are unreadable as well as unwritable, like CREDENTIAL_PATHS."""
         if not self.enabled:
             return None
         return {
@@ -49,6 +57,7 @@ class BashSandbox:
             "allowUnsandboxedCommands": False,
             "failIfUnavailable": True,
             "network": {"allowedDomains": list(network_domains)},
+            "filesystem": {"denyRead": [*CREDENTIAL_PATHS, *hidden]},
         }
 
 

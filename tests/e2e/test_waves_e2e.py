@@ -202,18 +202,29 @@ def _sandbox_or_skip() -> None:
 
 
 def test_bash_in_a_wave_agent_cannot_write_outside_the_waves_folder(
-        waves: Waves, scripted_model: ScriptedModel, tmp_path: Path) -> None:
+        waves: Waves, scripted_model: ScriptedModel, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     _sandbox_or_skip()
     outside = tmp_path / "outside"
     outside.mkdir()
+    (waves.dirs["home"] / ".ssh").mkdir()
+    (waves.dirs["home"] / ".ssh" / "config").write_text("SSH-CANARY\n")
+    data = tmp_path / "plugin-data"
+    data.mkdir()
+    (data / "state-canary.txt").write_text("STATE-CANARY\n")
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DATA", str(data))
+    # Spelled so that no pattern on the command text could catch it: the OS must.
     command = (f"echo in > inside.txt; echo out > {outside}/x.txt; echo rc=$?; "
-               f"touch $HOME/.bashrc-planted; echo home=$?")
+               f"touch $HOME/.bashrc-planted; echo home=$?; d=.s; cat ~/${{d}}sh/config; "
+               f"echo ssh=$?; cat {data}/state-canary.txt; echo data=$?")
     scripted_model.agent("TASK-B:", [tool_use("Bash", {"command": command}), text("tried")])
     status = waves.run(waves.service(), plan(t("b", allowed_tools=["Bash"])))
     assert status.state == "completed", status
     [result] = scripted_model.tool_results("TASK-B:")
     assert "rc=1" in result.text and "Read-only file system" in result.text, result.text
-    assert "home=1" in result.text
+    for refused in ("home=1", "ssh=1", "data=1"):
+        assert refused in result.text, result.text
+    assert "SSH-CANARY" not in result.text and "STATE-CANARY" not in result.text
     assert (waves.dirs["work"] / "inside.txt").read_text() == "in\n"
     assert not (outside / "x.txt").exists()
     assert not (waves.dirs["home"] / ".bashrc-planted").exists()

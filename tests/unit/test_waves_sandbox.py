@@ -29,6 +29,9 @@ def test_confined_agents_get_no_escape_hatch_and_only_their_domains() -> None:
     # allowed_tools, not the sandbox, decides whether Bash may run at all.
     assert settings["autoAllowBashIfSandboxed"] is False
     assert settings["network"] == {"allowedDomains": ["registry.npmjs.org"]}
+    assert "~/.ssh" in settings["filesystem"]["denyRead"]
+    hidden = ON.settings([], hidden=["/data"])
+    assert hidden is not None and hidden["filesystem"]["denyRead"][-1] == "/data"
     assert BashSandbox("auto", False, "off: x").settings([]) is None
     assert BashSandbox("off", True, "off").settings([]) is None
 
