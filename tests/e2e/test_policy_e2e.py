@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from smart_orchestrator.store import SqliteStore
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text, turn
 from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
@@ -166,3 +174,56 @@ def test_command_hook_denies_when_the_server_is_down(
     assert result.is_error and "environment variables" in result.text
     [decision] = _decisions(claude_dirs["home"])
     assert decision["source"] == "command"
+
+
+def test_a_server_killed_while_deciding_does_not_let_the_agent_call_through(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The server claims the call, then dies before deciding (SIGKILL while it waits for an
+    admission slot): its mcp_tool hook errors, which does not block, so the command hook
+    must take the claim over and decide. It used to see the claim and let the call go."""
+    _policy(claude_dirs["work"], "[admission]\nmax_in_flight_machine = 1\n"
+                                 "wait_timeout_s = 3\n")
+    home = claude_dirs["home"]
+    db = plugin_data(home) / "state.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(db)
+    try:  # the one machine-wide slot, held by a live process of another session
+        with store.transaction() as conn:
+            conn.execute("INSERT INTO leases VALUES ('other:toolu_x', 'other', NULL, 'general', "
+                         "?, 1, 0, 0, ?)", (os.getpid(), 2**62))
+    finally:
+        store.close()
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_the_deciding_server() -> None:
+        while not stop.is_set() and not killed:
+            with contextlib.suppress(sqlite3.Error):
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+                try:
+                    rows = conn.execute("SELECT owner FROM claims WHERE key LIKE 'PreToolUse:%'"
+                                        " AND owner LIKE 'server:%' AND decision IS NULL"
+                                        ).fetchall()
+                finally:
+                    conn.close()
+                for (owner,) in rows:
+                    os.kill(int(owner.split(":")[1]), signal.SIGKILL)
+                    killed.append(int(owner.split(":")[1]))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_the_deciding_server, daemon=True)
+    watcher.start()
+    scripted_model.main([agent_call("SUBTASK-8: count the files"), text("understood")])
+    scripted_model.subagent("SUBTASK-8", [text("there are 3 files")])
+    try:
+        run_plugin(run_claude, repo_root, "delegate it")
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert killed, "the server never claimed the call"
+    [result] = scripted_model.tool_results("main")
+    assert result.is_error and "already running on this machine" in result.text, result.text
+    assert scripted_model.requests_for("SUBTASK-8") == [], "the subagent must not start"
+    [decision] = _decisions(home)
+    assert (decision["decision"], decision["source"]) == ("deny", "command")
