@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -231,6 +232,28 @@ def test_bash_in_a_wave_agent_cannot_write_outside_the_waves_folder(
     assert status.stats["bash_sandbox"].startswith("on:")
     [start] = [e for e in waves.store.iter_audit() if e.kind == "wave.agent_start"]
     assert start.data["bash_sandbox"] is True
+
+
+def test_sandboxed_bash_reaches_only_the_tasks_network_domains(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    """Offline, the allowed name can only be this machine, which the sandbox's proxy may
+    still refuse as a loopback address: what matters is that the allowlist let it pass."""
+    _sandbox_or_skip()
+    host = socket.gethostname()
+    command = f"curl -s -m 5 http://{host}:9/; echo rc=$?"
+    for name in ("ALLOWED", "DENIED"):
+        scripted_model.agent(f"TASK-{name}:", [tool_use("Bash", {"command": command}),
+                                               text("tried")])
+    status = waves.run(waves.service(), plan(
+        t("allowed", allowed_tools=["Bash"], network_domains=[host]),
+        t("denied", allowed_tools=["Bash"])))
+    assert status.state == "completed", status
+    [allowed] = scripted_model.tool_results("TASK-ALLOWED:")
+    [denied] = scripted_model.tool_results("TASK-DENIED:")
+    assert "blocked by network allowlist" in denied.text, denied.text
+    assert "blocked by network allowlist" not in allowed.text, allowed.text
+    # Past the allowlist: refused only if this machine's name is a loopback address.
+    assert "deny network-outbound" not in allowed.text or "loopback" in allowed.text
 
 
 def test_with_the_sandbox_off_the_wave_says_bash_was_not_confined(
