@@ -66,8 +66,10 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
         claim_key,
         decide_once,
         decision_file,
+        owner_alive,
         process_owner,
         server_is_live,
+        server_is_responsive,
     )
     from smart_orchestrator.store import open_store
 
@@ -82,6 +84,11 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
     grace = (float(os.environ.get("SMART_ORCHESTRATOR_CLAIM_GRACE_S", "2.0"))
              if server_is_live(data_dir(), session) else 0.0)
 
+    def alive(owner: str) -> bool:
+        # A server that claimed the event but whose event loop stopped beating is wedged.
+        return owner_alive(owner) and (not owner.startswith("server:")
+                                       or server_is_responsive(data_dir(), session))
+
     def decide() -> dict[str, Any]:
         from smart_orchestrator.policy import EngineFactory
 
@@ -89,7 +96,7 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
 
     try:
         settled = decide_once(
-            store, key, process_owner("command"), decide, wait_for_other_s=grace,
+            store, key, process_owner("command"), decide, wait_for_other_s=grace, alive=alive,
             decision_timeout_s=float(os.environ.get("SMART_ORCHESTRATOR_DECISION_WAIT_S",
                                                     "100")))
     except Undecided as exc:

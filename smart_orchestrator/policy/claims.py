@@ -25,9 +25,12 @@ from ..store.sqlite import SqliteStore
 
 __all__ = ["ClaimState", "ServerBeacon", "Settled", "Undecided", "claim", "claim_key",
            "decide_once", "decision_file", "owner_alive", "process_owner", "prune_decision_files",
-           "publish_decision", "server_is_live"]
+           "publish_decision", "server_is_live", "server_is_responsive"]
 
 CLAIM_TTL_S = 24 * 3600
+# The server beats every second; run.sh trusts a beat up to 3 s old for its fast path. A
+# hook already waiting on a claim is more patient before it calls the server wedged.
+BEAT_STALE_S = 10.0
 DECISION_FILE_TTL_S = 3600
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
@@ -240,6 +243,19 @@ class ServerBeacon:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def server_is_responsive(data_dir: Path, session_id: str,
+                         stale_s: float = BEAT_STALE_S) -> bool:
+    """Live, and its event loop touched the beacon within `stale_s`: a server whose loop is
+    wedged is alive but will not answer, and the hook waiting on it should not wait."""
+    if not server_is_live(data_dir, session_id):
+        return False
+    try:
+        age = time.time() - _beacon_path(data_dir, session_id).stat().st_mtime
+    except OSError:
+        return False
+    return age < stale_s
 
 
 def server_is_live(data_dir: Path, session_id: str) -> bool:

@@ -184,3 +184,16 @@ def test_a_live_server_that_never_decides_is_denied_in_time(live_server: Path) -
     decision = json.loads(out.stdout)["hookSpecificOutput"]
     assert decision["permissionDecision"] == "deny"
     assert "did not decide within" in decision["permissionDecisionReason"]
+
+
+def test_a_server_whose_event_loop_stopped_beating_is_taken_over(live_server: Path) -> None:
+    """Alive (its process runs, its beacon is locked) but wedged: no beat for a minute."""
+    beacon = live_server / "servers" / f"{SESSION}.lock"
+    os.utime(beacon, (beacon.stat().st_atime, beacon.stat().st_mtime - 60))
+    with closing(SqliteStore(live_server / "state.db")) as s:
+        assert claim(s, KEY, process_owner("server"))  # this process: alive
+    out = _run_sh(live_server, pre_agent(AWS_PROMPT), SMART_ORCHESTRATOR_DECISION_WAIT_S="30")
+    decision = json.loads(out.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny"
+    assert "environment variables" in decision["permissionDecisionReason"], "decided, not " \
+                                                                            "timed out"
