@@ -58,8 +58,22 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
         "audit": {"events": head.events, "head": head.hash, "intact": report.ok,
                   "message": report.one_line()},
         "checkpoints": len(store.list_checkpoints()),
+        "wave_bash_sandbox": _wave_sandbox(),
         "integrity": {"ok": not problems, "problems": problems},
     }
+
+
+def _wave_sandbox() -> str:
+    """Whether spawn_wave agents' Bash would be confined here: the first thing to check
+    after installing bubblewrap and socat."""
+    from .errors import ConfigError
+    from .waves.config import WaveConfig
+    from .waves.sandbox import probe_sandbox
+
+    try:
+        return probe_sandbox(WaveConfig.from_env().sandbox).note
+    except ConfigError as exc:
+        return f"unknown: {exc.one_line()}"
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -91,6 +105,7 @@ def render_markdown(s: dict[str, Any]) -> str:
     lines += ["", "**Resources**",
               f"{res['available_mib']} MiB available of {res['total_mib']} MiB, "
               f"{res['cpus']} CPUs; metrics {res['metrics']}", "",
+              f"**Bash of spawn_wave agents:** {s['wave_bash_sandbox']}", "",
               f"**Audit:** {s['audit']['message']}", "",
               f"**Database:** {_integrity_line(s['integrity'])}", "",
               f"Checkpoints: {s['checkpoints']} - database: `{s['database']}`"]

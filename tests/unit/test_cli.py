@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.waves.sandbox import probe_sandbox
 
 from ..conftest import REPO_ROOT
 
@@ -58,6 +60,16 @@ def test_status_reports_counts(store: SqliteStore, db_path: Path) -> None:
     status = json.loads(out.stdout)
     assert status["audit"]["events"] == 1 and status["audit"]["intact"]
     assert status["in_flight"] == [] and status["breakers"] == []
+    # Whatever this machine offers, status says it as it is.
+    assert status["wave_bash_sandbox"] == probe_sandbox("auto").note
+
+
+def test_status_says_when_wave_agents_bash_is_not_confined(store: SqliteStore,
+                                                          db_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "smart_orchestrator.cli", "--db", str(db_path),
+                          "status"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+                         env={**os.environ, "SMART_ORCHESTRATOR_WAVE_SANDBOX": "off"})
+    assert "**Bash of spawn_wave agents:** off: Bash is not confined" in out.stdout
 
 
 @pytest.mark.parametrize("content", [b"garbage" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])
