@@ -53,8 +53,7 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         answer = settled.answer()
         if settled.here and _is_agent_call(payload):
             # For the command hook's shell fast path, which returns it without Python.
-            publish_decision(data_dir(), session_id, tool_use_id,
-                             settled._replace(here=False).answer())
+            publish_decision(data_dir(), session_id, tool_use_id, settled.echo())
         return json.dumps(answer)
 
 

@@ -6,9 +6,10 @@ get `ok=False` and must fall back to their most conservative setting, and say so
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
-__all__ = ["SystemSnapshot", "process_tree_rss", "sample_system"]
+__all__ = ["SystemSnapshot", "pid_alive", "process_tree_rss", "sample_system"]
 
 
 class SystemSnapshot(NamedTuple):
@@ -22,6 +23,17 @@ class SystemSnapshot(NamedTuple):
     @property
     def available_fraction(self) -> float:
         return self.available_bytes / self.total_bytes if self.total_bytes else 0.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but not ours to signal
+    return True
 
 
 def sample_system() -> SystemSnapshot:

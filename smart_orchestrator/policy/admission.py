@@ -14,13 +14,14 @@ import sqlite3
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..resources import SystemSnapshot
+from ..resources import SystemSnapshot, pid_alive
 from ..store.sqlite import SqliteStore
 from .config import AdmissionPolicy
 
 __all__ = ["Admission", "AdmissionResult", "LeaseRequest"]
 
 MIB = 1024 * 1024
+WAVES_SESSION = "waves"  # the session wave agents' leases are filed under
 
 
 class LeaseRequest(NamedTuple):
@@ -143,12 +144,9 @@ class Admission:
             if enforce and machine >= p.max_in_flight_machine:
                 return (f"{machine} agents already running on this machine, subagents and "
                         f"wave agents together (limit {p.max_in_flight_machine})")
-            conn.execute(
-                "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, "
-                "owner_pid, depth, background, acquired_us, expires_us) "
-                "VALUES (?, 'waves', NULL, ?, ?, 1, 1, ?, ?)",
-                (lease_id, agent_type, owner_pid if owner_pid is not None else os.getpid(),
-                 now_us, now_us + int(p.lease_ttl_s * 1e6)))
+            self._insert(conn, LeaseRequest(
+                lease_id, WAVES_SESSION, agent_type, None, True,
+                owner_pid if owner_pid is not None else os.getpid()), 1, now_us)
         return None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -230,18 +228,8 @@ def _purge(conn: sqlite3.Connection, now_us: int) -> None:
     conn.execute("DELETE FROM spawns WHERE ts_us <= ?", (now_us - 120_000_000,))
     for lease_id, pid in conn.execute(
             "SELECT id, owner_pid FROM leases WHERE owner_pid IS NOT NULL").fetchall():
-        if not _alive(pid):
+        if not pid_alive(pid):
             conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _load_percent() -> float | None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from ..resources import pid_alive
 from ..store.sqlite import SqliteStore
 
 __all__ = ["ClaimState", "ServerBeacon", "Settled", "Undecided", "claim", "claim_key",
@@ -47,10 +48,13 @@ class Settled(NamedTuple):
     here: bool  # decided by this caller, not taken from the other hook
 
     def answer(self) -> Decision:
-        """What this hook returns. Claude Code merges both hooks' outputs, so the one that
-        only echoes a decision leaves out its message, which would otherwise show twice."""
-        if self.here:
-            return self.decision
+        """What this hook returns: the decision, or its echo if the other hook made it."""
+        return self.decision if self.here else self.echo()
+
+    def echo(self) -> Decision:
+        """The decision as the hook that did not make it returns it. Claude Code merges both
+        hooks' outputs, so the echo leaves out the message, which would otherwise show
+        twice."""
         return {k: v for k, v in self.decision.items() if k != "systemMessage"}
 
 
@@ -75,13 +79,7 @@ def owner_alive(owner: str) -> bool:
     _, _, pid = owner.rpartition(":")
     if not pid.isdigit():
         return True  # an owner without a pid cannot be checked: assume alive
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
+    return pid_alive(int(pid))
 
 
 def claim(store: SqliteStore, key: str, owner: str, now: float | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import cast, get_args
 
 from ..errors import ConfigError
 from .admission import MIB, AdmissionConfig
@@ -17,7 +18,7 @@ ENV_MAX_AGENTS = "SMART_ORCHESTRATOR_WAVE_MAX_AGENTS"
 ENV_MEMORY_MB = "SMART_ORCHESTRATOR_WAVE_MEMORY_MB"
 ENV_RETRY_BASE_S = "SMART_ORCHESTRATOR_WAVE_RETRY_BASE_S"
 ENV_SANDBOX = "SMART_ORCHESTRATOR_WAVE_SANDBOX"
-_SANDBOX_MODES: tuple[SandboxMode, ...] = ("auto", "require", "off")
+_SANDBOX_MODES: tuple[str, ...] = get_args(SandboxMode)
 
 
 def _default_cap() -> int:
@@ -55,7 +56,7 @@ class WaveConfig:
             if wanted not in _SANDBOX_MODES:
                 raise ConfigError(f"{ENV_SANDBOX}={wanted!r}: expected one of "
                                   + ", ".join(_SANDBOX_MODES))
-            sandbox = _SANDBOX_MODES[_SANDBOX_MODES.index(wanted)]
+            sandbox = cast(SandboxMode, wanted)
         return cls(admission=admission, retry=retry, tick_s=base.tick_s,
                    sample_s=base.sample_s, sandbox=sandbox)
 

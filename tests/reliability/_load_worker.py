@@ -51,7 +51,7 @@ def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, A
     if errors:
         raise errors[0]
     settled = [r for r in results if r is not None]
-    answers = {json.dumps(r._replace(here=False).answer(), sort_keys=True) for r in settled}
+    answers = {json.dumps(r.echo(), sort_keys=True) for r in settled}
     if len(settled) != 2 or len(answers) != 1:
         raise AssertionError(f"the two hooks answered differently: {answers}")
     decided = [r.decision for r in settled if r.here]
