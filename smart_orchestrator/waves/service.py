@@ -222,6 +222,8 @@ class WaveService:
         if owner_alive(run.owner, self._owner):
             raise OrchestratorError(f"wave {run_id} is still driven by a live server "
                                     f"({run.owner})")
+        # The server resuming it may lack the sandbox the one that started it had.
+        self._require_sandbox(run.plan())
         self._resume_locked(run_id)
         return self.status(run_id)
 

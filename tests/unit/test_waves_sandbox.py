@@ -75,3 +75,23 @@ def test_a_required_sandbox_that_is_missing_refuses_waves_that_may_run_bash(
     finally:
         service.close()
         store.close()
+
+
+def test_resuming_on_a_server_without_the_required_sandbox_is_refused(
+        tmp_path: Path) -> None:
+    missing = BashSandbox("require", False, "off: Bash is not confined (bwrap not installed)")
+    store = SqliteStore(tmp_path / "state.db")
+    first = WaveService(store, ScriptedRunner(bash_sandbox=ON), metrics=FixedMetrics())
+    second = WaveService(store, ScriptedRunner(bash_sandbox=missing), metrics=FixedMetrics())
+    try:
+        run_id = first.spawn(_plan(["Bash"]), cwd=str(tmp_path))
+        assert first.wait_until_done(run_id, 10)
+        # As if the first server had died mid-wave.
+        with store.transaction() as conn:
+            conn.execute("UPDATE wave_runs SET state = 'running' WHERE run_id = ?", (run_id,))
+        with pytest.raises(ConfigError, match="tasks t0 may run Bash"):
+            second.resume(run_id)
+    finally:
+        first.close()
+        second.close()
+        store.close()
