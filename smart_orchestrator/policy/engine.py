@@ -149,15 +149,33 @@ class PolicyEngine:
         if enforced:
             return self._deny_findings(base, enforced, warned, findings)
         agent_type = base["agent_type"]
+        trial: str | None = None
         if cfg.breaker.mode != "off":
             verdict = self.breakers.check(agent_type)
+            trial = verdict.trial_owner
             if not verdict.allowed:
                 f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
                 if cfg.breaker.mode == "enforce":
                     return self._deny_findings(base, [f], warned, findings,
                                                retry_after=verdict.retry_after_s)
                 warned.append(f)
-        admitted = self._admit(p, base, warned, findings)
+        lease_id = _lease_id(p)
+        try:
+            admitted = self._admit(p, lease_id, base, warned, findings)
+        except BaseException:
+            if trial is not None:
+                self.breakers.release_trial(agent_type, trial)
+            raise
+        if trial is not None:
+            # The trial belongs to the agent from now on: a denied one frees the trial for
+            # the next caller; an admitted one lives as long as its lease.
+            if isinstance(admitted, dict):
+                self.breakers.release_trial(agent_type, trial)
+            else:
+                self.breakers.bind_trial(
+                    agent_type, trial, f"lease:{lease_id}"
+                    if cfg.admission.mode != "off" else "agent:unleased",
+                    cfg.admission.lease_ttl_s)
         if isinstance(admitted, dict):
             return admitted
         self.audit.record("policy.decision", **base, decision="allow",
@@ -170,14 +188,15 @@ class PolicyEngine:
         return hook_output("PreToolUse", allow_with=updated_input if redact else None,
                            system_message=_notes(notes))
 
-    def _admit(self, p: Mapping[str, Any], base: dict[str, Any], warned: list[Finding],
+    def _admit(self, p: Mapping[str, Any], lease_id: str, base: dict[str, Any],
+               warned: list[Finding],
                findings: list[Finding]) -> dict[str, Any] | tuple[int, int, str]:
         mode = self.config.admission.mode
         if mode == "off":
             return (0, 1, "")
         ti = p.get("tool_input") or {}
         req = LeaseRequest(
-            lease_id=_lease_id(p), session_id=base["session_id"], agent_type=base["agent_type"],
+            lease_id=lease_id, session_id=base["session_id"], agent_type=base["agent_type"],
             parent_agent_id=_s(p.get("agent_id")) or None,
             background=ti.get("run_in_background") is not False, owner_pid=self.owner_pid)
         try:

@@ -152,4 +152,8 @@ CREATE INDEX audit_by_kind_ts ON audit (kind, ts_us);
     (5, "claims remember the decision", """
 ALTER TABLE claims ADD COLUMN decision TEXT;
 """),
+    (6, "a half-open breaker's trial has an owner and an expiry", """
+ALTER TABLE breakers ADD COLUMN trial_owner TEXT;
+ALTER TABLE breakers ADD COLUMN trial_expires_us INTEGER;
+"""),
 )
