@@ -56,7 +56,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except OrchestratorError as exc:
         if "no state database" not in exc.reason:
             raise
-        print(f"Smart Orchestrator has not recorded anything yet ({exc.reason}).")
+        from .paths import locate_data_dir
+
+        located = locate_data_dir()
+        print(f"Smart Orchestrator has not recorded anything yet ({exc.reason}; data folder: "
+              f"{located.origin}). Its state appears once a Claude Code session with the "
+              "plugin has started; for another folder set SMART_ORCHESTRATOR_DATA.")
         return 0
     print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_status(status))
     return 0

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
+from .paths import locate_data_dir
+from .policy.claims import BEAT_STALE_S
 from .resources import sample_system
 from .store import open_store
 from .store.sqlite import SqliteStore
@@ -25,6 +28,7 @@ def collect_status(db: str | None = None) -> dict[str, Any]:
 
 
 def _collect(store: SqliteStore) -> dict[str, Any]:
+    located = locate_data_dir()
     head = store.audit_head()
     now_us = time.time_ns() // 1000
     in_flight = [
@@ -49,6 +53,8 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
     problems = store.integrity_problems()
     return {
         "database": store.location,
+        "data_folder": {"path": str(located.path), "found_as": located.origin},
+        "servers": _servers(located.path),
         "in_flight": in_flight,
         "recent_denials": denials,
         "breakers": breakers,
@@ -61,6 +67,33 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
         "wave_bash_sandbox": _wave_sandbox(),
         "integrity": {"ok": not problems, "problems": problems},
     }
+
+
+def _servers(data: Path) -> list[dict[str, Any]]:
+    """The orchestrator MCP servers running now, one per Claude Code session: each holds a
+    lock on its beacon and touches it every second while its event loop runs."""
+    import psutil
+
+    from .policy.claims import server_is_live
+
+    out: list[dict[str, Any]] = []
+    now = time.time()
+    for beacon in sorted((data / "servers").glob("*.lock")):
+        session = beacon.stem
+        if not server_is_live(data, session):
+            continue
+        try:
+            pid = int(beacon.read_text().strip() or 0)
+            beat_age = now - beacon.stat().st_mtime
+            started = psutil.Process(pid).create_time()
+        except (OSError, ValueError, psutil.Error):
+            pid, beat_age, started = 0, float("nan"), float("nan")
+        out.append({"session": session[:8], "pid": pid,
+                    "since": (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+                              if started == started else "unknown"),
+                    "last_beat_s": round(beat_age, 1) if beat_age == beat_age else None,
+                    "responsive": beat_age == beat_age and beat_age < BEAT_STALE_S})
+    return out
 
 
 def _wave_sandbox() -> str:
@@ -90,8 +123,17 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 
 def render_markdown(s: dict[str, Any]) -> str:
     res = s["resources"]
+    servers = s.get("servers", [])
     lines = ["## Smart Orchestrator status", "",
-             f"**Agents in flight:** {len(s['in_flight'])}"]
+             f"**Orchestrator servers running:** {len(servers)}"
+             + ("" if servers else " (none: no Claude Code session has the plugin's MCP "
+                "server up right now)")]
+    if servers:
+        lines += _table(["session", "pid", "up since", "last beat (s ago)", "responsive"],
+                        [[v["session"], v["pid"], v["since"], v["last_beat_s"],
+                          "yes" if v["responsive"] else "NO (event loop stalled)"]
+                         for v in servers])
+    lines += ["", f"**Agents in flight:** {len(s['in_flight'])}"]
     lines += _table(["session", "type", "agent", "depth", "running (s)", "background"],
                     [[a["session"], a["agent_type"], a["agent_id"] or "-", a["depth"],
                       a["running_s"], a["background"]] for a in s["in_flight"]])
@@ -109,6 +151,9 @@ def render_markdown(s: dict[str, Any]) -> str:
               f"**Audit:** {s['audit']['message']}", "",
               f"**Database:** {_integrity_line(s['integrity'])}", "",
               f"Checkpoints: {s['checkpoints']} - database: `{s['database']}`"]
+    if "data_folder" in s:
+        lines.append(f"Data folder: `{s['data_folder']['path']}` "
+                     f"({s['data_folder']['found_as']})")
     return "\n".join(lines)
 
 
