@@ -7,14 +7,12 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from smart_orchestrator.paths import data_dir
 from smart_orchestrator.policy import normalize_mcp_args
 from smart_orchestrator.policy.claims import (
     Undecided,
     claim_key,
     decide_once,
     process_owner,
-    publish_decision,
 )
 
 from .state import AppState
@@ -50,11 +48,7 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
                                   lambda: factory.decide(payload))
         except Undecided as exc:
             return _closed(payload, str(exc))
-        answer = settled.answer()
-        if settled.here and _is_agent_call(payload):
-            # For the command hook's shell fast path, which returns it without Python.
-            publish_decision(data_dir(), session_id, tool_use_id, settled.echo())
-        return json.dumps(answer)
+        return json.dumps(settled.answer())
 
 
 def _is_agent_call(payload: dict[str, Any]) -> bool:

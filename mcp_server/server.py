@@ -53,10 +53,12 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     except StoreError as exc:
         print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
         state = AppState(None, exc.one_line())
-    # Tells this session's command hooks that a live server will claim hook events.
-    beacon = ServerBeacon(data_dir(), os.environ.get("CLAUDE_CODE_SESSION_ID", ""))
+    # Tells this session's command hooks that a live server will claim hook events. The
+    # per-user service serves many sessions: it holds one beacon per connected session.
+    session_id = os.environ.get("CLAUDE_CODE_SESSION_ID", "")
+    beacon = ServerBeacon(data_dir(), session_id)
     heartbeat = None
-    if state.store is not None and beacon.hold():
+    if state.store is not None and session_id and beacon.hold():
         heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
     if state.store is not None:
         # In a worker thread, so the MCP handshake is not held up by the imports.

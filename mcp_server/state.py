@@ -7,6 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from smart_orchestrator.paths import project_dir
 from smart_orchestrator.policy import EngineFactory
 from smart_orchestrator.store import SqliteStore
 
@@ -16,7 +17,7 @@ class AppState:
     store: SqliteStore | None
     store_error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-    _engines: EngineFactory | None = None
+    _engines: dict[str, EngineFactory] = field(default_factory=dict)
 
     def require_store(self) -> SqliteStore:
         if self.store is None:
@@ -24,6 +25,10 @@ class AppState:
         return self.store
 
     def engine_factory(self) -> EngineFactory:
-        if self._engines is None:
-            self._engines = EngineFactory(self.require_store(), source="server")
-        return self._engines
+        """One per project: each project has its own policy file."""
+        project = project_dir()
+        factory = self._engines.get(str(project))
+        if factory is None:
+            factory = self._engines[str(project)] = EngineFactory(
+                self.require_store(), source="server", project_dir=project)
+        return factory

@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from smart_orchestrator.errors import OrchestratorError
+from smart_orchestrator.paths import project_dir
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import (
     AgentRequest,
@@ -76,8 +77,14 @@ def shutdown_waves(state: AppState) -> None:
         service.close()
 
 
+def waves_running(state: AppState) -> bool:
+    """Whether this server still drives a wave (the service then does not exit idle)."""
+    service = state.extras.get(_KEY)
+    return isinstance(service, WaveService) and service.busy()
+
+
 def _workdir(cwd: str | None) -> str:
-    path = Path(cwd) if cwd else Path.cwd()
+    path = Path(cwd) if cwd else project_dir()
     if not path.is_absolute() or not path.is_dir():
         raise ToolError(f"cwd {cwd!r} is not an existing absolute directory")
     return str(path)

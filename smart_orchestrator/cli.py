@@ -22,6 +22,12 @@ def _cmd_serve(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_service(_: argparse.Namespace) -> int:
+    from mcp_server.service import main as service
+
+    return service()
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from .audit import AuditLog
     from .store import open_store
@@ -159,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the MCP server on stdio").set_defaults(fn=_cmd_serve)
+    sub.add_parser("service", help="run the per-user service that every session's MCP "
+                   "server relays to (started on demand)").set_defaults(fn=_cmd_service)
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

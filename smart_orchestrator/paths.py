@@ -75,4 +75,6 @@ def db_path() -> Path:
 
 
 def project_dir() -> Path:
-    return Path(os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd())
+    from .session import current
+
+    return current().project_dir

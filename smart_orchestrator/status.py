@@ -54,6 +54,7 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
     return {
         "database": store.location,
         "data_folder": {"path": str(located.path), "found_as": located.origin},
+        "service": _service(located.path),
         "servers": _servers(located.path),
         "in_flight": in_flight,
         "recent_denials": denials,
@@ -67,6 +68,23 @@ def _collect(store: SqliteStore) -> dict[str, Any]:
         "wave_bash_sandbox": _wave_sandbox(),
         "integrity": {"ok": not problems, "problems": problems},
     }
+
+
+def _service(data: Path) -> dict[str, Any]:
+    """The per-user service that decides every hook event: up, and since when."""
+    from .resources import pid_alive
+
+    try:
+        info = json.loads((data / "service.json").read_text())
+        pid, since = int(info["pid"]), float(info["since"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"up": False, "note": "not running (a session's MCP server starts it)"}
+    if not pid_alive(pid):
+        return {"up": False, "note": f"not running (pid {pid} ended without cleaning up; the "
+                "next session starts a new one)"}
+    return {"up": True, "pid": pid,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)),
+            "version": str(info.get("stamp", "")).split(":", 1)[0]}
 
 
 def _servers(data: Path) -> list[dict[str, Any]]:
@@ -124,10 +142,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def render_markdown(s: dict[str, Any]) -> str:
     res = s["resources"]
     servers = s.get("servers", [])
+    service = s.get("service", {"up": False, "note": "unknown"})
     lines = ["## Smart Orchestrator status", "",
-             f"**Orchestrator servers running:** {len(servers)}"
-             + ("" if servers else " (none: no Claude Code session has the plugin's MCP "
-                "server up right now)")]
+             "**Service:** " + (f"up since {service['since']} (pid {service['pid']}, version "
+                                f"{service['version']})" if service["up"] else service["note"]),
+             "", f"**Sessions connected (orchestrator MCP servers):** {len(servers)}"
+             + ("" if servers else " (none right now)")]
     if servers:
         lines += _table(["session", "pid", "up since", "last beat (s ago)", "responsive"],
                         [[v["session"], v["pid"], v["since"], v["last_beat_s"],

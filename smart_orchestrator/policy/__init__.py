@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +16,11 @@ __all__ = ["EngineFactory", "normalize_mcp_args", "owner_pid"]
 _JSON_FIELDS = ("tool_input", "tool_response", "background_tasks")
 
 
-def owner_pid() -> int:
-    """The Claude Code process this hook or server belongs to: its leases die with it."""
-    value = os.environ.get("CLAUDE_PID", "")
-    return int(value) if value.isdigit() else os.getppid()
+def owner_pid() -> int | None:
+    """The Claude Code process this hook or server works for: its leases die with it."""
+    from ..session import current
+
+    return current().claude_pid
 
 
 def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +55,11 @@ class EngineFactory:
                  **engine_kwargs: Any) -> None:
         self.store = store
         self.source = source
-        self.project_dir = project_dir or Path(os.environ.get("CLAUDE_PROJECT_DIR")
-                                               or os.getcwd())
+        if project_dir is None:
+            from ..paths import project_dir as current_project
+
+            project_dir = current_project()
+        self.project_dir = project_dir
         self._kwargs = engine_kwargs
         self._key: tuple[Any, ...] | None = None
         self._engine: PolicyEngine | None = None
@@ -77,11 +80,14 @@ class EngineFactory:
         from .engine import PolicyEngine
 
         path = self.policy_file()
+        # Engines are per Claude Code process too: the service decides for many sessions,
+        # and each one's leases must die with its own process.
+        pid = owner_pid()
         try:
             st = path.stat()
-            key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size)
+            key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size, pid)
         except OSError:
-            key = (str(path), None, None)
+            key = (str(path), None, None, pid)
         if key != self._key or self._engine is None:
             from ..errors import ConfigError
 
@@ -91,7 +97,7 @@ class EngineFactory:
             except ConfigError as exc:
                 config, self._error = PolicyConfig(), exc.one_line()
             self._engine = PolicyEngine(self.store, config, project_dir=self.project_dir,
-                                        source=self.source, owner_pid=owner_pid(),
+                                        source=self.source, owner_pid=pid,
                                         **self._kwargs)
             self._key = key
         return self._engine, self._error

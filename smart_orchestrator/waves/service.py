@@ -117,6 +117,11 @@ class WaveService:
             with contextlib.suppress(OrchestratorError):
                 self._state.claim(run_id, None, previous=self._owner)
 
+    def busy(self) -> bool:
+        """Whether a wave is being driven now."""
+        with self._cond:
+            return bool(self._live)
+
     # -- progress --------------------------------------------------------------------------
     def _notify(self, run_id: str) -> None:
         with self._cond:

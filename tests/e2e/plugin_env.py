@@ -19,7 +19,10 @@ MCP_PREFIX = f"mcp__plugin_{PLUGIN}_orchestrator"
 
 def plugin_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The plugin starts `python3` from PATH: make it this test run's interpreter."""
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           # Each test has its own HOME, so its own per-user service: let it end soon
+           # after the session instead of idling for the default quarter of an hour.
+           "SMART_ORCHESTRATOR_SERVICE_IDLE_S": "5"}
     env.update(extra or {})
     return env
 

@@ -17,7 +17,7 @@ import pytest
 
 from smart_orchestrator.store import SqliteStore
 
-from .harness import ClaudeRun, ScriptedModel, agent_call, text, turn
+from .harness import ClaudeRun, ScriptedModel, agent_call, text, tool_use, turn
 from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
 
 AWS_KEY = "AKIAZ3MSJV4WKQ7NTB5R"
@@ -53,9 +53,10 @@ def test_clean_prompt_spawns_and_is_audited(
     assert kinds.count("policy.decision") == 1
     assert {"agent.start", "agent.stop", "agent.end"} <= set(kinds)
     assert _decisions(home)[0]["decision"] == "allow"
-    # The server left its decision for the command hook, which collected it.
-    [decided] = (plugin_data(home) / "servers").glob("*.decided")
-    assert list(decided.iterdir()) == []
+    # One decider: nothing is left on disk for a second hook to collect.
+    assert list((plugin_data(home) / "servers").glob("*.decided/*")) == []
+    # The decision came from the per-user service, not a process started for the event.
+    assert _decisions(home)[0]["source"] == "server"
 
 
 def test_prompt_with_aws_key_is_denied_and_never_stored(
@@ -163,25 +164,27 @@ def plugin_without_server(repo_root: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_command_hook_denies_when_the_server_is_down(
+def test_agent_calls_are_blocked_when_the_mcp_server_is_missing(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         plugin_without_server: Path, claude_dirs: dict[str, Path]) -> None:
+    """No server to answer the hooks: Claude Code blocks the guarded calls itself
+    (`onFailure: block`), the main agent's own tools included."""
     scripted_model.main([agent_call(f"SUBTASK-6: key {AWS_KEY} secret {AWS_SECRET}"),
-                         text("ok")])
+                         tool_use("Bash", {"command": "echo main-agent"}), text("ok")])
     scripted_model.subagent("SUBTASK-6", [text("ran")])
     run_plugin(run_claude, plugin_without_server, "go", plugin_dir=plugin_without_server)
-    [result] = scripted_model.tool_results("main")
-    assert result.is_error and "environment variables" in result.text
-    [decision] = _decisions(claude_dirs["home"])
-    assert decision["source"] == "command"
+    agent, bash = scripted_model.tool_results("main")
+    assert agent.is_error and 'onFailure is "block"' in agent.text
+    assert bash.is_error and 'onFailure is "block"' in bash.text
+    assert scripted_model.requests_for("SUBTASK-6") == []
 
 
-def test_a_server_killed_while_deciding_does_not_let_the_agent_call_through(
+def test_a_service_killed_while_deciding_blocks_the_call_and_restarts(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
-    """The server claims the call, then dies before deciding (SIGKILL while it waits for an
-    admission slot): its mcp_tool hook errors, which does not block, so the command hook
-    must take the claim over and decide. It used to see the claim and let the call go."""
+    """The service claims the call, then dies before deciding (SIGKILL while it waits for an
+    admission slot): the shim answers the pending hook call with an error, which blocks the
+    Agent call, and starts a new service, which decides the next call of the session."""
     _policy(claude_dirs["work"], "[admission]\nmax_in_flight_machine = 1\n"
                                  "wait_timeout_s = 3\n")
     home = claude_dirs["home"]
@@ -197,7 +200,7 @@ def test_a_server_killed_while_deciding_does_not_let_the_agent_call_through(
     killed: list[int] = []
     stop = threading.Event()
 
-    def kill_the_deciding_server() -> None:
+    def kill_the_deciding_service() -> None:
         while not stop.is_set() and not killed:
             with contextlib.suppress(sqlite3.Error):
                 conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
@@ -212,18 +215,22 @@ def test_a_server_killed_while_deciding_does_not_let_the_agent_call_through(
                     killed.append(int(owner.split(":")[1]))
             time.sleep(0.01)
 
-    watcher = threading.Thread(target=kill_the_deciding_server, daemon=True)
+    watcher = threading.Thread(target=kill_the_deciding_service, daemon=True)
     watcher.start()
-    scripted_model.main([agent_call("SUBTASK-8: count the files"), text("understood")])
+    scripted_model.main([agent_call("SUBTASK-8: count the files"),
+                         agent_call("SUBTASK-9: count them again"), text("understood")])
     scripted_model.subagent("SUBTASK-8", [text("there are 3 files")])
+    scripted_model.subagent("SUBTASK-9", [text("still 3 files")])
     try:
         run_plugin(run_claude, repo_root, "delegate it")
     finally:
         stop.set()
         watcher.join(5)
-    assert killed, "the server never claimed the call"
-    [result] = scripted_model.tool_results("main")
-    assert result.is_error and "already running on this machine" in result.text, result.text
+    assert killed, "the service never claimed the call"
+    first, second = scripted_model.tool_results("main")
+    assert first.is_error and 'onFailure is "block"' in first.text, first.text
     assert scripted_model.requests_for("SUBTASK-8") == [], "the subagent must not start"
+    # A new service decided the next call: still no slot, so a reasoned denial.
+    assert second.is_error and "already running on this machine" in second.text, second.text
     [decision] = _decisions(home)
-    assert (decision["decision"], decision["source"]) == ("deny", "command")
+    assert (decision["decision"], decision["source"]) == ("deny", "server")

@@ -111,7 +111,8 @@ def test_status_says_which_servers_are_up_and_since_when(store: SqliteStore,
     assert collect_status(str(db_path))["servers"] == [], "a released beacon is not a server"
     out = subprocess.run([sys.executable, "-m", "smart_orchestrator.cli", "--db", str(db_path),
                           "status"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
-    assert "Orchestrator servers running:** 0 (none" in out.stdout
+    assert "Sessions connected (orchestrator MCP servers):** 0 (none" in out.stdout
+    assert "**Service:** not running" in out.stdout
     assert json.loads(subprocess.run(
         [sys.executable, "-m", "smart_orchestrator.cli", "--db", str(db_path), "status",
          "--json"], capture_output=True, text=True, timeout=60,

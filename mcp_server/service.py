@@ -1,0 +1,258 @@
+"""The per-user service: one warm process that serves every session's `orchestrator` MCP
+connection, and so decides every hook event, over a Unix socket.
+
+Claude Code starts the plugin's MCP server once per session as `bin/smart-orchestrator
+shim` (`mcp_server/shim.py`): a standard-library process that connects here, starting this
+service when none runs, says which session it is (the preamble), then relays the session's
+MCP traffic unchanged. So a session pays for a Python start of a few tens of milliseconds,
+not for importing `mcp` and the policy engine, and hook decisions never start a process.
+
+Wire format on the socket: the shim sends one JSON line (the preamble: session id, project
+folder, Claude Code's pid, the plugin's stamp), the service answers one JSON line, then
+both sides speak MCP's stdio framing (one JSON-RPC message per line).
+
+Only the user who runs the service can connect: the socket lives in a folder only they can
+enter, and the service checks each peer's uid (SO_PEERCRED). A shim of another plugin
+version is told to restart the service, so an update never talks to old code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp.server.runner import serve_dual_era_loop
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+
+from smart_orchestrator import session
+from smart_orchestrator.paths import data_dir
+from smart_orchestrator.policy.claims import ServerBeacon
+
+from .server import build_server
+from .service_wire import (
+    MAX_LINE,
+    plugin_stamp,
+    private_dir_ok,
+    ready_marker,
+    service_lock,
+    socket_path,
+)
+
+__all__ = ["main"]
+
+IDLE_EXIT_S = 15 * 60.0
+
+
+class _Service:
+    def __init__(self, data: Path, stamp: str, idle_exit_s: float) -> None:
+        self.data = data
+        self.stamp = stamp
+        self.idle_exit_s = idle_exit_s
+        self.started = time.time()
+        self.connections = 0
+        self.last_active = time.monotonic()
+        self.beacons: dict[str, tuple[ServerBeacon, int]] = {}
+        self.stopping: anyio.Event | None = None
+
+    async def handle(self, stream: anyio.abc.SocketStream, server: Any, state: Any) -> None:
+        async with stream:
+            if not _same_user(stream):
+                return
+            buffered = BufferedByteReceiveStream(stream)
+            try:
+                preamble = json.loads(await buffered.receive_until(b"\n", 64 * 1024))
+                info = session.SessionInfo(str(preamble["session_id"]),
+                                           Path(str(preamble["project_dir"])),
+                                           _pid(preamble.get("claude_pid")))
+            except (ValueError, KeyError, TypeError, anyio.EndOfStream,
+                    anyio.IncompleteRead, anyio.DelimiterNotFound):
+                return
+            if preamble.get("stamp") != self.stamp:
+                # Another version of the plugin: its code, not ours, must answer. Stop
+                # taking connections; the shim starts the new version's service.
+                await _send_line(stream, {"ok": False, "restart": True,
+                                          "reason": "plugin version changed"})
+                self.stop()
+                return
+            await _send_line(stream, {"ok": True, "pid": os.getpid(), "since": self.started})
+            self.connections += 1
+            self._hold_beacon(info.session_id)
+            token = session.bind(info)
+            try:
+                await _serve_mcp(buffered, stream, server, state)
+            finally:
+                session.unbind(token)
+                self._drop_beacon(info.session_id)
+                self.connections -= 1
+                self.last_active = time.monotonic()
+
+    def _hold_beacon(self, session_id: str) -> None:
+        # The beacon tells `status` (and command hooks of older configurations) that this
+        # session's server is up; several connections of one session share it.
+        beacon, count = self.beacons.get(session_id, (ServerBeacon(self.data, session_id), 0))
+        if count == 0 and not beacon.hold():
+            return
+        self.beacons[session_id] = (beacon, count + 1)
+
+    def _drop_beacon(self, session_id: str) -> None:
+        held = self.beacons.get(session_id)
+        if held is None:
+            return
+        beacon, count = held
+        if count <= 1:
+            beacon.release()
+            del self.beacons[session_id]
+        else:
+            self.beacons[session_id] = (beacon, count - 1)
+
+    def stop(self) -> None:
+        if self.stopping is not None:
+            self.stopping.set()
+
+    async def watch(self, state: Any) -> None:
+        """Beat every held beacon; exit when idle, or when the socket is no longer ours
+        (its folder was removed, or another service replaced it)."""
+        sock = socket_path(self.data)
+        ours = sock.stat().st_ino
+        while True:
+            for beacon, _ in list(self.beacons.values()):
+                beacon.beat()
+            try:
+                if sock.stat().st_ino != ours:
+                    break
+            except OSError:
+                break
+            idle = time.monotonic() - self.last_active
+            if self.connections == 0 and idle > self.idle_exit_s and not _waves_running(state):
+                break
+            await anyio.sleep(1.0)
+        self.stop()
+
+
+def _waves_running(state: Any) -> bool:
+    from .wave_tools import waves_running
+
+    return waves_running(state)
+
+
+async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.SocketStream,
+                     server: Any, state: Any) -> None:
+    """MCP's stdio framing over the socket (as `mcp.server.stdio.stdio_server` does over
+    the process's own stdin and stdout)."""
+    read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
+    write_stream, write_reader = create_context_streams[SessionMessage](0)
+
+    async def reader() -> None:
+        async with read_writer:
+            while True:
+                try:
+                    line = await buffered.receive_until(b"\n", MAX_LINE)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError):
+                    return
+                except anyio.DelimiterNotFound:
+                    return  # a message over the limit: the shim answers for its id
+                try:
+                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                except Exception as exc:  # the SDK answers a parse error for it
+                    await read_writer.send(exc)
+                    continue
+                await read_writer.send(SessionMessage(message))
+
+    async def writer() -> None:
+        async with write_reader:
+            async for msg in write_reader:
+                data = msg.message.model_dump_json(by_alias=True, exclude_unset=True)
+                try:
+                    await stream.send(data.encode() + b"\n")
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        tg.start_soon(writer)
+        await serve_dual_era_loop(server, read_stream, write_stream, lifespan_state=state,
+                                  init_options=server.create_initialization_options())
+        tg.cancel_scope.cancel()
+
+
+async def _send_line(stream: anyio.abc.SocketStream, value: dict[str, Any]) -> None:
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await stream.send(json.dumps(value).encode() + b"\n")
+
+
+def _same_user(stream: anyio.abc.SocketStream) -> bool:
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    try:
+        creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _, uid, _ = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def _pid(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
+    from .server import lifespan
+
+    service = _Service(data, plugin_stamp(), idle_exit_s)
+    service.stopping = anyio.Event()
+    mcp_server = build_server()
+    lowlevel = mcp_server._lowlevel_server
+    path = socket_path(data)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if (problem := private_dir_ok(path.parent)) is not None:
+        raise SystemExit(f"smart-orchestrator: refusing to serve: {problem}")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a service that died: the lock says none runs
+    listener = await anyio.create_unix_listener(path, mode=0o600)
+    ino = path.stat().st_ino
+    async with lifespan(mcp_server) as state, listener, anyio.create_task_group() as tg:
+        async def accept() -> None:
+            await listener.serve(lambda s: service.handle(s, lowlevel, state), task_group=tg)
+
+        tg.start_soon(accept)
+        tg.start_soon(service.watch, state)
+        ready_marker(data).write_text(json.dumps({"pid": os.getpid(), "since": service.started,
+                                                  "stamp": service.stamp}))
+        print(f"smart-orchestrator: service {os.getpid()} listening on {path}",
+              file=sys.stderr, flush=True)
+        await service.stopping.wait()
+        tg.cancel_scope.cancel()
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == ino:  # not a newer service's socket
+            path.unlink()
+    with contextlib.suppress(OSError):
+        ready_marker(data).unlink()
+    lock.close()
+
+
+def main() -> int:
+    data = data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    lock = service_lock(data).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return 0  # another service runs for this data folder
+    os.chdir(data)  # not any one project's folder: sessions say theirs
+    idle = float(os.environ.get("SMART_ORCHESTRATOR_SERVICE_IDLE_S") or IDLE_EXIT_S)
+    anyio.run(_run, data, lock, idle)
+    return 0

@@ -1,0 +1,355 @@
+"""The `orchestrator` MCP server as Claude Code starts it: a relay to the per-user service.
+
+Standard library only, so it starts in tens of milliseconds and works before the plugin's
+environment exists. It connects to the service (`mcp_server/service.py`), starting it when
+none runs, sends the session's preamble, then copies MCP messages both ways unchanged.
+
+While the service is not there (the first session after install builds the environment;
+the service was killed or is restarting), the shim answers what it can itself, so Claude
+Code never marks the server failed: the protocol's discovery and listings (from
+`tools.json`, a snapshot of the real server's answers), and hook decisions that fail
+closed: an agent-starting call or a subagent's tool call is held until the service is up
+and then decided by it, or denied with the reason after `HOLD_S`; the main agent's own tools
+pass. Other tool calls wait for the service, with progress notifications, and fail with the
+reason if it does not come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from smart_orchestrator.paths import data_dir
+
+from .service_wire import MAX_LINE, plugin_stamp, service_lock, socket_path
+
+__all__ = ["Shim", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "bin" / "smart-orchestrator"
+SNAPSHOT = Path(__file__).with_name("tools.json")
+# Tools that start, resume or message agents: decided by the service, denied without it.
+AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop"})
+HOLD_S = float(os.environ.get("SMART_ORCHESTRATOR_SHIM_HOLD_S") or 60.0)
+TOOL_WAIT_S = 120.0
+START_EVERY_S = 5.0
+# The session's own variables must not leak into the service, which serves them all.
+_SESSION_VARS = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "CLAUDE_PROJECT_DIR",
+                 "CLAUDE_CODE_ENTRYPOINT", "CLAUDECODE")
+
+
+def _jsonrpc_error(msg_id: Any, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32603, "message": message}}
+
+
+def _text_result(msg_id: Any, text: str, *, error: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
+    if error:
+        result["isError"] = True
+    return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+
+class Shim:
+    def __init__(self, data: Path, *, stdin: IO[bytes], stdout: IO[bytes],
+                 env: dict[str, str] | None = None, hold_s: float = HOLD_S) -> None:
+        self.data = data
+        self.hold_s = hold_s
+        self.stdin = stdin
+        self.stdout = stdout
+        self.env = dict(os.environ if env is None else env)
+        self.stamp = plugin_stamp()
+        self.preamble = {
+            "session_id": self.env.get("CLAUDE_CODE_SESSION_ID", ""),
+            "project_dir": self.env.get("CLAUDE_PROJECT_DIR") or os.getcwd(),
+            "claude_pid": _int(self.env.get("CLAUDE_PID")) or os.getppid(),
+            "stamp": self.stamp}
+        self._out_lock = threading.Lock()
+        self._link_lock = threading.Lock()
+        self._link: socket.socket | None = None
+        self._pending: dict[str, Any] = {}
+        self._connected = threading.Condition()
+        self._closing = False
+        self._last_start = -START_EVERY_S
+        self._child: subprocess.Popen[bytes] | None = None
+        self._problem = "the service is starting"
+        self._snapshot: dict[str, Any] | None = None
+
+    # -- main loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        threading.Thread(target=self._connector, name="connector", daemon=True).start()
+        for line in iter(lambda: self.stdin.readline(MAX_LINE), b""):
+            if line.strip():
+                self._from_client(line)
+        self._closing = True
+        with self._link_lock:
+            if self._link is not None:
+                with contextlib.suppress(OSError):
+                    self._link.close()
+        return 0
+
+    def _from_client(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            self._forward(None, line)  # the service answers the parse error, or nobody
+            return
+        if msg.get("method") == "initialize":
+            # Claude Code tries the old handshake after the modern discovery; answered
+            # here as the modern server answers it, because a service connection whose
+            # first message is `initialize` would serve the old protocol era.
+            self._standby(msg)
+            return
+        if self._forward(msg, line):
+            return
+        method = msg.get("method")
+        if "id" not in msg or not isinstance(method, str):
+            return  # a notification or a stray response: nothing to answer
+        if method == "tools/call":
+            threading.Thread(target=self._call_when_up, args=(msg, line), daemon=True).start()
+        else:
+            self._standby(msg)
+
+    def _forward(self, msg: dict[str, Any] | None, line: bytes) -> bool:
+        """Send to the service if connected; False when it is not."""
+        with self._link_lock:
+            link = self._link
+            if link is None:
+                return False
+            if msg is not None and "id" in msg and "method" in msg:
+                self._pending[json.dumps(msg["id"])] = msg["id"]
+            try:
+                link.sendall(line if line.endswith(b"\n") else line + b"\n")
+                return True
+            except OSError:
+                self._drop_link_locked()
+                return False
+
+    # -- answers without the service ---------------------------------------------------
+    def _standby(self, msg: dict[str, Any]) -> None:
+        method, msg_id = msg["method"], msg["id"]
+        snap = self._load_snapshot()
+        if method == "server/discover":
+            self._send({"jsonrpc": "2.0", "id": msg_id, "result": snap["discover"]})
+        elif method == "initialize":
+            self._send({"jsonrpc": "2.0", "id": msg_id, "error": {
+                "code": -32022, "message": "connection is serving the 2026-07-28 protocol; "
+                "the initialize handshake is not accepted",
+                "data": {"supported": ["2026-07-28"], "requested":
+                         str((msg.get("params") or {}).get("protocolVersion", ""))}}})
+        elif method == "subscriptions/listen":
+            # A standing stream: acknowledged, never completed (nothing changes here).
+            self._send({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                        "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": msg_id},
+                                   "notifications": {}}})
+        elif method == "tools/list":
+            self._send({"jsonrpc": "2.0", "id": msg_id, "result": snap["tools"]})
+        elif method in ("prompts/list", "resources/list", "resources/templates/list"):
+            key = {"prompts/list": "prompts", "resources/list": "resources",
+                   "resources/templates/list": "resourceTemplates"}[method]
+            self._send({"jsonrpc": "2.0", "id": msg_id, "result": {
+                key: [], "cacheScope": "private", "resultType": "complete", "ttlMs": 0}})
+        elif method == "ping":
+            self._send({"jsonrpc": "2.0", "id": msg_id, "result": {}})
+        else:
+            self._send(_jsonrpc_error(msg_id, self._unavailable()))
+
+    def _call_when_up(self, msg: dict[str, Any], line: bytes) -> None:
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        name = params.get("name")
+        hook = name == "policy_check"
+        args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
+        assert isinstance(args, dict)
+        wait = (self.hold_s if _guarded(args) else min(10.0, self.hold_s)) if hook \
+            else TOOL_WAIT_S
+        token = (params.get("_meta") or {}).get("progressToken") \
+            if isinstance(params.get("_meta"), dict) else None
+        deadline = time.monotonic() + wait
+        beat = 0
+        while time.monotonic() < deadline and not self._closing:
+            if self._forward(msg, line):
+                return
+            with self._connected:
+                self._connected.wait(timeout=min(2.0, max(0.0, deadline - time.monotonic())))
+            if token is not None and not hook:
+                beat += 1
+                self._send({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                    "progressToken": token, "progress": beat,
+                    "message": f"waiting for Smart Orchestrator's service: {self._problem}"}})
+        if self._forward(msg, line):
+            return
+        if hook:
+            self._send(_text_result(msg["id"], json.dumps(self._fail_closed(args))))
+        else:
+            self._send(_text_result(msg["id"], self._unavailable(), error=True))
+
+    def _fail_closed(self, args: dict[str, Any]) -> dict[str, Any]:
+        event = str(args.get("event") or "")
+        reason = ("Smart Orchestrator cannot check this call: " + self._unavailable())
+        if event == "PreToolUse" and _guarded(args):
+            return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                           "permissionDecision": "deny",
+                                           "permissionDecisionReason": reason}}
+        if event in ("PostToolUse", "PostToolUseFailure") and \
+                str(args.get("tool_name") or "") in AGENT_TOOLS:
+            return {"decision": "block", "reason": "Smart Orchestrator could not scan this "
+                    "subagent's output for credentials: " + self._unavailable()}
+        return {}
+
+    def _unavailable(self) -> str:
+        return (f"its service is not running ({self._problem}). It restarts by itself; if "
+                "this persists, run `smart-orchestrator status` and see "
+                f"{self.data / 'logs' / 'service.log'}.")
+
+    def _load_snapshot(self) -> dict[str, Any]:
+        if self._snapshot is None:
+            self._snapshot = json.loads(SNAPSHOT.read_text())
+        return self._snapshot
+
+    # -- the link to the service -------------------------------------------------------
+    def _connector(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            with self._link_lock:
+                linked = self._link is not None
+            if linked:
+                with self._connected:
+                    self._connected.wait(timeout=1.0)
+                continue
+            if self._connect():
+                delay = 0.05
+                continue
+            self._maybe_start()
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _connect(self) -> bool:
+        path = socket_path(self.data)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(30.0)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(self.preamble).encode() + b"\n")
+            reader = sock.makefile("rb")
+            answer = json.loads(reader.readline(64 * 1024) or b"{}")
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                sock.close()
+            return False
+        if not answer.get("ok"):
+            sock.close()
+            self._problem = f"restarting: {answer.get('reason', 'refused')}"
+            self._last_start = -START_EVERY_S  # start this version's service at once
+            return False
+        sock.settimeout(None)
+        with self._link_lock:
+            self._link = sock
+        threading.Thread(target=self._from_service, args=(sock, reader), daemon=True).start()
+        with self._connected:
+            self._connected.notify_all()
+        return True
+
+    def _from_service(self, sock: socket.socket, reader: IO[bytes]) -> None:
+        for line in iter(lambda: reader.readline(MAX_LINE), b""):
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and "id" in msg and "method" not in msg:
+                with self._link_lock:
+                    self._pending.pop(json.dumps(msg["id"]), None)
+            self._write(line if line.endswith(b"\n") else line + b"\n")
+        with self._link_lock:
+            if self._link is sock:
+                self._drop_link_locked()
+
+    def _drop_link_locked(self) -> None:
+        """The service went away: calls it had not answered fail (a hook that gets no
+        answer blocks its action), and the connector reconnects or restarts it."""
+        assert self._link is not None
+        with contextlib.suppress(OSError):
+            self._link.close()
+        self._link = None
+        self._problem = "it stopped and is restarting"
+        pending, self._pending = self._pending, {}
+        for msg_id in pending.values():
+            self._send(_jsonrpc_error(msg_id, "Smart Orchestrator's service stopped before "
+                                      "answering; it is restarting. Try again."))
+
+    def _maybe_start(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            return  # ours is still starting (or building the environment)
+        if _locked(service_lock(self.data)):
+            self._problem = "the service is starting"
+            return  # one is running or starting: wait for its socket
+        now = time.monotonic()
+        if now - self._last_start < START_EVERY_S:
+            return  # the last one we started died at once: do not spin
+        self._last_start = now
+        log = self.data / "logs" / "service.log"
+        env = {k: v for k, v in self.env.items() if k not in _SESSION_VARS}
+        env.setdefault("SMART_ORCHESTRATOR_DATA", str(self.data))
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as fh:
+                self._child = subprocess.Popen(
+                    [sys.executable, str(LAUNCHER), "service"], cwd=self.data, env=env,
+                    stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True)
+        except OSError as exc:
+            self._problem = f"it could not be started: {exc}"
+            return
+        self._problem = ("installing its Python environment (first session after install, "
+                         "about a minute)" if _locked(self.data / "venv.lock")
+                         else "the service is starting")
+
+    # -- output ------------------------------------------------------------------------
+    def _send(self, msg: dict[str, Any]) -> None:
+        self._write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+
+    def _write(self, data: bytes) -> None:
+        with self._out_lock:
+            try:
+                self.stdout.write(data)
+                self.stdout.flush()
+            except (OSError, ValueError):
+                self._closing = True
+
+
+def _guarded(args: dict[str, Any]) -> bool:
+    """A call the service must decide: one that starts or messages agents, or any tool
+    call a subagent makes."""
+    return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
+
+
+def _locked(path: Path) -> bool:
+    import fcntl
+
+    try:
+        with path.open("a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def main() -> int:
+    data = data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    return Shim(data, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer).run()

@@ -1,0 +1,325 @@
+"""The per-user service and the per-session shim that relays to it."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_server.service_wire import plugin_stamp, service_lock, socket_path
+from mcp_server.shim import Shim
+from mcp_server.snapshot import SNAPSHOT, live_snapshot
+
+from ..conftest import REPO_ROOT
+
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}}
+AWS_KEY = "AKIAZ3MSJV4WKQ7NTB5R"
+
+
+def _hook_call(msg_id: int, *, session: str, tool: str = "Agent", prompt: str = "SUB: list files",
+               agent_id: str = "") -> dict[str, Any]:
+    tool_input = ({"description": "list", "prompt": prompt, "subagent_type": "general-purpose",
+                   "run_in_background": False} if tool == "Agent" else {"command": "ls"})
+    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {
+        "name": "policy_check", "_meta": ENVELOPE,
+        "arguments": {"event": "PreToolUse", "session_id": session, "tool_name": tool,
+                      "tool_use_id": f"toolu_{msg_id}", "tool_input": json.dumps(tool_input),
+                      "agent_id": agent_id}}}
+
+
+def _decision(answer: dict[str, Any]) -> str | None:
+    text = answer["result"]["content"][0]["text"]
+    return json.loads(text).get("hookSpecificOutput", {}).get("permissionDecision")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+def _service_env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE")}
+    env.update(SMART_ORCHESTRATOR_DATA=str(data), SMART_ORCHESTRATOR_SERVICE_IDLE_S="2",
+               PYTHONPATH=str(REPO_ROOT))
+    env.pop("SMART_ORCHESTRATOR_DB", None)
+    return env
+
+
+@pytest.fixture
+def service(data: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "smart_orchestrator.cli", "service"],
+                            env=_service_env(data), stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not socket_path(data).exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    yield proc
+    proc.kill()
+    proc.wait(30)
+
+
+class _Client:
+    def __init__(self, data: Path, session: str, project: Path,
+                 stamp: str | None = None) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(str(socket_path(data)))
+        self.reader = self.sock.makefile("rb")
+        self.send({"session_id": session, "project_dir": str(project),
+                   "claude_pid": os.getpid(), "stamp": stamp or plugin_stamp()})
+        self.hello = json.loads(self.reader.readline())
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def answer(self, msg_id: int) -> dict[str, Any]:
+        while True:
+            msg = json.loads(self.reader.readline())
+            if msg.get("id") == msg_id:
+                return dict(msg)
+
+
+def test_one_service_decides_for_several_sessions_each_in_its_own_project(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path) -> None:
+    strict, relaxed = tmp_path / "strict", tmp_path / "relaxed"
+    for project in (strict, relaxed):
+        (project / ".claude").mkdir(parents=True)
+    (strict / ".claude/smart-orchestrator.toml").write_text("[prompt]\nmax_chars = 10\n")
+    a = _Client(data, "alpha-session", strict)
+    b = _Client(data, "bravo-session", relaxed)
+    assert a.hello["ok"] and a.hello["pid"] == service.pid == b.hello["pid"]
+    a.send(_hook_call(1, session="alpha-session"))
+    b.send(_hook_call(1, session="bravo-session"))
+    assert _decision(a.answer(1)) == "deny", "the strict project's policy applies to a"
+    assert _decision(b.answer(1)) is None, "and not to b"
+    b.send(_hook_call(2, session="bravo-session", prompt=f"deploy with {AWS_KEY}"))
+    assert _decision(b.answer(2)) == "deny"
+    status = json.loads(subprocess.run(
+        [sys.executable, "-m", "smart_orchestrator.cli", "status", "--json"],
+        env=_service_env(data), capture_output=True, text=True, timeout=60,
+        check=True).stdout)
+    assert status["service"]["up"] and status["service"]["pid"] == service.pid
+    assert {s["session"] for s in status["servers"]} == {"alpha-se", "bravo-se"}
+
+
+def test_only_the_owner_can_reach_the_service(service: subprocess.Popen[bytes],
+                                              data: Path) -> None:
+    path = socket_path(data)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_shim_of_another_plugin_version_makes_the_service_restart(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path) -> None:
+    old = _Client(data, "s", tmp_path, stamp="0.0.1:/somewhere/else")
+    assert old.hello == {"ok": False, "restart": True, "reason": "plugin version changed"}
+    assert service.wait(60) == 0, "it exits so that the new version's service can start"
+    assert not socket_path(data).exists()
+
+
+def test_the_snapshot_the_shim_serves_matches_the_server(tmp_path: Path) -> None:
+    assert json.loads(SNAPSHOT.read_text()) == live_snapshot(tmp_path), \
+        "regenerate it: .venv/bin/python -m mcp_server.snapshot"
+
+
+# -- the shim ------------------------------------------------------------------------------
+
+class _Pipe(io.RawIOBase):
+    """stdin for the shim: lines pushed by the test, EOF on close."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._buf = b""
+        self._closed = False
+
+    def push(self, msg: dict[str, Any]) -> None:
+        with self._cond:
+            self._buf += json.dumps(msg).encode() + b"\n"
+            self._cond.notify_all()
+
+    def close_input(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        with self._cond:
+            while not self._buf and not self._closed:
+                self._cond.wait()
+            n = min(len(b), len(self._buf))
+            b[:n], self._buf = self._buf[:n], self._buf[n:]
+            return n
+
+
+class _Out(io.RawIOBase):
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.messages: list[dict[str, Any]] = []
+        self._partial = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        with self._cond:
+            self._partial += bytes(b)
+            *lines, self._partial = self._partial.split(b"\n")
+            self.messages += [json.loads(line) for line in lines if line.strip()]
+            self._cond.notify_all()
+        return len(b)
+
+    def answer(self, msg_id: Any, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for m in self.messages:
+                    if m.get("id") == msg_id and "method" not in m:
+                        return m
+                left = deadline - time.monotonic()
+                assert left > 0, f"no answer for {msg_id}: {self.messages}"
+                self._cond.wait(left)
+
+
+def _start_shim(data: Path, tmp_path: Path, hold_s: float) -> tuple[_Pipe, _Out, threading.Thread]:
+    stdin, stdout = _Pipe(), _Out()
+    env = _service_env(data)
+    env.update(CLAUDE_CODE_SESSION_ID="shim-session", CLAUDE_PROJECT_DIR=str(tmp_path))
+    shim = Shim(data, stdin=io.BufferedReader(stdin), stdout=stdout, env=env,  # type: ignore[arg-type]
+                hold_s=hold_s)
+    thread = threading.Thread(target=shim.run, daemon=True)
+    thread.start()
+    return stdin, stdout, thread
+
+
+def test_without_the_service_the_shim_answers_and_fails_closed_then_relays_once_it_is_up(
+        data: Path, tmp_path: Path) -> None:
+    # Someone holds the service lock (a service starting, say): the shim waits for it and
+    # does not start another.
+    lock = service_lock(data).open("a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    stdin, stdout, thread = _start_shim(data, tmp_path, hold_s=0.5)
+    try:
+        stdin.push({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                    "params": {"_meta": ENVELOPE}})
+        assert stdout.answer(1)["result"]["_meta"]["io.modelcontextprotocol/serverInfo"][
+            "name"] == "orchestrator"
+        stdin.push({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                    "params": {"_meta": ENVELOPE}})
+        names = {t["name"] for t in stdout.answer(2)["result"]["tools"]}
+        assert {"policy_check", "spawn_wave", "gate_status"} <= names
+        stdin.push(_hook_call(3, session="shim-session"))
+        denied = json.loads(stdout.answer(3)["result"]["content"][0]["text"])
+        assert denied["hookSpecificOutput"]["permissionDecision"] == "deny"
+        assert "service is not running" in denied["hookSpecificOutput"][
+            "permissionDecisionReason"]
+        stdin.push(_hook_call(4, session="shim-session", tool="Bash", agent_id="sub-1"))
+        assert _decision(stdout.answer(4)) == "deny", "a subagent's tools are guarded too"
+        stdin.push(_hook_call(5, session="shim-session", tool="Bash"))
+        assert json.loads(stdout.answer(5)["result"]["content"][0]["text"]) == {}, \
+            "the main agent's own tools pass"
+        # The lock is released: the shim starts the service and relays to it.
+        lock.close()
+        stdin.push(_hook_call(6, session="shim-session"))
+        # Held until the service answers, or denied after the hold: retry until relayed.
+        deadline = time.monotonic() + 120
+        msg_id = 6
+        while _reason(stdout.answer(msg_id)).startswith("Smart Orchestrator cannot check"):
+            assert time.monotonic() < deadline, "the shim never reached the service"
+            msg_id += 1
+            stdin.push(_hook_call(msg_id, session="shim-session"))
+        assert _decision(stdout.answer(msg_id)) is None, "allowed by the real policy"
+    finally:
+        stdin.close_input()
+        thread.join(30)
+        _stop_service(data)
+
+
+def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
+        data: Path, tmp_path: Path) -> None:
+    (tmp_path / ".claude").mkdir()
+    # The only slot is held, with a wait, so the service is mid-decision when it is killed.
+    (tmp_path / ".claude/smart-orchestrator.toml").write_text(
+        "[admission]\nmax_in_flight_session = 1\nwait_timeout_s = 60\n")
+    stdin, stdout, thread = _start_shim(data, tmp_path, hold_s=120)
+    try:
+        stdin.push(_hook_call(1, session="shim-session"))
+        assert _decision(stdout.answer(1)) is None
+        stdin.push(_hook_call(2, session="shim-session"))  # waits for the slot
+        pid = json.loads((data / "service.json").read_text())["pid"]
+        _wait_for_claim(data, "toolu_2")
+        os.kill(pid, 9)
+        failed = stdout.answer(2)
+        assert "error" in failed and "stopped before answering" in failed["error"]["message"]
+        # The first agent ends; a new service records it and admits the next call.
+        stdin.push(_post_call(3, "toolu_1"))
+        assert json.loads(stdout.answer(3)["result"]["content"][0]["text"]) == {}
+        stdin.push(_hook_call(4, session="shim-session"))
+        assert _decision(stdout.answer(4)) is None, _reason(stdout.answer(4))
+        assert json.loads((data / "service.json").read_text())["pid"] != pid
+    finally:
+        stdin.close_input()
+        thread.join(30)
+        _stop_service(data)
+
+
+def _wait_for_claim(data: Path, tool_use_id: str) -> None:
+    import sqlite3
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = sqlite3.connect(f"file:{data / 'state.db'}?mode=ro", uri=True, timeout=1)
+            try:
+                if conn.execute("SELECT 1 FROM claims WHERE key LIKE ? AND decision IS NULL",
+                                (f"%{tool_use_id}%",)).fetchone():
+                    return
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass
+        assert time.monotonic() < deadline, "the service never took the call"
+        time.sleep(0.02)
+
+
+def _post_call(msg_id: int, tool_use_id: str) -> dict[str, Any]:
+    response = {"status": "completed", "agentId": "a1", "agentType": "general-purpose",
+                "content": [{"type": "text", "text": "done"}]}
+    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {
+        "name": "policy_check", "_meta": ENVELOPE,
+        "arguments": {"event": "PostToolUse", "session_id": "shim-session", "tool_name": "Agent",
+                      "tool_use_id": tool_use_id, "tool_response": json.dumps(response),
+                      "tool_input": json.dumps({"description": "list", "prompt": "SUB",
+                                                "subagent_type": "general-purpose"})}}}
+
+
+def _reason(answer: dict[str, Any]) -> str:
+    text = answer["result"]["content"][0]["text"]
+    return str(json.loads(text).get("hookSpecificOutput", {}).get("permissionDecisionReason", ""))
+
+
+def _stop_service(data: Path) -> None:
+    marker = data / "service.json"
+    if marker.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            os.kill(json.loads(marker.read_text())["pid"], 9)
