@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -229,6 +230,7 @@ async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
 
         tg.start_soon(accept)
         tg.start_soon(service.watch, state)
+        tg.start_soon(_stop_on_signal, service)
         ready_marker(data).write_text(json.dumps({"pid": os.getpid(), "since": service.started,
                                                   "stamp": service.stamp}))
         print(f"smart-orchestrator: service {os.getpid()} listening on {path}",
@@ -241,6 +243,14 @@ async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
     with contextlib.suppress(OSError):
         ready_marker(data).unlink()
     lock.close()
+
+
+async def _stop_on_signal(service: _Service) -> None:
+    # A polite stop (an update, a user's kill) ends waves resumably and removes the socket.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for _ in signals:
+            service.stop()
+            return
 
 
 def main() -> int:

@@ -67,7 +67,7 @@ def service(data: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([sys.executable, "-m", "smart_orchestrator.cli", "service"],
                             env=_service_env(data), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not socket_path(data).exists():
+    while not (data / "service.json").exists():  # written once it listens
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "the service did not start"
         time.sleep(0.05)
@@ -323,3 +323,11 @@ def _stop_service(data: Path) -> None:
     if marker.exists():
         with contextlib.suppress(OSError, ValueError, KeyError):
             os.kill(json.loads(marker.read_text())["pid"], 9)
+
+
+def test_a_polite_stop_removes_the_socket_and_the_marker(service: subprocess.Popen[bytes],
+                                                         data: Path) -> None:
+    assert (data / "service.json").exists()
+    service.terminate()
+    assert service.wait(60) == 0
+    assert not socket_path(data).exists() and not (data / "service.json").exists()
