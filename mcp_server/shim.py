@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
 
 from .service_wire import MAX_LINE, plugin_stamp, service_lock, socket_path
@@ -289,7 +290,7 @@ class Shim:
     def _maybe_start(self) -> None:
         if self._child is not None and self._child.poll() is None:
             return  # ours is still starting (or building the environment)
-        if _locked(service_lock(self.data)):
+        if held(service_lock(self.data)):
             self._problem = "the service is starting"
             return  # one is running or starting: wait for its socket
         now = time.monotonic()
@@ -309,7 +310,7 @@ class Shim:
             self._problem = f"it could not be started: {exc}"
             return
         self._problem = ("installing its Python environment (first session after install, "
-                         "about a minute)" if _locked(self.data / "venv.lock")
+                         "about a minute)" if held(self.data / "venv.lock")
                          else "the service is starting")
 
     # -- output ------------------------------------------------------------------------
@@ -329,20 +330,6 @@ def _guarded(args: dict[str, Any]) -> bool:
     """A call the service must decide: one that starts or messages agents, or any tool
     call a subagent makes."""
     return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
-
-
-def _locked(path: Path) -> bool:
-    import fcntl
-
-    try:
-        with path.open("a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-    except OSError:
-        return False
 
 
 def _int(value: str | None) -> int | None:

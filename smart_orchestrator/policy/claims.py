@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from ..locks import held
 from ..resources import pid_alive
 from ..store.sqlite import SqliteStore
 
@@ -257,14 +258,4 @@ def server_is_responsive(data_dir: Path, session_id: str,
 
 
 def server_is_live(data_dir: Path, session_id: str) -> bool:
-    path = _beacon_path(data_dir, session_id)
-    try:
-        with path.open("r") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
+    return held(_beacon_path(data_dir, session_id))

@@ -80,11 +80,17 @@ def test_a_trial_whose_decider_died_before_admission_is_abandoned(
         is None
 
 
-def test_a_trial_expires_even_when_its_owner_cannot_be_checked(store: SqliteStore) -> None:
+def _cooled(store: SqliteStore) -> tuple[CircuitBreakers, FakeClock]:
+    """Breaker "a" opened by one failure, its cool-down just over."""
     clock = FakeClock()
     breakers = CircuitBreakers(store, BreakerPolicy(failure_threshold=1, cooldown_s=10), clock)
     breakers.record("a", False)
     clock.now += 11
+    return breakers, clock
+
+
+def test_a_trial_expires_even_when_its_owner_cannot_be_checked(store: SqliteStore) -> None:
+    breakers, clock = _cooled(store)
     assert breakers.check("a", owner="wave:elsewhere", hold_s=60).trial_owner == "wave:elsewhere"
     assert not breakers.check("a", owner="wave:other").allowed
     clock.now += 61
@@ -92,10 +98,7 @@ def test_a_trial_expires_even_when_its_owner_cannot_be_checked(store: SqliteStor
 
 
 def test_only_the_owner_releases_or_binds_a_trial(store: SqliteStore) -> None:
-    clock = FakeClock()
-    breakers = CircuitBreakers(store, BreakerPolicy(failure_threshold=1, cooldown_s=10), clock)
-    breakers.record("a", False)
-    clock.now += 11
+    breakers, _ = _cooled(store)
     breakers.check("a", owner="wave:mine")
     assert not breakers.release_trial("a", "wave:someone-else")
     breakers.bind_trial("a", "wave:someone-else", "wave:stolen", 60)
@@ -105,10 +108,7 @@ def test_only_the_owner_releases_or_binds_a_trial(store: SqliteStore) -> None:
 
 
 def test_the_outcome_of_a_trial_clears_its_owner(store: SqliteStore) -> None:
-    clock = FakeClock()
-    breakers = CircuitBreakers(store, BreakerPolicy(failure_threshold=1, cooldown_s=10), clock)
-    breakers.record("a", False)
-    clock.now += 11
+    breakers, _ = _cooled(store)
     breakers.check("a", owner="wave:mine")
     assert breakers.record("a", False) == "open"
     [(owner, expires)] = store.query("SELECT trial_owner, trial_expires_us FROM breakers")
