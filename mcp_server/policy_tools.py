@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from smart_orchestrator.policy import normalize_mcp_args
 from smart_orchestrator.policy.claims import (
@@ -14,6 +15,7 @@ from smart_orchestrator.policy.claims import (
     decide_once,
     process_owner,
 )
+from smart_orchestrator.session import current as current_session
 
 from .state import AppState
 
@@ -36,6 +38,8 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         args = dict(locals())
         args.pop("ctx")
         payload = normalize_mcp_args(args)
+        if (forged := _not_from_a_hook(ctx, session_id)) is not None:
+            raise ToolError(forged)
         state = ctx.request_context.lifespan_context
         try:
             store = state.require_store()
@@ -49,6 +53,22 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         except Undecided as exc:
             return _closed(payload, str(exc))
         return json.dumps(settled.answer())
+
+
+def _not_from_a_hook(ctx: Context[AppState, Any], session_id: str) -> str | None:
+    """Why this call cannot be a hook's, or None. The tool is listed to the model like every
+    tool of the server; called by the model it could forge events (a SessionEnd releasing
+    the session's slots, a PostToolUse closing a breaker). Claude Code marks a model's tool
+    call with the tool-use id in `_meta`; an `mcp_tool` hook's call carries none. A call
+    naming another session than the connection's is not this session's hook either."""
+    meta = ctx.request_context.meta or {}
+    if "claudecode/toolUseId" in meta:
+        return ("policy_check answers Smart Orchestrator's own hooks; it cannot be called "
+                "as a tool")
+    bound = current_session().session_id
+    if bound and session_id and session_id != bound:
+        return "policy_check: this connection belongs to another session"
+    return None
 
 
 def _is_agent_call(payload: dict[str, Any]) -> bool:
