@@ -230,7 +230,7 @@ async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
 
         tg.start_soon(accept)
         tg.start_soon(service.watch, state)
-        tg.start_soon(_stop_on_signal, service)
+        await tg.start(_stop_on_signal, service)  # before service.json says we are up
         ready_marker(data).write_text(json.dumps({"pid": os.getpid(), "since": service.started,
                                                   "stamp": service.stamp}))
         print(f"smart-orchestrator: service {os.getpid()} listening on {path}",
@@ -245,9 +245,12 @@ async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
     lock.close()
 
 
-async def _stop_on_signal(service: _Service) -> None:
+async def _stop_on_signal(service: _Service, *,
+                          task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                          ) -> None:
     # A polite stop (an update, a user's kill) ends waves resumably and removes the socket.
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
         async for _ in signals:
             service.stop()
             return

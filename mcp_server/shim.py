@@ -30,7 +30,7 @@ from typing import IO, Any
 from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
 
-from .service_wire import MAX_LINE, plugin_stamp, service_lock, socket_path
+from .service_wire import MAX_LINE, plugin_stamp, private_dir_ok, service_lock, socket_path
 
 __all__ = ["Shim", "main"]
 
@@ -236,10 +236,16 @@ class Shim:
 
     def _connect(self) -> bool:
         path = socket_path(self.data)
+        if path.parent.exists() and (problem := private_dir_ok(path.parent)) is not None:
+            # Whoever made that folder could answer in the service's place.
+            self._problem = f"refusing its socket: {problem}"
+            return False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(30.0)
             sock.connect(str(path))
+            if not _peer_is_me(sock):
+                raise OSError("the socket's owner is another user")
             sock.sendall(json.dumps(self.preamble).encode() + b"\n")
             reader = sock.makefile("rb")
             answer = json.loads(reader.readline(64 * 1024) or b"{}")
@@ -330,6 +336,13 @@ def _guarded(args: dict[str, Any]) -> bool:
     """A call the service must decide: one that starts or messages agents, or any tool
     call a subagent makes."""
     return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
+
+
+def _peer_is_me(sock: socket.socket) -> bool:
+    import struct
+
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return bool(struct.unpack("3i", creds)[1] == os.getuid())
 
 
 def _int(value: str | None) -> int | None:

@@ -331,3 +331,49 @@ def test_a_polite_stop_removes_the_socket_and_the_marker(service: subprocess.Pop
     service.terminate()
     assert service.wait(60) == 0
     assert not socket_path(data).exists() and not (data / "service.json").exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_another_local_user_cannot_connect(service: subprocess.Popen[bytes], data: Path) -> None:
+    path = socket_path(data)
+    pid = os.fork()
+    if pid == 0:  # the other user
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, "another user reached the socket"
+
+
+def test_a_socket_folder_made_by_someone_else_is_refused(tmp_path: Path) -> None:
+    from mcp_server.service_wire import private_dir_ok
+
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    os.chmod(open_dir, 0o777)
+    assert "open to other users" in (private_dir_ok(open_dir) or "")
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    assert private_dir_ok(mine) is None
+    if os.getuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        assert "another user" in (private_dir_ok(theirs) or "")
+
+
+def test_a_data_folder_too_deep_for_a_unix_socket_gets_a_private_short_one(
+        tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    path = socket_path(deep)
+    assert len(os.fsencode(path)) <= 107
+    assert path.parent.name == f"smart-orchestrator-{os.getuid()}"
+    assert socket_path(deep) == path and socket_path(tmp_path / "other" / ("e" * 100)) != path
