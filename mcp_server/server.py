@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from smart_orchestrator import __version__
-from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.audit_check import check_audit
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import data_dir
@@ -136,14 +136,13 @@ def build_server() -> MCPServer[AppState]:
 
     @server.tool()
     def audit_verify(ctx: Context[AppState, Any]) -> AuditVerifyResult:
-        """Check the whole audit hash chain; names the first bad row if any."""
+        """Check the whole audit hash chain and its witness outside the database; names the
+        first bad row, or what the witness has that the database lacks, and recorded gaps."""
         try:
-            report = AuditLog(_state(ctx).require_store()).verify()
+            report = check_audit(_state(ctx).require_store())
         except OrchestratorError as exc:
             raise ToolError(exc.one_line()) from exc
-        return AuditVerifyResult(ok=report.ok, count=report.events, head_hash=report.head_hash,
-                                 first_bad_seq=report.first_bad_seq, problem=report.problem,
-                                 message=report.one_line())
+        return AuditVerifyResult(**report.as_json())
 
     register_policy_tools(server)
     register_gate_tools(server)
