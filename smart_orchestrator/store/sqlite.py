@@ -58,6 +58,7 @@ class SqliteStore:
         self._pending: AuditRecord | None = None
         self._conn = self._open(busy_timeout_s)
         self._ident = _ident(self._path)
+        self._side_idents = [_ident(p) for p in _sidecars(self._path)]
         if not readonly:
             try:
                 self.reconcile_witness()
@@ -120,9 +121,16 @@ class SqliteStore:
         if ident == self._ident:
             return
         how = "deleted" if ident is None else "replaced"
+        if ident is not None:
+            # A file put in place of the open one: the log files at the path are still the
+            # old file's (this connection's), and SQLite would replay them into it.
+            with _folder_lock(self._path):
+                _move_aside([p for p, mine in zip(_sidecars(self._path), self._side_idents,
+                                                  strict=True) if mine and _ident(p) == mine])
         conn = self._open(self._busy_timeout_s)
         _abandon(self._conn)
         self._conn, self._ident = conn, _ident(self._path)
+        self._side_idents = [_ident(p) for p in _sidecars(self._path)]
         self.reconcile_witness(cause=f"{self._path.name} was {how} while open")
 
     def reconcile_witness(self, *, cause: str | None = None,
@@ -134,6 +142,9 @@ class SqliteStore:
         with self._lock:
             if self._ident is not None and _ident(self._path) != self._ident:
                 self._ensure_current()
+            if seen is None and not self.witness.present() and \
+                    not witnessing.db_tail(self)[0]:
+                return None  # nothing written, nothing witnessed: a new database
             try:
                 with self.witness.hold():
                     return self._reconcile_held(cause, seen)
@@ -343,26 +354,40 @@ def _abandon(conn: sqlite3.Connection) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
 
-def _create_fresh(path: Path) -> None:
-    """Create the database; `-wal`/`-shm` files left by a deleted one are moved aside
-    first, or SQLite would replay the old database's log into the new one."""
+def _sidecars(path: Path) -> list[Path]:
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+@contextmanager
+def _folder_lock(path: Path) -> Iterator[None]:
+    """Serialises making a database and clearing the log files a gone one left."""
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        _create(path)
+        yield
         return
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        if path.exists():
-            return  # another process made it while this one waited
-        stamp = _now_us()
-        for suffix in ("-wal", "-shm"):
-            orphan = path.with_name(path.name + suffix)
-            with contextlib.suppress(FileNotFoundError):
-                orphan.rename(orphan.with_name(f"{orphan.name}.orphaned-{stamp}"))
-        _create(path)
+        yield
     finally:
         os.close(dir_fd)
+
+
+def _move_aside(files: list[Path]) -> None:
+    stamp = _now_us()
+    for orphan in files:
+        with contextlib.suppress(FileNotFoundError):
+            orphan.rename(orphan.with_name(f"{orphan.name}.orphaned-{stamp}"))
+
+
+def _create_fresh(path: Path) -> None:
+    """Create the database; `-wal`/`-shm` files left by a deleted one are moved aside
+    first, or SQLite would replay the old database's log into the new one."""
+    with _folder_lock(path):
+        if path.exists():
+            return  # another process made it while this one waited
+        _move_aside(_sidecars(path))
+        _create(path)
 
 
 def _loads(text: object) -> Mapping[str, Any]:

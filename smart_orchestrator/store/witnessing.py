@@ -47,7 +47,7 @@ def _against(rows: _Rows, cp: Checkpoint, db_seq: int, who: str) -> Finding | No
     if row == cp.head:
         return None
     if row is None:
-        return Finding("lost" if who == "witness" else "seen_lost",
+        return Finding("lost" if who == "the witness" else "seen_lost",
                        f"{who} has seq {cp.seq} head {cp.head[:12]} but the database chain "
                        f"ends at seq {db_seq}: rows lost (database deleted, replaced by an "
                        "older copy, or its tail cut)", cp)
