@@ -19,6 +19,7 @@ from pydantic import Field
 
 from smart_orchestrator import __version__
 from smart_orchestrator.audit_check import check_audit
+from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import data_dir
@@ -40,6 +41,8 @@ from .policy_tools import register_policy_tools
 from .state import AppState
 from .wave_tools import register_wave_tools, shutdown_waves
 
+AUDIT_WATCH_S = 2.0
+
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
 
@@ -58,14 +61,18 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     heartbeat = None
     if state.store is not None and beacon.hold():
         heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
+    watch = None
     if state.store is not None:
         # In a worker thread, so the MCP handshake is not held up by the imports.
         asyncio.get_running_loop().run_in_executor(None, _warm, state)
+        watch = asyncio.get_running_loop().create_task(_watch_audit(AuditGuard(state.store)))
     try:
         yield state
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
+        if watch is not None:
+            watch.cancel()
         # Stop this server's agents; their waves stay resumable from the store.
         shutdown_waves(state)
         beacon.release()
@@ -87,6 +94,17 @@ async def _heartbeat(beacon: ServerBeacon) -> None:
     while True:
         beacon.beat()
         await asyncio.sleep(1.0)
+
+
+async def _watch_audit(guard: AuditGuard) -> None:
+    # A database deleted or replaced mid-session is recorded as a gap within seconds,
+    # even when nothing else writes. Off the loop: it reads files and takes the store lock.
+    while True:
+        try:
+            await asyncio.to_thread(guard.check)
+        except OrchestratorError as exc:
+            print(f"smart-orchestrator: audit watch: {exc.one_line()}", file=sys.stderr)
+        await asyncio.sleep(AUDIT_WATCH_S)
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:

@@ -115,11 +115,16 @@ class SqliteStore:
 
     # -- the witness -----------------------------------------------------------------
     def _ensure_current(self) -> None:
+        if not self._readonly:
+            self.follow_path()
+
+    def follow_path(self) -> tuple[bool, AuditRecord | None]:
         """Writes go to the file now at the path: one deleted or replaced while open gets
-        reopened (a fresh one made), and what the old one held is checked for loss."""
+        reopened (a fresh one made), and what the old one held is checked for loss.
+        Returns whether it was reopened, and the gap row that recorded a loss."""
         ident = _ident(self._path)
         if ident == self._ident:
-            return
+            return False, None
         how = "deleted" if ident is None else "replaced"
         if ident is not None:
             # A file put in place of the open one: the log files at the path are still the
@@ -131,7 +136,7 @@ class SqliteStore:
         _abandon(self._conn)
         self._conn, self._ident = conn, _ident(self._path)
         self._side_idents = [_ident(p) for p in _sidecars(self._path)]
-        self.reconcile_witness(cause=f"{self._path.name} was {how} while open")
+        return True, self.reconcile_witness(cause=f"{self._path.name} was {how} while open")
 
     def reconcile_witness(self, *, cause: str | None = None,
                           seen: Checkpoint | None = None) -> AuditRecord | None:
@@ -140,8 +145,8 @@ class SqliteStore:
         if self._readonly:
             return None
         with self._lock:
-            if self._ident is not None and _ident(self._path) != self._ident:
-                self._ensure_current()
+            if self.follow_path()[0]:
+                seen = None  # a head seen in the replaced file says nothing about this one
             if seen is None and not self.witness.present() and \
                     not witnessing.db_tail(self)[0]:
                 return None  # nothing written, nothing witnessed: a new database
@@ -187,8 +192,7 @@ class SqliteStore:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write is atomic.
         The witness checkpoint follows the commit, outside the lock: one per transaction."""
         with self._lock:
-            if not self._readonly:
-                self._ensure_current()
+            self._ensure_current()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")

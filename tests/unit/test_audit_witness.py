@@ -16,6 +16,7 @@ import pytest
 
 from smart_orchestrator.audit import AuditLog, chain_hash
 from smart_orchestrator.audit_check import check_audit
+from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.canonical import GENESIS_HASH
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.witness import witness_for
@@ -318,3 +319,59 @@ def test_many_processes_keep_witness_and_chain_consistent(db_path: Path) -> None
     assert code == 0, line
     assert "witnessed to seq 240" in line, line
     assert _gaps(db_path) == []
+
+
+def test_guard_records_a_deleted_database_without_any_write(db_path: Path) -> None:
+    store = _filled(db_path)
+    guard = AuditGuard(store)
+    assert guard.check() is None
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (db_path.parent / name).unlink(missing_ok=True)
+    gap = guard.check()
+    assert gap is not None and gap.seq == 1
+    assert (gap.data["lost_from"], gap.data["lost_to"]) == (1, 10)
+    assert gap.data["cause"] == "state.db was deleted while open"
+    assert guard.check() is None, "recorded once"
+    store.close()
+    assert _check(db_path)[0] == 3
+
+
+def test_guard_catches_witness_truncation_with_a_rewrite(db_path: Path) -> None:
+    store = _filled(db_path)
+    guard = AuditGuard(store)
+    guard.check()
+    witness = witness_for(db_path)
+    lines = witness.path.read_bytes().splitlines(keepends=True)
+    witness.path.write_bytes(b"".join(lines[:4]))
+    _rewrite(db_path, [("x", {})] * 6, keep=4)
+    gap = guard.check()
+    store.close()
+    assert gap is not None and gap.data["code"] == "rewritten"
+    assert gap.data["witnessed_seq"] == 10
+
+
+def test_guard_catches_witness_and_key_deleted(db_path: Path) -> None:
+    store = _filled(db_path)
+    guard = AuditGuard(store)
+    guard.check()
+    witness = witness_for(db_path)
+    witness.path.unlink()
+    witness.key_path.unlink()
+    gap = guard.check()
+    store.close()
+    assert gap is not None and gap.data["code"] == "witness_missing"
+    assert _check(db_path)[0] == 3
+
+
+def test_guard_does_not_double_record_a_gap_another_process_wrote(db_path: Path) -> None:
+    store = _filled(db_path)
+    guard = AuditGuard(store)
+    guard.check()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (db_path.parent / name).unlink(missing_ok=True)
+    other = SqliteStore(db_path)  # e.g. a hook: records the gap when it opens
+    AuditLog(other).record("hook", n=1)
+    other.close()
+    assert guard.check() is None
+    store.close()
+    assert len(_gaps(db_path)) == 1
