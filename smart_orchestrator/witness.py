@@ -23,7 +23,6 @@ import fcntl
 import hmac
 import json
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -130,7 +129,7 @@ class FileWitness:
         return key
 
     def _new_key(self) -> bytes:
-        key = secrets.token_bytes(32)
+        key = os.urandom(32)
         try:
             fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          0o600)

@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..audit import sanitize
 from ..canonical import GENESIS_HASH
-from ..witness import Checkpoint, Witness, WitnessError
+from ..witness import Checkpoint, WitnessError
+
+if TYPE_CHECKING:
+    from ..witness import Witness
+    from .sqlite import SqliteStore as _Rows
 
 __all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data"]
 
 GAP_KIND = "audit.gap"
-
-
-class _Rows(Protocol):
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
 
 class Finding(NamedTuple):
