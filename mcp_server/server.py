@@ -157,7 +157,9 @@ def build_server() -> MCPServer[AppState]:
         """Check the whole audit hash chain and its witness outside the database; names the
         first bad row, or what the witness has that the database lacks, and recorded gaps."""
         try:
-            report = check_audit(_state(ctx).require_store())
+            store = _state(ctx).require_store()
+            store.reconcile_witness()  # a loss found now is recorded before it is reported
+            report = check_audit(store)
         except OrchestratorError as exc:
             raise ToolError(exc.one_line()) from exc
         return AuditVerifyResult(**report.as_json())

@@ -9,6 +9,7 @@ to the witness. The chain then goes on, never silently from scratch.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -113,6 +114,7 @@ def gap_data(rows: _Rows, finding: Finding, witness: Witness, cause: str | None
     }
     if cp is not None and finding.code in ("lost", "seen_lost"):
         data["lost_from"], data["lost_to"] = db_seq + 1, cp.seq
+    data["pid"] = os.getpid()  # who noticed: a hook, or the server that outlives them
     if cause:
         data["cause"] = cause
     return sanitize(data)
