@@ -75,6 +75,7 @@ def check_audit(store: SqliteStore) -> AuditCheck:
         problems.append(f"the database holds {len(records)} events but its witness "
                         f"{witness.location} is missing or empty: deleted, or never written")
     problems += _compare(current, records)
+    problems += _before_gaps(lines[:superseded + 1] if superseded else [], records)
     if store.witness_problem:
         problems.append(store.witness_problem)
     witnessed = max((cp.seq for cp in current), default=0)
@@ -124,6 +125,30 @@ def _compare(current: list[Checkpoint], records: list[AuditRecord]) -> list[str]
                        f"{rec.kind!r}: rows rewritten")
             break
         matched = cp.seq
+    return out
+
+
+def _before_gaps(lines: list[WitnessLine], records: list[AuditRecord]) -> list[str]:
+    """Checkpoints before a recorded gap still bind the rows the gap does not say were lost
+    or rewritten: a gap cannot be used to launder a rewrite of older rows."""
+    by_seq = {rec.seq: rec for rec in records}
+    limit = None
+    out: list[str] = []
+    for line in reversed(lines):
+        cp = line.checkpoint
+        if cp is None:
+            continue
+        if cp.gap:
+            rec = by_seq.get(cp.seq)
+            data = rec.data if rec is not None and rec.hash == cp.head else {}
+            here = 0 if data.get("code") == "rewritten" else int(data.get("lost_from") or cp.seq)
+            limit = here if limit is None else min(limit, here)
+            continue
+        rec = by_seq.get(cp.seq)
+        if limit is not None and cp.seq < limit and (rec is None or rec.hash != cp.head):
+            out.append(f"database chain differs from witnessed head at seq {cp.seq}, before "
+                       "a recorded gap that does not account for it: rows rewritten")
+            break
     return out
 
 

@@ -30,13 +30,12 @@ class AuditGuard:
         """Compare the database with its witness and with the newest head seen witnessed
         before; returns the gap row recorded, if any."""
         store = self._store
-        reopened, recorded = store.follow_path()
+        _, recorded = store.follow_path()
         # A gap recorded since the last look (by this process on reopening, or another)
         # starts a new epoch: the head seen before it is accounted for there.
-        if not reopened and self._newest_gap() == self._last_gap:
-            recorded = store.reconcile_witness(seen=self._seen)
-        elif recorded is None:
-            recorded = store.reconcile_witness()
+        if recorded is None:
+            seen = self._seen if self._newest_gap() == self._last_gap else None
+            recorded = store.reconcile_witness(seen=seen)
         try:
             latest = store.witness.latest()
         except WitnessError:

@@ -7,9 +7,11 @@ somewhere else, so a database rewritten on its own no longer matches, and a data
 went missing is noticed instead of silently starting over.
 
 `FileWitness` is an append-only file beside the database, one HMAC-SHA256-signed JSON line
-per write transaction, the key in a 0600 file. Against a process running as the same user
-the key is no secret: it stops edits made without reading it, not a deliberate forger (see
-docs/policy.md). Other witnesses (a team store) implement `Witness` too.
+per write transaction, the key in a 0600 file. Each signature covers the line's byte offset
+too, so a line copied elsewhere in the file (an old checkpoint replayed) does not verify.
+Against a process running as the same user the key is no secret: it stops edits made
+without reading it, not a deliberate forger (see docs/policy.md). Other witnesses (a team
+store) implement `Witness` too.
 
 A `gap` checkpoint starts a new epoch: the database recorded, in an `audit.gap` row at that
 seq, that what was witnessed before could not be found, and every earlier line belongs to
@@ -23,6 +25,7 @@ import fcntl
 import hmac
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -112,7 +115,9 @@ class FileWitness:
     # -- the key -----------------------------------------------------------------------
     def _key(self, *, create: bool) -> bytes:
         try:
-            text = self.key_path.read_text("ascii").strip()
+            with open(os.open(self.key_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
+                      encoding="ascii") as fh:
+                text = fh.read().strip()
         except FileNotFoundError:
             if not create:
                 raise WitnessError(f"witness key {self.key_path} is missing: the witness "
@@ -141,17 +146,17 @@ class FileWitness:
 
     # -- lines -------------------------------------------------------------------------
     @staticmethod
-    def _mac(key: bytes, cp: Checkpoint) -> str:
+    def _mac(key: bytes, cp: Checkpoint, at: int) -> str:
         body = canonical_json({"v": 1, "seq": cp.seq, "head": cp.head, "ts_us": cp.ts_us,
-                               "gap": cp.gap})
+                               "gap": cp.gap, "at": at})
         return hmac.new(key, body, "sha256").hexdigest()
 
-    def _encode(self, key: bytes, cp: Checkpoint) -> bytes:
+    def _encode(self, key: bytes, cp: Checkpoint, at: int) -> bytes:
         entry = {"seq": cp.seq, "head": cp.head, "ts_us": cp.ts_us, "gap": cp.gap,
-                 "mac": self._mac(key, cp)}
+                 "mac": self._mac(key, cp, at)}
         return json.dumps(entry, separators=(",", ":")).encode("ascii") + b"\n"
 
-    def _decode(self, key: bytes, number: int, raw: bytes) -> WitnessLine:
+    def _decode(self, key: bytes, number: int, raw: bytes, at: int) -> WitnessLine:
         try:
             entry = json.loads(raw)
             cp = Checkpoint(entry["seq"], entry["head"], entry["ts_us"], entry["gap"])
@@ -163,7 +168,7 @@ class FileWitness:
             valid = False
         if not valid:
             return WitnessLine(number, None, f"witness line {number} is malformed")
-        if not hmac.compare_digest(mac, self._mac(key, cp)):
+        if not hmac.compare_digest(mac, self._mac(key, cp, at)):
             return WitnessLine(number, None,
                                f"witness line {number} is not signed by {self.key_path}: "
                                "the witness was edited or its key replaced")
@@ -178,7 +183,9 @@ class FileWitness:
         if held is not None:
             yield held
             return
-        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT if write else os.O_RDONLY) | os.O_CLOEXEC
+        # No symlinks: a witness pointed at /dev/null would swallow every checkpoint.
+        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT if write else os.O_RDONLY) | \
+            os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             fd = os.open(self.path, flags, 0o600)
         except FileNotFoundError:
@@ -188,6 +195,9 @@ class FileWitness:
             return
         except OSError as exc:
             raise WitnessError(f"cannot open witness {self.path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise WitnessError(f"witness {self.path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             yield fd
@@ -208,53 +218,63 @@ class FileWitness:
 
     def append(self, cp: Checkpoint) -> None:
         key = self._key(create=True)
-        data = self._encode(key, cp)
         with self._locked(write=True) as fd:
             assert fd is not None
             size = os.fstat(fd).st_size
             # A torn last line (power loss) must not swallow this one: it stays a bad line.
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data
-            os.write(fd, data)
+            torn = bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+            at = size + 1 if torn else size
+            os.write(fd, (b"\n" if torn else b"") + self._encode(key, cp, at))
 
-    def _read(self, *, tail: bool) -> tuple[bytes, bool]:
-        with self._locked(write=False) as fd:
-            if fd is None:
-                return b"", True
-            size = os.fstat(fd).st_size
-            start = max(0, size - _TAIL_BYTES) if tail else 0
-            chunks = []
-            while start < size:
-                chunk = os.pread(fd, min(1 << 20, size - start), start)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                start += len(chunk)
-            return b"".join(chunks), size <= _TAIL_BYTES or not tail
+    def _read(self, *, tail: bool) -> tuple[bytes, int]:
+        """The file's bytes (its last few KB when `tail`) and the offset they start at."""
+        try:
+            with self._locked(write=False) as fd:
+                if fd is None:
+                    return b"", 0
+                size = os.fstat(fd).st_size
+                start = first = max(0, size - _TAIL_BYTES) if tail else 0
+                chunks = []
+                while start < size:
+                    chunk = os.pread(fd, min(1 << 20, size - start), start)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    start += len(chunk)
+                return b"".join(chunks), first
+        except OSError as exc:
+            raise WitnessError(f"cannot read witness {self.path}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _split(data: bytes, first: int) -> list[tuple[int, bytes]]:
+        """Complete lines with their offsets; a partial first line of a tail is dropped."""
+        out, at = [], first
+        for line in data.split(b"\n")[:-1]:
+            out.append((at, line))
+            at += len(line) + 1
+        return out[1:] if first and out else out
 
     def lines(self) -> list[WitnessLine]:
         data, _ = self._read(tail=False)
         if not data:
             return []
         key = self._key(create=False)
-        raw = data.split(b"\n")
-        out = [self._decode(key, n, line) for n, line in enumerate(raw[:-1], 1)]
-        if raw[-1]:
-            out.append(WitnessLine(len(raw), None, f"witness line {len(raw)} is cut short: "
-                                   "the witness was truncated"))
+        split = self._split(data, 0)
+        out = [self._decode(key, n, line, at) for n, (at, line) in enumerate(split, 1)]
+        if not data.endswith(b"\n"):
+            out.append(WitnessLine(len(out) + 1, None, f"witness line {len(out) + 1} is cut "
+                                   "short: the witness was truncated"))
         return out
 
     def latest(self) -> Checkpoint | None:
-        data, whole = self._read(tail=True)
+        data, first = self._read(tail=True)
         if not data:
             return None
         if not data.endswith(b"\n"):
             raise WitnessError(f"witness {self.path} ends in a cut-short line: truncated")
-        raw = data.split(b"\n")[:-1]
-        if not whole:
-            raw = raw[1:]  # the first line of a tail read may be partial
         key = self._key(create=False)
-        decoded = [self._decode(key, 0, line) for line in raw[-_TAIL_LINES:]]
+        decoded = [self._decode(key, 0, line, at)
+                   for at, line in self._split(data, first)[-_TAIL_LINES:]]
         current: list[Checkpoint] = []
         for entry in decoded:
             if entry.checkpoint is None:

@@ -56,6 +56,7 @@ class SqliteStore:
         # Why the newest checkpoint could not be written, if it could not (shown by verify).
         self.witness_problem: str | None = None
         self._pending: AuditRecord | None = None
+        self._told_unwitnessed = False
         self._conn = self._open(busy_timeout_s)
         self._ident = _ident(self._path)
         self._side_idents = [_ident(p) for p in _sidecars(self._path)]
@@ -182,9 +183,14 @@ class SqliteStore:
             self.witness.append(cp)
             self.witness_problem = None
         except (OSError, WitnessError) as exc:
-            # The event is committed; a checkpoint that cannot be written leaves it
-            # unwitnessed, which verify reports, rather than failing the caller.
+            # The event is committed; failing the caller would not uncommit it. The chain
+            # says (once per store) that what follows is not witnessed.
             self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+            if not cp.gap and not self._told_unwitnessed:
+                self._told_unwitnessed = True
+                with self._write() as conn:
+                    self.append_audit_in(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
+                        self, self.witness, self.witness_problem))
 
     # -- plumbing --------------------------------------------------------------------
     @contextmanager

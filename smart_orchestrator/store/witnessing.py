@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ..witness import Witness
     from .sqlite import SqliteStore as _Rows
 
-__all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data"]
+__all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data",
+           "unwritable_data"]
 
 GAP_KIND = "audit.gap"
 
@@ -67,6 +68,10 @@ def assess(rows: _Rows, witness: Witness, seen: Checkpoint | None = None
     except WitnessError as exc:
         return Finding("witness_bad", exc.reason, None)
     if latest is None:
+        if not db_seq and seen is not None:
+            return Finding("seen_lost", f"the witness and the database are both gone, but "
+                           f"this process saw seq {seen.seq} head {seen.head[:12]} witnessed",
+                           seen)
         if not db_seq:
             return None
         if witness.enrolled() or seen is not None:
@@ -118,6 +123,13 @@ def gap_data(rows: _Rows, finding: Finding, witness: Witness, cause: str | None
     if cause:
         data["cause"] = cause
     return sanitize(data)
+
+
+def unwritable_data(rows: _Rows, witness: Witness, problem: str) -> Mapping[str, Any]:
+    db_seq, db_hash = db_tail(rows)
+    return sanitize({"code": "witness_unwritable", "problem": problem[:250],
+                     "witness": witness.location, "db_seq": db_seq, "db_head": db_hash,
+                     "witnessed_seq": None, "witnessed_head": None, "pid": os.getpid()})
 
 
 def _now_us() -> int:

@@ -375,3 +375,89 @@ def test_guard_does_not_double_record_a_gap_another_process_wrote(db_path: Path)
     assert guard.check() is None
     store.close()
     assert len(_gaps(db_path)) == 1
+
+
+def test_a_replayed_old_witness_line_does_not_verify(db_path: Path) -> None:
+    _filled(db_path).close()
+    witness = witness_for(db_path)
+    lines = witness.path.read_bytes().splitlines(keepends=True)
+    witness.path.write_bytes(b"".join(lines) + lines[2])  # valid MAC, wrong place
+    code, line = _check(db_path)
+    assert code == 1 and "witness line 11 is not signed" in line, line
+
+
+def test_witness_pointed_at_dev_null_is_refused(db_path: Path) -> None:
+    _filled(db_path).close()
+    witness = witness_for(db_path)
+    witness.path.unlink()
+    witness.path.symlink_to("/dev/null")
+    store = SqliteStore(db_path)
+    AuditLog(store).record("more", n=1)
+    assert store.witness_problem and "cannot" in store.witness_problem
+    store.close()
+    code, line = _check(db_path)
+    assert code == 1 and "cannot open witness" in line, line
+
+
+def test_an_unwritable_witness_is_said_once_in_the_chain(db_path: Path) -> None:
+    store = _filled(db_path, 3)
+    witness = witness_for(db_path)
+    witness.path.unlink()
+    witness.path.mkdir()  # not writable as a file, whoever runs this
+    log = AuditLog(store)
+    for i in range(3):
+        log.record("more", n=i)
+    store.close()
+    gaps = _gaps(db_path)
+    assert [g["code"] for g in gaps] == ["witness_unwritable"], gaps
+    code, line = _check(db_path)
+    assert code == 1 and "not a regular file" in line, line
+
+
+def test_a_gap_does_not_launder_a_rewrite_made_before_it(db_path: Path) -> None:
+    _filled(db_path).close()
+    witness = witness_for(db_path)
+    # Cut the witness mid-line and rewrite the chain: the next writer records only that
+    # the witness is damaged, on top of the rewritten chain.
+    witness.path.write_bytes(witness.path.read_bytes()[:-20])
+    _rewrite(db_path, [("policy.decision", {"decision": "allow"})] * 10)
+    SqliteStore(db_path).close()
+    [gap] = _gaps(db_path)
+    assert gap["code"] == "witness_bad"
+    code, line = _check(db_path)
+    assert code == 1 and "before a recorded gap that does not account for it" in line, line
+
+
+def test_an_older_copy_keeps_its_witnessed_prefix_bound(db_path: Path, tmp_path: Path) -> None:
+    store = _filled(db_path, 5)
+    store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    old = tmp_path / "old.db"
+    shutil.copy(db_path, old)
+    for i in range(5):
+        AuditLog(store).record("later", i=i)
+    store.close()
+    os.replace(old, db_path)
+    SqliteStore(db_path).close()  # records seq 6..10 lost
+    assert _check(db_path)[0] == 3
+    # Rows 1..5 were witnessed before the gap and the gap says nothing about them.
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("UPDATE audit SET data = '{\"decision\":\"deny\"}' WHERE seq = 2")
+    conn.close()
+    code, line = _check(db_path)
+    assert code == 1 and "BROKEN at row seq=2" in line, line
+
+
+def test_guard_notices_database_witness_and_key_all_deleted(db_path: Path) -> None:
+    store = _filled(db_path)
+    guard = AuditGuard(store)
+    guard.check()
+    witness = witness_for(db_path)
+    for path in (witness.path, witness.key_path, *[db_path.parent / n for n in
+                                                   ("state.db", "state.db-wal", "state.db-shm")]):
+        path.unlink(missing_ok=True)
+    gap = guard.check()
+    store.close()
+    assert gap is not None and gap.data["code"] == "seen_lost", gap
+    assert gap.data["witnessed_seq"] == 10
+    assert _check(db_path)[0] == 3
