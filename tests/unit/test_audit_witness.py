@@ -461,3 +461,23 @@ def test_guard_notices_database_witness_and_key_all_deleted(db_path: Path) -> No
     assert gap is not None and gap.data["code"] == "seen_lost", gap
     assert gap.data["witnessed_seq"] == 10
     assert _check(db_path)[0] == 3
+
+
+def test_commits_lost_to_a_damaged_wal_are_recorded_not_silent(db_path: Path) -> None:
+    store = _filled(db_path, 5)
+    store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    holder = SqliteStore(db_path)  # keeps the newest commits in the WAL at close
+    for i in range(5):
+        AuditLog(store).record("late", i=i, pad="p" * 200)
+    wal = db_path.with_name("state.db-wal")
+    main, log = db_path.read_bytes(), wal.read_bytes()
+    store.close()
+    holder.close()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (db_path.parent / name).unlink(missing_ok=True)
+    db_path.write_bytes(main)
+    wal.write_bytes(log[: len(log) // 2])  # SQLite drops the damaged frame and all after it
+    SqliteStore(db_path).close()
+    [gap] = _gaps(db_path)
+    assert gap["code"] == "lost" and gap["lost_to"] == 10 and gap["lost_from"] <= 10, gap
+    assert _check(db_path)[0] == 3
