@@ -275,14 +275,17 @@ class FileWitness:
         key = self._key(create=False)
         decoded = [self._decode(key, 0, line, at)
                    for at, line in self._split(data, first)[-_TAIL_LINES:]]
+        # Newest first, back to the gap that opened the current epoch: lines before that
+        # gap belong to history it recorded as lost, damaged or not.
         current: list[Checkpoint] = []
-        for entry in decoded:
+        for entry in reversed(decoded):
             if entry.checkpoint is None:
+                why = ("one is not signed by its key: the witness was edited or its key "
+                       "replaced" if "not signed" in (entry.problem or "") else
+                       "one is malformed")
                 raise WitnessError(f"the newest entries of witness {self.path} do not "
-                                   f"verify: {entry.problem.split(': ', 1)[-1]}"
-                                   if entry.problem and ": " in entry.problem else
-                                   f"the newest entries of witness {self.path} are malformed")
-            if entry.checkpoint.gap:
-                current = []
+                                   f"verify: {why}")
             current.append(entry.checkpoint)
+            if entry.checkpoint.gap:
+                break
         return max(current, key=lambda cp: cp.seq) if current else None

@@ -169,8 +169,11 @@ def test_a_writer_records_witness_damage_as_a_gap_once(db_path: Path, damage: st
         witness.key_path.write_text(os.urandom(32).hex())
     else:
         witness.path.write_bytes(witness.path.read_bytes()[:-20])
+    SqliteStore(db_path).close()
+    size = witness.path.stat().st_size
     for _ in range(3):  # later opens see the recorded gap and add nothing
         SqliteStore(db_path).close()
+    assert witness.path.stat().st_size == size
     [gap] = _gaps(db_path)
     assert gap["code"] in ("witness_missing", "witness_bad")
     code, line = _check(db_path)
