@@ -8,6 +8,7 @@ connection is shared under a lock (see docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -186,15 +187,20 @@ class SqliteStore:
                 return
             self.witness.append(cp)
             self.witness_problem = None
+        except StoreError as exc:  # recording a gap failed; the caller's event is committed
+            self.witness_problem = f"could not record a witness gap: {exc.reason}"
         except (OSError, WitnessError) as exc:
-            # The event is committed; failing the caller would not uncommit it. The chain
-            # says (once per store) that what follows is not witnessed.
+            # The event is committed; failing the caller would not uncommit it. Unless the
+            # disk is full (which the next database write reports itself), the chain says,
+            # once per store, that what follows is not witnessed.
             self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
-            if not cp.gap and not self._told_unwitnessed:
-                self._told_unwitnessed = True
-                with self._write() as conn:
-                    self.append_audit_in(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
-                        self, self.witness, self.witness_problem))
+            if cp.gap or self._told_unwitnessed or \
+                    getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                return
+            self._told_unwitnessed = True
+            with contextlib.suppress(StoreError), self._write() as conn:
+                self.append_audit_in(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
+                    self, self.witness, self.witness_problem))
 
     # -- plumbing --------------------------------------------------------------------
     @contextmanager
