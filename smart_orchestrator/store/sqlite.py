@@ -396,7 +396,10 @@ def _folder_lock(path: Path) -> Iterator[None]:
 def _move_aside(files: list[Path]) -> None:
     stamp = _now_us()
     for orphan in files:
-        with contextlib.suppress(FileNotFoundError):
+        if not orphan.exists():
+            continue  # a read-only folder refuses even a rename of nothing
+        # One that cannot be moved is left to the open that follows, which then fails.
+        with contextlib.suppress(OSError):
             orphan.rename(orphan.with_name(f"{orphan.name}.orphaned-{stamp}"))
 
 
