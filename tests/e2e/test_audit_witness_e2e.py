@@ -136,3 +136,69 @@ def test_rewritten_then_deleted_database_is_caught_and_recorded_as_a_gap(
     first = conn.execute("SELECT kind FROM audit ORDER BY seq LIMIT 1").fetchone()[0]
     conn.close()
     assert first == "audit.gap"
+
+
+_BACKUP = """
+import sqlite3
+src = sqlite3.connect("{db}")
+dst = sqlite3.connect("{copy}")
+src.backup(dst)
+print("copied", dst.execute("SELECT max(seq) FROM audit").fetchone()[0])
+"""
+
+
+def test_database_swapped_for_an_older_copy_mid_session_is_recorded(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The model snapshots the database, does work it wants hidden, then puts the snapshot
+    back (a consistent SQLite backup, moved into place): the server records the rows the
+    snapshot lacks as lost, and every row it kept still matches the witness."""
+    home = claude_dirs["home"]
+    db = plugin_data(home) / "state.db"
+    copy = claude_dirs["work"] / "old.db"
+    seen: dict[str, str] = {}
+
+    def backup(_: ModelRequest) -> Turn:
+        return tool_use("Bash", {"command": f"python3 -c '{_BACKUP.format(db=db, copy=copy)}'"})
+
+    def hidden_work(r: ModelRequest) -> Turn:
+        seen["backup"] = _bash_result(r)
+        return agent_call("WIT-HIDE: do the thing nobody should see")
+
+    def swap(_: ModelRequest) -> Turn:
+        return tool_use("Bash", {"command": "python3 -c 'import os; "
+                                            f"os.replace(\"{copy}\", \"{db}\")'"})
+
+    def wait_gap(_: ModelRequest) -> Turn:
+        return tool_use("Bash", {"command": f"python3 -c '{_WAIT_GAP.format(db=db)}'",
+                                 "timeout": 120000})
+
+    steps = [lambda _: agent_call("WIT-2: count the files"), backup, hidden_work, swap,
+             wait_gap]
+
+    def driver(request: ModelRequest) -> Turn | None:
+        if request.conversation != "main":
+            return None
+        if request.turn < len(steps):
+            return steps[request.turn](request)
+        seen.setdefault("wait_gap", _bash_result(request))
+        return text("done")
+
+    scripted_model.on(driver)
+    scripted_model.subagent("WIT-2", [text("there are 3 files")])
+    scripted_model.subagent("WIT-HIDE", [text("done, quietly")])
+    run = run_plugin(run_claude, repo_root, "audit me", timeout=300,
+                     allowed_tools=["Bash", MCP_PREFIX])
+    run.assert_success()
+    scripted_model.assert_no_unscripted()
+    assert "gap recorded" in seen["wait_gap"], seen
+    kept = int(seen["backup"].split("copied", 1)[1].split()[0])
+
+    [gap] = [json.loads(d) for *_, d in wait_for_audit(home, "audit.gap")]
+    assert gap["code"] == "lost" and gap["cause"] == "state.db was replaced while open", gap
+    assert gap["lost_from"] == kept + 1 and gap["lost_to"] > kept, (gap, kept)
+    report = json.loads(_cli(repo_root, db, "--json").stdout)
+    # Known loss, nothing unexplained: the rows the copy kept still match the witness.
+    assert report["exit_code"] == 3 and not report["problems"], report
+    assert f"seq {kept + 1} records a gap, seq {kept + 1}..{gap['lost_to']} lost" in \
+        report["gaps"][0], report
