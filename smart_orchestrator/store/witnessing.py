@@ -113,7 +113,7 @@ def gap_data(rows: _Rows, finding: Finding, witness: Witness, cause: str | None
     db_seq, db_hash = db_tail(rows)
     cp = finding.witnessed
     data: dict[str, Any] = {
-        "code": finding.code, "problem": finding.problem, "witness": witness.location,
+        "code": finding.code, "problem": finding.problem[:280], "witness": witness.location,
         "db_seq": db_seq, "db_head": db_hash,
         "witnessed_seq": cp.seq if cp else None, "witnessed_head": cp.head if cp else None,
     }

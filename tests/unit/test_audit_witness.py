@@ -484,3 +484,23 @@ def test_commits_lost_to_a_damaged_wal_are_recorded_not_silent(db_path: Path) ->
     [gap] = _gaps(db_path)
     assert gap["code"] == "lost" and gap["lost_to"] == 10 and gap["lost_from"] <= 10, gap
     assert _check(db_path)[0] == 3
+
+
+def test_many_processes_finding_the_database_gone_record_one_gap(db_path: Path) -> None:
+    _filled(db_path).close()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (db_path.parent / name).unlink(missing_ok=True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(db_path), 5)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    [gap] = _gaps(db_path)
+    assert (gap["lost_from"], gap["lost_to"]) == (1, 10)
+    store = SqliteStore(db_path, readonly=True)
+    report = check_audit(store)
+    store.close()
+    assert report.exit_code == 3 and not report.problems, report
+    assert report.chain.events == 1 + 6 * 7  # the gap, then 5 calls of 1 or 2 events each
