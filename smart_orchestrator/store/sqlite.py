@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -26,6 +25,7 @@ from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from . import witnessing
+from ._files import abandon, folder_lock, ident, move_aside, sidecars
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .migrations import APPLICATION_ID, MIGRATIONS
 
@@ -59,8 +59,8 @@ class SqliteStore:
         self._pending: AuditRecord | None = None
         self._told_unwitnessed = False
         self._conn = self._open(busy_timeout_s)
-        self._ident = _ident(self._path)
-        self._side_idents = [_ident(p) for p in _sidecars(self._path)]
+        self._ident = ident(self._path)
+        self._side_idents = [ident(p) for p in sidecars(self._path)]
         if not readonly:
             try:
                 self.reconcile_witness()
@@ -110,10 +110,10 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            if _ident(self._path) == self._ident:
+            if ident(self._path) == self._ident:
                 self._conn.close()
             else:
-                _abandon(self._conn)
+                abandon(self._conn)
 
     # -- the witness -----------------------------------------------------------------
     def _ensure_current(self) -> None:
@@ -124,20 +124,20 @@ class SqliteStore:
         """Writes go to the file now at the path: one deleted or replaced while open gets
         reopened (a fresh one made), and what the old one held is checked for loss.
         Returns whether it was reopened, and the gap row that recorded a loss."""
-        ident = _ident(self._path)
-        if ident == self._ident:
+        now = ident(self._path)
+        if now == self._ident:
             return False, None
-        how = "deleted" if ident is None else "replaced"
-        if ident is not None:
+        how = "deleted" if now is None else "replaced"
+        if now is not None:
             # A file put in place of the open one: the log files at the path are still the
             # old file's (this connection's), and SQLite would replay them into it.
-            with _folder_lock(self._path):
-                _move_aside([p for p, mine in zip(_sidecars(self._path), self._side_idents,
-                                                  strict=True) if mine and _ident(p) == mine])
+            with folder_lock(self._path):
+                move_aside([p for p, mine in zip(sidecars(self._path), self._side_idents,
+                                                  strict=True) if mine and ident(p) == mine])
         conn = self._open(self._busy_timeout_s)
-        _abandon(self._conn)
-        self._conn, self._ident = conn, _ident(self._path)
-        self._side_idents = [_ident(p) for p in _sidecars(self._path)]
+        abandon(self._conn)
+        self._conn, self._ident = conn, ident(self._path)
+        self._side_idents = [ident(p) for p in sidecars(self._path)]
         return True, self.reconcile_witness(cause=f"{self._path.name} was {how} while open")
 
     def reconcile_witness(self, *, cause: str | None = None,
@@ -353,63 +353,13 @@ def _expected_schema() -> frozenset[tuple[Any, ...]]:
         conn.close()
 
 
-def _ident(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-_ABANDONED: list[sqlite3.Connection] = []
-
-
-def _abandon(conn: sqlite3.Connection) -> None:
-    """Never close a connection whose file was deleted or replaced: SQLite removes the
-    `-wal` and `-shm` files by name on close, and those names now belong to the new
-    database. The connection is kept alive (and leaked at exit) instead."""
-    import ctypes
-
-    _ABANDONED.append(conn)
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
-
-
-def _sidecars(path: Path) -> list[Path]:
-    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
-
-
-@contextmanager
-def _folder_lock(path: Path) -> Iterator[None]:
-    """Serialises making a database and clearing the log files a gone one left."""
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(dir_fd)
-
-
-def _move_aside(files: list[Path]) -> None:
-    stamp = _now_us()
-    for orphan in files:
-        if not orphan.exists():
-            continue  # a read-only folder refuses even a rename of nothing
-        # One that cannot be moved is left to the open that follows, which then fails.
-        with contextlib.suppress(OSError):
-            orphan.rename(orphan.with_name(f"{orphan.name}.orphaned-{stamp}"))
-
-
 def _create_fresh(path: Path) -> None:
     """Create the database; `-wal`/`-shm` files left by a deleted one are moved aside
     first, or SQLite would replay the old database's log into the new one."""
-    with _folder_lock(path):
+    with folder_lock(path):
         if path.exists():
             return  # another process made it while this one waited
-        _move_aside(_sidecars(path))
+        move_aside(sidecars(path))
         _create(path)
 
 
