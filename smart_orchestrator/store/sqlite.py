@@ -169,7 +169,6 @@ class SqliteStore:
             return None
         if isinstance(found, Checkpoint):
             self.witness.append(found)  # a chain from before witnessing: enrolled as it is
-            self.kv_set(witnessing.MARK_KEY, self.witness.location)
             return None
         recorded = witnessing.already_recorded(self, found)
         if recorded is not None:
@@ -186,11 +185,8 @@ class SqliteStore:
                 # Gone since this store opened: that is recorded, not quietly restarted.
                 self.reconcile_witness(cause="the witness disappeared while open")
                 return
-            first = not self.witness.present()
             self.witness.append(cp)
             self.witness_problem = None
-            if first:
-                self.kv_set(witnessing.MARK_KEY, self.witness.location)
         except StoreError as exc:  # recording a gap failed; the caller's event is committed
             self.witness_problem = f"could not record a witness gap: {exc.reason}"
         except (OSError, WitnessError) as exc:

@@ -22,13 +22,10 @@ if TYPE_CHECKING:
     from ..witness import Witness
     from .sqlite import SqliteStore as _Rows
 
-__all__ = ["GAP_KIND", "MARK_KEY", "Finding", "already_recorded", "assess", "db_tail", "gap_data",
+__all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data",
            "unwritable_data"]
 
 GAP_KIND = "audit.gap"
-# Set once a database has been witnessed: with it, a missing witness (and key) is a loss,
-# not a chain from before witnessing. A hint, not proof: a rewrite can remove it too.
-MARK_KEY = "audit.witnessed_by"
 
 
 class Finding(NamedTuple):
@@ -77,7 +74,7 @@ def assess(rows: _Rows, witness: Witness, seen: Checkpoint | None = None
                            seen)
         if not db_seq:
             return None
-        if witness.enrolled() or seen is not None or rows.kv_get(MARK_KEY):
+        if witness.enrolled() or seen is not None:
             return Finding("witness_missing", f"the witness {witness.location} is missing or "
                            f"empty but the database holds {db_seq} events: it was deleted",
                            seen)
