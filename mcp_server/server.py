@@ -102,8 +102,9 @@ async def _watch_audit(guard: AuditGuard) -> None:
     while True:
         try:
             await asyncio.to_thread(guard.check)
-        except OrchestratorError as exc:
-            print(f"smart-orchestrator: audit watch: {exc.one_line()}", file=sys.stderr)
+        except Exception as exc:  # the watch outlives one failed look; the next may succeed
+            text = exc.one_line() if isinstance(exc, OrchestratorError) else repr(exc)
+            print(f"smart-orchestrator: audit watch: {text}", file=sys.stderr)
         await asyncio.sleep(AUDIT_WATCH_S)
 
 
