@@ -19,6 +19,7 @@ from .plugin_env import MCP_PREFIX, plugin_data, run_plugin, wait_for_audit
 _REWRITE = """
 import hashlib, json, sqlite3
 db = sqlite3.connect("{db}", isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # one swap: nobody sees the table half rewritten
 db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
 db.execute("DELETE FROM audit")
 prev = "0" * 64
@@ -32,6 +33,7 @@ for seq in range(1, 6):
                (seq, ts, "policy.decision", json.dumps(data, sort_keys=True), prev, digest))
     prev = digest
 db.execute("UPDATE audit_head SET count = 5, seq = 5, hash = ?", (prev,))
+db.execute("COMMIT")
 print("rewrote the chain, head", prev)
 """
 
@@ -124,7 +126,10 @@ def test_rewritten_then_deleted_database_is_caught_and_recorded_as_a_gap(
 
     [gap] = [json.loads(d) for *_, d in wait_for_audit(home, "audit.gap")]
     assert gap["code"] == "lost" and gap["cause"] == "state.db was deleted while open", gap
-    assert gap["lost_from"] == 1 and gap["lost_to"] >= 6, gap
+    # Everything witnessed is named lost: the session's own rows, and the gap the server
+    # recorded for the rewrite if its watch saw the rewritten file before it was deleted.
+    assert gap["lost_from"] == 1 and gap["lost_to"] == gap["witnessed_seq"] >= 1, gap
+    assert len(gap["witnessed_head"]) == 64, gap
 
     out = _cli(repo_root, db)
     assert out.returncode == 3, (out.stdout, out.stderr)
