@@ -32,8 +32,16 @@ class CheckpointList(BaseModel):
 
 class AuditVerifyResult(BaseModel):
     ok: bool
+    exit_code: int = Field(description="0 intact; 1 broken or apart from the witness; "
+                                       "3 records gaps")
     count: int
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    problems: list[str] = Field(default_factory=list,
+                                description="disagreements between chain and witness")
+    gaps: list[str] = Field(default_factory=list, description="recorded losses (audit.gap)")
+    notes: list[str] = Field(default_factory=list)
+    witness: str
+    witnessed_seq: int
     message: str

@@ -18,7 +18,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from smart_orchestrator import __version__
-from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.audit_check import check_audit
+from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import data_dir
@@ -40,6 +41,8 @@ from .policy_tools import register_policy_tools
 from .state import AppState
 from .wave_tools import register_wave_tools, shutdown_waves
 
+AUDIT_WATCH_S = 2.0
+
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
 
@@ -60,14 +63,18 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     heartbeat = None
     if state.store is not None and session_id and beacon.hold():
         heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
+    watch = None
     if state.store is not None:
         # In a worker thread, so the MCP handshake is not held up by the imports.
         asyncio.get_running_loop().run_in_executor(None, _warm, state)
+        watch = asyncio.get_running_loop().create_task(_watch_audit(AuditGuard(state.store)))
     try:
         yield state
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
+        if watch is not None:
+            watch.cancel()
         # Stop this server's agents; their waves stay resumable from the store.
         shutdown_waves(state)
         beacon.release()
@@ -89,6 +96,18 @@ async def _heartbeat(beacon: ServerBeacon) -> None:
     while True:
         beacon.beat()
         await asyncio.sleep(1.0)
+
+
+async def _watch_audit(guard: AuditGuard) -> None:
+    # A database deleted or replaced mid-session is recorded as a gap within seconds,
+    # even when nothing else writes. Off the loop: it reads files and takes the store lock.
+    while True:
+        try:
+            await asyncio.to_thread(guard.check)
+        except Exception as exc:  # the watch outlives one failed look; the next may succeed
+            text = exc.one_line() if isinstance(exc, OrchestratorError) else repr(exc)
+            print(f"smart-orchestrator: audit watch: {text}", file=sys.stderr)
+        await asyncio.sleep(AUDIT_WATCH_S)
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:
@@ -138,14 +157,15 @@ def build_server() -> MCPServer[AppState]:
 
     @server.tool()
     def audit_verify(ctx: Context[AppState, Any]) -> AuditVerifyResult:
-        """Check the whole audit hash chain; names the first bad row if any."""
+        """Check the whole audit hash chain and its witness outside the database; names the
+        first bad row, or what the witness has that the database lacks, and recorded gaps."""
         try:
-            report = AuditLog(_state(ctx).require_store()).verify()
+            store = _state(ctx).require_store()
+            store.reconcile_witness()  # a loss found now is recorded before it is reported
+            report = check_audit(store)
         except OrchestratorError as exc:
             raise ToolError(exc.one_line()) from exc
-        return AuditVerifyResult(ok=report.ok, count=report.events, head_hash=report.head_hash,
-                                 first_bad_seq=report.first_bad_seq, problem=report.problem,
-                                 message=report.one_line())
+        return AuditVerifyResult(**report.as_json())
 
     register_policy_tools(server)
     register_gate_tools(server)

@@ -3,6 +3,8 @@
 Each link is sha256(prev_hash || canonical({seq, ts_us, kind, data})). Editing a row breaks
 its own hash; deleting or reordering rows breaks the next row's `prev_hash` or the sequence;
 cutting the tail disagrees with the head the store records in the same transaction.
+Rewrites that keep the chain consistent with itself are caught by its witness outside the
+database (`witness.py`, `audit_check.py`).
 
 Raw prompts and outputs never enter an event: callers pass text through `digest_text`,
 and `sanitize` rejects long free text so a slip cannot smuggle a prompt in.

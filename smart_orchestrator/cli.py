@@ -29,17 +29,18 @@ def _cmd_service(_: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from .audit import AuditLog
+    from .audit_check import check_audit
     from .store import open_store
 
     store = open_store(args.db, readonly=True)
-    report = AuditLog(store).verify()
+    report = check_audit(store)
     if args.json:
-        print(json.dumps({"ok": report.ok, "count": report.events, "head_hash": report.head_hash,
-                          "first_bad_seq": report.first_bad_seq, "problem": report.problem}))
+        print(json.dumps(report.as_json()))
     else:
         print(report.one_line())
-    return 0 if report.ok else 1
+        for line in (*report.problems[1:], *report.gaps[1:]):
+            print(f"  {line}")
+    return report.exit_code
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
@@ -170,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the hash chain (exit 1 if broken)")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain and its witness (exit 1 if broken or apart from "
+                       "the witness, 3 if it records gaps)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(fn=_cmd_audit_verify)
     export = audit_sub.add_parser("export", help="print events as JSON lines")

@@ -8,6 +8,7 @@ connection is shared under a lock (see docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -22,6 +23,9 @@ from typing import Any, TypeVar
 from ..audit import chain_hash
 from ..canonical import GENESIS_HASH
 from ..errors import StoreError
+from ..witness import Checkpoint, Witness, WitnessError, witness_for
+from . import witnessing
+from ._files import abandon, folder_lock, ident, move_aside, sidecars
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .migrations import APPLICATION_ID, MIGRATIONS
 
@@ -42,12 +46,27 @@ class SqliteStore:
     """One connection, serialised by a lock so a worker thread may share it."""
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0,
-                 readonly: bool = False, clock_us: Callable[[], int] = _now_us) -> None:
+                 readonly: bool = False, clock_us: Callable[[], int] = _now_us,
+                 witness: Witness | None = None) -> None:
         self._path = Path(path)
         self._clock_us = clock_us
         self._lock = threading.RLock()
         self._readonly = readonly
+        self._busy_timeout_s = busy_timeout_s
+        self.witness: Witness = witness if witness is not None else witness_for(self._path)
+        # Why the newest checkpoint could not be written, if it could not (shown by verify).
+        self.witness_problem: str | None = None
+        self._pending: AuditRecord | None = None
+        self._told_unwitnessed = False
         self._conn = self._open(busy_timeout_s)
+        self._ident = ident(self._path)
+        self._side_idents = [ident(p) for p in sidecars(self._path)]
+        if not readonly:
+            try:
+                self.reconcile_witness()
+            except StoreError as exc:
+                # An unreadable chain is named by verify; opening must still work.
+                self.witness_problem = f"could not check the witness: {exc.reason}"
 
     # -- opening ---------------------------------------------------------------------
     def _open(self, busy_timeout_s: float) -> sqlite3.Connection:
@@ -62,7 +81,7 @@ class SqliteStore:
             raise StoreError(f"no state database at {path} yet",
                              hint="it is created when the plugin first runs")
         if not self._readonly and not path.exists():
-            _create(path)
+            _create_fresh(path)
         _check_header(path)
         try:
             if self._readonly:
@@ -91,13 +110,105 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if ident(self._path) == self._ident:
+                self._conn.close()
+            else:
+                abandon(self._conn)
+
+    # -- the witness -----------------------------------------------------------------
+    def _ensure_current(self) -> None:
+        if not self._readonly:
+            self.follow_path()
+
+    def follow_path(self) -> tuple[bool, AuditRecord | None]:
+        """Writes go to the file now at the path: one deleted or replaced while open gets
+        reopened (a fresh one made), and what the old one held is checked for loss.
+        Returns whether it was reopened, and the gap row that recorded a loss."""
+        now = ident(self._path)
+        if now == self._ident:
+            return False, None
+        how = "deleted" if now is None else "replaced"
+        if now is not None:
+            # A file put in place of the open one: the log files at the path are still the
+            # old file's (this connection's), and SQLite would replay them into it.
+            with folder_lock(self._path):
+                move_aside([p for p, mine in zip(sidecars(self._path), self._side_idents,
+                                                  strict=True) if mine and ident(p) == mine])
+        conn = self._open(self._busy_timeout_s)
+        abandon(self._conn)
+        self._conn, self._ident = conn, ident(self._path)
+        self._side_idents = [ident(p) for p in sidecars(self._path)]
+        return True, self.reconcile_witness(cause=f"{self._path.name} was {how} while open")
+
+    def reconcile_witness(self, *, cause: str | None = None,
+                          seen: Checkpoint | None = None) -> AuditRecord | None:
+        """Check the chain against its witness (and `seen`, a head this process saw
+        witnessed); record a loss as an `audit.gap` row. Returns that row, if any."""
+        if self._readonly:
+            return None
+        with self._lock:
+            if self.follow_path()[0]:
+                seen = None  # a head seen in the replaced file says nothing about this one
+            if seen is None and not self.witness.present() and \
+                    not witnessing.db_tail(self)[0]:
+                return None  # nothing written, nothing witnessed: a new database
+            try:
+                # Checked without the witness's lock first: hooks open the store on every
+                # call, and agreeing is the usual answer.
+                if witnessing.assess(self, self.witness, seen) is None:
+                    return None
+                with self.witness.hold():
+                    return self._reconcile_held(cause, seen)
+            except (OSError, WitnessError) as exc:
+                self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+                return None
+
+    def _reconcile_held(self, cause: str | None, seen: Checkpoint | None) -> AuditRecord | None:
+        found = witnessing.assess(self, self.witness, seen)
+        if found is None:
+            return None
+        if isinstance(found, Checkpoint):
+            self.witness.append(found)  # a chain from before witnessing: enrolled as it is
+            return None
+        recorded = witnessing.already_recorded(self, found)
+        if recorded is not None:
+            self.witness.append(Checkpoint(recorded[0], recorded[1], self._clock_us(), True))
+            return None
+        data = witnessing.gap_data(self, found, self.witness, cause)
+        with self._write() as conn:
+            return self.append_audit_in(conn, witnessing.GAP_KIND, data)
+
+    def _witness_checkpoint(self, rec: AuditRecord) -> None:
+        cp = Checkpoint(rec.seq, rec.hash, rec.ts_us, rec.kind == witnessing.GAP_KIND)
+        try:
+            if not cp.gap and self.witness.enrolled() and not self.witness.present():
+                # Gone since this store opened: that is recorded, not quietly restarted.
+                self.reconcile_witness(cause="the witness disappeared while open")
+                return
+            self.witness.append(cp)
+            self.witness_problem = None
+        except StoreError as exc:  # recording a gap failed; the caller's event is committed
+            self.witness_problem = f"could not record a witness gap: {exc.reason}"
+        except (OSError, WitnessError) as exc:
+            # The event is committed; failing the caller would not uncommit it. Unless the
+            # disk is full (which the next database write reports itself), the chain says,
+            # once per store, that what follows is not witnessed.
+            self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+            if cp.gap or self._told_unwitnessed or \
+                    getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                return
+            self._told_unwitnessed = True
+            with contextlib.suppress(StoreError), self._write() as conn:
+                self.append_audit_in(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
+                    self, self.witness, self.witness_problem))
 
     # -- plumbing --------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write is atomic."""
+        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write is atomic.
+        The witness checkpoint follows the commit, outside the lock: one per transaction."""
         with self._lock:
+            self._ensure_current()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -107,11 +218,15 @@ class SqliteStore:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
+                self._pending = None
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, _DB_ERRORS):
                     raise _translate(exc, self._path) from exc
                 raise
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._witness_checkpoint(pending)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -140,7 +255,9 @@ class SqliteStore:
             "INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET count = excluded.count, seq = excluded.seq, "
             "hash = excluded.hash", (count + 1, seq, digest))
-        return AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+        record = AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+        self._pending = record
+        return record
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
         batch = 1000
@@ -234,6 +351,16 @@ def _expected_schema() -> frozenset[tuple[Any, ...]]:
         return frozenset(conn.execute(_SCHEMA_SQL).fetchall())
     finally:
         conn.close()
+
+
+def _create_fresh(path: Path) -> None:
+    """Create the database; `-wal`/`-shm` files left by a deleted one are moved aside
+    first, or SQLite would replay the old database's log into the new one."""
+    with folder_lock(path):
+        if path.exists():
+            return  # another process made it while this one waited
+        move_aside(sidecars(path))
+        _create(path)
 
 
 def _loads(text: object) -> Mapping[str, Any]:

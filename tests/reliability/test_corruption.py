@@ -300,8 +300,9 @@ _EXPLAIN = {
               "exists; it is never restored as valid, and is reported if it is ever needed.",
     "fell back": "A damaged WAL frame makes SQLite ignore it and every later frame: the store "
                  "reopens at the last intact commit, whole and with its chain verifying, but "
-                 "those newest transactions are lost without a message (the chain has no "
-                 "anchor outside the file that would notice).",
+                 "those newest transactions are lost. Copied alone into a fresh folder, as "
+                 "here, nothing notices; beside its witness, the next writer records the "
+                 "loss as an `audit.gap` (test_audit_witness.py).",
 }
 
 

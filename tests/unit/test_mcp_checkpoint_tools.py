@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +12,8 @@ import pytest
 from mcp import Client
 
 from mcp_server.server import build_server
+from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.store import SqliteStore
 
 
 async def _call(name: str, args: dict[str, Any]) -> Any:
@@ -55,3 +62,33 @@ async def test_corrupt_store_makes_tools_fail_with_the_reason(
     assert result.is_error
     assert "not a SQLite database" in result.content[0].text
     assert db.read_bytes() == b"not a database at all" * 20
+
+
+async def test_server_records_a_database_deleted_under_it_without_any_call(
+        db_path: Path) -> None:
+    async with Client(build_server()) as client:
+        saved = await client.call_tool("checkpoint_save", {"name": "w", "state": 1})
+        assert not saved.is_error
+        other = SqliteStore(db_path)
+        for i in range(3):
+            AuditLog(other).record("x", i=i)
+        other.close()
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (db_path.parent / name).unlink(missing_ok=True)
+        deadline, gaps = time.monotonic() + 60, []
+        while not gaps and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(sqlite3.Error):  # not created yet
+                conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+                try:
+                    gaps = conn.execute("SELECT data FROM audit WHERE kind = 'audit.gap'"
+                                        ).fetchall()
+                finally:
+                    conn.close()
+        assert gaps, "the server did not notice on its own"
+        result = await client.call_tool("audit_verify", {})
+    gap = json.loads(gaps[0][0])
+    assert (gap["lost_from"], gap["lost_to"]) == (1, 3)
+    assert gap["cause"] == "state.db was deleted while open"
+    assert result.structured_content is not None
+    assert result.structured_content["exit_code"] == 3, result.structured_content
