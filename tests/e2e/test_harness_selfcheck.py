@@ -268,7 +268,7 @@ def test_timeout_kills_the_whole_process_group(
     scripted_model.main([text("TOO-LATE", delay=60)])
 
     with pytest.raises(ClaudeTimeoutError) as caught:
-        run_claude("hang", plugin_dir=plugin, timeout=8)
+        run_claude("hang", plugin_dir=plugin, timeout=30)
 
     run = caught.value.run
     assert run.timed_out
