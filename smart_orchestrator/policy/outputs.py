@@ -6,12 +6,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import digest_text
-from .checks import Finding, load_allowlist, scan_output
+from ..scrub import scrub_label
+from .checks import Finding, load_allowlist, scan_output, scan_secrets
 
 if TYPE_CHECKING:
     from .engine import PolicyEngine
 
-__all__ = ["OutputChecks", "deny", "hook_output"]
+__all__ = ["WITHHELD", "OutputChecks", "deny", "hook_output"]
+
+WITHHELD = ("[Smart Orchestrator withheld this subagent's answer: it holds credentials that "
+            "could not be redacted.]")
 
 
 def deny(reason: str) -> dict[str, Any]:
@@ -72,7 +76,8 @@ class OutputChecks:
         resp = resp if isinstance(resp, Mapping) else {}
         ti = p.get("tool_input") if isinstance(p.get("tool_input"), Mapping) else {}
         assert isinstance(ti, Mapping)
-        agent_type = _s(resp.get("agentType") or ti.get("subagent_type")) or "general-purpose"
+        agent_type = scrub_label(_s(resp.get("agentType") or ti.get("subagent_type"))) \
+            or "general-purpose"
         now_us = int(e.clock() * 1e6)
         failed = p.get("hook_event_name") == "PostToolUseFailure"
         status = "failed" if failed else _s(resp.get("status")) or "unknown"
@@ -101,7 +106,65 @@ class OutputChecks:
                        error=_s(p.get("error"))[:200] if failed else None,
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        breaker=changed)
-        return self._verdict("PostToolUse", secrets, injection)
+        out = self._verdict("PostToolUse", secrets, injection)
+        if secrets and e.config.output.secrets == "enforce":
+            out.setdefault("hookSpecificOutput", {"hookEventName": "PostToolUse"})
+            out["hookSpecificOutput"]["updatedToolOutput"] = self.withheld_response(resp)
+        return out
+
+    def withheld_response(self, resp: Mapping[str, Any]) -> dict[str, Any]:
+        """The Agent result with its credentials redacted, in the tool's own output shape
+        (Claude Code keeps the original output when a rewrite does not match it). Text the
+        redaction cannot clean (a credential split across blocks) is withheld whole."""
+        text = _response_text(resp)
+        try:
+            allow = load_allowlist(self.e.config.secrets, self.e.project_dir)
+            hits, redacted = scan_secrets(text, allow)
+            clean = redacted if redacted is not None else text
+            if hits and scan_secrets(clean, allow)[0]:
+                clean = WITHHELD
+        except Exception as exc:  # nothing unscanned reaches the main agent
+            self.e._check_failed("output", exc)
+            clean = WITHHELD
+        return {**resp, "content": [{"type": "text", "text": clean}]}
+
+    def prompt_submit(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """A background agent's answer reaches the main agent as a `<task-notification>`
+        prompt, which only a UserPromptSubmit block keeps out of the conversation."""
+        e = self.e
+        from .engine import _s
+
+        prompt = _s(p.get("prompt"))
+        if "<task-notification>" not in prompt or e.config.output.secrets == "off":
+            return {}
+        secrets, _ = self._scan(prompt)
+        e.audit.record("agent.notification", session_id=_s(p.get("session_id")),
+                       output=digest_text(prompt),
+                       flags=[f"{f.check}:{f.rule_id}" for f in secrets],
+                       decision="block" if secrets and e.config.output.secrets == "enforce"
+                       else "allow", source=e.source)
+        if not secrets:
+            return {}
+        if e.config.output.secrets != "enforce":
+            return {"systemMessage": "Smart Orchestrator (warn mode): " + _secret_reason(secrets)}
+        return {"decision": "block", "reason": _secret_reason(secrets) +
+                " The background agent's result was withheld from the conversation.",
+                "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
+                                       "suppressOriginalPrompt": True}}
+
+    def free_text(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """The free-text values this payload's decision carries (see claims.seal), computed
+        again from the payload, without side effects."""
+        event, tool = p.get("hook_event_name"), p.get("tool_name")
+        if event == "PostToolUse" and tool in ("Agent", "Task"):
+            resp = p.get("tool_response")
+            return {"updatedToolOutput": self.withheld_response(
+                resp if isinstance(resp, Mapping) else {})}
+        ti = p.get("tool_input")
+        if event == "PreToolUse" and tool in ("Agent", "Task") and isinstance(ti, Mapping):
+            updated = self.e._scan_prompt_secrets(ti)[1]
+            return {"updatedInput": updated} if updated is not None else {}
+        return {}
 
     def subagent_stop(self, p: Mapping[str, Any]) -> dict[str, Any]:
         e = self.e
@@ -113,7 +176,7 @@ class OutputChecks:
         text = _s(p.get("last_assistant_message"))
         secrets, injection = self._scan(text)
         e.audit.record("agent.stop", session_id=_s(p.get("session_id")), agent_id=agent_id,
-                       agent_type=_s(p.get("agent_type")), released_lease=released,
+                       agent_type=scrub_label(_s(p.get("agent_type"))), released_lease=released,
                        output=digest_text(text) if text else None,
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        source=e.source)

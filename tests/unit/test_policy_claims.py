@@ -36,7 +36,8 @@ AWS_PROMPT = ("SUBTASK-9: deploy with key AKIAZ3MSJV4WKQ7NTB5R and secret "
               "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")
 DENY = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                "permissionDecisionReason": "no"}, "systemMessage": "note"}
-KEY = claim_key("PreToolUse", SESSION, "toolu_1", "")
+KEY = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent())
+AWS_KEY_CLAIM = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent(AWS_PROMPT))
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_a_server_that_claims_and_dies_does_not_let_the_call_through(
         live_server: Path) -> None:
     """The window that used to fail open: the server claimed the event, then died."""
     with closing(SqliteStore(live_server / "state.db")) as s:
-        assert claim(s, KEY, f"server:{_dead_pid()}")
+        assert claim(s, AWS_KEY_CLAIM, f"server:{_dead_pid()}")
     out = _run_sh(live_server, pre_agent(AWS_PROMPT))
     assert out.returncode == 0, out.stderr
     decision = json.loads(out.stdout)["hookSpecificOutput"]
@@ -191,7 +192,7 @@ def test_a_server_whose_event_loop_stopped_beating_is_taken_over(live_server: Pa
     beacon = live_server / "servers" / f"{SESSION}.lock"
     os.utime(beacon, (beacon.stat().st_atime, beacon.stat().st_mtime - 60))
     with closing(SqliteStore(live_server / "state.db")) as s:
-        assert claim(s, KEY, process_owner("server"))  # this process: alive
+        assert claim(s, AWS_KEY_CLAIM, process_owner("server"))  # this process: alive
     out = _run_sh(live_server, pre_agent(AWS_PROMPT), SMART_ORCHESTRATOR_DECISION_WAIT_S="30")
     decision = json.loads(out.stdout)["hookSpecificOutput"]
     assert decision["permissionDecision"] == "deny"
