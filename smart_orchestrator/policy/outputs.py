@@ -54,15 +54,21 @@ def _response_text(response: Any) -> str:
 
 class OutputChecks:
     def __init__(self, engine: PolicyEngine) -> None:
-        self.e = engine
+        from ..detect.encoded import FragmentMemory  # not every hook event scans
 
-    def _scan(self, text: str) -> tuple[list[Finding], list[Finding]]:
+        self.e = engine
+        # Pieces of what each session's main agent was given (in this process only): a
+        # credential cut across two answers shows up when the second one is scanned.
+        self.delivered = FragmentMemory()
+
+    def _scan(self, text: str, session: str = "") -> tuple[list[Finding], list[Finding]]:
         cfg = self.e.config
         if not text or (cfg.output.secrets == "off" and cfg.output.injection == "off"):
             return [], []
         try:
             allow = load_allowlist(cfg.secrets, self.e.project_dir)
-            secrets, injection = scan_output(text, allow, cfg.prompt.injection_deny_severity)
+            secrets, injection = scan_output(text, allow, cfg.prompt.injection_deny_severity,
+                                             earlier=self.delivered.earlier(session))
         except Exception as exc:  # an unscanned output is treated as holding a secret
             return self.e._check_failed("output", exc), []
         return (secrets if cfg.output.secrets != "off" else [],
@@ -92,7 +98,7 @@ class OutputChecks:
         ok = status == "completed"
         changed = e.breakers.record(agent_type, ok) if e.config.breaker.mode != "off" else None
         text = _response_text(resp) if not failed else ""
-        secrets, injection = self._scan(text)
+        secrets, injection = self._scan(text, base["session_id"])
         usage = resp.get("usage") if isinstance(resp.get("usage"), Mapping) else {}
         assert isinstance(usage, Mapping)
         e.audit.record("agent.end", **base, status=status, ok=ok,
@@ -109,23 +115,29 @@ class OutputChecks:
         out = self._verdict("PostToolUse", secrets, injection)
         if secrets and e.config.output.secrets == "enforce":
             out.setdefault("hookSpecificOutput", {"hookEventName": "PostToolUse"})
-            out["hookSpecificOutput"]["updatedToolOutput"] = self.withheld_response(resp)
+            out["hookSpecificOutput"]["updatedToolOutput"] = \
+                self.withheld_response(resp, base["session_id"], secrets)
+            text = _response_text(out["hookSpecificOutput"]["updatedToolOutput"])
+        self.delivered.remember(base["session_id"], text)
         return out
 
-    def withheld_response(self, resp: Mapping[str, Any]) -> dict[str, Any]:
+    def withheld_response(self, resp: Mapping[str, Any], session: str,
+                          secrets: list[Finding]) -> dict[str, Any]:
         """The Agent result with its credentials redacted, in the tool's own output shape
         (Claude Code keeps the original output when a rewrite does not match it). Text the
-        redaction cannot clean (a credential split across blocks) is withheld whole."""
+        redaction cannot clean (a disguised credential, a scan that failed) is withheld
+        whole."""
         text = _response_text(resp)
-        try:
-            allow = load_allowlist(self.e.config.secrets, self.e.project_dir)
-            hits, redacted = scan_secrets(text, allow)
-            clean = redacted if redacted is not None else text
-            if hits and scan_secrets(clean, allow)[0]:
-                clean = WITHHELD
-        except Exception as exc:  # nothing unscanned reaches the main agent
-            self.e._check_failed("output", exc)
-            clean = WITHHELD
+        clean = WITHHELD
+        if all(f.check == "output-secrets" for f in secrets):
+            try:
+                allow = load_allowlist(self.e.config.secrets, self.e.project_dir)
+                redacted = scan_secrets(text, allow)[1]
+                # What plain redaction leaves behind is scanned for disguises again.
+                if redacted is not None and not self._scan(redacted, session)[0]:
+                    clean = redacted
+            except Exception as exc:  # nothing unscanned reaches the main agent
+                self.e._check_failed("output", exc)
         return {**resp, "content": [{"type": "text", "text": clean}]}
 
     def prompt_submit(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +149,10 @@ class OutputChecks:
         prompt = _s(p.get("prompt"))
         if "<task-notification>" not in prompt or e.config.output.secrets == "off":
             return {}
-        secrets, _ = self._scan(prompt)
+        session = _s(p.get("session_id"))
+        secrets, _ = self._scan(prompt, session)
+        if not secrets:
+            self.delivered.remember(session, prompt)
         e.audit.record("agent.notification", session_id=_s(p.get("session_id")),
                        output=digest_text(prompt),
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets],
@@ -158,8 +173,10 @@ class OutputChecks:
         event, tool = p.get("hook_event_name"), p.get("tool_name")
         if event == "PostToolUse" and tool in ("Agent", "Task"):
             resp = p.get("tool_response")
-            return {"updatedToolOutput": self.withheld_response(
-                resp if isinstance(resp, Mapping) else {})}
+            resp = resp if isinstance(resp, Mapping) else {}
+            session = str(p.get("session_id") or "")
+            secrets = self._scan(_response_text(resp), session)[0]
+            return {"updatedToolOutput": self.withheld_response(resp, session, secrets)}
         ti = p.get("tool_input")
         if event == "PreToolUse" and tool in ("Agent", "Task") and isinstance(ti, Mapping):
             updated = self.e._scan_prompt_secrets(ti)[1]
@@ -174,7 +191,7 @@ class OutputChecks:
         now_us = int(e.clock() * 1e6)
         released = e.admission.release(agent_id=agent_id, now_us=now_us)
         text = _s(p.get("last_assistant_message"))
-        secrets, injection = self._scan(text)
+        secrets, injection = self._scan(text, _s(p.get("session_id")))
         e.audit.record("agent.stop", session_id=_s(p.get("session_id")), agent_id=agent_id,
                        agent_type=scrub_label(_s(p.get("agent_type"))), released_lease=released,
                        output=digest_text(text) if text else None,
