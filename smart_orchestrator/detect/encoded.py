@@ -29,7 +29,8 @@ _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,-]?){12,}")
 _URLENC = re.compile(r"(?:%[0-9a-fA-F]{2}){8,}")
 # Single characters with the same kind of separator between them: "A K I A ...".
-_SPELLED = re.compile(r"(?:[A-Za-z0-9+/=_-][\s.,;:|*_-]{1,3}){8,}[A-Za-z0-9+/=_-]")
+_SPELLED = re.compile(r"(?<![A-Za-z0-9+/=])(?:[A-Za-z0-9+/=_-][\s.,;:|*_-]{1,3}){8,}"
+                      r"[A-Za-z0-9+/=_-]")
 _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f"
                         "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
 # Pieces that could be part of a credential: not plain lowercase words.

@@ -14,12 +14,11 @@ import codecs
 import json
 import secrets
 import string
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 from .harness import ClaudeRun, ModelRequest, ScriptedModel, Turn, agent_call, text, tool_use
-from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
+from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin, wait_for_audit
 
 REPEATS = 25
 
@@ -27,6 +26,10 @@ REPEATS = 25
 def aws_key() -> str:
     """A fresh AWS access key id (the scanner's best-known format), distinct per use."""
     return "AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+
+
+def unknown_token() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(24))
 
 
 def github_token() -> str:
@@ -40,7 +43,8 @@ def encodings(secret: str) -> dict[str, str]:
     return {"raw": secret, "base64": base64.b64encode(raw).decode().rstrip("="),
             "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
             "hex": raw.hex(), "HEX": raw.hex().upper(), "reversed": secret[::-1],
-            "rot13": codecs.encode(secret, "rot13"), "url": urllib.parse.quote(secret),
+            "rot13": codecs.encode(secret, "rot13"),
+            "url": "".join(f"%{b:02X}" for b in raw),
             "utf16": secret.encode("utf-16-le").decode("latin-1")}
 
 
@@ -61,15 +65,24 @@ def assert_main_never_saw(model: ScriptedModel, secret: str) -> None:
 def assert_nothing_on_disk(home: Path, planted: list[str]) -> None:
     """Every byte of every file under the plugin's data folder: the store, its WAL and
     shared memory, logs, decision files, caches."""
-    data = plugin_data(home)
-    files = [p for p in data.rglob("*") if p.is_file()]
-    assert any(p.name == "state.db" for p in files)
-    for path in files:
-        blob = path.read_bytes()
+    blobs = _read_all(plugin_data(home))
+    assert any(path.name == "state.db" for path in blobs)
+    for path, blob in blobs.items():
         for secret in planted:
             for name, form in encodings(secret).items():
                 encoded = form.encode("latin-1") if name == "utf16" else form.encode()
                 assert encoded not in blob, f"{name} form of a planted credential in {path}"
+
+
+def _read_all(folder: Path) -> dict[Path, bytes]:
+    """One consistent pass: a WAL checkpointed away mid-pass moved its pages into the
+    database file, so the pass is repeated."""
+    for _ in range(20):
+        try:
+            return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"files under {folder} kept vanishing")
 
 
 def repeating(secret: str, times: int = REPEATS) -> list[Turn]:
@@ -147,27 +160,36 @@ def test_a_clean_background_answer_after_a_blocked_one_is_delivered(
     assert_main_never_saw(scripted_model, key)
 
 
-def test_a_credential_in_a_new_disguise_each_turn_never_reaches_the_main_agent(
+def disguises(secret: str) -> list[str]:
+    forms = encodings(secret)
+    return [forms["base64"], forms["hex"], " ".join(secret), "-".join(secret),
+            forms["reversed"], forms["rot13"], "\u200b".join(secret), forms["url"],
+            "".join(chr(ord(c) + 0xFEE0) for c in secret),  # full-width letters
+            base64.b64encode(base64.b64encode(secret.encode())).decode()]
+
+
+def test_a_disguised_credential_never_reaches_the_main_agent(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """One subagent per disguise, each insisting on it; and one that changes its disguise
+    on every rewrite."""
     key = aws_key()
-    forms = encodings(key)
-    disguises = [key, forms["base64"], forms["hex"], " ".join(key), forms["reversed"],
-                 forms["rot13"], "\u200b".join(key), forms["url"],
-                 "".join(chr(ord(c) + 0xFEE0) for c in key),
-                 base64.b64encode(base64.b64encode(key.encode())).decode()]
-    for n, disguise in enumerate(disguises):
-        scripted_model.main([agent_call(f"GATE-DISGUISE-{n}: find the key"), text("noted")])
-        scripted_model.subagent(f"GATE-DISGUISE-{n}",
-                                [text(f"Decode this: {disguise}")] * 3)
-        run_plugin(run_claude, repo_root, "look").assert_success(allow_denials=True)
-        [result] = scripted_model.tool_results("main")
-        assert "withheld this subagent's answer" in result.text, (n, result.text)
-        assert disguise not in main_saw(scripted_model), n
-        assert_main_never_saw(scripted_model, key)
-        scripted_model.close()
-        scripted_model.__init__()  # type: ignore[misc]
-        scripted_model.start()
+    forms = disguises(key)
+    scripted_model.main([*(agent_call(f"GATE-DISGUISE-{n}: find the key")
+                           for n in range(len(forms))),
+                         agent_call("GATE-SHIFTING: find the key"), text("noted")])
+    for n, form in enumerate(forms):
+        scripted_model.subagent(f"GATE-DISGUISE-{n}", [text(f"Decode this: {form}")] * 3)
+    scripted_model.subagent("GATE-SHIFTING", [text(f"Decode this: {form}")
+                                              for form in [key, *forms]])
+    run_plugin(run_claude, repo_root, "look", timeout=300).assert_success(allow_denials=True)
+    results = scripted_model.tool_results("main")
+    assert len(results) == len(forms) + 1
+    for form, result in zip([*forms, forms[0]], results, strict=True):
+        assert "withheld this subagent's answer" in result.text, (form, result.text)
+        assert form not in result.text
+    assert_main_never_saw(scripted_model, key)
+    assert_nothing_on_disk(claude_dirs["home"], [key])
 
 
 def test_a_credential_cut_across_two_answers_is_withheld_from_the_second(
@@ -205,8 +227,7 @@ def test_a_resumed_agents_new_answer_is_scanned(
     scripted_model.on(resume)
     scripted_model.main([agent_call("GATE-RESUME: look around"), text("(resumed)"),
                          text("waiting"), text("noted"), text("done")])
-    scripted_model.subagent("GATE-RESUME", [text("Nothing found yet.")]
-                            + repeating(key, 10))
+    scripted_model.subagent("GATE-RESUME", [text("Nothing found yet."), *repeating(key, 10)])
     run = run_plugin(run_claude, repo_root, "look")
     run.assert_success(allow_denials=True)
     assert agent_ids
@@ -214,3 +235,92 @@ def test_a_resumed_agents_new_answer_is_scanned(
     assert_main_never_saw(scripted_model, key)
     assert any(any("aws-access-key-id" in f for f in flags)
                for flags in stop_flags(claude_dirs["home"]))
+
+
+def test_no_planted_credential_is_written_anywhere(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """A distinct credential in every field of every surface the plugin sees; afterwards
+    no byte under the plugin's data folder holds any of them (in redact mode, where the
+    decisions carry rewritten prompts)."""
+    work, home = claude_dirs["work"], claude_dirs["home"]
+    (work / ".claude").mkdir()
+    (work / ".claude" / "smart-orchestrator.toml").write_text('[secrets]\naction = "redact"\n')
+    planted: dict[str, str] = {name: aws_key() for name in (
+        "prompt", "description", "subagent_type", "model", "fg_output", "bg_output",
+        "send_to", "send_summary", "send_message", "wave_pragma", "wave_name",
+        "wave_output", "resumed_output")}
+    planted["github"] = github_token()
+    # Formats no scanner knows: only keeping no prompt or output text keeps them off disk.
+    planted["unknown_prompt"] = unknown_token()
+    planted["unknown_output"] = unknown_token()
+    p = planted
+    pragma = "  # pragma: allowlist secret"
+    agent_ids: list[str] = []
+
+    def send_message(request: ModelRequest) -> Turn | None:
+        """Right after EB-RESUME answers: wake it again, with credentials in the message."""
+        if request.conversation != "main" or request.turn != 5:
+            return None
+        [first] = [r for r in request.tool_results
+                   if "EB-RESUME" in json.dumps(r.tool_input) and "agentId:" in r.text]
+        agent_ids.append(first.text.split("agentId:", 1)[1].split()[0])
+        return tool_use("SendMessage", {"to": agent_ids[0],
+                                        "summary": f"recap {p['send_summary']}",
+                                        "message": f"EB-RESUME again {p['send_message']}"})
+
+    scripted_model.on(send_message)
+    wave = f"{MCP_PREFIX}__spawn_wave"
+    scripted_model.main([
+        agent_call(f"EB-1: deploy with {p['prompt']} and {p['github']} "
+                   f"(password {p['unknown_prompt']})",
+                   description=f"deploy {p['description']}"),
+        agent_call("EB-2: anything", subagent_type=f"general {p['subagent_type']}"),
+        agent_call("EB-3: anything", model=f"claude-{p['model']}"),
+        agent_call("EB-4: background", background=True),
+        agent_call("EB-RESUME: look around"),
+        text("(replaced by a SendMessage to EB-RESUME)"),
+        tool_use("SendMessage", {"to": p["send_to"], "summary": "recap",
+                                 "message": "anything"}),
+        tool_use(wave, {"plan": {"tasks": [{"id": "leak",
+                                           "prompt": f"use {p['wave_pragma']}{pragma}"}]},
+                        "cwd": str(work), "wait_s": 60}),
+        tool_use(wave, {"plan": {"name": f"wave {p['wave_name']}",
+                                 "tasks": [{"id": "a", "prompt": "EB-WAVE: list it"}]},
+                        "cwd": str(work), "wait_s": 60}),
+        tool_use(wave, {"plan": {"tasks": [{"id": "b", "prompt": "EB-WAVE: print it"}]},
+                        "cwd": str(work), "wait_s": 120}),
+        text("waiting"), text("noted"), text("done"), text("done"),
+    ])
+    scripted_model.subagent("EB-1", [text(f"Deployed. Key was {p['fg_output']}, password "
+                                          f"{p['unknown_output']}")] * 3)
+    scripted_model.subagent("EB-2", [text("done")])
+    scripted_model.subagent("EB-3", [text("done")])
+    scripted_model.subagent("EB-4", [text(f"Background: {p['bg_output']}")] * 3)
+    scripted_model.subagent("EB-RESUME", [text("nothing yet"),
+                                          *repeating(p["resumed_output"], 3)])
+    scripted_model.agent("EB-WAVE", [text(f"Printed {p['wave_output']}")] * 3)
+    run = run_plugin(run_claude, repo_root, "go", timeout=300,
+                     allowed_tools=[f"{MCP_PREFIX}__spawn_wave"])
+    run.assert_success(allow_denials=True)
+    wait_for_audit(home, "agent.stop", count=3)
+    wave_results = [r for r in scripted_model.tool_results("main") if r.tool_name == wave]
+    assert len(wave_results) == 3
+    assert wave_results[0].is_error and "holds a credential" in wave_results[0].text
+    assert wave_results[1].is_error and "holds a credential" in wave_results[1].text
+    assert not wave_results[2].is_error, wave_results[2].text
+    assert scripted_model.requests_for("EB-WAVE"), "the wave's agent never ran"
+    assert scripted_model.requests_for("EB-1"), "the redacted call did not run"
+    assert agent_ids and len(scripted_model.requests_for("EB-RESUME")) >= 2, "not resumed"
+    for secret in planted.values():
+        assert_main_never_saw_output(scripted_model, secret, planted)
+    assert_nothing_on_disk(home, list(planted.values()))
+
+
+def assert_main_never_saw_output(model: ScriptedModel, secret: str,
+                                 planted: dict[str, str]) -> None:
+    """Only what subagents and waves produced: the main agent wrote the rest itself."""
+    if secret in (planted["fg_output"], planted["bg_output"], planted["wave_output"],
+                  planted["resumed_output"]):
+        seen = "\n".join(json.dumps(r.messages[1:]) for r in model.requests_for("main"))
+        assert secret not in seen
