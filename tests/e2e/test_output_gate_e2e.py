@@ -13,9 +13,12 @@ import base64
 import codecs
 import json
 import secrets
+import shutil
 import string
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from .harness import ClaudeRun, ModelRequest, ScriptedModel, Turn, agent_call, text, tool_use
 from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin, wait_for_audit
@@ -324,3 +327,27 @@ def assert_main_never_saw_output(model: ScriptedModel, secret: str,
                   planted["resumed_output"]):
         seen = "\n".join(json.dumps(r.messages[1:]) for r in model.requests_for("main"))
         assert secret not in seen
+
+
+@pytest.fixture
+def plugin_without_server(repo_root: Path, tmp_path: Path) -> Path:
+    """The plugin with its MCP server gone: only the command hooks stand."""
+    copy = tmp_path / "plugin"
+    shutil.copytree(repo_root, copy, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache"))
+    (copy / ".mcp.json").unlink()
+    return copy
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_the_command_hooks_hold_the_gate_when_the_server_is_down(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        plugin_without_server: Path, claude_dirs: dict[str, Path], background: bool) -> None:
+    key = aws_key()
+    scripted_model.main([agent_call("GATE-DOWN: find the key", background=background),
+                         text("started"), text("noted")])
+    scripted_model.subagent("GATE-DOWN", repeating(key))
+    run_plugin(run_claude, plugin_without_server, "look", plugin_dir=plugin_without_server
+               ).assert_success(allow_denials=True)
+    assert_main_never_saw(scripted_model, key)
+    assert_nothing_on_disk(claude_dirs["home"], [key])
