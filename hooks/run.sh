@@ -44,7 +44,10 @@ if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     decided="$data/servers/$sid.decided/$id"
     n=0
     while [ ! -f "$decided" ] && [ "$n" -lt 50 ]; do sleep 0.01; n=$((n + 1)); done
-    if [ -f "$decided" ] && cat "$decided"; then
+    # Only a decision written for this call: one left from an earlier call that reused the
+    # id (never collected) is older than the half second this call waits.
+    if [ -f "$decided" ] && [ -n "$(find "$decided" -mmin -0.05 2>/dev/null)" ] \
+        && cat "$decided"; then
       rm -f "$decided"
       echo
       exit 0

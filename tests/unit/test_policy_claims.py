@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -246,3 +247,13 @@ def test_a_task_notification_with_a_credential_is_blocked_through_the_shell(
     out = _run_sh(live_server, prompt, event="UserPromptSubmit",
                   SMART_ORCHESTRATOR_CLAIM_GRACE_S="0.1")
     assert json.loads(out.stdout)["decision"] == "block"
+
+
+def test_a_stale_decision_for_a_reused_id_is_not_returned(live_server: Path) -> None:
+    publish_decision(live_server, SESSION, "toolu_1", {})  # allowed an earlier, clean call
+    path = decision_file(live_server, SESSION, "toolu_1")
+    assert path is not None
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    out = _run_sh(live_server, pre_agent(AWS_PROMPT), SMART_ORCHESTRATOR_CLAIM_GRACE_S="0.1")
+    decision = json.loads(out.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny"
