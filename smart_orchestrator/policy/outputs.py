@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ class OutputChecks:
         # Pieces of what each session's main agent was given (in this process only): a
         # credential cut across two answers shows up when the second one is scanned.
         self.delivered = FragmentMemory()
+        self._gate_lock = threading.Lock()
 
     def _scan(self, text: str, session: str = "") -> tuple[list[Finding], list[Finding]]:
         cfg = self.e.config
@@ -98,7 +100,7 @@ class OutputChecks:
         ok = status == "completed"
         changed = e.breakers.record(agent_type, ok) if e.config.breaker.mode != "off" else None
         text = _response_text(resp) if not failed else ""
-        secrets, injection = self._scan(text, base["session_id"])
+        secrets, injection, updated = self._gate(resp, text, base["session_id"])
         usage = resp.get("usage") if isinstance(resp.get("usage"), Mapping) else {}
         assert isinstance(usage, Mapping)
         e.audit.record("agent.end", **base, status=status, ok=ok,
@@ -113,13 +115,25 @@ class OutputChecks:
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        breaker=changed)
         out = self._verdict("PostToolUse", secrets, injection)
-        if secrets and e.config.output.secrets == "enforce":
+        if updated is not None:
             out.setdefault("hookSpecificOutput", {"hookEventName": "PostToolUse"})
-            out["hookSpecificOutput"]["updatedToolOutput"] = \
-                self.withheld_response(resp, base["session_id"], secrets)
-            text = _response_text(out["hookSpecificOutput"]["updatedToolOutput"])
-        self.delivered.remember(base["session_id"], text)
+            out["hookSpecificOutput"]["updatedToolOutput"] = updated
         return out
+
+    def _gate(self, resp: Mapping[str, Any], text: str, session: str
+              ) -> tuple[list[Finding], list[Finding], dict[str, Any] | None]:
+        """Scan an answer against what the session was already given, and remember what it
+        is given now. One at a time: answers of parallel agents are scanned in some order,
+        each against the ones before it, so two halves of a credential cannot pass side by
+        side."""
+        with self._gate_lock:
+            secrets, injection = self._scan(text, session)
+            updated = None
+            if secrets and self.e.config.output.secrets == "enforce":
+                updated = self.withheld_response(resp, session, secrets)
+                text = _response_text(updated)
+            self.delivered.remember(session, text)  # only what the main agent receives
+        return secrets, injection, updated
 
     def withheld_response(self, resp: Mapping[str, Any], session: str,
                           secrets: list[Finding]) -> dict[str, Any]:
@@ -150,9 +164,10 @@ class OutputChecks:
         if "<task-notification>" not in prompt or e.config.output.secrets == "off":
             return {}
         session = _s(p.get("session_id"))
-        secrets, _ = self._scan(prompt, session)
-        if not secrets:
-            self.delivered.remember(session, prompt)
+        with self._gate_lock:
+            secrets, _ = self._scan(prompt, session)
+            if not secrets or e.config.output.secrets != "enforce":
+                self.delivered.remember(session, prompt)
         e.audit.record("agent.notification", session_id=_s(p.get("session_id")),
                        output=digest_text(prompt),
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets],

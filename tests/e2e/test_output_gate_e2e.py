@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ClaudeRun, ModelRequest, ScriptedModel, Turn, agent_call, text, tool_use
+from .harness import (
+    ClaudeRun,
+    ModelRequest,
+    ScriptedModel,
+    Turn,
+    agent_call,
+    text,
+    tool_use,
+    turn,
+)
 from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin, wait_for_audit
 
 REPEATS = 25
@@ -208,6 +217,24 @@ def test_a_credential_cut_across_two_answers_is_withheld_from_the_second(
     first, second = scripted_model.tool_results("main")
     assert head in first.text
     assert tail not in second.text and "withheld" in second.text, second.text
+
+
+def test_two_parallel_agents_cannot_deliver_the_two_halves_of_a_credential(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """Their PostToolUse hooks run at the same time; each half is harmless alone."""
+    key = aws_key()
+    head, tail = key[:10], key[10:]
+    scripted_model.main([turn(agent_call("GATE-HALF-A: first half"),
+                              agent_call("GATE-HALF-B: second half")), text("noted")])
+    scripted_model.subagent("GATE-HALF-A", [text(f"Part one is {head}")] * 3)
+    scripted_model.subagent("GATE-HALF-B", [text(f"Part two is {tail}")] * 3)
+    run_plugin(run_claude, repo_root, "look").assert_success(allow_denials=True)
+    results = scripted_model.tool_results("main")
+    assert len(results) == 2
+    delivered = [half for half in (head, tail) if any(half in r.text for r in results)]
+    assert len(delivered) == 1, "both halves reached the main agent"
+    assert sum("withheld" in r.text for r in results) == 1
 
 
 def test_a_resumed_agents_new_answer_is_scanned(

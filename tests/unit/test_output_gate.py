@@ -183,6 +183,35 @@ def test_a_credential_cut_across_answers_is_withheld_from_the_second(
     assert make_engine(store, tmp_path).handle(other) == {}
 
 
+def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
+                                                    tmp_path: Path) -> None:
+    import threading
+
+    engine = make_engine(store, tmp_path)
+    halves = [post_agent(f"part {AWS_KEY[:10]}", tool_use_id="t1"),
+              post_agent(f"part {AWS_KEY[10:]}", tool_use_id="t2")]
+    outs: list[dict[str, Any]] = []
+    start = threading.Barrier(2)
+
+    def run(payload: dict[str, Any]) -> None:
+        start.wait()
+        outs.append(engine.handle(payload))
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(bool(o) for o in outs) == [False, True]
+
+
+def test_a_withheld_answer_does_not_taint_the_next_clean_one(store: SqliteStore,
+                                                              tmp_path: Path) -> None:
+    engine = make_engine(store, tmp_path)
+    assert engine.handle(post_agent(f"key {AWS_KEY}", tool_use_id="t1"))
+    assert engine.handle(post_agent("all done, 3 files", tool_use_id="t2")) == {}
+
+
 def test_a_task_notification_with_a_credential_is_blocked_and_audited(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
