@@ -119,6 +119,7 @@ def test_a_subagent_repeating_a_credential_in_the_foreground_never_reaches_the_m
     # One rewrite was asked for; the second answer still held it and was redacted.
     assert len(scripted_model.requests_for("GATE-FG")) == 2
     home = claude_dirs["home"]
+    # Decided once, though both hooks gate it (their claim keys agree).
     [end] = [json.loads(d) for *_, d in audit_rows(home, "agent.end")]
     assert "output-secrets:aws-access-key-id" in end["flags"]
     assert_nothing_on_disk(home, [key])
@@ -138,6 +139,8 @@ def test_a_background_subagent_repeating_a_credential_never_reaches_the_main_age
     assert "<task-notification>\\n<task-id>" not in main_saw(scripted_model)
     home = claude_dirs["home"]
     [note] = [json.loads(d) for *_, d in wait_for_audit(home, "agent.notification")]
+    assert [json.loads(d)["source"] for *_, d in audit_rows(home, "agent.notification")] \
+        in (["server"], ["command"])
     assert note["decision"] == "block" and "output-secrets:aws-access-key-id" in note["flags"]
     assert_nothing_on_disk(home, [key])
 
