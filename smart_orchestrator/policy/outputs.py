@@ -215,8 +215,8 @@ class OutputChecks:
         blocking = [f for f in secrets if f.blocking] if e.config.output.secrets == "enforce" \
             else []
         if blocking and p.get("stop_hook_active") not in (True, "true"):
-            # Keeping the subagent going with this reason makes it rewrite its answer, so the
-            # credential never reaches the main agent.
+            # One request to rewrite: a courtesy that often yields a usable answer. The gate
+            # is PostToolUse and UserPromptSubmit, which hold however often it repeats.
             return {"decision": "block", "reason": _secret_reason(blocking) +
                     " Rewrite your final answer without them (refer to them by name only)."}
         return {}

@@ -279,3 +279,21 @@ def test_disguise_scan_leaves_ordinary_output_alone() -> None:
     memory = FragmentMemory()
     memory.remember(SESSION, text)
     assert scan_disguised(text, earlier=memory.earlier(SESSION)) == []
+
+
+@pytest.mark.parametrize("field", ["session_id", "tool_use_id", "agent_id"])
+def test_policy_check_called_with_a_credential_for_an_id_writes_nothing(
+        store: SqliteStore, tmp_path: Path, field: str) -> None:
+    """policy_check is an MCP tool: a model can call it with any ids, which are store keys."""
+    from smart_orchestrator.policy import EngineFactory
+
+    factory = EngineFactory(store, source="server", project_dir=tmp_path)
+    for payload in (pre_agent(), subagent_event("SubagentStart", "a1"),
+                    post_agent(f"key {AWS_KEY}")):
+        out = factory.decide({**payload, field: f"x{AWS_KEY}"})
+        if payload["hook_event_name"] == "PreToolUse":
+            assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+        else:
+            assert out == {}
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    assert AWS_KEY.encode() not in on_disk
