@@ -24,7 +24,6 @@ from .secrets import Allowlist, scan_text
 
 __all__ = ["DisguisedSecret", "FragmentMemory", "fragments", "scan_disguised"]
 
-_MAX_TOKENS = 2000          # per text, for the decoders: bounds the work on huge outputs
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,-]?){12,}")
 _URLENC = re.compile(r"(?:%[0-9a-fA-F]{2}){8,}")
@@ -104,9 +103,9 @@ def _views(text: str, earlier: str) -> Iterator[tuple[str, str]]:
 
 def _decoded(text: str, pattern: re.Pattern[str], decode: object) -> Iterator[str]:
     assert callable(decode)
-    for n, match in enumerate(pattern.finditer(text)):
-        if n >= _MAX_TOKENS:
-            return
+    # No cap on the number of tokens (padding with decoys would hide the last one): the
+    # decoded text is never longer than the text, so the work stays linear.
+    for match in pattern.finditer(text):
         try:
             value = decode(match.group())
         except (ValueError, UnicodeDecodeError, binascii.Error):

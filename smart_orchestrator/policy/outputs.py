@@ -13,8 +13,9 @@ from .checks import Finding, load_allowlist, scan_output, scan_secrets
 if TYPE_CHECKING:
     from .engine import PolicyEngine
 
-__all__ = ["WITHHELD", "OutputChecks", "deny", "hook_output"]
+__all__ = ["MAX_SCANNED_CHARS", "WITHHELD", "OutputChecks", "deny", "hook_output"]
 
+MAX_SCANNED_CHARS = 2_000_000
 WITHHELD = ("[Smart Orchestrator withheld this subagent's answer: it holds credentials that "
             "could not be redacted.]")
 
@@ -67,6 +68,11 @@ class OutputChecks:
         cfg = self.e.config
         if not text or (cfg.output.secrets == "off" and cfg.output.injection == "off"):
             return [], []
+        if len(text) > MAX_SCANNED_CHARS and cfg.output.secrets != "off":
+            # Past this a scan could outlast the hook's timeout, which lets the output by.
+            return [Finding("output-secrets", "too-large-to-scan", "high",
+                            f"output of {len(text)} characters, over {MAX_SCANNED_CHARS}",
+                            True)], []
         try:
             allow = load_allowlist(cfg.secrets, self.e.project_dir)
             secrets, injection = scan_output(text, allow, cfg.prompt.injection_deny_severity,

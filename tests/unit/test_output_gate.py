@@ -297,3 +297,18 @@ def test_policy_check_called_with_a_credential_for_an_id_writes_nothing(
             assert out == {}
     on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     assert AWS_KEY.encode() not in on_disk
+
+
+def test_an_output_too_large_to_scan_in_time_is_withheld(store: SqliteStore,
+                                                          tmp_path: Path) -> None:
+    from smart_orchestrator.policy.outputs import MAX_SCANNED_CHARS
+
+    out = make_engine(store, tmp_path).handle(post_agent("a" * (MAX_SCANNED_CHARS + 1)))
+    assert out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"] == WITHHELD
+
+
+def test_decoys_do_not_hide_an_encoded_credential() -> None:
+    decoys = " ".join(base64.b64encode(f"decoy {n:05d} padding".encode()).decode()
+                      for n in range(3000))
+    hidden = f"{decoys} {base64.b64encode(AWS_KEY.encode()).decode()}"
+    assert [d.rule_id for d in scan_disguised(hidden)] == ["base64:aws-access-key-id"]
