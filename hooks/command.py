@@ -79,7 +79,7 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
         return _fail(event, tool, exc.one_line())
     session = str(payload.get("session_id") or "")
     tool_use_id = str(payload.get("tool_use_id") or "")
-    key = claim_key(event, session, tool_use_id, str(payload.get("agent_id") or ""))
+    key = claim_key(event, session, tool_use_id, str(payload.get("agent_id") or ""), payload)
     # A live server normally claims within milliseconds: give it the head start.
     grace = (float(os.environ.get("SMART_ORCHESTRATOR_CLAIM_GRACE_S", "2.0"))
              if server_is_live(data_dir(), session) else 0.0)
@@ -94,9 +94,15 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
 
         return EngineFactory(store, source="command").decide(payload)
 
+    def free_text() -> dict[str, Any]:
+        from smart_orchestrator.policy import EngineFactory
+
+        return EngineFactory(store, source="command").get()[0].outputs.free_text(payload)
+
     try:
         settled = decide_once(
             store, key, process_owner("command"), decide, wait_for_other_s=grace, alive=alive,
+            free_text=free_text,
             decision_timeout_s=float(os.environ.get("SMART_ORCHESTRATOR_DECISION_WAIT_S",
                                                     "100")))
     except Undecided as exc:

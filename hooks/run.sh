@@ -6,6 +6,8 @@
 # - PreToolUse(Agent) blocks, so this hook returns the decision the server left in
 #   servers/<session>.decided/<tool_use_id>; if none appears within half a second (the
 #   server is slow, or died mid-decision), Python waits for it or decides itself;
+# - PostToolUse(Agent) and UserPromptSubmit with a task notification (the output gates)
+#   return the server's decision through Python, which decides itself if the server fails;
 # - the other events run in the background and only act when the server is down.
 # Otherwise the full check runs in Python: the gate of last resort.
 data="${SMART_ORCHESTRATOR_DATA:-${CLAUDE_PLUGIN_DATA:-$HOME/.local/share/smart-orchestrator}}"
@@ -20,12 +22,20 @@ launcher="$(dirname "$0")/../bin/smart-orchestrator"
 # Locked by a live server, and touched within the last 3 s (-mmin -0.05).
 if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     && [ -n "$(find "$beacon" -mmin -0.05 2>/dev/null)" ]; then
-  if [ "$1" != PreToolUse ]; then
-    cat >/dev/null
-    echo '{}'
-    exit 0
-  fi
   input="$(cat)"
+  case "$1" in
+    PreToolUse) ;;
+    # The output gates: Python returns the server's decision, or decides if the server
+    # fails to (its mcp_tool hook failing would otherwise let the output through).
+    PostToolUse) printf '%s' "$input" | "${py:-python3}" "$launcher" hook "$1"; exit $? ;;
+    UserPromptSubmit)
+      case "$input" in
+        *'<task-notification>'*)
+          printf '%s' "$input" | "${py:-python3}" "$launcher" hook "$1"; exit $? ;;
+      esac
+      echo '{}'; exit 0 ;;
+    *) echo '{}'; exit 0 ;;
+  esac
   # Inside JSON strings every quote is escaped, so only the payload's own key matches;
   # anything but exactly one match goes to Python.
   ids="$(printf '%s' "$input" | grep -o '"tool_use_id"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"')"
@@ -34,7 +44,10 @@ if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     decided="$data/servers/$sid.decided/$id"
     n=0
     while [ ! -f "$decided" ] && [ "$n" -lt 50 ]; do sleep 0.01; n=$((n + 1)); done
-    if [ -f "$decided" ] && cat "$decided"; then
+    # Only a decision written for this call: one left from an earlier call that reused the
+    # id (never collected) is older than the half second this call waits.
+    if [ -f "$decided" ] && [ -n "$(find "$decided" -mmin -0.05 2>/dev/null)" ] \
+        && cat "$decided"; then
       rm -f "$decided"
       echo
       exit 0

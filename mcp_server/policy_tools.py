@@ -30,7 +30,8 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
                      tool_use_id: str = "", tool_name: str = "", tool_input: str = "",
                      tool_response: str = "", agent_id: str = "", agent_type: str = "",
                      duration_ms: str = "", last_assistant_message: str = "",
-                     stop_hook_active: str = "", error: str = "", trigger: str = "") -> str:
+                     stop_hook_active: str = "", error: str = "", trigger: str = "",
+                     prompt: str = "") -> str:
         """Decide a Claude Code hook event (called by the plugin's mcp_tool hooks).
 
         Returns hook output JSON: `{}` for no decision, or a deny/block with the reason.
@@ -46,10 +47,11 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
             factory = state.engine_factory()
         except Exception as exc:  # no store, no decision: subagent calls fail closed
             return _closed(payload, str(exc))
-        key = claim_key(event, session_id, tool_use_id, agent_id)
+        key = claim_key(event, session_id, tool_use_id, agent_id, payload)
         try:
             settled = decide_once(store, key, process_owner("server"),
-                                  lambda: factory.decide(payload))
+                                  lambda: factory.decide(payload),
+                                  free_text=lambda: factory.get()[0].outputs.free_text(payload))
         except Undecided as exc:
             return _closed(payload, str(exc))
         return json.dumps(settled.answer())

@@ -204,7 +204,15 @@ class Shim:
         if event in ("PostToolUse", "PostToolUseFailure") and \
                 str(args.get("tool_name") or "") in AGENT_TOOLS:
             return {"decision": "block", "reason": "Smart Orchestrator could not scan this "
-                    "subagent's output for credentials: " + self._unavailable()}
+                    "subagent's output for credentials: " + self._unavailable(),
+                    "hookSpecificOutput": {"hookEventName": event, "updatedToolOutput":
+                                           _withheld(args.get("tool_response"))}}
+        if event == "UserPromptSubmit" and "<task-notification>" in str(args.get("prompt")):
+            # A background agent's answer, which nothing can scan now: kept out.
+            return {"decision": "block", "reason": "Smart Orchestrator could not scan a "
+                    "background agent's answer for credentials: " + self._unavailable(),
+                    "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
+                                           "suppressOriginalPrompt": True}}
         return {}
 
     def _unavailable(self) -> str:
@@ -336,6 +344,19 @@ def _guarded(args: dict[str, Any]) -> bool:
     """A call the service must decide: one that starts or messages agents, or any tool
     call a subagent makes."""
     return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
+
+
+def _withheld(raw: Any) -> dict[str, Any]:
+    """The Agent result in its own shape (Claude Code ignores a rewrite that changes it),
+    its text replaced."""
+    try:
+        response = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        response = None
+    response = dict(response) if isinstance(response, dict) else {}
+    response["content"] = [{"type": "text", "text": "[Smart Orchestrator withheld this "
+                            "subagent's answer: its service could not scan it.]"}]
+    return response
 
 
 def _peer_is_me(sock: socket.socket) -> bool:

@@ -7,7 +7,8 @@ Rewrites that keep the chain consistent with itself are caught by its witness ou
 database (`witness.py`, `audit_check.py`).
 
 Raw prompts and outputs never enter an event: callers pass text through `digest_text`,
-and `sanitize` rejects long free text so a slip cannot smuggle a prompt in.
+and `sanitize` digests long free text and drops short text holding a credential, so a
+slip (or a model-chosen field such as an agent type) cannot smuggle one in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .canonical import GENESIS_HASH, canonical_json, digest_text, sha256_hex
+from .scrub import secret_rules
 
 if TYPE_CHECKING:
     from .store.base import AuditHead, AuditRecord, Store
@@ -32,7 +34,8 @@ def chain_hash(prev_hash: str, seq: int, ts_us: int, kind: str, data: Mapping[st
 
 
 def sanitize(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep scalars and short strings; anything longer is replaced by its digest."""
+    """Keep scalars and short strings free of credentials; anything longer is replaced by
+    its digest, and a short string holding a credential by the credential's rule ids."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         out[str(key)] = _clean(value)
@@ -45,7 +48,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else None
     if isinstance(value, str):
-        return value if len(value) <= MAX_FIELD_CHARS else {"digest": digest_text(value)}
+        if len(value) > MAX_FIELD_CHARS:
+            return {"digest": digest_text(value)}
+        # Short fields can still be model-chosen text (an agent type, an error line).
+        rules = secret_rules(value)
+        return {"redacted": rules, "chars": len(value)} if rules else value
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

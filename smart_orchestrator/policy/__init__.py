@@ -115,6 +115,13 @@ class EngineFactory:
         from .engine import AGENT_TOOLS
         from .outputs import deny
 
+        if bad := _bad_id(payload):
+            # Ids are keys in the store (leases, agents): Claude Code's are plain tokens, so
+            # anything else came from another caller of policy_check and is not written.
+            if payload.get("hook_event_name") == "PreToolUse" and \
+                    payload.get("tool_name") in AGENT_TOOLS:
+                return deny(f"Smart Orchestrator denied this call: its {bad} is not an id.")
+            return {}
         engine, error = self.get()
         if error and payload.get("hook_event_name") == "PreToolUse" and \
                 payload.get("tool_name") in AGENT_TOOLS:
@@ -124,3 +131,20 @@ class EngineFactory:
             return deny(f"Smart Orchestrator cannot check subagent calls: {error}. Fix the "
                         "policy file; until then subagent calls are denied.")
         return engine.handle(payload)
+
+
+def _bad_id(payload: dict[str, Any]) -> str | None:
+    import re
+
+    from ..scrub import secret_rules
+
+    for name in ("session_id", "tool_use_id", "agent_id"):
+        value = payload.get(name)
+        if value in (None, ""):
+            continue
+        if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", value)):
+            return name
+        # Every suffix on its own line: a credential glued to other characters is found too.
+        if secret_rules("\n".join(value[i:] for i in range(len(value)))):
+            return name
+    return None

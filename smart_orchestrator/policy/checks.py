@@ -78,9 +78,16 @@ def scan_secrets(text: str, allowlist: Allowlist | None,
     return findings, (redact_text(text, hits) if hits else None)
 
 
-def scan_output(text: str, allowlist: Allowlist | None, injection_deny_at: str
-                ) -> tuple[list[Finding], list[Finding]]:
+def scan_output(text: str, allowlist: Allowlist | None, injection_deny_at: str, *,
+                earlier: str = "") -> tuple[list[Finding], list[Finding]]:
+    """Secrets (as written, or disguised: see detect.encoded) and injection in a subagent's
+    output; `earlier` holds pieces of outputs already delivered to the same session."""
+    from ..detect.encoded import scan_disguised
+
     secrets, _ = scan_secrets(text, allowlist, check="output-secrets")
+    secrets += [Finding("output-secrets", d.rule_id, d.severity,
+                        f"{d.rule_id} (disguised)", True)
+                for d in scan_disguised(text, earlier=earlier, allowlist=allowlist)]
     return secrets, check_injection(text, injection_deny_at, check="output-injection")
 
 

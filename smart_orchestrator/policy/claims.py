@@ -6,6 +6,12 @@ whose server is not connected is skipped, which would let the call through unche
 Whichever claims the event first decides it and records the decision beside the claim; the
 other waits for that decision and returns it too. A claim holder that dies before deciding
 is taken over, so neither hook ever answers for a decision nobody made.
+
+A claim is keyed by the event, its ids and a digest of the input that decides it, so a
+reused tool_use_id or agent id (a subagent's second answer, a resumed agent) is decided
+afresh, never answered with an earlier decision about other text. What is recorded holds
+no prompt or output text: a decision's rewritten input or output is sealed to its digest,
+and the hook that echoes the decision computes it again from its own payload (`unseal`).
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from ..canonical import canonical_json, sha256_hex
 from ..locks import held
 from ..resources import pid_alive
 from ..store.sqlite import SqliteStore
 
-__all__ = ["ClaimState", "ServerBeacon", "Settled", "Undecided", "claim", "claim_key",
-           "decide_once", "decision_file", "owner_alive", "process_owner", "prune_decision_files",
-           "publish_decision", "server_is_live", "server_is_responsive"]
+__all__ = ["SEALED_FIELDS", "ClaimState", "ServerBeacon", "Settled", "Undecided", "claim",
+           "claim_key", "decide_once", "decision_file", "input_digest", "is_sealed", "owner_alive",
+           "process_owner", "prune_decision_files", "publish_decision", "seal",
+           "server_is_live", "server_is_responsive", "unseal"]
 
 CLAIM_TTL_S = 24 * 3600
 # The server beats every second; run.sh trusts a beat up to 3 s old for its fast path. A
@@ -60,15 +68,76 @@ class Settled(NamedTuple):
 
 
 class Undecided(Exception):
-    """The claim's holder is alive but made no decision in time."""
+    """The claim's holder is alive but made no decision in time, or one this hook cannot
+    reproduce."""
 
-    def __init__(self, owner: str, waited_s: float) -> None:
-        super().__init__(f"{owner} took this event but did not decide within {waited_s:.0f} s")
+    def __init__(self, owner: str, waited_s: float, why: str | None = None) -> None:
+        super().__init__(why or f"{owner} took this event but did not decide within "
+                                f"{waited_s:.0f} s")
         self.owner = owner
 
 
-def claim_key(event: str, session_id: str, tool_use_id: str, agent_id: str) -> str:
-    return f"{event}:{session_id}:{tool_use_id or agent_id}"
+# The payload fields a decision depends on; both hooks see the same values (the mcp_tool
+# hook's JSON strings and empty substitutions are normalised back first).
+_DECIDING_FIELDS = ("tool_name", "tool_input", "tool_response", "agent_id", "agent_type",
+                    "last_assistant_message", "prompt", "stop_hook_active", "error")
+# Decision fields that carry prompt or output text (rewritten by a hook).
+SEALED_FIELDS = ("updatedInput", "updatedToolOutput", "updatedMCPToolOutput")
+_SAFE_EVENT = re.compile(r"^[A-Za-z]{1,40}$")
+
+
+def input_digest(payload: dict[str, Any]) -> str:
+    picked = {k: payload[k] for k in _DECIDING_FIELDS if payload.get(k) not in (None, "")}
+    try:
+        raw = canonical_json(picked)
+    except (TypeError, ValueError):  # NaN or a stray object: still one digest per input
+        raw = json.dumps(picked, sort_keys=True, default=repr).encode("utf-8", "replace")
+    return sha256_hex(raw)
+
+
+def claim_key(event: str, session_id: str, tool_use_id: str, agent_id: str,
+              payload: dict[str, Any] | None = None) -> str:
+    """The event's name, then a digest of its ids and input: the key holds no text a
+    caller chose (policy_check is an MCP tool any client can call)."""
+    ids = canonical_json([session_id, tool_use_id or agent_id, input_digest(payload or {})])
+    return f"{event if _SAFE_EVENT.match(event) else 'other'}:{sha256_hex(ids)}"
+
+
+def _specific(decision: Decision) -> dict[str, Any]:
+    specific = decision.get("hookSpecificOutput")
+    return specific if isinstance(specific, dict) else {}
+
+
+def is_sealed(decision: Decision) -> bool:
+    return any(isinstance(v, dict) and "sealed" in v and len(v) == 1
+               for k, v in _specific(decision).items() if k in SEALED_FIELDS)
+
+
+def seal(decision: Decision) -> Decision:
+    """The decision as it may be written down: rewritten text replaced by its digest."""
+    specific = _specific(decision)
+    if not any(k in specific for k in SEALED_FIELDS):
+        return decision
+    sealed = {k: ({"sealed": _digest(v)} if k in SEALED_FIELDS else v)
+              for k, v in specific.items()}
+    return {**decision, "hookSpecificOutput": sealed}
+
+
+def unseal(decision: Decision, free_text: dict[str, Any]) -> Decision:
+    """A sealed decision with its text computed again; ValueError when that text is not
+    what the deciding hook returned (the caller fails closed)."""
+    specific = dict(_specific(decision))
+    for key in SEALED_FIELDS:
+        if key in specific:
+            value = free_text.get(key)
+            if value is None or {"sealed": _digest(value)} != specific[key]:
+                raise ValueError(f"the recorded decision's {key} does not match this input")
+            specific[key] = value
+    return {**decision, "hookSpecificOutput": specific} if specific else decision
+
+
+def _digest(value: Any) -> str:
+    return sha256_hex(canonical_json(value))
 
 
 def process_owner(role: str) -> str:
@@ -115,7 +184,7 @@ def claim_state(store: SqliteStore, key: str) -> ClaimState | None:
 def record_decision(store: SqliteStore, key: str, owner: str, decision: Decision) -> None:
     with store.transaction() as conn:
         conn.execute("UPDATE claims SET decision = ? WHERE key = ? AND owner = ?",
-                     (json.dumps(decision, separators=(",", ":")), key, owner))
+                     (json.dumps(seal(decision), separators=(",", ":")), key, owner))
 
 
 def _take_over(store: SqliteStore, key: str, dead: str, me: str) -> bool:
@@ -129,13 +198,16 @@ def _take_over(store: SqliteStore, key: str, dead: str, me: str) -> bool:
 def decide_once(store: SqliteStore, key: str, me: str, decide: Callable[[], Decision], *,
                 wait_for_other_s: float = 0.0, decision_timeout_s: float = 100.0,
                 sleep: Callable[[float], None] = time.sleep,
-                alive: Callable[[str], bool] = owner_alive) -> Settled:
+                alive: Callable[[str], bool] = owner_alive,
+                free_text: Callable[[], dict[str, Any]] | None = None) -> Settled:
     """Decide the event once, whichever hook gets here first, and return the decision.
 
     `wait_for_other_s` gives the preferred decider a head start before this one claims.
     A hook that finds the event claimed waits for the holder's decision; if the holder
     dies first, it takes over and decides. Raises `Undecided` when a live holder has not
     decided within `decision_timeout_s` (the caller fails closed where that matters).
+    `free_text` computes the text of a sealed decision from this hook's own payload; without
+    it, or when it does not match, a sealed decision raises `Undecided` too.
     """
     if wait_for_other_s > 0:
         _poll(lambda: claim_state(store, key) is not None, wait_for_other_s, sleep)
@@ -145,7 +217,7 @@ def decide_once(store: SqliteStore, key: str, me: str, decide: Callable[[], Deci
     while True:
         state = claim_state(store, key)
         if state is not None and state.decision is not None:
-            return Settled(state.decision, False)
+            return Settled(_unsealed(state, free_text), False)
         if state is not None and not alive(state.owner) and _take_over(store, key,
                                                                        state.owner, me):
             return Settled(_decide_and_record(store, key, me, decide), True)
@@ -155,6 +227,19 @@ def decide_once(store: SqliteStore, key: str, me: str, decide: Callable[[], Deci
         # Decisions normally land within milliseconds; an admission wait can take many
         # seconds, so the polling slows down after the first half second.
         sleep(0.005 if waited < 0.5 else 0.05)
+
+
+def _unsealed(state: ClaimState, free_text: Callable[[], dict[str, Any]] | None) -> Decision:
+    assert state.decision is not None
+    if not is_sealed(state.decision):
+        return state.decision
+    try:
+        if free_text is None:
+            raise ValueError("this hook cannot compute the decision's text")
+        return unseal(state.decision, free_text())
+    except Exception as exc:  # a decision this hook cannot reproduce is not one it returns
+        raise Undecided(state.owner, 0.0, f"{state.owner} decided this event, but {exc}") \
+            from exc
 
 
 def _decide_and_record(store: SqliteStore, key: str, me: str,
@@ -183,8 +268,8 @@ def decision_file(data_dir: Path, session_id: str, tool_use_id: str) -> Path | N
 def publish_decision(data_dir: Path, session_id: str, tool_use_id: str,
                      decision: Decision) -> None:
     path = decision_file(data_dir, session_id, tool_use_id)
-    if path is None:
-        return
+    if path is None or any(k in _specific(decision) for k in SEALED_FIELDS):
+        return  # no prompt or output text on disk: such decisions go through Python
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")

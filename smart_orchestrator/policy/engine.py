@@ -21,6 +21,7 @@ from ..audit import AuditLog
 from ..canonical import digest_text
 from ..paths import data_dir
 from ..resources import SystemSnapshot, sample_system
+from ..scrub import scrub_label, scrub_text
 from ..store.sqlite import SqliteStore
 from .admission import Admission, LeaseRequest
 from .breaker import CircuitBreakers
@@ -66,6 +67,8 @@ class PolicyEngine:
                 return self.subagent_start(payload)
             if event == "SubagentStop":
                 return self.outputs.subagent_stop(payload)
+            if event == "UserPromptSubmit":
+                return self.outputs.prompt_submit(payload)
             if event == "SessionEnd":
                 return self.session_end(payload)
             if event == "PreCompact":
@@ -263,7 +266,7 @@ class PolicyEngine:
             "event": _s(p.get("hook_event_name")), "tool": _s(p.get("tool_name")),
             "session_id": _s(p.get("session_id")), "tool_use_id": _s(p.get("tool_use_id")),
             "parent_agent_id": _s(p.get("agent_id")) or None,
-            "agent_type": _s(ti.get("subagent_type")) or "general-purpose",
+            "agent_type": scrub_label(_s(ti.get("subagent_type"))) or "general-purpose",
             "prompt": digest_text(prompt) if isinstance(prompt, str) else None,
             "background": ti.get("run_in_background") is not False,
             "source": self.source, "preset": self.config.preset, "mode": self._overall_mode(),
@@ -300,7 +303,7 @@ class PolicyEngine:
         return {}
 
     def subagent_start(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        agent_id, agent_type = _s(p.get("agent_id")), _s(p.get("agent_type"))
+        agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))
         now_us = int(self.clock() * 1e6)
         depth = self.admission.note_started(_s(p.get("session_id")), agent_id,
                                             agent_type or "general-purpose", now_us)
@@ -372,7 +375,16 @@ def _log_crash(exc: BaseException) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as fh:
             fh.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}\n")
-            fh.write("".join(traceback.format_exception(exc)))
+            fh.write(_scrubbed_traceback(exc))
     except OSError:
         return "(log unavailable)"
     return str(path)
+
+
+def _scrubbed_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        # Exception messages can quote the input that broke a check.
+        return scrub_text(text)
+    except Exception:  # the scanner itself broke: keep the frames, drop every message
+        return "".join(traceback.format_tb(exc.__traceback__)) + type(exc).__name__ + "\n"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import digest_text
-from .checks import Finding, load_allowlist, scan_output
+from ..scrub import scrub_label
+from .checks import Finding, load_allowlist, scan_output, scan_secrets
 
 if TYPE_CHECKING:
     from .engine import PolicyEngine
 
-__all__ = ["OutputChecks", "deny", "hook_output"]
+__all__ = ["MAX_SCANNED_CHARS", "WITHHELD", "OutputChecks", "deny", "hook_output"]
+
+MAX_SCANNED_CHARS = 2_000_000
+WITHHELD = ("[Smart Orchestrator withheld this subagent's answer: it holds credentials that "
+            "could not be redacted.]")
 
 
 def deny(reason: str) -> dict[str, Any]:
@@ -50,15 +56,27 @@ def _response_text(response: Any) -> str:
 
 class OutputChecks:
     def __init__(self, engine: PolicyEngine) -> None:
-        self.e = engine
+        from ..detect.encoded import FragmentMemory  # not every hook event scans
 
-    def _scan(self, text: str) -> tuple[list[Finding], list[Finding]]:
+        self.e = engine
+        # Pieces of what each session's main agent was given (in this process only): a
+        # credential cut across two answers shows up when the second one is scanned.
+        self.delivered = FragmentMemory()
+        self._gate_lock = threading.Lock()
+
+    def _scan(self, text: str, session: str = "") -> tuple[list[Finding], list[Finding]]:
         cfg = self.e.config
         if not text or (cfg.output.secrets == "off" and cfg.output.injection == "off"):
             return [], []
+        if len(text) > MAX_SCANNED_CHARS and cfg.output.secrets != "off":
+            # Past this a scan could outlast the hook's timeout, which lets the output by.
+            return [Finding("output-secrets", "too-large-to-scan", "high",
+                            f"output of {len(text)} characters, over {MAX_SCANNED_CHARS}",
+                            True)], []
         try:
             allow = load_allowlist(cfg.secrets, self.e.project_dir)
-            secrets, injection = scan_output(text, allow, cfg.prompt.injection_deny_severity)
+            secrets, injection = scan_output(text, allow, cfg.prompt.injection_deny_severity,
+                                             earlier=self.delivered.earlier(session))
         except Exception as exc:  # an unscanned output is treated as holding a secret
             return self.e._check_failed("output", exc), []
         return (secrets if cfg.output.secrets != "off" else [],
@@ -72,7 +90,8 @@ class OutputChecks:
         resp = resp if isinstance(resp, Mapping) else {}
         ti = p.get("tool_input") if isinstance(p.get("tool_input"), Mapping) else {}
         assert isinstance(ti, Mapping)
-        agent_type = _s(resp.get("agentType") or ti.get("subagent_type")) or "general-purpose"
+        agent_type = scrub_label(_s(resp.get("agentType") or ti.get("subagent_type"))) \
+            or "general-purpose"
         now_us = int(e.clock() * 1e6)
         failed = p.get("hook_event_name") == "PostToolUseFailure"
         status = "failed" if failed else _s(resp.get("status")) or "unknown"
@@ -87,7 +106,7 @@ class OutputChecks:
         ok = status == "completed"
         changed = e.breakers.record(agent_type, ok) if e.config.breaker.mode != "off" else None
         text = _response_text(resp) if not failed else ""
-        secrets, injection = self._scan(text)
+        secrets, injection, updated = self._gate(resp, text, base["session_id"])
         usage = resp.get("usage") if isinstance(resp.get("usage"), Mapping) else {}
         assert isinstance(usage, Mapping)
         e.audit.record("agent.end", **base, status=status, ok=ok,
@@ -101,7 +120,89 @@ class OutputChecks:
                        error=_s(p.get("error"))[:200] if failed else None,
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        breaker=changed)
-        return self._verdict("PostToolUse", secrets, injection)
+        out = self._verdict("PostToolUse", secrets, injection)
+        if updated is not None:
+            out.setdefault("hookSpecificOutput", {"hookEventName": "PostToolUse"})
+            out["hookSpecificOutput"]["updatedToolOutput"] = updated
+        return out
+
+    def _gate(self, resp: Mapping[str, Any], text: str, session: str
+              ) -> tuple[list[Finding], list[Finding], dict[str, Any] | None]:
+        """Scan an answer against what the session was already given, and remember what it
+        is given now. One at a time: answers of parallel agents are scanned in some order,
+        each against the ones before it, so two halves of a credential cannot pass side by
+        side."""
+        with self._gate_lock:
+            secrets, injection = self._scan(text, session)
+            updated = None
+            if secrets and self.e.config.output.secrets == "enforce":
+                updated = self.withheld_response(resp, session, secrets)
+                text = _response_text(updated)
+            self.delivered.remember(session, text)  # only what the main agent receives
+        return secrets, injection, updated
+
+    def withheld_response(self, resp: Mapping[str, Any], session: str,
+                          secrets: list[Finding]) -> dict[str, Any]:
+        """The Agent result with its credentials redacted, in the tool's own output shape
+        (Claude Code keeps the original output when a rewrite does not match it). Text the
+        redaction cannot clean (a disguised credential, a scan that failed) is withheld
+        whole."""
+        text = _response_text(resp)
+        clean = WITHHELD
+        if all(f.check == "output-secrets" for f in secrets):
+            try:
+                allow = load_allowlist(self.e.config.secrets, self.e.project_dir)
+                redacted = scan_secrets(text, allow)[1]
+                # What plain redaction leaves behind is scanned for disguises again.
+                if redacted is not None and not self._scan(redacted, session)[0]:
+                    clean = redacted
+            except Exception as exc:  # nothing unscanned reaches the main agent
+                self.e._check_failed("output", exc)
+        return {**resp, "content": [{"type": "text", "text": clean}]}
+
+    def prompt_submit(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """A background agent's answer reaches the main agent as a `<task-notification>`
+        prompt, which only a UserPromptSubmit block keeps out of the conversation."""
+        e = self.e
+        from .engine import _s
+
+        prompt = _s(p.get("prompt"))
+        if "<task-notification>" not in prompt or e.config.output.secrets == "off":
+            return {}
+        session = _s(p.get("session_id"))
+        with self._gate_lock:
+            secrets, _ = self._scan(prompt, session)
+            if not secrets or e.config.output.secrets != "enforce":
+                self.delivered.remember(session, prompt)
+        e.audit.record("agent.notification", session_id=_s(p.get("session_id")),
+                       output=digest_text(prompt),
+                       flags=[f"{f.check}:{f.rule_id}" for f in secrets],
+                       decision="block" if secrets and e.config.output.secrets == "enforce"
+                       else "allow", source=e.source)
+        if not secrets:
+            return {}
+        if e.config.output.secrets != "enforce":
+            return {"systemMessage": "Smart Orchestrator (warn mode): " + _secret_reason(secrets)}
+        return {"decision": "block", "reason": _secret_reason(secrets) +
+                " The background agent's result was withheld from the conversation.",
+                "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
+                                       "suppressOriginalPrompt": True}}
+
+    def free_text(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """The free-text values this payload's decision carries (see claims.seal), computed
+        again from the payload, without side effects."""
+        event, tool = p.get("hook_event_name"), p.get("tool_name")
+        if event == "PostToolUse" and tool in ("Agent", "Task"):
+            resp = p.get("tool_response")
+            resp = resp if isinstance(resp, Mapping) else {}
+            session = str(p.get("session_id") or "")
+            secrets = self._scan(_response_text(resp), session)[0]
+            return {"updatedToolOutput": self.withheld_response(resp, session, secrets)}
+        ti = p.get("tool_input")
+        if event == "PreToolUse" and tool in ("Agent", "Task") and isinstance(ti, Mapping):
+            updated = self.e._scan_prompt_secrets(ti)[1]
+            return {"updatedInput": updated} if updated is not None else {}
+        return {}
 
     def subagent_stop(self, p: Mapping[str, Any]) -> dict[str, Any]:
         e = self.e
@@ -111,17 +212,17 @@ class OutputChecks:
         now_us = int(e.clock() * 1e6)
         released = e.admission.release(agent_id=agent_id, now_us=now_us)
         text = _s(p.get("last_assistant_message"))
-        secrets, injection = self._scan(text)
+        secrets, injection = self._scan(text, _s(p.get("session_id")))
         e.audit.record("agent.stop", session_id=_s(p.get("session_id")), agent_id=agent_id,
-                       agent_type=_s(p.get("agent_type")), released_lease=released,
+                       agent_type=scrub_label(_s(p.get("agent_type"))), released_lease=released,
                        output=digest_text(text) if text else None,
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        source=e.source)
         blocking = [f for f in secrets if f.blocking] if e.config.output.secrets == "enforce" \
             else []
         if blocking and p.get("stop_hook_active") not in (True, "true"):
-            # Keeping the subagent going with this reason makes it rewrite its answer, so the
-            # credential never reaches the main agent.
+            # One request to rewrite: a courtesy that often yields a usable answer. The gate
+            # is PostToolUse and UserPromptSubmit, which hold however often it repeats.
             return {"decision": "block", "reason": _secret_reason(blocking) +
                     " Rewrite your final answer without them (refer to them by name only)."}
         return {}

@@ -14,8 +14,9 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -258,19 +259,28 @@ class WaveService:
 
 
 def _refuse_credentials(plan: WavePlan) -> None:
-    """Prompts are stored (resume needs them) and sent to agents: like the Agent hook, a
-    plan whose text holds a credential is refused before anything is written."""
-    from ..detect.secrets import scan_text
+    """The plan is stored as given (resume needs its prompts) and sent to agents: like the
+    Agent hook, a plan holding a credential in any field (a prompt, a task id, an agent's
+    name) is refused before anything is written. An inline allowlist pragma does not make
+    a credential fit to store, so it does not let one through here."""
+    from ..scrub import secret_rules
 
-    for task in plan.tasks:
-        texts = {"prompt": task.prompt, "context": task.context,
-                 "agent.system_prompt": task.agent.system_prompt,
-                 "compensate.prompt": getattr(task.compensate, "prompt", None)}
-        for field, text in texts.items():
-            hits = scan_text(text) if isinstance(text, str) else []
-            if hits:
-                rules = ", ".join(sorted({h.rule_id for h in hits}))
-                raise OrchestratorError(
-                    f"task {task.id!r}: its {field} holds a credential ({rules})",
-                    hint="pass credentials to agents through environment variables or files "
-                    "they read, never inside the plan")
+    for where, text in _strings(plan.model_dump(mode="json"), ""):
+        if rules := secret_rules(text):
+            raise OrchestratorError(
+                f"the plan's {where or 'text'} holds a credential ({', '.join(rules)})",
+                hint="pass credentials to agents through environment variables or files "
+                "they read, never inside the plan")
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}".lstrip(".")
+            yield f"{path} key", str(key)
+            yield from _strings(item, path)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _strings(item, f"{where}[{n}]")

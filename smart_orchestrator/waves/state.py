@@ -150,7 +150,7 @@ class WaveState:
                 "UPDATE wave_runs SET state = ?, reason = coalesce(?, reason), "
                 "stop_class = coalesce(?, stop_class), updated_us = ?, finished_us = ?, "
                 "owner = CASE WHEN ? IS NULL THEN owner ELSE NULL END WHERE run_id = ?",
-                (state, reason, stop_class, now, finished, finished, run_id))
+                (state, _redact(reason), stop_class, now, finished, finished, run_id))
 
     def merge_stats(self, run_id: str, stats: dict[str, Any]) -> None:
         with self._store.transaction() as conn:
@@ -188,7 +188,7 @@ class WaveState:
                 (run_id, task_id)).fetchone()[0])
             conn.execute(
                 "INSERT INTO wave_attempts (run_id, task_id, attempt, context, started_us) "
-                "VALUES (?,?,?,?,?)", (run_id, task_id, attempt, context, now))
+                "VALUES (?,?,?,?,?)", (run_id, task_id, attempt, _redact(context), now))
         return attempt
 
     def set_attempt_pid(self, run_id: str, task_id: str, attempt: int, pid: int) -> None:
@@ -204,7 +204,7 @@ class WaveState:
                     audit: tuple[AuditLog, str, dict[str, Any]] | None = None) -> None:
         """Close the running attempt and move its task on, in one transaction, with its
         audit row when given: a crash can never keep the one without the other."""
-        output = _redact(output)
+        output, reason = _redact(output), _redact(reason)
         now = self._now()
         finished = now if task_state in ("succeeded", "failed", "cancelled") else None
         with self._store.transaction() as conn:
@@ -234,7 +234,7 @@ class WaveState:
             cur = conn.execute(
                 "UPDATE wave_tasks SET state = ?, error_class = ?, reason = ?, finished_us = ? "
                 "WHERE run_id = ? AND task_id = ? AND state IN ('pending', 'retrying')",
-                (state, error_class, reason, self._now(), run_id, task_id))
+                (state, error_class, _redact(reason), self._now(), run_id, task_id))
             return cur.rowcount == 1
 
     def reset_interrupted(self, run_id: str) -> list[str]:
@@ -257,7 +257,8 @@ class WaveState:
                          reason: str | None = None) -> None:
         with self._store.transaction() as conn:
             conn.execute("UPDATE wave_tasks SET compensation = ?, compensation_reason = ? "
-                         "WHERE run_id = ? AND task_id = ?", (status, reason, run_id, task_id))
+                         "WHERE run_id = ? AND task_id = ?",
+                         (status, _redact(reason), run_id, task_id))
 
 
 def _run_record(row: Sequence[Any]) -> RunRecord:
@@ -267,11 +268,9 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
                      json.loads(options), owner, reason, stop_class, json.loads(stats))
 
 
-def _redact(output: str | None) -> str | None:
-    """Outputs are stored and handed to dependent tasks: credentials are not kept."""
-    if not output:
-        return output
-    from ..detect.secrets import redact_text, scan_text
+def _redact(text: str | None) -> str | None:
+    """Outputs, contexts and reasons (which can quote an agent's error) are stored, and
+    outputs handed to dependent tasks: credentials are not kept, pragma or not."""
+    from ..scrub import scrub_text
 
-    hits = scan_text(output)
-    return redact_text(output, hits) if hits else output
+    return scrub_text(text) if text else text

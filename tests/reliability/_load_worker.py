@@ -28,12 +28,14 @@ class Decider:
 
     def offer(self, payload: dict[str, Any], key: str) -> Settled:
         return decide_once(self.store, key, process_owner(self.source),
-                           lambda: self.factory.decide(payload), decision_timeout_s=60)
+                           lambda: self.factory.decide(payload), decision_timeout_s=60,
+                           free_text=lambda: self.factory.get()[0].outputs.free_text(payload))
 
 
 def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
     key = claim_key(payload["hook_event_name"], payload["session_id"],
-                    str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""))
+                    str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),
+                    payload)
     results: list[Settled | None] = [None, None]
     errors: list[BaseException] = []
 

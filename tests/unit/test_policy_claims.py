@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -28,7 +29,7 @@ from smart_orchestrator.policy.claims import (
 )
 from smart_orchestrator.store import SqliteStore
 
-from .policy_payloads import SESSION, pre_agent
+from .policy_payloads import SESSION, post_agent, pre_agent
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "hooks" / "run.sh"
@@ -36,7 +37,8 @@ AWS_PROMPT = ("SUBTASK-9: deploy with key AKIAZ3MSJV4WKQ7NTB5R and secret "
               "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")
 DENY = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                "permissionDecisionReason": "no"}, "systemMessage": "note"}
-KEY = claim_key("PreToolUse", SESSION, "toolu_1", "")
+KEY = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent())
+AWS_KEY_CLAIM = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent(AWS_PROMPT))
 
 
 @pytest.fixture
@@ -128,13 +130,13 @@ def live_server(tmp_path: Path) -> Iterator[Path]:
 
 
 def _run_sh(data: Path, payload: dict[str, Any] | str, *, python: str | None = None,
-            **env: str) -> subprocess.CompletedProcess[str]:
+            event: str = "PreToolUse", **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SMART_ORCHESTRATOR_DATA": str(data),
                 "CLAUDE_CODE_SESSION_ID": SESSION,
                 "SMART_ORCHESTRATOR_PYTHON": python or sys.executable, **env}
     full_env.pop("CLAUDE_PLUGIN_DATA", None)
     body = payload if isinstance(payload, str) else json.dumps(payload)
-    return subprocess.run(["sh", str(RUN_SH), "PreToolUse"], input=body, env=full_env,
+    return subprocess.run(["sh", str(RUN_SH), event], input=body, env=full_env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -164,7 +166,7 @@ def test_a_server_that_claims_and_dies_does_not_let_the_call_through(
         live_server: Path) -> None:
     """The window that used to fail open: the server claimed the event, then died."""
     with closing(SqliteStore(live_server / "state.db")) as s:
-        assert claim(s, KEY, f"server:{_dead_pid()}")
+        assert claim(s, AWS_KEY_CLAIM, f"server:{_dead_pid()}")
     out = _run_sh(live_server, pre_agent(AWS_PROMPT))
     assert out.returncode == 0, out.stderr
     decision = json.loads(out.stdout)["hookSpecificOutput"]
@@ -191,9 +193,67 @@ def test_a_server_whose_event_loop_stopped_beating_is_taken_over(live_server: Pa
     beacon = live_server / "servers" / f"{SESSION}.lock"
     os.utime(beacon, (beacon.stat().st_atime, beacon.stat().st_mtime - 60))
     with closing(SqliteStore(live_server / "state.db")) as s:
-        assert claim(s, KEY, process_owner("server"))  # this process: alive
+        assert claim(s, AWS_KEY_CLAIM, process_owner("server"))  # this process: alive
     out = _run_sh(live_server, pre_agent(AWS_PROMPT), SMART_ORCHESTRATOR_DECISION_WAIT_S="30")
     decision = json.loads(out.stdout)["hookSpecificOutput"]
     assert decision["permissionDecision"] == "deny"
     assert "environment variables" in decision["permissionDecisionReason"], "decided, not " \
                                                                             "timed out"
+
+
+# -- the output gates through run.sh ---------------------------------------------------
+
+LEAKED = "SUBAGENT: the key is AKIAZ3MSJV4WKQ7NTB5R"
+
+
+def test_an_output_the_live_server_does_not_decide_is_gated_by_the_command_hook(
+        live_server: Path) -> None:
+    """A live server whose mcp_tool hook fails (crash, timeout) decides nothing: the
+    command hook does, rather than letting the output through."""
+    out = _run_sh(live_server, post_agent(LEAKED), event="PostToolUse",
+                  SMART_ORCHESTRATOR_CLAIM_GRACE_S="0.1")
+    assert out.returncode == 0, out.stderr
+    updated = json.loads(out.stdout)["hookSpecificOutput"]["updatedToolOutput"]
+    assert updated["content"][0]["text"] == \
+        "SUBAGENT: the key is [REDACTED:aws-access-key-id]"
+
+
+def test_the_command_hook_returns_the_servers_sealed_output_decision(
+        live_server: Path) -> None:
+    payload = post_agent(LEAKED)
+    with closing(SqliteStore(live_server / "state.db")) as s:
+        from smart_orchestrator.policy import EngineFactory
+
+        key = claim_key("PostToolUse", SESSION, "toolu_1", "", payload)
+        decided = decide_once(s, key, process_owner("server"), lambda: EngineFactory(
+            s, source="server", project_dir=live_server).decide(payload))
+        [(raw,)] = s.query("SELECT decision FROM claims WHERE key = ?", (key,))
+    assert "the key is" not in raw
+    out = _run_sh(live_server, payload, event="PostToolUse", python=sys.executable)
+    assert json.loads(out.stdout) == decided.echo()
+
+
+def test_user_prompts_pass_the_shell_without_python(live_server: Path) -> None:
+    prompt = {"session_id": SESSION, "hook_event_name": "UserPromptSubmit", "prompt": "hi"}
+    out = _run_sh(live_server, prompt, event="UserPromptSubmit", python="/bin/false")
+    assert (out.returncode, out.stdout.strip()) == (0, "{}")
+
+
+def test_a_task_notification_with_a_credential_is_blocked_through_the_shell(
+        live_server: Path) -> None:
+    prompt = {"session_id": SESSION, "hook_event_name": "UserPromptSubmit",
+              "prompt": f"<task-notification>\n<result>{LEAKED}</result>\n"
+                        "</task-notification>"}
+    out = _run_sh(live_server, prompt, event="UserPromptSubmit",
+                  SMART_ORCHESTRATOR_CLAIM_GRACE_S="0.1")
+    assert json.loads(out.stdout)["decision"] == "block"
+
+
+def test_a_stale_decision_for_a_reused_id_is_not_returned(live_server: Path) -> None:
+    publish_decision(live_server, SESSION, "toolu_1", {})  # allowed an earlier, clean call
+    path = decision_file(live_server, SESSION, "toolu_1")
+    assert path is not None
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    out = _run_sh(live_server, pre_agent(AWS_PROMPT), SMART_ORCHESTRATOR_CLAIM_GRACE_S="0.1")
+    decision = json.loads(out.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny"

@@ -229,3 +229,36 @@ def test_resume_finishes_a_saga_a_crash_interrupted(services: Services) -> None:
     assert status.state == "failed" and runner.calls == []
     assert log.read_text() == "a\n"
     assert {v.id: v.compensation for v in status.tasks} == {"a": "done", "b": None}
+
+
+@pytest.mark.parametrize("field", ["pragma", "name", "agent"])
+def test_a_plan_with_a_credential_anywhere_is_refused_and_nothing_is_stored(
+        services: Services, db_path: Path, field: str) -> None:
+    key = "AKIAZ3MSJV4WKQ7NTB5R"
+    body: dict[str, Any] = {"tasks": [t("a")]}
+    if field == "pragma":  # a reviewed secret may reach an agent, never the store
+        body["tasks"][0]["prompt"] = f"use {key}  # pragma: allowlist secret"
+    elif field == "name":
+        body["name"] = f"wave {key}"
+    else:
+        body["tasks"][0]["agent"] = {"system_prompt": f"you hold {key}"}
+    service = services.new(ScriptedRunner())
+    with pytest.raises(OrchestratorError, match="holds a credential"):
+        service.spawn(WavePlan.model_validate(body), cwd=str(services.workdir))
+    on_disk = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert key.encode() not in on_disk
+
+
+def test_outputs_and_failure_reasons_are_stored_without_credentials(
+        services: Services, db_path: Path) -> None:
+    key = "AKIAZ3MSJV4WKQ7NTB5R"
+    runner = ScriptedRunner({
+        "a": Step(answers=(f"found {key}  # pragma: allowlist secret",)),
+        "b": Step(error=ErrorClass.CONFIG, reason=f"agent crashed printing {key}")})
+    service = services.new(runner)
+    run_id = service.spawn(plan(t("a"), t("b")), cwd=str(services.workdir))
+    assert service.wait_until_done(run_id, 10)
+    on_disk = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert key.encode() not in on_disk
+    view = {v.id: v for v in service.status(run_id).tasks}
+    assert view["a"].output is not None and "[REDACTED:aws-access-key-id]" in view["a"].output
