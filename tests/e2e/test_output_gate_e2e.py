@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import base64
 import codecs
+import fcntl
 import json
+import os
 import secrets
-import shutil
+import signal
 import string
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from mcp_server.service_wire import service_lock
 
 from .harness import (
     ClaudeRun,
@@ -359,25 +364,37 @@ def assert_main_never_saw_output(model: ScriptedModel, secret: str,
         assert secret not in seen
 
 
-@pytest.fixture
-def plugin_without_server(repo_root: Path, tmp_path: Path) -> Path:
-    """The plugin with its MCP server gone: only the command hooks stand."""
-    copy = tmp_path / "plugin"
-    shutil.copytree(repo_root, copy, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache"))
-    (copy / ".mcp.json").unlink()
-    return copy
-
-
 @pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
-def test_the_command_hooks_hold_the_gate_when_the_server_is_down(
+def test_the_gate_holds_when_the_service_dies_while_a_subagent_runs(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
-        plugin_without_server: Path, claude_dirs: dict[str, Path], background: bool) -> None:
+        repo_root: Path, claude_dirs: dict[str, Path], background: bool) -> None:
+    """The service is killed while the subagent works and cannot come back (its lock is
+    held): the shim answers the output gate itself, withholding what it cannot scan."""
     key = aws_key()
+    data = plugin_data(claude_dirs["home"])
+    held: list[Any] = []
+
+    def kill_the_service(request: ModelRequest) -> None:
+        if request.conversation != "GATE-DOWN" or held:
+            return None
+        pid = json.loads((data / "service.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        lock = service_lock(data).open("a+")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the dead service's lock to go
+        held.append(lock)
+        return None
+
+    scripted_model.on(kill_the_service)
     scripted_model.main([agent_call("GATE-DOWN: find the key", background=background),
                          text("started"), text("noted")])
     scripted_model.subagent("GATE-DOWN", repeating(key))
-    run_plugin(run_claude, plugin_without_server, "look", plugin_dir=plugin_without_server
-               ).assert_success(allow_denials=True)
+    try:
+        run_plugin(run_claude, repo_root, "look",
+                   env={"SMART_ORCHESTRATOR_SHIM_HOLD_S": "3"}).assert_success(
+            allow_denials=True)
+    finally:
+        for lock in held:
+            lock.close()
+    assert held, "the subagent never ran"
     assert_main_never_saw(scripted_model, key)
     assert_nothing_on_disk(claude_dirs["home"], [key])

@@ -267,7 +267,7 @@ def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
         assert _decision(stdout.answer(1)) is None
         stdin.push(_hook_call(2, session="shim-session"))  # waits for the slot
         pid = json.loads((data / "service.json").read_text())["pid"]
-        _wait_for_claim(data, "toolu_2")
+        _wait_for_claim(data)
         os.kill(pid, 9)
         failed = stdout.answer(2)
         assert "error" in failed and "stopped before answering" in failed["error"]["message"]
@@ -283,7 +283,7 @@ def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
         _stop_service(data)
 
 
-def _wait_for_claim(data: Path, tool_use_id: str) -> None:
+def _wait_for_claim(data: Path) -> None:
     import sqlite3
 
     deadline = time.monotonic() + 60
@@ -291,8 +291,9 @@ def _wait_for_claim(data: Path, tool_use_id: str) -> None:
         try:
             conn = sqlite3.connect(f"file:{data / 'state.db'}?mode=ro", uri=True, timeout=1)
             try:
-                if conn.execute("SELECT 1 FROM claims WHERE key LIKE ? AND decision IS NULL",
-                                (f"%{tool_use_id}%",)).fetchone():
+                # Claim keys are digests: the only undecided PreToolUse is the one waiting.
+                if conn.execute("SELECT 1 FROM claims WHERE key LIKE 'PreToolUse:%' AND "
+                                "decision IS NULL").fetchone():
                     return
             finally:
                 conn.close()
