@@ -106,12 +106,12 @@ class EngineFactory:
         scan_text("warm-up")
 
     def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from .engine import AGENT_TOOLS
         from .outputs import deny
+        from .surfaces import GATED_TOOLS
 
         engine, error = self.get()
         if error and payload.get("hook_event_name") == "PreToolUse" and \
-                payload.get("tool_name") in AGENT_TOOLS:
+                payload.get("tool_name") in GATED_TOOLS:
             engine.audit.record("policy.decision", decision="deny", reason="invalid policy file",
                                 session_id=str(payload.get("session_id") or ""),
                                 source=self.source)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ..store.sqlite import SqliteStore
+from .agent_types import canonical_agent_type
 from .config import BreakerPolicy
 
 __all__ = ["BreakerVerdict", "CircuitBreakers"]
@@ -31,6 +32,7 @@ class CircuitBreakers:
         self._clock = clock
 
     def check(self, agent_type: str) -> BreakerVerdict:
+        agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         with self._store.transaction() as conn:
             row = conn.execute("SELECT state, opened_us, failures FROM breakers "
@@ -56,6 +58,7 @@ class CircuitBreakers:
 
     def record(self, agent_type: str, ok: bool) -> str | None:
         """Returns the new state when this outcome changed it."""
+        agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         p = self._policy
         with self._store.transaction() as conn:
