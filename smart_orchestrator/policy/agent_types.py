@@ -25,12 +25,15 @@ _SEPARATORS = re.compile(r"[\s\-_.·/\\:]+")
 
 
 def canonical_agent_type(value: str | None) -> str:
-    """Lower-case, separators folded to `-`, invisible characters and lookalikes removed."""
+    """Case-folded, without separators, invisible characters or lookalike letters.
+
+    Separators go entirely (`ex_plore` is `explore`): two names that differ only in them
+    sharing one breaker is the safe side of the mistake."""
     if not value:
-        return DEFAULT_AGENT_TYPE
+        value = DEFAULT_AGENT_TYPE
     text = unicodedata.normalize("NFKC", value)
     text = "".join(" " if unicodedata.category(ch) in ("Pd", "Zs", "Zl", "Zp") else ch
                    for ch in text if unicodedata.category(ch) not in ("Cf", "Cc", "Mn"))
     text = text.casefold().translate(_LOOKALIKES)
-    text = _SEPARATORS.sub("-", text).strip("-")
-    return text or DEFAULT_AGENT_TYPE
+    text = _SEPARATORS.sub("", text)
+    return text or canonical_agent_type(DEFAULT_AGENT_TYPE)

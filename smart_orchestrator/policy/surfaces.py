@@ -263,7 +263,7 @@ class SurfaceChecks:
 
     def agent_started(self, session_id: str, agent_type: str, agent_id: str) -> bool | None:
         """A workflow agent takes one of the slots its workflow reserved."""
-        if canonical_agent_type(agent_type) != WORKFLOW_AGENT_TYPE:
+        if canonical_agent_type(agent_type) != canonical_agent_type(WORKFLOW_AGENT_TYPE):
             return None
         return self.e.admission.bind_unnamed(session_id, WORKFLOW_AGENT_TYPE, agent_id)
 
