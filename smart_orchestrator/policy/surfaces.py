@@ -92,6 +92,8 @@ class SurfaceChecks:
                   if isinstance(ti.get(key), str)]
         if cfg.secrets.mode != "off":
             findings += self._secrets(extra)[0]
+        if canonical_agent_type(FORK_TYPE) in types:
+            findings += self.fork_findings(p)  # a forked workflow agent inherits it all too
         view = {"prompt": "\n\n".join(prompts), "subagent_type": WORKFLOW_AGENT_TYPE,
                 "run_in_background": True}
         return self.e._decide(p, view, findings, slots=max(1, len(prompts)), group=True,

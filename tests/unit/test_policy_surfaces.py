@@ -153,6 +153,22 @@ def test_saved_and_on_disk_workflows_are_unchecked(store: SqliteStore, tmp_path:
     assert decision(e.handle(p)) == "deny"
 
 
+def test_workflow_without_an_inline_script_text_is_unchecked(store: SqliteStore,
+                                                              tmp_path: Path) -> None:
+    p = workflow("")
+    p["tool_input"] = {"script": ["await agent('x')"]}
+    out = engine(store, tmp_path).handle(p)
+    assert decision(out) == "deny" and "no inline script" in reason(out)
+
+
+def test_forked_workflow_agent_inheriting_a_secret_is_denied(store: SqliteStore,
+                                                             tmp_path: Path) -> None:
+    p = workflow("await agent('carry on', {agentType: 'Fork'})")
+    p["transcript_path"] = str(_transcript(tmp_path, f"key:\n{PRIVATE_KEY}"))
+    out = engine(store, tmp_path).handle(p)
+    assert decision(out) == "deny" and "fork would inherit" in reason(out)
+
+
 def test_unchecked_agents_can_be_allowed_by_policy_and_are_still_audited(
         store: SqliteStore, tmp_path: Path) -> None:
     e = engine(store, tmp_path, surfaces={"unchecked_agents": "allow"})
