@@ -165,16 +165,11 @@ class PolicyEngine:
         base = {**self._base(p, ti), **(audit_extra or {})}
         if enforced:
             return self._deny_findings(base, enforced, warned, findings)
-        for agent_type in (agent_types or [base["agent_type"]]) if slots else ():
-            if cfg.breaker.mode == "off":
-                break
-            verdict = self.breakers.check(agent_type)
-            if not verdict.allowed:
-                f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
-                if cfg.breaker.mode == "enforce":
-                    return self._deny_findings(base, [f], warned, findings,
-                                               retry_after=verdict.retry_after_s)
-                warned.append(f)
+        if slots and cfg.breaker.mode != "off":
+            tripped = self._breakers(base, agent_types or [base["agent_type"]], warned,
+                                     findings)
+            if tripped is not None:
+                return tripped
         admitted = self._admit(p, base, warned, findings, slots, group) if slots else (0, 1, "")
         if isinstance(admitted, dict):
             return admitted
@@ -187,6 +182,19 @@ class PolicyEngine:
             notes.append(admitted[2])
         return hook_output("PreToolUse", allow_with=updated_input if redact else None,
                            system_message=_notes(notes))
+
+    def _breakers(self, base: dict[str, Any], agent_types: Sequence[str],
+                  warned: list[Finding], findings: list[Finding]) -> dict[str, Any] | None:
+        for agent_type in agent_types:
+            verdict = self.breakers.check(agent_type)
+            if verdict.allowed:
+                continue
+            f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
+            if self.config.breaker.mode == "enforce":
+                return self._deny_findings(base, [f], warned, findings,
+                                           retry_after=verdict.retry_after_s)
+            warned.append(f)
+        return None
 
     def _admit(self, p: Mapping[str, Any], base: dict[str, Any], warned: list[Finding],
                findings: list[Finding], slots: int = 1, group: bool = False
