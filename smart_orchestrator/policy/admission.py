@@ -175,6 +175,13 @@ class Admission:
                 conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
                              (agent_id, lease_id))
 
+    def bind(self, lease_id: str, agent_id: str) -> bool:
+        """Bind a lease to an agent known to be running now, whatever the agents table
+        says (a resumed agent's second SubagentStart may not have been recorded)."""
+        with self._store.transaction() as conn:
+            return conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
+                                (agent_id, lease_id)).rowcount > 0
+
     def note_started(self, session_id: str, agent_id: str, agent_type: str,
                      now_us: int) -> int:
         """Remember a started agent and its depth, for nested spawns it may make.

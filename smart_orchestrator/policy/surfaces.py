@@ -229,7 +229,8 @@ class SurfaceChecks:
         elif tool == "SendMessage":
             agent = _s(resp.get("resumedAgentId") or resp.get("revivedAgentId"))
             if agent and not failed:
-                e.admission.attach_agent(_lease_id(p), agent, now_us)
+                # Held until its SubagentStop, or the next Stop that no longer lists it.
+                e.admission.bind(_lease_id(p), agent)
                 bound = agent
             else:
                 released = int(e.admission.release(lease_id=_lease_id(p), now_us=now_us))

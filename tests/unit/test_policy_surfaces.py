@@ -281,6 +281,22 @@ def test_send_message_that_resumes_an_agent_takes_a_slot_bound_to_it(
     assert leases(store) == 0
 
 
+def test_resumed_agent_holds_its_slot_until_a_stop_no_longer_lists_it(
+        store: SqliteStore, tmp_path: Path) -> None:
+    e = engine(store, tmp_path)
+    e.handle(pre_agent("bg", background=True))
+    e.handle(post_agent(status="async_launched", agent_id="aworker2"))
+    e.handle(subagent_event("SubagentStop", "aworker2"))  # its first run ended
+    assert leases(store) == 0
+    e.handle(send("continue"))
+    e.handle(send_done("aworker2"))
+    assert store.query("SELECT agent_id FROM leases") == [("aworker2",)]
+    e.handle(stop([{"id": "aworker2", "type": "subagent", "status": "running"}]))
+    assert leases(store) == 1
+    e.handle(stop([]))
+    assert leases(store) == 0
+
+
 def test_send_message_that_resumes_nothing_gives_its_slot_back(store: SqliteStore,
                                                                tmp_path: Path) -> None:
     e = engine(store, tmp_path)
