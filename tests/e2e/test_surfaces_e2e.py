@@ -161,6 +161,44 @@ def test_send_message_resuming_an_agent_needs_a_free_slot(
     assert row["decision"] == "deny" and row["resumes"] is True
 
 
+def test_a_resumed_agent_holds_a_slot_while_it_runs(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    _policy(claude_dirs["work"], "[admission]\nmax_in_flight_session = 1\n"
+                                 "wait_timeout_s = 2\n")
+    scripted_model.main([
+        agent_call("SM-4: first job", background=True, name="first"),
+        text("waiting"),
+        send_message("first", "continue with part two"),
+        agent_call("NEXT-4: another job"),
+        text("ok"), text("done")])
+    scripted_model.subagent("SM-4", [text("first done"), text("part two done")])
+    scripted_model.subagent("NEXT-4", [text("another done")])
+
+    def hold_the_resumed_run(request: ModelRequest) -> None:
+        if request.kind == "subagent" and "SM-4" in request.first_user_text and \
+                request.turn >= 1:
+            decided.wait(150)
+        elif request.kind == "main" and any(
+                "another done" in r.text or "Smart Orchestrator denied" in r.text
+                for r in request.tool_results):
+            decided.set()
+
+    decided = threading.Event()
+    scripted_model.on(hold_the_resumed_run)
+    run_plugin(run_claude, repo_root, "two jobs", env=DEFERRED).assert_success(
+        allow_denials=True)
+    results = scripted_model.tool_results("main")
+    [sent] = [r for r in results if r.tool_name == "SendMessage"]
+    assert not sent.is_error and "resumedAgentId" in sent.text, sent.text
+    [nxt] = [r for r in results if r.tool_name == "Agent" and r.is_error]
+    assert "already running in this session" in nxt.text, nxt.text
+    assert scripted_model.requests_for("NEXT-4") == []
+    ends = [json.loads(d) for *_, d in audit_rows(claude_dirs["home"], "surface.end")]
+    [bound] = [e["bound"] for e in ends if e["tool"] == "SendMessage"]
+    assert bound and bound in sent.text, ends
+
+
 # -- Workflow --------------------------------------------------------------------------------
 def _workflow(body: str) -> str:
     return META + body
