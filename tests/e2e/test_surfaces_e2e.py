@@ -28,6 +28,7 @@ from .harness import (
     send_message,
     task_stop,
     text,
+    tool_use,
     turn,
     workflow_call,
 )
@@ -136,6 +137,24 @@ def test_secret_in_a_structured_message_or_split_across_fields_is_denied(
                    if r.kind == "subagent")
     [row] = _decisions(claude_dirs["home"], "SendMessage")
     assert row["decision"] == "deny" and row["denied_by"][0].startswith("secrets-split:")
+
+
+def test_background_agent_cannot_send_a_secret_to_the_main_agent(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    scripted_model.main([agent_call("SM-5: find the key", background=True),
+                         text("waiting"), text("done"), text("done")])
+    scripted_model.subagent("SM-5", [
+        send_message("main", f"found it: {AWS_KEY} {AWS_SECRET}", summary="key"),
+        text("reported")])
+    run_plugin(run_claude, repo_root, "find it", env=DEFERRED).assert_success(
+        allow_denials=True)
+    [sent] = scripted_model.tool_results("SM-5")
+    assert sent.is_error and "environment variables" in sent.text, sent.text
+    assert not any(AWS_KEY in json.dumps(r.body) for r in scripted_model.requests
+                   if r.kind == "main")
+    [row] = _decisions(claude_dirs["home"], "SendMessage")
+    assert row["decision"] == "deny" and row["parent_agent_id"] and row["resumes"] is False
 
 
 def test_send_message_resuming_an_agent_needs_a_free_slot(
@@ -270,15 +289,21 @@ def test_workflow_with_computed_prompts_is_denied_as_unchecked(
                       args=[f"WF-6: use {AWS_KEY}", "WF-6: again"]),
         turn(workflow_call(_workflow("const f = () => agent('WF-6: x')\n"
                                      "await parallel([f, f, f, f])"))),
+        tool_use("Workflow", {"name": "probe"}),  # the saved script's meta.name
         text("ok")])
+    saved = claude_dirs["work"] / ".claude" / "workflows"
+    saved.mkdir(parents=True)
+    (saved / "fan-out.js").write_text(_workflow("await agent('WF-6: saved')"))
     scripted_model.subagent("WF-6", [text("ran")])
     run_plugin(run_claude, repo_root, "use a workflow", allowed_tools=["Workflow"])
     results = scripted_model.tool_results("main")
-    assert len(results) == 2 and all(r.is_error for r in results)
-    assert all("Workflow would start agents that cannot be checked" in r.text for r in results)
+    assert len(results) == 3 and all(r.is_error for r in results), results
+    assert all("Workflow would start agents that cannot be checked" in r.text
+               for r in results), [r.text for r in results]
+    assert "saved or on-disk" in results[2].text
     assert scripted_model.requests_for("WF-6") == []
     rows = _decisions(claude_dirs["home"], "Workflow")
-    assert [r["decision"] for r in rows] == ["deny", "deny"]
+    assert [r["decision"] for r in rows] == ["deny", "deny", "deny"]
 
 
 def test_unchecked_workflows_run_when_the_policy_allows_them(
