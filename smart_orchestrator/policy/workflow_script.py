@@ -29,6 +29,8 @@ _CALLABLE = frozenset({
     "agent", "parallel", "phase", "log", "then", "catch", "finally", "stringify", "parse",
     "String", "Number", "Boolean", "join", "trim", "slice", "includes", "startsWith",
     "endsWith", "toLowerCase", "toUpperCase", "toString", "push", "split", "if", "switch",
+    "Error", "TypeError", "max", "min", "floor", "ceil", "round", "abs", "keys", "values",
+    "entries", "isArray", "indexOf", "replace", "replaceAll", "padStart", "padEnd", "toFixed",
 })
 _FORBIDDEN = frozenset({
     "for", "while", "do", "function", "class", "eval", "Function", "import", "require",
@@ -62,7 +64,6 @@ class ScriptAnalysis(NamedTuple):
 class _Tok(NamedTuple):
     kind: str   # ident | str | num | punct
     text: str   # decoded value for strings
-    pos: int
 
 
 class _Uncheckable(Exception):
@@ -74,8 +75,7 @@ def analyze_script(script: str) -> ScriptAnalysis:
         tokens = _tokenize(script)
         return _Reader(tokens).read()
     except _Uncheckable as exc:
-        literals: tuple[str, ...] = ()
-        return ScriptAnalysis((), str(exc), literals)
+        return ScriptAnalysis((), str(exc), ())
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -100,18 +100,18 @@ def _tokenize(src: str) -> list[_Tok]:
             raise _Uncheckable("a backslash outside a string")
         elif ch in "'\"`":
             value, i = _string(src, i)
-            out.append(_Tok("str", value, i))
+            out.append(_Tok("str", value))
         elif m := _IDENT.match(src, i):
-            out.append(_Tok("ident", m.group(), i))
+            out.append(_Tok("ident", m.group()))
             i = m.end()
         elif m := _NUMBER.match(src, i):
-            out.append(_Tok("num", m.group(), i))
+            out.append(_Tok("num", m.group()))
             i = m.end()
         elif not ch.isascii():
             raise _Uncheckable(f"the non-ASCII character U+{ord(ch):04X} outside a string")
         else:
             op = next((p for p in _PUNCT if src.startswith(p, i)), ch)
-            out.append(_Tok("punct", op, i))
+            out.append(_Tok("punct", op))
             i += len(op)
     return out
 

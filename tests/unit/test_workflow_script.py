@@ -25,6 +25,8 @@ CHECKABLE = [
     ("destructuring", "const [a, b] = await parallel([() => agent('a'), async () => "
                       "agent('b')])", ["a", "b"]),
     ("no agents", "log('nothing')", []),
+    ("value helpers", "const n = Math.max(1, 2)\nif (!Array.isArray(args)) throw new Error('x')\n"
+                      "const t = 'p'.replace('p', 'q')\nconst r = await agent('q')", ["q"]),
 ]
 
 UNCHECKABLE = [
@@ -57,6 +59,10 @@ UNCHECKABLE = [
      "'function'"),
     ("eval", "eval(args)", "'eval'"),
     ("constructor string", "[].fill.constructor('return 1')", "'constructor'"),
+    ("callback to a value helper", "JSON.stringify({}, (k, v) => agent('x'))", "arrow"),
+    ("replace callback", "'aaa'.replace('a', () => agent('x'))", "arrow"),
+    ("shadowed agent parameter", "await agent('a').then(agent => agent('b'))",
+     "plain string literal"),
     ("tagged template", "String.raw`x`", "tagged"),
     ("unterminated string", "await agent('x)", "unterminated"),
     ("unbalanced", "await parallel([() => agent('x')", "unbalanced"),
