@@ -16,7 +16,7 @@ from typing import Any
 MAX_STDIN = 64 * 1024 * 1024
 # PreToolUse of these starts or feeds agents (smart_orchestrator.policy.surfaces.GATED_TOOLS,
 # not imported: this module must start without the package).
-AGENT_TOOLS = ("Agent", "Task", "Workflow", "SendMessage")
+AGENT_TOOLS = ("Agent", "Task", "Workflow", "SendMessage", "Skill")
 
 
 def _emit(out: dict[str, Any]) -> int:

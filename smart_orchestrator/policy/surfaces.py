@@ -10,7 +10,9 @@ module gives the other surfaces the same checks (docs/policy.md has the table):
   agent takes a slot, bound to the agent it resumed;
 - `TaskStop`: a stopped agent fires no SubagentStop, so its lease (or a stopped workflow's
   leases) is released here;
-- a fork inherits the whole conversation, which is scanned for credentials.
+- a fork inherits the whole conversation, which is scanned for credentials;
+- `Skill`: a skill whose frontmatter says `context: fork` runs in a subagent that gets the
+  skill's text and the call's `args`: the args are checked and the agent takes a slot.
 
 A new surface is one entry in `PRE_TOOLS`/`POST_TOOLS` and a method here.
 """
@@ -21,7 +23,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..canonical import digest_text
 from .agent_types import canonical_agent_type
@@ -32,13 +34,13 @@ if TYPE_CHECKING:
     from .engine import PolicyEngine
 
 __all__ = ["FORK_TYPE", "GATED_TOOLS", "POST_TOOLS", "PRE_TOOLS", "UNCLAIMED_EVENTS",
-           "WORKFLOW_AGENT_TYPE", "SurfaceChecks"]
+           "WORKFLOW_AGENT_TYPE", "SurfaceChecks", "find_fork_skill"]
 
 # Events that decide nothing and are safe to handle twice: both hooks run them, unclaimed
 # (a Stop carries no id of its own, so a claim would let only a session's first one run).
 UNCLAIMED_EVENTS = frozenset({"Stop"})
-PRE_TOOLS = frozenset({"Workflow", "SendMessage"})
-POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop"})
+PRE_TOOLS = frozenset({"Workflow", "SendMessage", "Skill"})
+POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop", "Skill"})
 # PreToolUse of these starts or feeds agents: a failed check denies them.
 GATED_TOOLS = frozenset({"Agent", "Task"}) | PRE_TOOLS
 WORKFLOW_AGENT_TYPE = "workflow-subagent"   # what SubagentStart reports for agent() agents
@@ -61,6 +63,8 @@ class SurfaceChecks:
                                                   "object", True)], force_enforce=True)
         if tool == "Workflow":
             return self._pre_workflow(p, ti)
+        if tool == "Skill":
+            return self._pre_skill(p, ti)
         return self._pre_send_message(p, ti)
 
     def _pre_workflow(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +133,25 @@ class SurfaceChecks:
                               slots=1 if resumes else 0,
                               audit_extra={"to": digest_text(to)["sha256"][:16],
                                            "resumes": resumes})
+
+    def _pre_skill(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> dict[str, Any]:
+        name = _s(ti.get("skill"))
+        fork = find_fork_skill(name, self.e.project_dir)
+        if fork is False:
+            return {}  # runs inline: its args reach only the conversation that wrote them
+        texts = list(_string_leaves(ti.get("args"), "args"))
+        findings: list[Finding] = []
+        for field, text in texts:
+            findings += self._text_checks(f"Skill {field}", text, require=False)
+        if self.e.config.secrets.mode != "off":
+            findings += self._secrets(texts)[0]
+        agent_type, background = fork if fork is not None else (None, False)
+        view = {"prompt": "\n".join(t for _, t in texts), "run_in_background": background,
+                "subagent_type": agent_type or ""}
+        # A skill this reader cannot find (a plugin's) may fork: its args are checked, but
+        # no slot is taken for an agent that may not exist.
+        return self.e._decide(p, view, findings, slots=1 if fork else 0,
+                              audit_extra={"skill": name[:100], "forks": bool(fork)})
 
     def _unchecked(self, tool: str, problem: str | None) -> list[Finding]:
         if problem is None:
@@ -234,6 +257,13 @@ class SurfaceChecks:
                 bound = agent
             else:
                 released = int(e.admission.release(lease_id=_lease_id(p), now_us=now_us))
+        elif tool == "Skill":
+            agent = _s(resp.get("agentId"))
+            if agent and not failed and resp.get("status") == "async_launched":
+                e.admission.bind(_lease_id(p), agent)
+                bound = agent
+            else:
+                released = int(e.admission.release(lease_id=_lease_id(p), now_us=now_us))
         elif tool == "TaskStop" and not failed:
             task = _s(resp.get("task_id") or ti.get("task_id") or ti.get("shell_id"))
             if task:
@@ -269,6 +299,32 @@ class SurfaceChecks:
         if canonical_agent_type(agent_type) != canonical_agent_type(WORKFLOW_AGENT_TYPE):
             return None
         return self.e.admission.bind_unnamed(session_id, WORKFLOW_AGENT_TYPE, agent_id)
+
+
+_SKILL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_FRONTMATTER_KEY = re.compile(r"^(context|agent|background)\s*:\s*['\"]?([^'\"#\s]*)", re.M)
+
+
+def find_fork_skill(name: str, project_dir: Path
+                    ) -> tuple[str | None, bool] | Literal[False] | None:
+    """(agent type, background) for a `context: fork` skill, False for an inline one,
+    None when the skill's file is not where project and user skills live."""
+    name = name.lstrip("/")
+    if not _SKILL_NAME.match(name) or name.startswith("."):
+        return None
+    home = Path.home()
+    for base in (project_dir / ".claude", home / ".claude"):
+        for path in (base / "skills" / name / "SKILL.md", base / "commands" / f"{name}.md"):
+            try:
+                text = path.read_text("utf-8", "replace")[:20_000]
+            except OSError:
+                continue
+            head = text.split("\n---", 1)[0] if text.startswith("---") else ""
+            keys = {k: v for k, v in _FRONTMATTER_KEY.findall(head)}
+            if keys.get("context") != "fork":
+                return False
+            return keys.get("agent") or None, keys.get("background", "").lower() == "true"
+    return None
 
 
 def _workflow_group(session: str, task: str) -> str:

@@ -352,6 +352,31 @@ def test_task_stop_frees_the_stopped_agents_slot(
     assert [d["decision"] for d in _decisions(home, "Agent")] == ["allow", "allow"]
 
 
+# -- skills that fork -------------------------------------------------------------------------
+def test_forked_skill_args_with_a_secret_never_reach_its_agent(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    folder = claude_dirs["work"] / ".claude" / "skills" / "forker"
+    folder.mkdir(parents=True)
+    (folder / "SKILL.md").write_text("---\nname: forker\ndescription: runs in a subagent\n"
+                                     "context: fork\n---\nSKILL-1: do this: $ARGUMENTS\n")
+    scripted_model.main([
+        tool_use("Skill", {"skill": "forker", "args": f"deploy with {AWS_KEY} {AWS_SECRET}"}),
+        tool_use("Skill", {"skill": "forker", "args": "count the files"}),
+        text("ok")])
+    scripted_model.subagent("SKILL-1", [text("3 files")])
+    run_plugin(run_claude, repo_root, "go", allowed_tools=["Skill"]).assert_success(
+        allow_denials=True)
+    denied, ran = scripted_model.tool_results("main")
+    assert denied.is_error and "environment variables" in denied.text, denied.text
+    assert not ran.is_error and "3 files" in ran.text, ran.text
+    agents = scripted_model.requests_for("SKILL-1")
+    assert agents and not any(AWS_KEY in json.dumps(r.body) for r in agents)
+    rows = _decisions(claude_dirs["home"], "Skill")
+    assert [(r["decision"], r["forks"]) for r in rows] == [("deny", True), ("allow", True)]
+    _no_secret_on_disk(claude_dirs["home"], AWS_KEY, AWS_SECRET)
+
+
 # -- agent types and forks -------------------------------------------------------------------
 def _open_breaker(home: Path, agent_type: str) -> None:
     db = plugin_data(home) / "state.db"

@@ -400,3 +400,51 @@ def test_depth_follows_the_type_however_it_is_spelled(store: SqliteStore,
     e.handle(subagent_event("SubagentStart", "aparent"))  # Claude Code says general-purpose
     out = e.handle(pre_agent("child", agent_id="aparent", tool_use_id="toolu_c"))
     assert decision(out) == "deny" and "nesting depth 2" in reason(out)
+
+
+# -- skills that fork ---------------------------------------------------------------------
+def skill(name: str, args: Any = None, *, tool_use_id: str = "toolu_sk") -> dict[str, Any]:
+    ti: dict[str, Any] = {"skill": name}
+    if args is not None:
+        ti["args"] = args
+    return {"session_id": SESSION, "hook_event_name": "PreToolUse", "tool_name": "Skill",
+            "tool_input": ti, "tool_use_id": tool_use_id}
+
+
+def _skill_file(project: Path, name: str, frontmatter: str) -> None:
+    folder = project / ".claude" / "skills" / name
+    folder.mkdir(parents=True)
+    (folder / "SKILL.md").write_text(f"---\nname: {name}\n{frontmatter}---\nDo it: $ARGUMENTS\n")
+
+
+def test_forked_skill_args_are_checked_and_take_a_slot(store: SqliteStore,
+                                                       tmp_path: Path) -> None:
+    _skill_file(tmp_path, "forker", "context: fork\nagent: Explore\n")
+    e = engine(store, tmp_path, admission={"max_in_flight_session": 1, "wait_timeout_s": 0})
+    out = e.handle(skill("forker", f"use {AWS_KEY}"))
+    assert decision(out) == "deny" and "Skill call" in reason(out)
+    assert decision(e.handle(skill("forker", "count files", tool_use_id="t2"))) is None
+    assert store.query("SELECT agent_type FROM leases") == [("explore",)]
+    assert decision(e.handle(pre_agent("other"))) == "deny"  # the fork holds the slot
+    done = {"session_id": SESSION, "hook_event_name": "PostToolUse", "tool_name": "Skill",
+            "tool_input": {"skill": "forker"}, "tool_use_id": "t2",
+            "tool_response": {"success": True, "status": "forked", "agentId": "ask1"}}
+    e.handle(done)
+    assert leases(store) == 0
+    rows = audit_rows(store, "policy.decision")
+    assert [(r["tool"], r["decision"], r["forks"]) for r in rows[:2]] == [
+        ("Skill", "deny", True), ("Skill", "allow", True)]
+
+
+def test_inline_skill_is_not_an_agent(store: SqliteStore, tmp_path: Path) -> None:
+    _skill_file(tmp_path, "inline", "description: plain\n")
+    out = engine(store, tmp_path).handle(skill("inline", f"use {AWS_KEY}"))
+    assert out == {} and audit_rows(store, "policy.decision") == []
+
+
+def test_skill_that_cannot_be_found_has_its_args_scanned_without_a_slot(
+        store: SqliteStore, tmp_path: Path) -> None:
+    e = engine(store, tmp_path)
+    assert decision(e.handle(skill("plugin:thing", {"text": PRIVATE_KEY}))) == "deny"
+    assert decision(e.handle(skill("../../etc/x", "fine", tool_use_id="t2"))) is None
+    assert leases(store) == 0
