@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smart_orchestrator.policy.agent_types import canonical_agent_type
 from smart_orchestrator.policy.workflow_script import analyze_script
@@ -102,3 +104,15 @@ def test_distinct_agent_types_stay_distinct() -> None:
     assert canonical_agent_type("Explore") != canonical_agent_type("Plan")
     assert canonical_agent_type("") == canonical_agent_type(None) == \
         canonical_agent_type("general-purpose")
+
+
+_PIECES = st.sampled_from(["agent(", "parallel([", "() => ", "'x'", "`y`", "\\x41", "/", "//",
+                           "/*", "*/", "(", ")", "[", "]", "{", "}", ",", ":", ".", "=", "\n",
+                           " ", "then(", "async ", "agentType", "...", "${", "аgent"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_any_text_is_read_or_refused_never_crashes(body: str) -> None:
+    result = analyze_script(META + body)
+    assert (result.problem is None) or not result.agents
