@@ -14,7 +14,9 @@ import sys
 from typing import Any
 
 MAX_STDIN = 64 * 1024 * 1024
-AGENT_TOOLS = ("Agent", "Task")
+# PreToolUse of these starts or feeds agents (smart_orchestrator.policy.surfaces.GATED_TOOLS,
+# not imported: this module must start without the package).
+AGENT_TOOLS = ("Agent", "Task", "Workflow", "SendMessage", "Skill")
 
 
 def _emit(out: dict[str, Any]) -> int:
@@ -71,12 +73,17 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
         server_is_live,
         server_is_responsive,
     )
+    from smart_orchestrator.policy.surfaces import UNCLAIMED_EVENTS
     from smart_orchestrator.store import open_store
 
     try:
         store = open_store()
     except StoreError as exc:
         return _fail(event, tool, exc.one_line())
+    if event in UNCLAIMED_EVENTS:
+        from smart_orchestrator.policy import EngineFactory
+
+        return _emit(EngineFactory(store, source="command").decide(payload))
     session = str(payload.get("session_id") or "")
     tool_use_id = str(payload.get("tool_use_id") or "")
     key = claim_key(event, session, tool_use_id, str(payload.get("agent_id") or ""), payload)

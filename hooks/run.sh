@@ -3,9 +3,10 @@
 # the plugin's MCP server answers. When this session's server is live (it holds an
 # exclusive lock on its beacon file) and responsive (it touches the file every second),
 # the server decides and this hook does not start Python:
-# - PreToolUse(Agent) blocks, so this hook returns the decision the server left in
-#   servers/<session>.decided/<tool_use_id>; if none appears within half a second (the
-#   server is slow, or died mid-decision), Python waits for it or decides itself;
+# - PreToolUse (Agent, Workflow, SendMessage, Skill) blocks, so this hook returns the decision
+#   the server left in servers/<session>.decided/<tool_use_id>; if none appears within
+#   half a second (the server is slow, or died mid-decision), Python waits for it or
+#   decides itself;
 # - PostToolUse(Agent) and UserPromptSubmit with a task notification (the output gates)
 #   return the server's decision through Python, which decides itself if the server fails;
 # - the other events run in the background and only act when the server is down.

@@ -15,6 +15,7 @@ from smart_orchestrator.policy.claims import (
     decide_once,
     process_owner,
 )
+from smart_orchestrator.policy.surfaces import GATED_TOOLS, UNCLAIMED_EVENTS
 from smart_orchestrator.session import current as current_session
 
 from .state import AppState
@@ -31,7 +32,8 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
                      tool_response: str = "", agent_id: str = "", agent_type: str = "",
                      duration_ms: str = "", last_assistant_message: str = "",
                      stop_hook_active: str = "", error: str = "", trigger: str = "",
-                     prompt: str = "") -> str:
+                     prompt: str = "", transcript_path: str = "",
+                     background_tasks: str = "") -> str:
         """Decide a Claude Code hook event (called by the plugin's mcp_tool hooks).
 
         Returns hook output JSON: `{}` for no decision, or a deny/block with the reason.
@@ -47,6 +49,8 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
             factory = state.engine_factory()
         except Exception as exc:  # no store, no decision: subagent calls fail closed
             return _closed(payload, str(exc))
+        if event in UNCLAIMED_EVENTS:
+            return json.dumps(factory.decide(payload))
         key = claim_key(event, session_id, tool_use_id, agent_id, payload)
         try:
             settled = decide_once(store, key, process_owner("server"),
@@ -75,7 +79,7 @@ def _not_from_a_hook(ctx: Context[AppState, Any], session_id: str) -> str | None
 
 def _is_agent_call(payload: dict[str, Any]) -> bool:
     return payload.get("hook_event_name") == "PreToolUse" and \
-        payload.get("tool_name") in ("Agent", "Task")
+        payload.get("tool_name") in GATED_TOOLS
 
 
 def _closed(payload: dict[str, Any], reason: str) -> str:

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "bin" / "smart-orchestrator"
 SNAPSHOT = Path(__file__).with_name("tools.json")
 # Tools that start, resume or message agents: decided by the service, denied without it.
-AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop"})
+AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop", "Skill"})
 HOLD_S = float(os.environ.get("SMART_ORCHESTRATOR_SHIM_HOLD_S") or 100.0)
 TOOL_WAIT_S = 120.0
 START_EVERY_S = 5.0

@@ -112,19 +112,19 @@ class EngineFactory:
         scan_text("warm-up")
 
     def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from .engine import AGENT_TOOLS
         from .outputs import deny
+        from .surfaces import GATED_TOOLS
 
         if bad := _bad_id(payload):
             # Ids are keys in the store (leases, agents): Claude Code's are plain tokens, so
             # anything else came from another caller of policy_check and is not written.
             if payload.get("hook_event_name") == "PreToolUse" and \
-                    payload.get("tool_name") in AGENT_TOOLS:
+                    payload.get("tool_name") in GATED_TOOLS:
                 return deny(f"Smart Orchestrator denied this call: its {bad} is not an id.")
             return {}
         engine, error = self.get()
         if error and payload.get("hook_event_name") == "PreToolUse" and \
-                payload.get("tool_name") in AGENT_TOOLS:
+                payload.get("tool_name") in GATED_TOOLS:
             engine.audit.record("policy.decision", decision="deny", reason="invalid policy file",
                                 session_id=str(payload.get("session_id") or ""),
                                 source=self.source)

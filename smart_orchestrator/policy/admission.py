@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from ..resources import SystemSnapshot, pid_alive
 from ..store.sqlite import SqliteStore
+from .agent_types import canonical_agent_type
 from .config import AdmissionPolicy
 
 __all__ = ["Admission", "AdmissionResult", "LeaseRequest"]
@@ -31,6 +32,8 @@ class LeaseRequest(NamedTuple):
     parent_agent_id: str | None
     background: bool
     owner_pid: int | None
+    slots: int = 1  # a workflow takes one per agent it may start, all or none
+    group: bool = False  # lease ids `<lease_id>#k`, bound to agents as they start
 
 
 class AdmissionResult(NamedTuple):
@@ -94,12 +97,17 @@ class Admission:
 
     def _insert(self, conn: sqlite3.Connection, req: LeaseRequest, depth: int,
                 now_us: int) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, owner_pid,"
-            " depth, background, acquired_us, expires_us) VALUES (?,?,?,?,?,?,?,?,?)",
-            (req.lease_id, req.session_id, None, req.agent_type, req.owner_pid, depth,
-             int(req.background), now_us, now_us + int(self._policy.lease_ttl_s * 1e6)))
-        conn.execute("INSERT INTO spawns VALUES (?, ?)", (now_us, req.session_id))
+        ids = [f"{req.lease_id}#{k}" for k in range(max(1, req.slots))] if req.group \
+            else [req.lease_id]
+        agent_type = canonical_agent_type(req.agent_type)
+        for lease_id in ids:
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, "
+                "owner_pid, depth, background, acquired_us, expires_us) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (lease_id, req.session_id, None, agent_type, req.owner_pid, depth,
+                 int(req.background), now_us, now_us + int(self._policy.lease_ttl_s * 1e6)))
+            conn.execute("INSERT INTO spawns VALUES (?, ?)", (now_us, req.session_id))
 
     def _limits(self, conn: sqlite3.Connection, req: LeaseRequest, snap: SystemSnapshot,
                 now_us: int) -> AdmissionResult | None:
@@ -109,12 +117,18 @@ class Admission:
                                (req.session_id,)).fetchone()[0]
         # Without metrics we cannot know what fits: the safe setting is one at a time.
         machine_cap = p.max_in_flight_machine if snap.ok else 1
-        if session >= p.max_in_flight_session:
+        need = max(1, req.slots)
+        if need > min(p.max_in_flight_session, machine_cap):
+            return AdmissionResult(False, "too-many-agents", f"this call would start {need} "
+                                   f"agents, more than the limit of "
+                                   f"{min(p.max_in_flight_session, machine_cap)} at once")
+        wanted = f" (this call needs {need} slots)" if need > 1 else ""
+        if session + need > p.max_in_flight_session:
             return _busy("in-flight-session", f"{session} subagents already running in this "
-                         f"session (limit {p.max_in_flight_session})")
-        if machine >= machine_cap:
+                         f"session (limit {p.max_in_flight_session}){wanted}")
+        if machine + need > machine_cap:
             return _busy("in-flight-machine", f"{machine} subagents already running on this "
-                         f"machine (limit {machine_cap})")
+                         f"machine (limit {machine_cap}){wanted}")
         if snap.ok and snap.available_bytes < p.min_available_memory_mb * MIB:
             return _busy("memory", f"only {snap.available_bytes // MIB} MiB of memory available"
                          f" (need {p.min_available_memory_mb} MiB)")
@@ -125,7 +139,7 @@ class Admission:
         window_start = now_us - 60_000_000
         recent = conn.execute("SELECT count(*), min(ts_us) FROM spawns WHERE session_id = ? "
                               "AND ts_us > ?", (req.session_id, window_start)).fetchone()
-        if recent[0] >= p.spawns_per_minute:
+        if recent[0] + need > p.spawns_per_minute:
             wait = max(0.1, (recent[1] - window_start) / 1e6)
             return AdmissionResult(False, "spawn-rate", f"{recent[0]} spawns in the last minute "
                                    f"(limit {p.spawns_per_minute})", wait)
@@ -161,6 +175,13 @@ class Admission:
                 conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
                              (agent_id, lease_id))
 
+    def bind(self, lease_id: str, agent_id: str) -> bool:
+        """Bind a lease to an agent known to be running now, whatever the agents table
+        says (a resumed agent's second SubagentStart may not have been recorded)."""
+        with self._store.transaction() as conn:
+            return conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
+                                (agent_id, lease_id)).rowcount > 0
+
     def note_started(self, session_id: str, agent_id: str, agent_type: str,
                      now_us: int) -> int:
         """Remember a started agent and its depth, for nested spawns it may make.
@@ -169,14 +190,48 @@ class Admission:
         the newest lease of the same type in the session; leases are never bound here,
         because a wrong guess would release the wrong one.
         """
+        agent_type = canonical_agent_type(agent_type)
         with self._store.transaction() as conn:
             row = conn.execute(
                 "SELECT depth FROM leases WHERE session_id = ? AND agent_type = ? "
                 "ORDER BY acquired_us DESC LIMIT 1", (session_id, agent_type)).fetchone()
             depth = int(row[0]) if row else 1
-            conn.execute("INSERT OR IGNORE INTO agents VALUES (?,?,?,?,?,NULL)",
+            # A resumed agent (SendMessage) starts again under its old id: running anew.
+            conn.execute("INSERT INTO agents VALUES (?,?,?,?,?,NULL) ON CONFLICT (agent_id) "
+                         "DO UPDATE SET stopped_us = NULL",
                          (agent_id, session_id, agent_type, depth, now_us))
         return depth
+
+    # -- agents that no PreToolUse names: a workflow's -------------------------------------
+    def bind_unnamed(self, session_id: str, agent_type: str, agent_id: str) -> bool:
+        """Give a started agent one of the unbound leases its launcher took for it."""
+        with self._store.transaction() as conn:
+            return conn.execute(
+                "UPDATE leases SET agent_id = ? WHERE id = (SELECT id FROM leases WHERE "
+                "session_id = ? AND agent_type = ? AND agent_id IS NULL AND id LIKE '%#%' "
+                "ORDER BY acquired_us, id LIMIT 1)",
+                (agent_id, session_id, canonical_agent_type(agent_type))).rowcount > 0
+
+    def rename_group(self, old_prefix: str, new_prefix: str) -> int:
+        """Re-file a group of leases (`<prefix>#k`) under a new name, e.g. a task id."""
+        with self._store.transaction() as conn:
+            return conn.execute(
+                "UPDATE leases SET id = ? || substr(id, ?) WHERE substr(id, 1, ?) = ?",
+                (new_prefix, len(old_prefix) + 1, len(old_prefix) + 1,
+                 old_prefix + "#")).rowcount
+
+    def release_group(self, prefix: str) -> int:
+        with self._store.transaction() as conn:
+            return conn.execute("DELETE FROM leases WHERE substr(id, 1, ?) = ?",
+                                (len(prefix) + 1, prefix + "#")).rowcount
+
+    def groups(self, session_id: str, marker: str) -> set[str]:
+        """The prefixes of the session's lease groups whose names start with `marker`."""
+        with self._store.transaction() as conn:
+            rows = conn.execute("SELECT id FROM leases WHERE session_id = ? AND "
+                                "substr(id, 1, ?) = ?",
+                                (session_id, len(marker), marker)).fetchall()
+        return {str(r[0]).rpartition("#")[0] for r in rows if "#" in str(r[0])}
 
     def release(self, *, lease_id: str | None = None, agent_id: str | None = None,
                 now_us: int = 0) -> bool:
@@ -191,6 +246,25 @@ class Admission:
             else:
                 cur = conn.execute("DELETE FROM leases WHERE agent_id = ?", (agent_id,))
             return cur.rowcount > 0
+
+    def release_finished(self, session_id: str, running: set[str]) -> int:
+        """Background agents' leases whose agent is no longer running (stopped by TaskStop,
+        or ended without a SubagentStop that reached us)."""
+        with self._store.transaction() as conn:
+            rows = conn.execute("SELECT id, agent_id FROM leases WHERE session_id = ? AND "
+                                "agent_id IS NOT NULL AND instr(id, '#') = 0",
+                                (session_id,)).fetchall()
+            gone = [r[0] for r in rows if r[1] not in running]
+            for lease_id in gone:
+                conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+        return len(gone)
+
+    def agent_running(self, agent_id: str) -> bool:
+        """Started and not stopped: a message to it queues, it starts nothing."""
+        with self._store.transaction() as conn:
+            row = conn.execute("SELECT stopped_us FROM agents WHERE agent_id = ?",
+                               (agent_id,)).fetchone()
+        return row is not None and row[0] is None
 
     def release_session(self, session_id: str) -> int:
         with self._store.transaction() as conn:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from ..resources import pid_alive
 from ..store.sqlite import SqliteStore
+from .agent_types import canonical_agent_type
 from .config import BreakerPolicy
 
 __all__ = ["BreakerVerdict", "CircuitBreakers", "process_trial_owner"]
@@ -54,6 +55,7 @@ class CircuitBreakers:
         """May an agent of this type start? A caller let through as the half-open trial
         owns it (`owner`, by default this process) for `hold_s` seconds, until it binds
         the trial to a lease, releases it, or records the outcome."""
+        agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         owner = owner or process_trial_owner()
         with self._store.transaction() as conn:
@@ -85,6 +87,7 @@ class CircuitBreakers:
     def bind_trial(self, agent_type: str, owner: str, new_owner: str, ttl_s: float) -> None:
         """Hand the trial on, e.g. to its lease once admission granted it
         (`lease:<id>`: it then lives as long as the lease, at most `ttl_s`)."""
+        agent_type = canonical_agent_type(agent_type)
         with self._store.transaction() as conn:
             conn.execute("UPDATE breakers SET trial_owner = ?, trial_expires_us = ? "
                          "WHERE agent_type = ? AND state = 'half_open' AND trial_owner = ?",
@@ -93,6 +96,7 @@ class CircuitBreakers:
     def release_trial(self, agent_type: str, owner: str) -> bool:
         """The trial will not run (admission denied it): the next caller may be the trial.
         The cool-down has passed, so `open` with the old opening time lets it through."""
+        agent_type = canonical_agent_type(agent_type)
         with self._store.transaction() as conn:
             cur = conn.execute("UPDATE breakers SET state = 'open', trial_owner = NULL, "
                                "trial_expires_us = NULL WHERE agent_type = ? AND "
@@ -101,6 +105,7 @@ class CircuitBreakers:
 
     def record(self, agent_type: str, ok: bool) -> str | None:
         """Returns the new state when this outcome changed it."""
+        agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         p = self._policy
         with self._store.transaction() as conn:

@@ -83,6 +83,18 @@ class ToolsPolicy(NamedTuple):
     deny_credential_reads: bool = True
 
 
+class SurfacesPolicy(NamedTuple):
+    """Agents started other ways than the Agent tool (Workflow scripts, SendMessage)."""
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
+    # A tool call that would start agents the checks cannot see (a workflow whose prompts
+    # or agent count are computed at runtime, a saved or on-disk workflow, a fork whose
+    # inherited conversation cannot be read): deny it, or allow it with an audit row.
+    unchecked_agents: Literal["deny", "allow"] = "deny"
+    # The most conversation text a fork may inherit and still be scanned (over it: unchecked).
+    max_fork_context_mb: Annotated[int, Ge(1)] = 64
+
+
 class PolicyConfig(NamedTuple):
     preset: Literal["default", "strict", "permissive"] = "default"
     prompt: PromptPolicy = PromptPolicy()
@@ -91,6 +103,7 @@ class PolicyConfig(NamedTuple):
     breaker: BreakerPolicy = BreakerPolicy()
     output: OutputPolicy = OutputPolicy()
     tools: ToolsPolicy = ToolsPolicy()
+    surfaces: SurfacesPolicy = SurfacesPolicy()
     # Where each effective value came from: "section.key" -> "default" | "preset:X" | path.
     # Filled in by the loader, never read from the file.
     sources: dict[str, str] | None = None

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,12 @@ from ..resources import SystemSnapshot, sample_system
 from ..scrub import scrub_label, scrub_text
 from ..store.sqlite import SqliteStore
 from .admission import Admission, LeaseRequest
+from .agent_types import canonical_agent_type
 from .breaker import CircuitBreakers
 from .checks import Finding, check_injection, check_prompt, load_allowlist, scan_secrets
 from .config import PolicyConfig
 from .outputs import OutputChecks, deny, hook_output
+from .surfaces import FORK_TYPE, GATED_TOOLS, POST_TOOLS, PRE_TOOLS, SurfaceChecks
 
 __all__ = ["AGENT_TOOLS", "PolicyEngine"]
 
@@ -53,6 +55,7 @@ class PolicyEngine:
         self.breakers = CircuitBreakers(store, config.breaker, clock)
         self.owner_pid = owner_pid
         self.outputs = OutputChecks(self)
+        self.surfaces = SurfaceChecks(self)
 
     # -- entry -------------------------------------------------------------------------
     def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,9 +63,17 @@ class PolicyEngine:
         tool = str(payload.get("tool_name") or "")
         try:
             if event == "PreToolUse":
-                return self.pre_agent(payload) if tool in AGENT_TOOLS else self.pre_tool(payload)
+                if tool in AGENT_TOOLS:
+                    return self.pre_agent(payload)
+                if tool in PRE_TOOLS:
+                    return self.surfaces.pre(payload)
+                return self.pre_tool(payload)
             if event in ("PostToolUse", "PostToolUseFailure") and tool in AGENT_TOOLS:
                 return self.outputs.post_agent(payload)
+            if event in ("PostToolUse", "PostToolUseFailure") and tool in POST_TOOLS:
+                return self.surfaces.post(payload)
+            if event == "Stop":
+                return self.surfaces.stop(payload)
             if event == "SubagentStart":
                 return self.subagent_start(payload)
             if event == "SubagentStop":
@@ -86,7 +97,7 @@ class PolicyEngine:
         with contextlib.suppress(Exception):
             self.audit.record("policy.error", event=event, tool=tool, error=type(exc).__name__,
                               session_id=_s(payload.get("session_id")), source=self.source)
-        if event == "PreToolUse" and tool in AGENT_TOOLS:
+        if event == "PreToolUse" and tool in GATED_TOOLS:
             return deny(reason)
         return {}
 
@@ -112,6 +123,8 @@ class PolicyEngine:
         if cfg.secrets.mode != "off":
             secret_findings, updated = self._scan_prompt_secrets(ti)
             findings += secret_findings
+        if canonical_agent_type(_s(ti.get("subagent_type"))) == FORK_TYPE:
+            findings += self.surfaces.fork_findings(p)
         return self._decide(p, ti, findings, updated_input=updated)
 
     def _scan_prompt_secrets(self, ti: Mapping[str, Any]
@@ -137,7 +150,11 @@ class PolicyEngine:
 
     def _decide(self, p: Mapping[str, Any], ti: Mapping[str, Any], findings: list[Finding],
                 *, updated_input: dict[str, Any] | None = None,
-                force_enforce: bool = False) -> dict[str, Any]:
+                force_enforce: bool = False, slots: int = 1, group: bool = False,
+                agent_types: Sequence[str] | None = None,
+                audit_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Deny on enforced findings, then breakers, then admission of `slots` agents
+        (0: the call starts none), and one audit row whatever the outcome."""
         cfg = self.config
         redact = (updated_input is not None and cfg.secrets.action == "redact"
                   and cfg.secrets.mode == "enforce")
@@ -148,37 +165,25 @@ class PolicyEngine:
                 continue
             mode = "enforce" if force_enforce else self._mode(f.check)
             (enforced if mode == "enforce" else warned).append(f)
-        base = self._base(p, ti)
+        base = {**self._base(p, ti), **(audit_extra or {})}
         if enforced:
             return self._deny_findings(base, enforced, warned, findings)
-        agent_type = base["agent_type"]
-        trial: str | None = None
-        if cfg.breaker.mode != "off":
-            verdict = self.breakers.check(agent_type)
-            trial = verdict.trial_owner
-            if not verdict.allowed:
-                f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
-                if cfg.breaker.mode == "enforce":
-                    return self._deny_findings(base, [f], warned, findings,
-                                               retry_after=verdict.retry_after_s)
-                warned.append(f)
+        trials: list[tuple[str, str]] = []
+        if slots and cfg.breaker.mode != "off":
+            tripped = self._breakers(base, agent_types or [base["agent_type"]], warned,
+                                     findings, trials)
+            if tripped is not None:
+                self._settle_trials(trials, None)
+                return tripped
         lease_id = _lease_id(p)
         try:
-            admitted = self._admit(p, lease_id, base, warned, findings)
+            admitted = (self._admit(p, lease_id, base, warned, findings, slots, group)
+                        if slots else (0, 1, ""))
         except BaseException:
-            if trial is not None:
-                self.breakers.release_trial(agent_type, trial)
+            self._settle_trials(trials, None)
             raise
-        if trial is not None:
-            # The trial belongs to the agent from now on: a denied one frees the trial for
-            # the next caller; an admitted one lives as long as its lease.
-            if isinstance(admitted, dict):
-                self.breakers.release_trial(agent_type, trial)
-            else:
-                self.breakers.bind_trial(
-                    agent_type, trial, f"lease:{lease_id}"
-                    if cfg.admission.mode != "off" else "agent:unleased",
-                    cfg.admission.lease_ttl_s)
+        self._settle_trials(trials, None if isinstance(admitted, dict) else
+                            (f"{lease_id}#0" if group else lease_id))
         if isinstance(admitted, dict):
             return admitted
         self.audit.record("policy.decision", **base, decision="allow",
@@ -191,17 +196,45 @@ class PolicyEngine:
         return hook_output("PreToolUse", allow_with=updated_input if redact else None,
                            system_message=_notes(notes))
 
+    def _breakers(self, base: dict[str, Any], agent_types: Sequence[str],
+                  warned: list[Finding], findings: list[Finding],
+                  trials: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """Each type's breaker; a half-open one this call is the trial of goes in `trials`."""
+        for agent_type in agent_types:
+            verdict = self.breakers.check(agent_type)
+            if verdict.trial_owner is not None:
+                trials.append((agent_type, verdict.trial_owner))
+            if verdict.allowed:
+                continue
+            f = Finding("breaker", "circuit-open", "high", verdict.reason, True)
+            if self.config.breaker.mode == "enforce":
+                return self._deny_findings(base, [f], warned, findings,
+                                           retry_after=verdict.retry_after_s)
+            warned.append(f)
+        return None
+
+    def _settle_trials(self, trials: list[tuple[str, str]], lease_id: str | None) -> None:
+        """The trials belong to the agent from now on: a call that will not run frees them
+        for the next caller (`lease_id` None); an admitted one lives as long as its lease."""
+        for agent_type, owner in trials:
+            if lease_id is None:
+                self.breakers.release_trial(agent_type, owner)
+            else:
+                self.breakers.bind_trial(
+                    agent_type, owner, f"lease:{lease_id}"
+                    if self.config.admission.mode != "off" else "agent:unleased",
+                    self.config.admission.lease_ttl_s)
+
     def _admit(self, p: Mapping[str, Any], lease_id: str, base: dict[str, Any],
-               warned: list[Finding],
-               findings: list[Finding]) -> dict[str, Any] | tuple[int, int, str]:
+               warned: list[Finding], findings: list[Finding], slots: int = 1,
+               group: bool = False) -> dict[str, Any] | tuple[int, int, str]:
         mode = self.config.admission.mode
         if mode == "off":
             return (0, 1, "")
-        ti = p.get("tool_input") or {}
         req = LeaseRequest(
             lease_id=lease_id, session_id=base["session_id"], agent_type=base["agent_type"],
             parent_agent_id=_s(p.get("agent_id")) or None,
-            background=ti.get("run_in_background") is not False, owner_pid=self.owner_pid)
+            background=base["background"], owner_pid=self.owner_pid, slots=slots, group=group)
         try:
             result = self.admission.acquire(req, enforce=(mode == "enforce"))
         except Exception as exc:  # e.g. a locked store: decided by the section's on_error
@@ -228,8 +261,9 @@ class PolicyEngine:
                           would_deny=[f"{f.check}:{f.rule_id}" for f in warned],
                           retry_after_s=retry_after, waited_ms=int(waited_s * 1000))
         details = "; ".join(f"{f.check}: {f.detail}" for f in enforced[:5])
-        reason = f"Smart Orchestrator denied this subagent call. {details}."
-        if any(f.check == "secrets" for f in enforced):
+        what = "subagent call" if base["tool"] in AGENT_TOOLS else f"{base['tool']} call"
+        reason = f"Smart Orchestrator denied this {what}. {details}."
+        if any(f.check in ("secrets", "secrets-split") for f in enforced):
             reason += " " + ENV_ADVICE
         if retry_after is not None:
             reason += f" Retry in about {max(1, round(retry_after))} s."
@@ -243,6 +277,8 @@ class PolicyEngine:
             "secrets": cfg.secrets.mode, "admission": cfg.admission.mode,
             "breaker": cfg.breaker.mode, "tools": cfg.tools.mode,
             "output-secrets": cfg.output.secrets, "output-injection": cfg.output.injection,
+            "secrets-split": cfg.secrets.mode, "fork-context": cfg.secrets.mode,
+            "surfaces": cfg.surfaces.mode,
         }.get(check, "enforce")
 
     def _guard(self, section: str, fn: Callable[[], list[Finding]]) -> list[Finding]:
@@ -307,8 +343,10 @@ class PolicyEngine:
         now_us = int(self.clock() * 1e6)
         depth = self.admission.note_started(_s(p.get("session_id")), agent_id,
                                             agent_type or "general-purpose", now_us)
+        leased = self.surfaces.agent_started(_s(p.get("session_id")), agent_type, agent_id)
         self.audit.record("agent.start", session_id=_s(p.get("session_id")), agent_id=agent_id,
-                          agent_type=agent_type, depth=depth, source=self.source)
+                          agent_type=agent_type, depth=depth, source=self.source,
+                          **({} if leased is None else {"leased": leased}))
         return {}
 
     def pre_compact(self, p: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,10 +28,13 @@ __all__ = [
     "invalid_request_error",
     "overloaded_error",
     "rate_limit_error",
+    "send_message",
     "server_error",
+    "task_stop",
     "text",
     "tool_use",
     "turn",
+    "workflow_call",
 ]
 
 _ALNUM = string.ascii_letters + string.digits
@@ -121,6 +124,26 @@ def agent_call(
         **extra,
     }
     return tool_use("Agent", args, delay=delay)
+
+
+def workflow_call(script: str, *, delay: float = 0.0, **extra: Any) -> Turn:
+    """A `Workflow` tool call running `script` (JavaScript whose `agent()` calls start
+    agents). Claude Code asks permission for it: allow `Workflow` in the run."""
+    return tool_use("Workflow", {"script": script, **extra}, delay=delay)
+
+
+def send_message(to: str, message: Any, *, summary: str | None = None, delay: float = 0.0,
+                 **extra: Any) -> Turn:
+    """A `SendMessage` call: queues for a running agent, resumes a finished one."""
+    args: dict[str, Any] = {"to": to, "message": message, **extra}
+    if summary is not None:
+        args["summary"] = summary
+    return tool_use("SendMessage", args, delay=delay)
+
+
+def task_stop(task_id: str, *, delay: float = 0.0) -> Turn:
+    """A `TaskStop` call: stops a background agent or workflow by its id."""
+    return tool_use("TaskStop", {"task_id": task_id}, delay=delay)
 
 
 def turn(*parts: Turn | Block, delay: float = 0.0, stop_reason: str | None = None) -> Turn:
