@@ -48,6 +48,30 @@ def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _stat_key(path: Path) -> tuple[Any, ...]:
+    # ctime and inode too: mtime and size are the caller's to set (`touch -d`).
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
+
+
+def _baseline(config: PolicyConfig, project_dir: Path) -> Path:
+    name = config.secrets.baseline or ".secrets.baseline"
+    path = Path(name)
+    return path if path.is_absolute() else project_dir / path
+
+
+def _sha256_of(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    except OSError:
+        return None
+
+
 class EngineFactory:
     """Builds engines, reloading the policy file when it changes."""
 
@@ -61,40 +85,65 @@ class EngineFactory:
         self._key: tuple[Any, ...] | None = None
         self._engine: PolicyEngine | None = None
         self._error: str | None = None
+        self._baseline: Path | None = None
 
     def policy_file(self) -> Path:
         from .config import policy_path
 
         return policy_path(self.project_dir)
 
-    def get(self) -> tuple[PolicyEngine, str | None]:
-        """The engine, and the policy file's error if it is invalid.
+    def get(self, session_id: str | None = None) -> tuple[PolicyEngine, str | None]:
+        """The engine of the policy in force for `session_id`, and the policy file's error
+        if it is invalid.
 
-        With an invalid file the engine runs on the built-in defaults (so leases are still
-        released and outputs still scanned); callers deny new spawns with the error.
+        The file is only a proposal (`policy/trust.py`): the session's pinned policy, made
+        stronger by the file where it is stronger. With an invalid file the engine runs on
+        the pin (so leases are still released and outputs still scanned); callers deny new
+        spawns with the error.
         """
-        from .config import PolicyConfig, load_policy
         from .engine import PolicyEngine
 
+        session = session_id if session_id is not None else \
+            os.environ.get("CLAUDE_CODE_SESSION_ID", "")
         path = self.policy_file()
-        try:
-            st = path.stat()
-            key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = (str(path), None, None)
+        key = (session, _stat_key(path), _stat_key(self._baseline_path()))
         if key != self._key or self._engine is None:
-            from ..errors import ConfigError
-
-            config: PolicyConfig
-            try:
-                config, self._error = load_policy(path), None
-            except ConfigError as exc:
-                config, self._error = PolicyConfig(), exc.one_line()
+            config = self._resolve(path, session)
             self._engine = PolicyEngine(self.store, config, project_dir=self.project_dir,
                                         source=self.source, owner_pid=owner_pid(),
                                         **self._kwargs)
             self._key = key
         return self._engine, self._error
+
+    def _resolve(self, path: Path, session: str) -> PolicyConfig:
+        from ..errors import ConfigError
+        from .config import PolicyConfig, load_policy
+        from .pinning import merge_stronger
+        from .trust import note_baseline, resolve
+
+        proposed: PolicyConfig | None
+        try:
+            proposed, self._error = load_policy(path), None
+        except ConfigError as exc:
+            proposed, self._error = None, exc.one_line()
+        try:
+            config = resolve(self.store, self.project_dir, session, proposed,
+                             source=self.source).config
+            self._baseline = _baseline(config, self.project_dir)
+            note_baseline(self.store, self.project_dir, session,
+                          config.secrets.baseline_sha256, _sha256_of(self._baseline),
+                          source=self.source)
+        except Exception as exc:  # the pin cannot be read: never fall back to the file alone
+            from .engine import _log_crash
+
+            _log_crash(exc)
+            self._error = (f"the pinned policy cannot be read ({type(exc).__name__}); "
+                           "subagent calls are denied until it can")
+            config = merge_stronger(PolicyConfig(), proposed or PolicyConfig()).config
+        return config
+
+    def _baseline_path(self) -> Path:
+        return self._baseline or self.project_dir / ".secrets.baseline"
 
     def warm(self) -> None:
         """Load the engine and the detectors now, so the first hook call is not slower."""
@@ -109,7 +158,7 @@ class EngineFactory:
         from .engine import AGENT_TOOLS
         from .outputs import deny
 
-        engine, error = self.get()
+        engine, error = self.get(str(payload.get("session_id") or ""))
         if error and payload.get("hook_event_name") == "PreToolUse" and \
                 payload.get("tool_name") in AGENT_TOOLS:
             engine.audit.record("policy.decision", decision="deny", reason="invalid policy file",

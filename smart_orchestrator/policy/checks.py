@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..detect.secrets import Allowlist, load_baseline, redact_text, scan_text
+from ..detect.secrets import Allowlist, parse_baseline, redact_text, scan_text
 from .config import PromptPolicy, SecretsPolicy
 
 __all__ = ["SEVERITY_RANK", "Finding", "check_prompt", "load_allowlist", "scan_output",
@@ -62,11 +62,26 @@ def check_injection(text: str, deny_at: str, check: str = "injection") -> list[F
 
 
 def load_allowlist(policy: SecretsPolicy, project_dir: Path) -> Allowlist | None:
+    """The baseline's allowlist, if its bytes are the ones the user confirmed.
+
+    A baseline is read and checked either way (a malformed one fails the check closed, as
+    it always did); one with unconfirmed bytes allowlists nothing: anyone who can write
+    the project could otherwise list the digests of their own secrets in it.
+    """
+    import hashlib
+
     if not policy.baseline:
-        default = project_dir / ".secrets.baseline"
-        return load_baseline(default) if default.is_file() else None
-    path = Path(policy.baseline)
-    return load_baseline(path if path.is_absolute() else project_dir / path)
+        path = project_dir / ".secrets.baseline"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(policy.baseline)
+        path = path if path.is_absolute() else project_dir / path
+    raw = path.read_bytes()
+    allow = parse_baseline(raw, path)
+    if policy.baseline_sha256 != hashlib.sha256(raw).hexdigest():
+        return None
+    return allow
 
 
 def scan_secrets(text: str, allowlist: Allowlist | None,

@@ -152,4 +152,27 @@ CREATE INDEX audit_by_kind_ts ON audit (kind, ts_us);
     (5, "claims remember the decision", """
 ALTER TABLE claims ADD COLUMN decision TEXT;
 """),
+    (6, "policy trust per project, pinned policy per session", """
+CREATE TABLE policy_trust (
+    project         TEXT PRIMARY KEY,
+    config          TEXT    NOT NULL,
+    digest          TEXT    NOT NULL,
+    origin          TEXT    NOT NULL,
+    updated_us      INTEGER NOT NULL
+);
+CREATE TABLE policy_pins (
+    session_id TEXT PRIMARY KEY,
+    project    TEXT    NOT NULL,
+    config     TEXT    NOT NULL,
+    digest     TEXT    NOT NULL,
+    pinned_us  INTEGER NOT NULL
+);
+CREATE INDEX policy_pins_by_project ON policy_pins (project, pinned_us);
+CREATE TABLE policy_changes (
+    session_id TEXT    NOT NULL,
+    change     TEXT    NOT NULL,
+    ts_us      INTEGER NOT NULL,
+    PRIMARY KEY (session_id, change)
+);
+"""),
 )
