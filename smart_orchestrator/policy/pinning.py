@@ -107,7 +107,7 @@ def _items(value: Any) -> frozenset[str]:
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return tuple(a) == tuple(b)
-    return type(a) is type(b) and a == b or (
+    return (type(a) is type(b) and a == b) or (
         _valid_number(a) and _valid_number(b) and float(a) == float(b))
 
 
