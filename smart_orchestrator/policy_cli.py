@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -271,7 +272,8 @@ def _session_leader(fd: int) -> int | None:
     import struct
     import termios
 
-    request = getattr(termios, "TIOCGSID", None)
+    # Python's termios does not export TIOCGSID; this is its value on Linux.
+    request = getattr(termios, "TIOCGSID", 0x5429 if sys.platform == "linux" else None)
     if request is None:
         return None
     try:
