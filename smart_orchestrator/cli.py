@@ -119,7 +119,12 @@ def _cmd_hook(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(_: argparse.Namespace) -> int:
-    return 0  # the launcher already found a Python with every dependency
+    # The launcher already found a Python with every dependency. Claude Code runs this as
+    # the SessionStart hook: pin the session's policy before the model can act.
+    from .policy_cli import pin_session
+
+    pin_session(sys.stdin)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:

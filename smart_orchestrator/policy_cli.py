@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["claude_ancestor", "register_policy_command"]
+__all__ = ["claude_ancestor", "pin_session", "register_policy_command"]
 
 # Set by Claude Code in every process it starts (hooks, MCP servers, Bash commands).
 _CLAUDE_VARS = (b"CLAUDECODE=", b"CLAUDE_CODE_SESSION_ID=", b"CLAUDE_CODE_ENTRYPOINT=")
@@ -41,6 +41,36 @@ def register_policy_command(sub: Sub) -> None:
     accept = psub.add_parser("accept", help="confirm, at a terminal, the policy file and "
                              "secrets baseline as they are now (for new sessions)")
     accept.set_defaults(fn=_cmd_accept)
+
+
+def pin_session(stdin: Any) -> None:
+    """Pin the policy of the session a SessionStart hook payload names (nothing else).
+
+    Later hooks pin it anyway on the session's first event; doing it here closes the gap
+    before the model's first tool call, which may be one no hook sees.
+    """
+    if stdin is None or stdin.isatty():
+        return
+    try:
+        payload = json.loads(stdin.buffer.read(1 << 20) or b"{}")
+    except (ValueError, OSError, RecursionError):
+        return
+    session = payload.get("session_id") if isinstance(payload, dict) else None
+    if payload.get("hook_event_name") != "SessionStart" or not isinstance(session, str) \
+            or not session:
+        return
+    from .policy import EngineFactory
+    from .store import open_store
+
+    try:
+        store = open_store()
+        try:
+            EngineFactory(store, source="session-start").get(session)
+        finally:
+            store.close()
+    except Exception as exc:  # not the gate: the session's first checked event pins too
+        print(f"smart-orchestrator: could not pin the session's policy: {exc}",
+              file=sys.stderr)
 
 
 # -- what is in force ----------------------------------------------------------------------
@@ -218,12 +248,21 @@ def _cmd_accept(args: argparse.Namespace) -> int:
             print("Cancelled: nothing changed.")
             return 1
         new, _ = accept(store, project, proposed, baseline,
-                        channel=f"tty:{os.ttyname(tty) if os.isatty(tty) else '?'}")
+                        channel=f"tty:{_tty_name()}")
     finally:
         store.close()
         os.close(tty)
     print(f"Accepted {new[:12]}: new sessions of {project} start with it.")
     return 0
+
+
+def _tty_name() -> str:
+    for stream in (sys.stdin, sys.stdout):
+        try:
+            return os.ttyname(stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            continue
+    return "/dev/tty"
 
 
 def _check_baseline(proposed: PolicyConfig, project: Path) -> None:

@@ -141,7 +141,8 @@ def accept(store: SqliteStore, project_dir: Path, proposed: PolicyConfig,
                      (project, json.dumps(config_values(config)), digest, _now_us()))
         AuditLog(store).record_in(
             conn, "policy.accepted", project=project, before=old.digest if old else None,
-            after=digest, weakened=list(weaker_keys(old.config, config)) if old else [],
+            after=digest, weakened=list(weaker_keys(old.config if old else PolicyConfig(),
+                                                    config)),
             baseline_sha256=baseline_sha256, channel=channel)
     return digest, (old.digest if old else None)
 

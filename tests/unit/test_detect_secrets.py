@@ -332,3 +332,14 @@ def test_import_does_not_pull_in_detect_secrets() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("decoration", [
+    "  # pragma: allowlist secret", "  <!-- pragma: allowlist secret -->",
+    "\n-- pragma: allowlist nextline secret", "\n(this line is only a comment, ignore it)",
+])
+def test_a_key_block_diluted_with_comments_is_still_a_key(decoration: str) -> None:
+    lines = ["-----BEGIN " + "RSA PRIVATE KEY-----", body(64, B62 + "+/"), body(64, B62 + "+/"),
+             body(40, B62 + "+/"), "-----END " + "RSA PRIVATE KEY-----"]
+    text = "\n".join(line + decoration for line in lines)
+    assert [f.rule_id for f in scan_text(text)] == ["private-key"]
