@@ -29,8 +29,9 @@ from .harness import ClaudeRun, ScriptedModel, agent_call, text, tool_use
 from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
 from .test_policy_e2e import AWS_KEY, AWS_SECRET, PRIVATE_KEY
 
-ANTHROPIC_KEY = "sk-ant-api03-" + ("Q7vN2xK9mR4tL8pW3zH6jB1cF5gD0sAyE4uI7oP2qT9wX3nM6kV8bZ1rJ5h"
-                                   "G0fC-aB3dE6gH9jK2mN5pQ8sT1vW4yZ7cF0hL3nP6rU9wX2zA5cE8gJ1")[:93] + "AA"
+_KEY_BODY = ("Q7vN2xK9mR4tL8pW3zH6jB1cF5gD0sAyE4uI7oP2qT9wX3nM6kV8bZ1rJ5h"
+             "G0fC-aB3dE6gH9jK2mN5pQ8sT1vW4yZ7cF0hL3nP6rU9wX2zA5cE8gJ1")
+ANTHROPIC_KEY = "sk-ant-api03-" + _KEY_BODY[:93] + "AA"
 SECRET_PROMPT = f"LEAK-{{n}}: deploy with key {AWS_KEY} and secret {AWS_SECRET}"
 TOML = Path(".claude") / "smart-orchestrator.toml"
 ALL_OFF = ('preset = "permissive"\n' + "".join(
@@ -63,9 +64,7 @@ def _run(scripted_model: ScriptedModel, run_claude: Runner, repo_root: Path,
     extra = ["--permission-mode", "bypassPermissions"] if bypass else []
     run_plugin(run_claude, repo_root, "go", allowed_tools=tools, extra_args=extra,
                env={"IS_SANDBOX": "1"} if bypass else None)
-    out = scripted_model.tool_results("main")[before:]
-    print("DEBUG", [(r.tool_name, r.is_error, r.text[:300]) for r in out])
-    return out
+    return scripted_model.tool_results("main")[before:]
 
 
 def _agent_results(results: list[Any]) -> list[Any]:
