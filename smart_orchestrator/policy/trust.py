@@ -6,7 +6,8 @@ keys apply at once (and raise the pin and the trusted policy), weaker ones keep 
 pinned value and are recorded once per distinct file as `policy.changed`. A weakening
 reaches new sessions only after the user confirms it in a terminal (`policy accept`,
 `policy.accepted`). A project seen for the first time trusts its file as it is
-(`policy.trusted` with `first_use`), the one point where a file is believed unconfirmed.
+(`policy.trusted` with `first_use`), the one point where a file is believed unconfirmed,
+unless settings files move the policy or the state (then no further than the defaults).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ..store.sqlite import SqliteStore
 
 __all__ = ["Resolution", "TrustState", "accept", "in_force_sources", "latest_pin",
-           "project_key", "resolve", "trusted"]
+           "project_key", "resolve", "settings_relocating_state", "trusted"]
 
 
 class TrustState(NamedTuple):
@@ -182,13 +183,39 @@ def _trust_first_use(conn: sqlite3.Connection, audit: AuditLog, project: str,
                      proposed: PolicyConfig, source: str) -> TrustState:
     config = proposed._replace(secrets=proposed.secrets._replace(baseline_sha256=None),
                                sources=None)
+    weaker = weaker_keys(PolicyConfig(), config)
+    relocated = settings_relocating_state(Path(project))
+    if relocated and weaker:
+        # Settings anyone could have written moved our state or policy: this "first use"
+        # may be a store the model made fresh to be trusted in. The defaults are the floor.
+        config = merge_stronger(PolicyConfig(), config).config
     digest, now = config_digest(config), _now_us()
     conn.execute("INSERT INTO policy_trust VALUES (?, ?, ?, 'first-use', ?)",
                  (project, json.dumps(config_values(config)), digest, now))
     audit.record_in(conn, "policy.trusted", project=project, digest=digest, first_use=True,
-                    weaker_than_defaults=list(weaker_keys(PolicyConfig(), config)),
-                    source=source)
+                    weaker_than_defaults=list(weaker), relocated_by=relocated,
+                    clamped=bool(relocated and weaker), source=source)
     return TrustState(config, digest, "first-use", now)
+
+
+# Variables that move where the policy or the state is read from.
+_RELOCATING = ("SMART_ORCHESTRATOR_", "CLAUDE_PLUGIN_DATA", "CLAUDE_PROJECT_DIR")
+
+
+def settings_relocating_state(project_dir: Path) -> list[str]:
+    """Settings files (project and user) whose `env` moves the policy or the state."""
+    found: list[str] = []
+    for path in (project_dir / ".claude" / "settings.json",
+                 project_dir / ".claude" / "settings.local.json",
+                 Path.home() / ".claude" / "settings.json"):
+        try:
+            env = json.loads(path.read_text(encoding="utf-8")).get("env")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(env, dict):
+            found += [f"{path.name}:{key}" for key in env
+                      if isinstance(key, str) and key.startswith(_RELOCATING)]
+    return found
 
 
 def _raise(conn: sqlite3.Connection, project: str, session_id: str, trust: TrustState,

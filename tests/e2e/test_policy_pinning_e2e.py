@@ -17,6 +17,7 @@ import os
 import pty
 import select
 import shlex
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -296,6 +297,32 @@ def test_a_policy_path_set_through_project_settings_is_only_a_proposal(
     _assert_denied(scripted_model, results, "LEAK-2")
     changed = _rows(home, "policy.changed")
     assert changed and "secrets.mode" in changed[-1]["weakened"], changed
+
+
+def test_state_moved_through_project_settings_is_not_a_fresh_first_use(
+        scripted_model: ScriptedModel, run_claude: Runner, repo_root: Path,
+        claude_dirs: dict[str, Path]) -> None:
+    work = claude_dirs["work"]
+    elsewhere = claude_dirs["cctmp"].parent / "elsewhere"
+    settings = json.dumps({"env": {"SMART_ORCHESTRATOR_DATA": str(elsewhere)}})
+    _subagents(scripted_model, 1, 2)
+    results = _run(scripted_model, run_claude, repo_root, [
+        tool_use("Write", {"file_path": str(work / TOML), "content": ALL_OFF}),
+        _bash(f"printf '%s' {shlex.quote(settings)} > .claude/settings.local.json"),
+        _secret_call(1)])
+    _assert_denied(scripted_model, results, "LEAK-1")
+    # The next session's hooks keep their state in a new, empty folder: a first use there,
+    # but not one that trusts a file weaker than the defaults.
+    results = _run(scripted_model, run_claude, repo_root, [_secret_call(2)], tools=())
+    _assert_denied(scripted_model, results, "LEAK-2")
+    conn = sqlite3.connect(f"file:{elsewhere / 'state.db'}?mode=ro", uri=True)
+    try:
+        trusted = [json.loads(d) for (d,) in conn.execute(
+            "SELECT data FROM audit WHERE kind = 'policy.trusted'")]
+    finally:
+        conn.close()
+    assert len(trusted) == 1 and trusted[0]["clamped"] is True, trusted
+    assert trusted[0]["relocated_by"] == ["settings.local.json:SMART_ORCHESTRATOR_DATA"]
 
 
 # -- strengthening -------------------------------------------------------------------------------

@@ -358,3 +358,20 @@ def test_claude_ancestor_walks_up_to_a_claude_process(tmp_path: Path) -> None:
     assert claude_ancestor(30, tmp_path) == 10
     assert claude_ancestor(50, tmp_path) is None
     assert claude_ancestor(60, tmp_path) == 60
+
+
+@pytest.mark.parametrize("variable", ["SMART_ORCHESTRATOR_DATA", "SMART_ORCHESTRATOR_DB",
+                                      "CLAUDE_PLUGIN_DATA"])
+def test_first_use_in_state_moved_by_settings_trusts_no_weaker_than_defaults(
+        store: SqliteStore, project: Path, variable: str) -> None:
+    # A fresh store the model pointed the hooks at must not be a fresh first use.
+    (project / ".claude" / "settings.local.json").write_text(
+        json.dumps({"env": {variable: "/tmp/elsewhere"}}))
+    write_policy(project, '[secrets]\nmode = "off"\n[prompt]\nmax_chars = 300\n')
+    assert decision(decide(store, project)) == "deny"
+    [trust] = rows(store, "policy.trusted")
+    assert trust["clamped"] is True and trust["relocated_by"] == [
+        f"settings.local.json:{variable}"]
+    assert trust["weaker_than_defaults"] == ["secrets.mode"]
+    in_force = trusted(store, project).config  # type: ignore[union-attr]
+    assert (in_force.secrets.mode, in_force.prompt.max_chars) == ("enforce", 300)
