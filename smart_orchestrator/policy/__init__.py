@@ -86,6 +86,7 @@ class EngineFactory:
         self._engine: PolicyEngine | None = None
         self._error: str | None = None
         self._baseline: Path | None = None
+        self._pinned = True  # False while the store cannot give the session's pin
 
     def policy_file(self) -> Path:
         from .config import policy_path
@@ -112,7 +113,8 @@ class EngineFactory:
             self._engine = PolicyEngine(self.store, config, project_dir=self.project_dir,
                                         source=self.source, owner_pid=owner_pid(),
                                         **self._kwargs)
-            self._key = key
+            # A pin the store could not give is asked for again on the next event.
+            self._key = key if self._pinned else None
         return self._engine, self._error
 
     def _resolve(self, path: Path, session: str) -> PolicyConfig:
@@ -126,20 +128,27 @@ class EngineFactory:
             proposed, self._error = load_policy(path), None
         except ConfigError as exc:
             proposed, self._error = None, exc.one_line()
+        self._pinned = False
         try:
             config = resolve(self.store, self.project_dir, session, proposed,
                              source=self.source).config
-            self._baseline = _baseline(config, self.project_dir)
-            note_baseline(self.store, self.project_dir, session,
-                          config.secrets.baseline_sha256, _sha256_of(self._baseline),
-                          source=self.source)
+            self._pinned = True
         except Exception as exc:  # the pin cannot be read: never fall back to the file alone
             from .engine import _log_crash
 
             _log_crash(exc)
             self._error = (f"the pinned policy cannot be read ({type(exc).__name__}); "
                            "subagent calls are denied until it can")
-            config = merge_stronger(PolicyConfig(), proposed or PolicyConfig()).config
+            return merge_stronger(PolicyConfig(), proposed or PolicyConfig()).config
+        self._baseline = _baseline(config, self.project_dir)
+        try:
+            note_baseline(self.store, self.project_dir, session,
+                          config.secrets.baseline_sha256, _sha256_of(self._baseline),
+                          source=self.source)
+        except Exception as exc:  # only the record is lost: the allowlist checks the bytes
+            from .engine import _log_crash
+
+            _log_crash(exc)
         return config
 
     def _baseline_path(self) -> Path:
@@ -161,9 +170,15 @@ class EngineFactory:
         engine, error = self.get(str(payload.get("session_id") or ""))
         if error and payload.get("hook_event_name") == "PreToolUse" and \
                 payload.get("tool_name") in AGENT_TOOLS:
-            engine.audit.record("policy.decision", decision="deny", reason="invalid policy file",
-                                session_id=str(payload.get("session_id") or ""),
-                                source=self.source)
+            import contextlib
+
+            # The store itself may be what failed; the denial stands anyway.
+            with contextlib.suppress(Exception):
+                engine.audit.record("policy.decision", decision="deny",
+                                    reason="invalid policy file" if self._pinned else
+                                    "pinned policy unreadable",
+                                    session_id=str(payload.get("session_id") or ""),
+                                    source=self.source)
             return deny(f"Smart Orchestrator cannot check subagent calls: {error}. Fix the "
                         "policy file; until then subagent calls are denied.")
         return engine.handle(payload)
