@@ -77,11 +77,32 @@ def load_allowlist(policy: SecretsPolicy, project_dir: Path) -> Allowlist | None
     else:
         path = Path(policy.baseline)
         path = path if path.is_absolute() else project_dir / path
-    raw = path.read_bytes()
+    raw = _read_regular(path)
     allow = parse_baseline(raw, path)
     if policy.baseline_sha256 != hashlib.sha256(raw).hexdigest():
         return None
     return allow
+
+
+_MAX_BASELINE = 16 << 20
+
+
+def _read_regular(path: Path) -> bytes:
+    """A FIFO in the baseline's place would hang the hook, and a hook that times out lets
+    the call through: only a regular file is read, without blocking."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BASELINE:
+            raise ValueError(f"secrets baseline {str(path)!r} is not a regular file of at "
+                             f"most {_MAX_BASELINE >> 20} MiB")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(_MAX_BASELINE + 1)
+    finally:
+        os.close(fd)
 
 
 def scan_secrets(text: str, allowlist: Allowlist | None,

@@ -375,3 +375,31 @@ def test_first_use_in_state_moved_by_settings_trusts_no_weaker_than_defaults(
     assert trust["weaker_than_defaults"] == ["secrets.mode"]
     in_force = trusted(store, project).config  # type: ignore[union-attr]
     assert (in_force.secrets.mode, in_force.prompt.max_chars) == ("enforce", 300)
+
+
+def test_an_inline_pragma_does_not_let_a_secret_out_of_a_subagent(store: SqliteStore,
+                                                                  project: Path) -> None:
+    from .policy_payloads import post_agent, subagent_event
+
+    factory = EngineFactory(store, source="command", project_dir=project, metrics=healthy)
+    factory.decide(pre_agent("SUBTASK: find the key", session="s1"))
+    answer = f"key = {AWS_KEY}  # pragma: allowlist secret\n{AWS_SECRET}  // pragma: " \
+             "allowlist secret"
+    out = factory.decide(post_agent(answer, session="s1"))
+    assert out["decision"] == "block"
+    stop = factory.decide(subagent_event("SubagentStop", "a1", message=answer))
+    assert stop["decision"] == "block"
+
+
+def test_a_fifo_in_place_of_the_accepted_baseline_fails_closed_without_hanging(
+        store: SqliteStore, project: Path) -> None:
+    write_policy(project, '[secrets]\nbaseline = "ci/allow.json"\n')
+    (project / "ci").mkdir()
+    sha = baseline_for(project, AWS_KEY)
+    (project / ".secrets.baseline").rename(project / "ci" / "allow.json")
+    accept(store, project, build_policy({"secrets": {"baseline": "ci/allow.json"}}, "t"), sha,
+           channel="test")
+    (project / "ci" / "allow.json").unlink()
+    os.mkfifo(project / "ci" / "allow.json")
+    out = decide(store, project, "SUBTASK: ok", session="s9")
+    assert decision(out) == "deny" and "fails closed" in reason(out)
