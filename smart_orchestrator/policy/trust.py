@@ -205,9 +205,12 @@ _RELOCATING = ("SMART_ORCHESTRATOR_", "CLAUDE_PLUGIN_DATA", "CLAUDE_PROJECT_DIR"
 def settings_relocating_state(project_dir: Path) -> list[str]:
     """Settings files (project and user) whose `env` moves the policy or the state."""
     found: list[str] = []
-    for path in (project_dir / ".claude" / "settings.json",
-                 project_dir / ".claude" / "settings.local.json",
-                 Path.home() / ".claude" / "settings.json"):
+    # The working directory too: Claude Code starts hooks there, and a settings file that
+    # moves CLAUDE_PROJECT_DIR is not in the folder it moves it to.
+    places = dict.fromkeys((project_dir, Path.cwd()))
+    files = [base / ".claude" / name for base in places
+             for name in ("settings.json", "settings.local.json")]
+    for path in (*files, Path.home() / ".claude" / "settings.json"):
         try:
             env = json.loads(path.read_text(encoding="utf-8")).get("env")
         except (OSError, ValueError, AttributeError):

@@ -299,12 +299,16 @@ def test_a_policy_path_set_through_project_settings_is_only_a_proposal(
     assert changed and "secrets.mode" in changed[-1]["weakened"], changed
 
 
+@pytest.mark.parametrize("variable", ["SMART_ORCHESTRATOR_DATA", "CLAUDE_PROJECT_DIR"])
 def test_state_moved_through_project_settings_is_not_a_fresh_first_use(
         scripted_model: ScriptedModel, run_claude: Runner, repo_root: Path,
-        claude_dirs: dict[str, Path]) -> None:
-    work = claude_dirs["work"]
+        claude_dirs: dict[str, Path], variable: str) -> None:
+    work, home = claude_dirs["work"], claude_dirs["home"]
     elsewhere = claude_dirs["cctmp"].parent / "elsewhere"
-    settings = json.dumps({"env": {"SMART_ORCHESTRATOR_DATA": str(elsewhere)}})
+    if variable == "CLAUDE_PROJECT_DIR":  # another "project", with a weak policy of its own
+        (elsewhere / ".claude").mkdir(parents=True)
+        (elsewhere / TOML).write_text(ALL_OFF)
+    settings = json.dumps({"env": {variable: str(elsewhere)}})
     _subagents(scripted_model, 1, 2)
     results = _run(scripted_model, run_claude, repo_root, [
         tool_use("Write", {"file_path": str(work / TOML), "content": ALL_OFF}),
@@ -315,14 +319,20 @@ def test_state_moved_through_project_settings_is_not_a_fresh_first_use(
     # but not one that trusts a file weaker than the defaults.
     results = _run(scripted_model, run_claude, repo_root, [_secret_call(2)], tools=())
     _assert_denied(scripted_model, results, "LEAK-2")
-    conn = sqlite3.connect(f"file:{elsewhere / 'state.db'}?mode=ro", uri=True)
+    db = elsewhere / "state.db" if variable == "SMART_ORCHESTRATOR_DATA" else \
+        plugin_data(home) / "state.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         trusted = [json.loads(d) for (d,) in conn.execute(
             "SELECT data FROM audit WHERE kind = 'policy.trusted'")]
     finally:
         conn.close()
+    if variable == "CLAUDE_PROJECT_DIR":
+        # Claude Code sets it for hooks itself, over settings: still the same project.
+        assert [t["project"] for t in trusted] == [os.path.realpath(work)], trusted
+        return
     assert len(trusted) == 1 and trusted[0]["clamped"] is True, trusted
-    assert trusted[0]["relocated_by"] == ["settings.local.json:SMART_ORCHESTRATOR_DATA"]
+    assert trusted[0]["relocated_by"] == [f"settings.local.json:{variable}"]
 
 
 # -- strengthening -------------------------------------------------------------------------------
