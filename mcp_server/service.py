@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import mcp_types as types
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.server.runner import serve_dual_era_loop
@@ -93,7 +94,9 @@ class _Service:
             self._hold_beacon(info.session_id)
             token = session.bind(info)
             try:
-                await _serve_mcp(buffered, stream, server, state)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_pin_policy, state, info.session_id)
+                    await _serve_mcp(buffered, stream, server, state)
             finally:
                 session.unbind(token)
                 self._drop_beacon(info.session_id)
@@ -141,6 +144,20 @@ class _Service:
                 break
             await anyio.sleep(1.0)
         self.stop()
+
+
+async def _pin_policy(state: Any, session_id: str) -> None:
+    """Pin the session's policy as it connects, before its model acts (the SessionStart
+    hook runs no Python). Its first checked event pins it anyway if this fails."""
+    def pin() -> None:
+        if session_id:
+            state.engine_factory().get(session_id)
+
+    try:
+        await anyio.to_thread.run_sync(pin)
+    except Exception as exc:  # not the gate: logged, the next event pins
+        print(f"smart-orchestrator: could not pin session {session_id[:8]}'s policy: {exc}",
+              file=sys.stderr, flush=True)
 
 
 def _waves_running(state: Any) -> bool:

@@ -30,6 +30,20 @@ _BASE64_CHARS_RE = re.compile(r"[A-Za-z0-9+/=]")
 _MAX_KEY_BLOCK = 64_000
 
 
+_KEY_LINE_RE = re.compile(r"[A-Za-z0-9+/]{32,}={0,2}")
+
+
+def _decorated_key(raw: str) -> bool:
+    """Key lines with text between or beside them (comments, markup): still a key.
+
+    Prose and placeholders have no runs of 32+ base64 characters; a real key body is
+    made of them, whatever was written around them to dilute it.
+    """
+    runs = _KEY_LINE_RE.findall(raw)
+    material = "".join(runs)
+    return len(runs) >= 2 and len(material) >= 64 and not looks_placeholder(material[:200])
+
+
 def _private_keys(text: str) -> list[Hit]:
     hits: list[Hit] = []
     begins = list(_KEY_BEGIN_RE.finditer(text))
@@ -38,9 +52,11 @@ def _private_keys(text: str) -> list[Hit]:
         end = _KEY_END_RE.search(text, begin.end(), min(limit, begin.end() + _MAX_KEY_BLOCK))
         if end is None:
             continue
-        body = _KEY_BODY_NOISE_RE.sub("", text[begin.end():end.start()])
+        raw = text[begin.end():end.start()]
+        body = _KEY_BODY_NOISE_RE.sub("", raw)
         b64 = len(_BASE64_CHARS_RE.findall(body))
-        if b64 < 40 or b64 < len(body) * 0.9 or looks_placeholder(body[:200]):
+        clean = b64 >= 40 and b64 >= len(body) * 0.9 and not looks_placeholder(body[:200])
+        if not clean and not _decorated_key(raw):
             continue
         header = begin.group(0).strip("-")
         hits.append(Hit("private-key", begin.start(), end.end(), "high", PRIORITY_FORMAT,

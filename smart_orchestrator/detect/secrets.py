@@ -2,8 +2,10 @@
 
 `scan_text` runs in time linear in its input: every pattern is bounded, each scanner
 is gated on a literal, and ordinary text is skipped a token at a time. Findings carry
-a redacted preview only, never the secret. detect-secrets baselines and its inline
-`pragma: allowlist secret` comments are honoured, without importing detect-secrets.
+a redacted preview only, never the secret. detect-secrets baselines are read without
+importing detect-secrets. Its inline `pragma: allowlist secret` comments are honoured
+only when the caller asks (`pragmas=True`): they mark lines of source files a person
+reviews, and whoever writes a prompt or an output could write one beside a secret.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
 from ._text import LineIndex, ascii_lower
 
-__all__ = ["Allowlist", "SecretFinding", "load_baseline", "redact_text", "scan_text"]
+__all__ = ["Allowlist", "SecretFinding", "load_baseline", "parse_baseline", "redact_text",
+           "scan_text"]
 
 
 class SecretFinding(NamedTuple):
@@ -63,11 +66,15 @@ _SHA1_RE = re.compile(r"[0-9a-fA-F]{40}")
 
 def load_baseline(path: str | os.PathLike[str]) -> Allowlist:
     """Read a detect-secrets baseline; a malformed file raises a one-line ValueError."""
+    with open(path, "rb") as fh:
+        return parse_baseline(fh.read(), path)
+
+
+def parse_baseline(raw: bytes, path: str | os.PathLike[str]) -> Allowlist:
     import json  # kept off the import path of every scan
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ValueError(f"secrets baseline {os.fspath(path)!r} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -101,8 +108,10 @@ _PRAGMA_NEXT_LINE_RE = re.compile(
     r"^[ \t]*(?:#|//|/\*|'|--|<!--)[ \t]*pragma: ?allowlist[ -]nextline[ -]secret")
 
 
-def scan_text(text: str, *, allowlist: Allowlist | None = None) -> list[SecretFinding]:
-    """Every secret in `text`, ordered by position, minus allowlisted ones."""
+def scan_text(text: str, *, allowlist: Allowlist | None = None,
+              pragmas: bool = False) -> list[SecretFinding]:
+    """Every secret in `text`, ordered by position, minus allowlisted ones (and, with
+    `pragmas`, minus those on a line an inline allowlist comment covers)."""
     if not text:
         return []
     lowered = ascii_lower(text)
@@ -110,7 +119,7 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None) -> list[SecretFi
     if not hits:
         return []
     index = LineIndex(text)
-    check_pragmas = "pragma" in lowered
+    check_pragmas = pragmas and "pragma" in lowered
     pragma_lines: dict[int, bool] = {}  # one check per line, however many hits it holds
     findings: list[SecretFinding] = []
     for hit in _resolve_overlaps(hits):

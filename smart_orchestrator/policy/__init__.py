@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..store.sqlite import SqliteStore
@@ -48,8 +49,45 @@ def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _stat_key(path: Path) -> tuple[Any, ...]:
+    # ctime and inode too: mtime and size are the caller's to set (`touch -d`).
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
+
+
+def _baseline(config: PolicyConfig, project_dir: Path) -> Path:
+    name = config.secrets.baseline or ".secrets.baseline"
+    path = Path(name)
+    return path if path.is_absolute() else project_dir / path
+
+
+def _sha256_of(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    except OSError:
+        return None
+
+
+class _Built(NamedTuple):
+    engine: PolicyEngine
+    error: str | None
+    pinned: bool  # False while the store cannot give the session's pin
+    baseline: Path
+
+
 class EngineFactory:
-    """Builds engines, reloading the policy file when it changes."""
+    """Builds engines for the policy in force, one per session and Claude Code process.
+
+    The per-user service decides for many sessions at once, from worker threads: engines
+    are kept per (session, process, policy file, baseline) key, so sessions never rebuild
+    each other's engine (and lose its memory of what each main agent was given)."""
+
+    MAX_ENGINES = 64
 
     def __init__(self, store: SqliteStore, *, source: str, project_dir: Path | None = None,
                  **engine_kwargs: Any) -> None:
@@ -61,46 +99,85 @@ class EngineFactory:
             project_dir = current_project()
         self.project_dir = project_dir
         self._kwargs = engine_kwargs
-        self._key: tuple[Any, ...] | None = None
-        self._engine: PolicyEngine | None = None
-        self._error: str | None = None
+        self._lock = threading.Lock()
+        self._built: dict[tuple[Any, ...], _Built] = {}
+        self._baselines: dict[str, Path] = {}
 
     def policy_file(self) -> Path:
         from .config import policy_path
 
         return policy_path(self.project_dir)
 
-    def get(self) -> tuple[PolicyEngine, str | None]:
-        """The engine, and the policy file's error if it is invalid.
+    def get(self, session_id: str | None = None) -> tuple[PolicyEngine, str | None]:
+        """The engine of the policy in force for `session_id`, and the policy file's error
+        if it is invalid.
 
-        With an invalid file the engine runs on the built-in defaults (so leases are still
-        released and outputs still scanned); callers deny new spawns with the error.
+        The file is only a proposal (`policy/trust.py`): the session's pinned policy, made
+        stronger by the file where it is stronger. With an invalid file the engine runs on
+        the pin (so leases are still released and outputs still scanned); callers deny new
+        spawns with the error.
         """
-        from .config import PolicyConfig, load_policy
+        built = self._get(session_id)
+        return built.engine, built.error
+
+    def _get(self, session_id: str | None) -> _Built:
+        from ..session import current
         from .engine import PolicyEngine
 
+        session = session_id if session_id is not None else current().session_id
         path = self.policy_file()
-        # Engines are per Claude Code process too: the service decides for many sessions,
-        # and each one's leases must die with its own process.
         pid = owner_pid()
-        try:
-            st = path.stat()
-            key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size, pid)
-        except OSError:
-            key = (str(path), None, None, pid)
-        if key != self._key or self._engine is None:
-            from ..errors import ConfigError
+        with self._lock:
+            baseline = self._baselines.get(session, self.project_dir / ".secrets.baseline")
+        key = (session, pid, _stat_key(path), _stat_key(baseline))
+        with self._lock:
+            cached = self._built.get(key)
+        if cached is not None:
+            return cached
+        config, error, pinned = self._resolve(path, session)
+        built = _Built(PolicyEngine(self.store, config, project_dir=self.project_dir,
+                                    source=self.source, owner_pid=pid, **self._kwargs),
+                       error, pinned, _baseline(config, self.project_dir))
+        with self._lock:
+            self._baselines[session] = built.baseline
+            # A pin the store could not give is asked for again on the next event.
+            if pinned:
+                self._built[key] = built
+                while len(self._built) > self.MAX_ENGINES:
+                    self._built.pop(next(iter(self._built)))
+        return built
 
-            config: PolicyConfig
-            try:
-                config, self._error = load_policy(path), None
-            except ConfigError as exc:
-                config, self._error = PolicyConfig(), exc.one_line()
-            self._engine = PolicyEngine(self.store, config, project_dir=self.project_dir,
-                                        source=self.source, owner_pid=pid,
-                                        **self._kwargs)
-            self._key = key
-        return self._engine, self._error
+    def _resolve(self, path: Path, session: str) -> tuple[PolicyConfig, str | None, bool]:
+        from ..errors import ConfigError
+        from .config import PolicyConfig, load_policy
+        from .pinning import merge_stronger
+        from .trust import note_baseline, resolve
+
+        proposed: PolicyConfig | None
+        error: str | None
+        try:
+            proposed, error = load_policy(path), None
+        except ConfigError as exc:
+            proposed, error = None, exc.one_line()
+        try:
+            config = resolve(self.store, self.project_dir, session, proposed,
+                             source=self.source).config
+        except Exception as exc:  # the pin cannot be read: never fall back to the file alone
+            from .engine import _log_crash
+
+            _log_crash(exc)
+            return (merge_stronger(PolicyConfig(), proposed or PolicyConfig()).config,
+                    f"the pinned policy cannot be read ({type(exc).__name__}); subagent "
+                    "calls are denied until it can", False)
+        try:
+            note_baseline(self.store, self.project_dir, session,
+                          config.secrets.baseline_sha256,
+                          _sha256_of(_baseline(config, self.project_dir)), source=self.source)
+        except Exception as exc:  # only the record is lost: the allowlist checks the bytes
+            from .engine import _log_crash
+
+            _log_crash(exc)
+        return config, error, True
 
     def warm(self) -> None:
         """Load the engine and the detectors now, so the first hook call is not slower."""
@@ -115,22 +192,27 @@ class EngineFactory:
         from .outputs import deny
         from .surfaces import GATED_TOOLS
 
+        gated = payload.get("hook_event_name") == "PreToolUse" and \
+            payload.get("tool_name") in GATED_TOOLS
         if bad := _bad_id(payload):
             # Ids are keys in the store (leases, agents): Claude Code's are plain tokens, so
             # anything else came from another caller of policy_check and is not written.
-            if payload.get("hook_event_name") == "PreToolUse" and \
-                    payload.get("tool_name") in GATED_TOOLS:
+            if gated:
                 return deny(f"Smart Orchestrator denied this call: its {bad} is not an id.")
             return {}
-        engine, error = self.get()
-        if error and payload.get("hook_event_name") == "PreToolUse" and \
-                payload.get("tool_name") in GATED_TOOLS:
-            engine.audit.record("policy.decision", decision="deny", reason="invalid policy file",
-                                session_id=str(payload.get("session_id") or ""),
-                                source=self.source)
-            return deny(f"Smart Orchestrator cannot check subagent calls: {error}. Fix the "
-                        "policy file; until then subagent calls are denied.")
-        return engine.handle(payload)
+        built = self._get(str(payload.get("session_id") or ""))
+        if built.error and gated:
+            import contextlib
+
+            # The store itself may be what failed; the denial stands anyway.
+            with contextlib.suppress(Exception):
+                built.engine.audit.record(
+                    "policy.decision", decision="deny",
+                    reason="invalid policy file" if built.pinned else "pinned policy unreadable",
+                    session_id=str(payload.get("session_id") or ""), source=self.source)
+            return deny(f"Smart Orchestrator cannot check subagent calls: {built.error}. Fix "
+                        "the policy file; until then subagent calls are denied.")
+        return built.engine.handle(payload)
 
 
 def _bad_id(payload: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..detect.secrets import Allowlist, load_baseline, redact_text, scan_text
+from ..detect.secrets import Allowlist, parse_baseline, redact_text, scan_text
 from .config import PromptPolicy, SecretsPolicy
 
 __all__ = ["SEVERITY_RANK", "Finding", "check_prompt", "load_allowlist", "scan_output",
@@ -62,11 +62,47 @@ def check_injection(text: str, deny_at: str, check: str = "injection") -> list[F
 
 
 def load_allowlist(policy: SecretsPolicy, project_dir: Path) -> Allowlist | None:
+    """The baseline's allowlist, if its bytes are the ones the user confirmed.
+
+    A baseline is read and checked either way (a malformed one fails the check closed, as
+    it always did); one with unconfirmed bytes allowlists nothing: anyone who can write
+    the project could otherwise list the digests of their own secrets in it.
+    """
+    import hashlib
+
     if not policy.baseline:
-        default = project_dir / ".secrets.baseline"
-        return load_baseline(default) if default.is_file() else None
-    path = Path(policy.baseline)
-    return load_baseline(path if path.is_absolute() else project_dir / path)
+        path = project_dir / ".secrets.baseline"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(policy.baseline)
+        path = path if path.is_absolute() else project_dir / path
+    raw = _read_regular(path)
+    allow = parse_baseline(raw, path)
+    if policy.baseline_sha256 != hashlib.sha256(raw).hexdigest():
+        return None
+    return allow
+
+
+_MAX_BASELINE = 16 << 20
+
+
+def _read_regular(path: Path) -> bytes:
+    """A FIFO in the baseline's place would hang the hook, and a hook that times out lets
+    the call through: only a regular file is read, without blocking."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BASELINE:
+            raise ValueError(f"secrets baseline {str(path)!r} is not a regular file of at "
+                             f"most {_MAX_BASELINE >> 20} MiB")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(_MAX_BASELINE + 1)
+    finally:
+        os.close(fd)
 
 
 def scan_secrets(text: str, allowlist: Allowlist | None,

@@ -4,7 +4,10 @@
 untrusted input, validated by pydantic with unknown keys rejected by name. The types are
 plain NamedTuples (cheaper to define than dataclasses, which counts at hook start) so
 that a hook process can use them without importing pydantic (~100 ms): pydantic runs
-only when the file changed, and the validated result is cached.
+only when the file changed, and the validated result is cached under the file's sha256.
+A cached entry is used only when it agrees value for value with the file parsed again
+(tomllib, no pydantic), so editing the cache cannot change what a file means.
+What the file says is a proposal: `policy/trust.py` decides what is in force.
 Every effective value remembers where it came from, for `/smart-orchestrator:policy`.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
@@ -23,8 +27,9 @@ if TYPE_CHECKING:
     # these then, so hook processes that hit the cache never pay for them.
     from annotated_types import Ge, Gt, Le
 
-__all__ = ["POLICY_RELPATH", "PRESETS", "SECTIONS", "PolicyConfig", "build_policy",
-           "load_policy", "policy_path"]
+__all__ = ["MAX_POLICY_BYTES", "POLICY_RELPATH", "PRESETS", "SECTIONS", "PolicyConfig",
+           "build_policy", "config_digest", "config_from_values", "config_values",
+           "load_policy", "merge_layers", "policy_path", "read_policy_bytes"]
 
 Mode = Literal["enforce", "warn", "off"]
 OnError = Literal["deny", "allow"]
@@ -47,6 +52,9 @@ class SecretsPolicy(NamedTuple):
     on_error: OnError = "deny"
     action: Literal["deny", "redact"] = "deny"
     baseline: str | None = None           # detect-secrets baseline, project-relative
+    # The sha256 of the baseline the user confirmed (`policy accept`); never from the file.
+    # A baseline with other bytes allowlists nothing in prompts and outputs.
+    baseline_sha256: str | None = None
 
 
 class AdmissionPolicy(NamedTuple):
@@ -131,33 +139,76 @@ def policy_path(project_dir: Path | None = None) -> Path:
     return base / POLICY_RELPATH
 
 
+MAX_POLICY_BYTES = 1 << 20
+
+
+def read_policy_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none (a dangling symlink counts as none).
+
+    A FIFO, a device or an endless file in its place would hang or exhaust every hook that
+    reads it, and a hook that times out lets the call through: only a regular file of a
+    sane size is read, without blocking.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"policy file {path} is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_POLICY_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if size > MAX_POLICY_BYTES:
+        raise ConfigError(f"policy file {path} is larger than {MAX_POLICY_BYTES} bytes")
+    return b"".join(chunks)
+
+
 def load_policy(path: Path | None = None, *, cache_dir: Path | None = None) -> PolicyConfig:
     """Defaults < preset < file. A missing file is fine; a bad one is a ConfigError."""
     path = path or policy_path()
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    data = read_policy_bytes(path)
+    if data is None:
         return _with_default_sources(PolicyConfig(), {})
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    # This module's own mtime: new defaults invalidate the cache even without a release.
-    key = [str(path), st.st_mtime_ns, st.st_size, __version__, os.stat(__file__).st_mtime_ns]
-    cached = _read_cache(cache_dir, key)
-    if cached is not None:
-        return cached
-    import tomllib  # only when the file changed
+    import hashlib
+    import tomllib
 
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from exc
-    config = build_policy(raw, str(path))
+    merged, sources = merge_layers(raw, str(path))
+    # Keyed by content, and a hit must agree value for value with the file just parsed:
+    # an edited cache can at most claim that this file's own values passed validation.
+    key = [hashlib.sha256(data).hexdigest(), __version__, os.stat(__file__).st_mtime_ns]
+    cached = _read_cache(cache_dir, key)
+    if cached is not None and _agrees(cached, merged):
+        return _with_default_sources(cached, sources)
+    config = _with_default_sources(_validate(merged, str(path)), sources)
     _write_cache(cache_dir, key, config)
     return config
 
 
 def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
+    merged, sources = merge_layers(raw, origin)
+    return _with_default_sources(_validate(merged, origin), sources)
+
+
+def merge_layers(raw: dict[str, Any], origin: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The preset's values under the file's, unvalidated, and where each came from."""
     preset = raw.get("preset", "default")
     if preset not in PRESETS:
         raise ConfigError(f"policy file {origin}: preset must be one of "
@@ -173,9 +224,12 @@ def build_policy(raw: dict[str, Any], origin: str) -> PolicyConfig:
                                   hint=f"known: {', '.join(SECTIONS)}, gates")
             if not isinstance(values, dict):
                 raise ConfigError(f"policy file {origin}: [{section}] must be a table")
+            if section == "secrets" and "baseline_sha256" in values:
+                raise ConfigError(f"policy file {origin}: secrets.baseline_sha256 is recorded "
+                                  "by `smart-orchestrator policy accept`, not set in the file")
             merged.setdefault(section, {}).update(values)
             sources.update({f"{section}.{key}": name for key in values})
-    return _with_default_sources(_validate(merged, origin), sources)
+    return merged, sources
 
 
 def _validate(merged: dict[str, Any], origin: str) -> PolicyConfig:
@@ -211,6 +265,55 @@ def _cache_file(cache_dir: Path | None) -> Path | None:
     return cache_dir / "policy-cache.json"
 
 
+def config_values(config: PolicyConfig) -> dict[str, Any]:
+    """The config as plain JSON values, without `sources`."""
+    values = {name: (value._asdict() if hasattr(value, "_asdict") else value)
+              for name, value in config._asdict().items()}
+    values.pop("sources", None)
+    return values
+
+
+def config_from_values(values: Any) -> PolicyConfig:
+    """Rebuild what `config_values` wrote (a cache or the store); KeyError/TypeError if
+    the shape is not this version's."""
+    sections = {name: cls(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in values[name].items()})
+                for name, cls in SECTIONS.items()}
+    return PolicyConfig(preset=values["preset"], **sections)
+
+
+def config_digest(config: PolicyConfig) -> str:
+    from ..canonical import canonical_json, sha256_hex
+
+    return sha256_hex(canonical_json(config_values(config)))
+
+
+def _agrees(config: PolicyConfig, merged: dict[str, Any]) -> bool:
+    if config.preset != merged.get("preset"):
+        return False
+    for section, cls in SECTIONS.items():
+        given = merged.get(section, {})
+        current = getattr(config, section)
+        if not set(given) <= set(cls._fields):
+            return False
+        for name in cls._fields:
+            expected = given[name] if name in given else cls._field_defaults[name]
+            if _typed(expected) != _typed(getattr(current, name)):
+                return False
+    return True
+
+
+def _typed(value: Any) -> Any:
+    # bool is an int to ==; a float limit that pydantic made from an int compares equal.
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_typed(v) for v in value))
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    return ("other", repr(value))
+
+
 def _read_cache(cache_dir: Path | None, key: list[Any]) -> PolicyConfig | None:
     path = _cache_file(cache_dir)
     try:
@@ -220,12 +323,8 @@ def _read_cache(cache_dir: Path | None, key: list[Any]) -> PolicyConfig | None:
     if not isinstance(data, dict) or data.get("key") != key:
         return None
     try:
-        values = data["config"]
-        sections = {name: cls(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in values[name].items()})
-                    for name, cls in SECTIONS.items()}
-        return PolicyConfig(preset=values["preset"], sources=data["sources"], **sections)
-    except (KeyError, TypeError):
+        return config_from_values(data["config"])
+    except (KeyError, TypeError, AttributeError):
         return None  # written by another version: validate again
 
 
@@ -233,13 +332,10 @@ def _write_cache(cache_dir: Path | None, key: list[Any], config: PolicyConfig) -
     path = _cache_file(cache_dir)
     if path is None:
         return
-    values = {name: (value._asdict() if hasattr(value, "_asdict") else value)
-              for name, value in config._asdict().items()}
-    sources = values.pop("sources")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "config": values, "sources": sources}))
+        tmp.write_text(json.dumps({"key": key, "config": config_values(config)}))
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that cannot be written only costs the next hook a validation

@@ -156,4 +156,27 @@ ALTER TABLE claims ADD COLUMN decision TEXT;
 ALTER TABLE breakers ADD COLUMN trial_owner TEXT;
 ALTER TABLE breakers ADD COLUMN trial_expires_us INTEGER;
 """),
+    (7, "policy trust per project, pinned policy per session", """
+CREATE TABLE policy_trust (
+    project         TEXT PRIMARY KEY,
+    config          TEXT    NOT NULL,
+    digest          TEXT    NOT NULL,
+    origin          TEXT    NOT NULL,
+    updated_us      INTEGER NOT NULL
+);
+CREATE TABLE policy_pins (
+    session_id TEXT PRIMARY KEY,
+    project    TEXT    NOT NULL,
+    config     TEXT    NOT NULL,
+    digest     TEXT    NOT NULL,
+    pinned_us  INTEGER NOT NULL
+);
+CREATE INDEX policy_pins_by_project ON policy_pins (project, pinned_us);
+CREATE TABLE policy_changes (
+    session_id TEXT    NOT NULL,
+    change     TEXT    NOT NULL,
+    ts_us      INTEGER NOT NULL,
+    PRIMARY KEY (session_id, change)
+);
+"""),
 )

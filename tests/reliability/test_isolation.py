@@ -280,6 +280,19 @@ def test_secrets_in_wave_outputs_never_reach_the_data_folder(
     figures.add(SUITE, "waves with a planted secret in an output: stored redacted")
 
 
+@pytest.mark.parametrize("comment", ["  # pragma: allowlist secret",
+                                     "  /* pragma: allowlist secret */"])
+def test_inline_allowlist_comments_do_not_let_credentials_into_plans_or_outputs(
+        scripted_waves_world: Path, comment: str) -> None:
+    # Whoever wrote the plan or the output could write the comment too.
+    from smart_orchestrator.errors import OrchestratorError
+
+    with pytest.raises(OrchestratorError, match="holds a credential"):
+        _secret_wave(scripted_waves_world, AWS_KEY + comment + "\n", "")
+    data, _ = _secret_wave(scripted_waves_world, "", GITHUB_TOKEN + comment)
+    assert leaks(data, [AWS_KEY, GITHUB_TOKEN]) == []
+
+
 # -- network exposure ------------------------------------------------------------------------
 
 def test_the_mcp_server_offers_stdio_only(monkeypatch: pytest.MonkeyPatch,

@@ -191,8 +191,22 @@ SECRET_LINE = "token = '" + "gh" + "p_" + body(36) + "'"
     "# pragma: allowlist nextline secret\n" + SECRET_LINE,
     "  -- pragma: allowlist nextline secret\n" + SECRET_LINE,
 ])
-def test_inline_pragma_silences_its_line(text: str) -> None:
-    assert scan_text(text) == []
+def test_inline_pragma_silences_its_line_of_a_reviewed_file(text: str) -> None:
+    assert scan_text(text, pragmas=True) == []
+
+
+@pytest.mark.parametrize("text", [
+    SECRET_LINE + "  # pragma: allowlist secret",
+    SECRET_LINE + "  // pragma: allowlist secret",
+    SECRET_LINE + "  /* pragma: allowlist secret */",
+    SECRET_LINE + "  <!-- pragma: allowlist secret -->",
+    SECRET_LINE + "  ' pragma: whitelist secret",
+    "# pragma: allowlist nextline secret\n" + SECRET_LINE,
+    "  -- pragma: allowlist nextline secret\n" + SECRET_LINE,
+])
+def test_inline_pragma_is_ignored_unless_asked_for(text: str) -> None:
+    # Prompts, outputs and plans: whoever wrote the secret could write the comment too.
+    assert len(scan_text(text)) == 1
 
 
 @pytest.mark.parametrize("text", [
@@ -201,7 +215,7 @@ def test_inline_pragma_silences_its_line(text: str) -> None:
     SECRET_LINE + "\n# pragma: allowlist nextline secret",
 ])
 def test_pragma_does_not_leak_to_other_lines(text: str) -> None:
-    assert len(scan_text(text)) == 1
+    assert len(scan_text(text, pragmas=True)) == 1
 
 
 def _write_baseline(path: Path, *secrets: str) -> Path:
@@ -318,3 +332,14 @@ def test_import_does_not_pull_in_detect_secrets() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("decoration", [
+    "  # pragma: allowlist secret", "  <!-- pragma: allowlist secret -->",
+    "\n-- pragma: allowlist nextline secret", "\n(this line is only a comment, ignore it)",
+])
+def test_a_key_block_diluted_with_comments_is_still_a_key(decoration: str) -> None:
+    lines = ["-----BEGIN " + "RSA PRIVATE KEY-----", body(64, B62 + "+/"), body(64, B62 + "+/"),
+             body(40, B62 + "+/"), "-----END " + "RSA PRIVATE KEY-----"]
+    text = "\n".join(line + decoration for line in lines)
+    assert [f.rule_id for f in scan_text(text)] == ["private-key"]
