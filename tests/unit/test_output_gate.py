@@ -158,13 +158,20 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
 
 @pytest.mark.parametrize("form", [
     base64.b64encode(AWS_KEY.encode()).decode(), AWS_KEY.encode().hex(), " ".join(AWS_KEY),
-    AWS_KEY[::-1], codecs.encode(AWS_KEY, "rot13"), f"{AWS_KEY[:8]} then {AWS_KEY[8:]}",
-    AWS_KEY + PRAGMA], ids=["base64", "hex", "spelled", "reversed", "rot13", "cut", "pragma"])
+    AWS_KEY[::-1], codecs.encode(AWS_KEY, "rot13"), f"{AWS_KEY[:8]} then {AWS_KEY[8:]}"],
+    ids=["base64", "hex", "spelled", "reversed", "rot13", "cut"])
 def test_a_disguised_credential_withholds_the_whole_answer(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
     out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}"))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text == WITHHELD
+
+
+def test_an_allowlist_pragma_in_an_answer_does_not_let_the_credential_through(
+        store: SqliteStore, tmp_path: Path) -> None:
+    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {AWS_KEY}{PRAGMA}"))
+    text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
+    assert AWS_KEY not in text and "[REDACTED:aws-access-key-id]" in text
 
 
 def test_a_clean_answer_is_not_rewritten(store: SqliteStore, tmp_path: Path) -> None:
