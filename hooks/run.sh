@@ -7,6 +7,9 @@
 #   servers/<session>.decided/<tool_use_id>; if none appears within half a second (the
 #   server is slow, or died mid-decision), Python waits for it or decides itself;
 # - the other events run in the background and only act when the server is down.
+# - PreToolUse of the file, shell and web tools ("$2" = tools) blocks too: the main
+#   agent's own calls are not policed and pass at once; a subagent's call (its payload has
+#   an "agent_id" key) returns the server's decision like PreToolUse(Agent).
 # Otherwise the full check runs in Python: the gate of last resort.
 data="${SMART_ORCHESTRATOR_DATA:-${CLAUDE_PLUGIN_DATA:-$HOME/.local/share/smart-orchestrator}}"
 sid="${CLAUDE_CODE_SESSION_ID:-default}"
@@ -17,6 +20,15 @@ if [ -z "$py" ] && [ -x "${CLAUDE_PLUGIN_DATA:-/nonexistent}/venv/bin/python" ];
   py="$CLAUDE_PLUGIN_DATA/venv/bin/python"  # skip version-manager shims
 fi
 launcher="$(dirname "$0")/../bin/smart-orchestrator"
+if [ "${2:-}" = tools ]; then
+  input="$(cat)"
+  # Inside JSON strings every quote is escaped, so this matches only a real key; a key
+  # inside tool_input can only send a main-agent call to the full check, never skip it.
+  case "$input" in
+    *'"agent_id"'*) ;;
+    *) echo '{}'; exit 0 ;;
+  esac
+fi
 # Locked by a live server, and touched within the last 3 s (-mmin -0.05).
 if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     && [ -n "$(find "$beacon" -mmin -0.05 2>/dev/null)" ]; then
@@ -25,7 +37,7 @@ if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
     echo '{}'
     exit 0
   fi
-  input="$(cat)"
+  [ "${2:-}" = tools ] || input="$(cat)"
   # Inside JSON strings every quote is escaped, so only the payload's own key matches;
   # anything but exactly one match goes to Python.
   ids="$(printf '%s' "$input" | grep -o '"tool_use_id"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"')"
@@ -42,5 +54,8 @@ if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
   fi
   printf '%s' "$input" | "${py:-python3}" "$launcher" hook "$1"
   exit $?
+fi
+if [ "${2:-}" = tools ]; then
+  printf '%s' "$input" | exec "${py:-python3}" "$launcher" hook "$1"
 fi
 exec "${py:-python3}" "$launcher" hook "$1"

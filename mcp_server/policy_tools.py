@@ -51,7 +51,7 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         except Undecided as exc:
             return _closed(payload, str(exc))
         answer = settled.answer()
-        if settled.here and _is_agent_call(payload):
+        if settled.here and (_is_agent_call(payload) or _is_subagent_tool_call(payload)):
             # For the command hook's shell fast path, which returns it without Python.
             publish_decision(data_dir(), session_id, tool_use_id, settled.echo())
         return json.dumps(answer)
@@ -62,8 +62,12 @@ def _is_agent_call(payload: dict[str, Any]) -> bool:
         payload.get("tool_name") in ("Agent", "Task")
 
 
+def _is_subagent_tool_call(payload: dict[str, Any]) -> bool:
+    return payload.get("hook_event_name") == "PreToolUse" and bool(payload.get("agent_id"))
+
+
 def _closed(payload: dict[str, Any], reason: str) -> str:
-    if _is_agent_call(payload):
+    if _is_agent_call(payload) or _is_subagent_tool_call(payload):
         out = json.loads(json.dumps(_FAIL_CLOSED))
         out["hookSpecificOutput"]["permissionDecisionReason"] = \
             out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)
