@@ -56,6 +56,7 @@ if [ -f "$beacon" ] && ! flock -n -s "$beacon" true 2>/dev/null \
   exit $?
 fi
 if [ "${2:-}" = tools ]; then
-  printf '%s' "$input" | exec "${py:-python3}" "$launcher" hook "$1"
+  printf '%s' "$input" | "${py:-python3}" "$launcher" hook "$1"
+  exit $?
 fi
 exec "${py:-python3}" "$launcher" hook "$1"
