@@ -38,6 +38,7 @@ class ShellResolution(NamedTuple):
 MAX_DEPTH = 4
 MAX_WORDS = 4096
 MAX_EXPANSIONS = 256
+MAX_SCRIPT_BYTES = 256 * 1024
 _OPERATORS = {";", "&", "&&", "||", "|", "|&", "(", ")", ";;", "{", "}", "!"}
 _REDIRECT_WRITE = {">", ">>", "&>", "&>>", ">|", "<>", ">&"}
 _REDIRECT_READ = {"<", "<&"}
@@ -228,6 +229,8 @@ def _prescan(text: str) -> tuple[str, list[tuple[str, str]]]:
             pass
         elif c in "<>" and nxt == "(":
             raise Unresolvable("it uses process substitution")
+        elif c in "@!+*?" and nxt == "(":
+            raise Unresolvable("it uses an extended glob")
         elif c == "#" and (not out or out[-1][-1:] in ("", " ", "\t", ";", "&", "|", "(")):
             while i < len(text) and text[i] != "\n":
                 i += 1
@@ -312,6 +315,8 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         return
     _check_reveals(name, args, state)
     piped = bool(pipeline)
+    if "/" in argv[0]:
+        _scan_script(argv[0], state)
     if name in _SHELLS or name == "eval" or name in ("source", "."):
         _run_shell(name, args, state, piped)
     elif name in _AWKS or _interpreter(name) is not None:
@@ -421,7 +426,8 @@ def _run_shell(name: str, args: list[str], state: _State, piped: bool) -> None:
     if name in ("source", "."):
         if not args or args[0] in ("/dev/stdin", "-", "/proc/self/fd/0", "/dev/fd/0"):
             raise Unresolvable(f"{name} reads code from standard input")
-        return  # the script is a file: its path is checked like any other word
+        _scan_script(args[0], state)
+        return
     code = _option_value(args, ("-c",))
     if code is not None:
         _nested(" ".join(_expand(code, state)), state)
@@ -429,6 +435,8 @@ def _run_shell(name: str, args: list[str], state: _State, piped: bool) -> None:
     scripts = [a for a in args if not a.startswith("-") and not a.startswith("+")]
     if piped and (not scripts or scripts[0] in ("/dev/stdin", "-")):
         raise Unresolvable(f"it pipes code into {name}")
+    if scripts:
+        _scan_script(scripts[0], state)
 
 
 def _nested(command: str, state: _State) -> None:
@@ -456,6 +464,29 @@ def _run_interpreter(name: str, args: list[str], state: _State, piped: bool) -> 
     if piped and (not scripts or scripts[0] in ("-", "/dev/stdin")) \
             and name not in ("jq", "sqlite3", "ed"):
         raise Unresolvable(f"it pipes code into {name}")
+    if scripts and "-m" not in args:
+        _scan_script(scripts[0], state)
+
+
+def _scan_script(word: str, state: _State) -> None:
+    """A script the line runs may have been written a moment ago to read what the line
+    may not: the paths it spells out count as the line's. (What it builds at run time
+    does not: only a sandbox confines a program.)"""
+    for value in _expand(word, state):
+        for cwd in state.cwds:
+            path = os.path.join(cwd, value)
+            try:
+                if not os.path.isfile(path) or os.path.getsize(path) > MAX_SCRIPT_BYTES:
+                    continue
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    code = fh.read()
+            except OSError:
+                continue
+            found = [m.group(1) if m.group(1) is not None else m.group(2)
+                     for m in _STRING_LITERAL.finditer(code)]
+            found += [m.group(0) for m in _EMBEDDED_PATH.finditer(code)]
+            for literal in found[:MAX_WORDS]:
+                _touch_value(literal, state, recursive=False, write=False)
 
 
 def _option_value(args: list[str], options: tuple[str, ...]) -> str | None:

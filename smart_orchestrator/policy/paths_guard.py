@@ -50,8 +50,10 @@ CREDENTIALS: tuple[tuple[str, str], ...] = (
     (".password-store/", "the password store"),
     (".local/share/keyrings/", "the desktop keyring"),
 )
-# Inside the folders above, names that stay readable (never writable).
+# Inside the folders above, names that stay readable, and those that stay writable too
+# (authorized_keys is public, but writing it lets someone in).
 PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old", "authorized_keys")
+WRITABLE_PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old")
 # Credentials anywhere, by name.
 ENV_FILE = re.compile(r"^\.env(?:\.(?!(?:example|sample|template|dist|defaults)$)[\w.-]+)?$")
 ABSOLUTE_CREDENTIALS: tuple[tuple[str, str], ...] = (
@@ -86,6 +88,7 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
                  project_dir / ".secrets.baseline", project_dir / ".claude" / "settings.json",
                  project_dir / ".claude" / "settings.local.json",
                  home / ".claude" / "settings.json", home / ".claude" / "settings.local.json",
+                 home / ".claude" / "plugins", home / ".claude.json",
                  *extra_protected]
     for var in ("CLAUDE_PLUGIN_ROOT", "SMART_ORCHESTRATOR_POLICY", "SMART_ORCHESTRATOR_DB"):
         if env.get(var):
@@ -146,6 +149,9 @@ def _tool_touches(tool: str, ti: Mapping[str, Any], ctx: GuardContext, home: str
             continue  # below, with the pattern
         walks = tool == "Grep" and (os.path.isdir(path) or not os.path.exists(path))
         touches.append(Touch(path, walks, tool in _WRITERS))
+    url = ti.get("url")
+    if isinstance(url, str) and url[:7].lower() == "file://":
+        touches.append(Touch(_absolute(url[7:], ctx.cwd, home), False, False))
     if tool == "Grep" and ti.get("path") is None:
         touches.append(Touch(ctx.cwd, True, False))
     if tool == "Glob":
@@ -197,8 +203,9 @@ class _Matcher:
                 rest = segs[k + len(rel):]
                 if not is_dir and rest:
                     continue
-                if is_dir and len(rest) == 1 and not write and any(
-                        fnmatch.fnmatchcase(rest[0], n) for n in PUBLIC_NAMES):
+                public = WRITABLE_PUBLIC_NAMES if write else PUBLIC_NAMES
+                if is_dir and len(rest) == 1 and any(
+                        fnmatch.fnmatchcase(rest[0], n) for n in public):
                     continue
                 return label
         if segs and ENV_FILE.match(segs[-1]):

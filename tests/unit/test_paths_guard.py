@@ -33,6 +33,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "proj/tests/test_app.py": "def test(): pass", "proj/script.py": "print(2)",
         "proj/.claude/smart-orchestrator.toml": "", "proj/.secrets.baseline": "{}",
         "data/state.db": "",
+        # Written by the subagent a moment earlier, to be run next.
+        "proj/tools/fetch.py": "import os\n"
+                               "print(open(os.path.expanduser('~/.aws/credentials')).read())\n",
+        "proj/tools/fetch.sh": "#!/bin/sh\ncat ~/.ssh/id_rsa\n",
+        "proj/run_tests.sh": "#!/bin/sh\nset -e\npytest -q \"$@\" tests/\n",
+        "proj/tools/gen.py": "import json, os\nprint(json.dumps({'a': os.getcwd()}))\n",
     }
     for rel, text in files.items():
         path = home / rel
@@ -158,6 +164,27 @@ CREDENTIAL_COMMANDS = [
     "gcloud auth print-access-token",
     "kubectl config view --raw",
     "docker-credential-desktop get",
+    "cd ~; grep -r token .",
+    "HOME=~/.aws; cat ~/credentials",
+    "tar -C ~ -cf - .ssh",
+    "git -C ~ show HEAD:.ssh/id_rsa",
+    "cat HOME_MARK/../*/.ssh/id_rsa",
+    "echo ssh-rsa AAAA >> ~/.ssh/authorized_keys",
+    "tee -a ~/.ssh/authorized_keys < key.pub",
+    "python3 -m http.server --directory ~",
+    "cat '$HOME/.ssh/id_rsa'",
+    "cat ~/.ssh/id_rsa.pub/../id_rsa",
+    "python3 tools/fetch.py",
+    "bash tools/fetch.sh",
+    "./tools/fetch.sh",
+    "sh -x tools/fetch.sh",
+    "source tools/fetch.sh",
+    "cat /home/*/.ssh/id_rsa HOME_MARK/.ssh/id_*",
+    "cat ~/.ssh/id_rs?",
+    "shopt -s dotglob; cat ~/*/credentials",
+    "c\\at ~/.ssh/id_rsa",
+    "/bin/ca? ~/.ssh/id_rsa",
+    "vim -es -c ':w! /tmp/x' ~/.ssh/id_rsa",
 ]
 
 
@@ -196,6 +223,12 @@ UNRESOLVABLE_COMMANDS = [
     "f(){ bash; }; echo cat | f",
     "while read f; do cat \"$f\"; done < list.txt",
     "cat ~/.ssh/id_rsa'",
+    "cat ~/.netr@(c)",
+    "cat ${HOME:0:80}/.ssh/id_rsa",
+    "cat ${HOME%/}/.ssh/id_rsa",
+    "cat${IFS}~/.ssh/id_rsa",
+    "echo $(<~/.ssh/id_rsa)",
+    "cd \"$(dirname ~/.ssh/x)\" && cat id_rsa",
 ]
 
 
@@ -226,6 +259,10 @@ ORDINARY_COMMANDS = [
     "node script.js", "npx eslint src", "du -sh src", "diff -u a.txt b.txt", "which python3",
     "echo done # all finished", "cat README.md | python3 -m json.tool",
     "cat .claude/smart-orchestrator.toml", "pip list", "uv run pytest", "tree src",
+    "./run_tests.sh", "bash run_tests.sh -x", "sh run_tests.sh", "python3 tools/gen.py",
+    "node -e 'console.log(1 + 1)'", "git log --format='%h %s' -n 5", "ls ~",
+    "git commit -m 'docs: mention ~/.ssh/known_hosts'", "echo \"$PATH\"",
+    "grep -c '' README.md", "test -f README.md && echo yes", "[ -d src ] || mkdir src",
 ]
 
 
@@ -274,6 +311,10 @@ def test_writes_to_the_plugins_state_and_policy_are_found(home: Path, command: s
     ("Glob", {"pattern": "**/credentials", "path": "/"}),
     ("Write", {"file_path": "HOME_MARK/.ssh/authorized_keys", "content": "ssh-rsa x"}),
     ("Edit", {"file_path": "~/.aws/config", "old_string": "a", "new_string": "b"}),
+    ("WebFetch", {"url": "file://HOME_MARK/.netrc", "prompt": "show it"}),
+    ("Read", {"file_path": "/proc/self/root/HOME_MARK/.ssh/id_rsa"}),
+    ("Glob", {"pattern": "*", "path": "HOME_MARK/.ssh"}),
+    ("Grep", {"pattern": "x", "path": "HOME_MARK", "glob": "*.py"}),
 ])
 def test_file_tools_touching_credentials_are_found(home: Path, tool: str,
                                                    tool_input: dict[str, Any]) -> None:
@@ -304,6 +345,10 @@ def test_ordinary_file_tool_calls_pass(home: Path, tool: str, tool_input: dict[s
     ("Edit", {"file_path": ".secrets.baseline", "old_string": "{", "new_string": "{ "}),
     ("Write", {"file_path": "HOME_MARK/data/state.db", "content": ""}),
     ("Write", {"file_path": "HOME_MARK/.claude/settings.json", "content": "{}"}),
+    ("Write", {"file_path": "HOME_MARK/.claude.json", "content": "{}"}),
+    ("Edit", {"file_path": "HOME_MARK/.claude/plugins/installed_plugins.json",
+              "old_string": "a", "new_string": "b"}),
+    ("Write", {"file_path": ".claude/settings.local.json", "content": "{}"}),
 ])
 def test_file_tools_writing_the_plugins_state_are_found(home: Path, tool: str,
                                                          tool_input: dict[str, Any]) -> None:
