@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import itertools
 import os
 import pwd
 import re
@@ -19,7 +20,7 @@ import shlex
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-__all__ = ["ShellResolution", "Touch", "resolve_command"]
+__all__ = ["ShellResolution", "Touch", "resolve_code", "resolve_command"]
 
 
 class Touch(NamedTuple):
@@ -162,6 +163,17 @@ def resolve_command(command: str, cwd: str, env: Mapping[str, str], *, home: str
     except Unresolvable as exc:
         return ShellResolution(tuple(state.touches), str(exc), state.reveals)
     return ShellResolution(tuple(state.touches), None, state.reveals)
+
+
+def resolve_code(language: str, code: str, cwd: str, env: Mapping[str, str], *,
+                 home: str) -> ShellResolution:
+    """Inline code of a tool that runs it (a REPL, PowerShell): read for path literals."""
+    state = _State(cwd, env, home, 0)
+    try:
+        _inline_code(language, code, state)
+    except Unresolvable as exc:
+        return ShellResolution(tuple(state.touches), str(exc), None)
+    return ShellResolution(tuple(state.touches), None, None)
 
 
 def _resolve_into(command: str, state: _State) -> None:
@@ -746,7 +758,7 @@ def _touch_value(value: str, state: _State, *, recursive: bool, write: bool,
 
 def _glob(pattern: str, state: _State) -> list[str]:
     try:
-        return glob.glob(pattern, recursive=state.globstar or "**" in pattern,
-                         include_hidden=state.dotglob)
+        return list(itertools.islice(glob.iglob(pattern, recursive=state.globstar,
+                                                include_hidden=state.dotglob), MAX_EXPANSIONS))
     except (OSError, ValueError, re.error):
         return []

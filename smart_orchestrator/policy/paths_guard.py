@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._shell import Touch, resolve_command
+from ._shell import ShellResolution, Touch, resolve_code, resolve_command
 
 __all__ = ["CREDENTIALS", "GuardContext", "PathVerdict", "check_tool_call", "guard_context"]
 
@@ -108,7 +108,11 @@ def _passwd_home() -> str | None:
 
 
 # -- what a call touches --------------------------------------------------------------------
-_PATH_KEYS = ("file_path", "path", "notebook_path")
+_PATH_KEYS = ("file_path", "path", "notebook_path", "filePath")
+# Tools that run what they are given: the key holding it, and how to read it.
+_RUNS_CODE = {"Bash": ("command", "bash"), "Monitor": ("command", "bash"),
+              "PowerShell": ("command", "powershell"), "REPL": ("code", "javascript"),
+              "JavaScript": ("code", "javascript"), "Eval": ("code", "javascript")}
 _WRITERS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
 
@@ -116,11 +120,14 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
     home = ctx.homes[0] if ctx.homes else "/nonexistent"
     unresolved: str | None = None
     reveals: str | None = None
-    if tool == "Bash":
-        command = tool_input.get("command")
-        if not isinstance(command, str):
-            return PathVerdict(None, None, "the command is not a string", 0)
-        resolution = resolve_command(command, ctx.cwd, ctx.env, home=home)
+    runs = _RUNS_CODE.get(tool)
+    if runs is not None:
+        code = tool_input.get(runs[0])
+        if not isinstance(code, str):
+            return PathVerdict(None, None, f"its {runs[0]} is not a string", 0)
+        resolution: ShellResolution = (
+            resolve_command(code, ctx.cwd, ctx.env, home=home) if runs[1] == "bash"
+            else resolve_code(runs[1], code, ctx.cwd, ctx.env, home=home))
         touches = list(resolution.touches)
         unresolved, reveals = resolution.unresolved, resolution.reveals
     else:

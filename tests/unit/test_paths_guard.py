@@ -315,6 +315,14 @@ def test_writes_to_the_plugins_state_and_policy_are_found(home: Path, command: s
     ("Read", {"file_path": "/proc/self/root/HOME_MARK/.ssh/id_rsa"}),
     ("Glob", {"pattern": "*", "path": "HOME_MARK/.ssh"}),
     ("Grep", {"pattern": "x", "path": "HOME_MARK", "glob": "*.py"}),
+    # Other tools that run commands or code, or open files.
+    ("Monitor", {"command": "tail -f ~/.aws/credentials", "description": "watch"}),
+    ("Monitor", {"command": "cd ~ && cat .netrc", "description": "watch"}),
+    ("PowerShell", {"command": "Get-Content HOME_MARK/.ssh/id_rsa"}),
+    ("REPL", {"code": "require('fs').readFileSync('HOME_MARK/.ssh/id_rsa', 'utf8')"}),
+    ("JavaScript", {"code": "await Bun.file('HOME_MARK/.config/gh/hosts.yml').text()"}),
+    ("LSP", {"operation": "hover", "filePath": "HOME_MARK/.aws/credentials", "line": 1,
+             "character": 1}),
 ])
 def test_file_tools_touching_credentials_are_found(home: Path, tool: str,
                                                    tool_input: dict[str, Any]) -> None:
@@ -354,6 +362,17 @@ def test_file_tools_writing_the_plugins_state_are_found(home: Path, tool: str,
                                                          tool_input: dict[str, Any]) -> None:
     ti = {k: v.replace("HOME_MARK", str(home)) for k, v in tool_input.items()}
     assert check_tool_call(tool, ti, ctx(home)).state_write
+
+
+@pytest.mark.parametrize(("tool", "tool_input"), [
+    ("Monitor", {"command": "cat $(ls ~/.ssh)", "description": "x"}),
+    ("REPL", {"code": "fs.readFileSync(require('os').homedir() + '/.netrc')"}),
+    ("JavaScript", {"code": "Bun.file(process.env.HOME + '/.netrc')"}),
+    ("REPL", {"code": 42}),
+])
+def test_tools_running_code_that_hides_its_paths_are_unresolved(
+        home: Path, tool: str, tool_input: dict[str, Any]) -> None:
+    assert check_tool_call(tool, tool_input, ctx(home)).unresolved
 
 
 def test_a_path_of_the_wrong_type_is_unresolved(home: Path) -> None:
