@@ -20,6 +20,29 @@ import shlex
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from ._shell_rules import (
+    AWKS,
+    DYNAMIC_CODE,
+    EMBEDDED_PATH,
+    FLAT,
+    HEREDOC,
+    INTERPRETERS,
+    KEYWORDS,
+    OPERATORS,
+    PATH_FILTERS,
+    PATH_LISTERS,
+    READ_ONLY,
+    RECURSIVE_FLAGS,
+    RECURSIVE_WRITERS,
+    REDIRECT_READ,
+    REDIRECT_WRITE,
+    REVEALS,
+    SHELLS,
+    STRING_LITERAL,
+    VARIABLE,
+    WRAPPERS,
+)
+
 __all__ = ["ShellResolution", "Touch", "resolve_code", "resolve_command"]
 
 
@@ -40,97 +63,6 @@ MAX_DEPTH = 4
 MAX_WORDS = 4096
 MAX_EXPANSIONS = 256
 MAX_SCRIPT_BYTES = 256 * 1024
-_OPERATORS = {";", "&", "&&", "||", "|", "|&", "(", ")", ";;", "{", "}", "!"}
-_REDIRECT_WRITE = {">", ">>", "&>", "&>>", ">|", "<>", ">&"}
-_REDIRECT_READ = {"<", "<&"}
-_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "case", "for",
-             "esac", "in", "function", "time", "select", "coproc"}
-# Words that run the command after them (their own options are skipped).
-_WRAPPERS = {"sudo", "doas", "env", "nice", "nohup", "command", "builtin", "exec", "stdbuf",
-             "timeout", "ionice", "chrt", "taskset", "setsid", "unbuffer", "caffeinate",
-             "flock", "watch", "strace", "ltrace", "time", "busybox", "xvfb-run", "fakeroot"}
-_SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "ash", "csh", "tcsh", "yash"}
-# Interpreters and the options that take inline code.
-_INTERPRETERS: dict[str, tuple[str, ...]] = {
-    "python": ("-c",), "perl": ("-e", "-E"), "ruby": ("-e",), "node": ("-e", "--eval", "-p",
-    "--print"), "nodejs": ("-e", "--eval", "-p", "--print"), "deno": ("eval",),
-    "bun": ("-e", "--eval", "-p", "--print"), "php": ("-r", "-B", "-R", "-E"), "lua": ("-e",),
-    "luajit": ("-e",), "tclsh": (), "rscript": ("-e",), "r": ("-e",), "osascript": ("-e",),
-    "pwsh": ("-c", "-command"), "powershell": ("-c", "-command"), "julia": ("-e",),
-    "groovy": ("-e",), "jshell": (), "gdb": ("-ex",), "sqlite3": (), "jq": (), "vim": ("-c",
-    "+"), "vi": ("-c", "+"), "nvim": ("-c", "+"), "ex": ("-c", "+"), "emacs": ("--eval",),
-    "ed": (),
-}
-_AWKS = {"awk", "gawk", "mawk", "nawk", "busybox-awk"}
-# Programs that read only the files they are given and write only to stdout.
-_READ_ONLY = {"cat", "tac", "head", "tail", "less", "more", "grep", "egrep", "fgrep", "rg",
-              "ag", "ack", "wc", "ls", "stat", "file", "diff", "cmp", "md5sum", "sha1sum",
-              "sha256sum", "sha512sum", "cksum", "b2sum", "tree", "du", "sort", "uniq", "cut",
-              "tr", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
-              "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd",
-              "true", "false", "column", "fold", "fmt", "paste", "join", "comm", "look",
-              "zcat", "bzcat", "xzcat", "zless", "view", "bat", "batcat", "type", "which"}
-# Of the read-only programs, those that never descend into a folder given to them.
-_FLAT = {"cat", "tac", "head", "tail", "less", "more", "wc", "ls", "stat", "file", "cmp",
-         "md5sum", "sha1sum", "sha256sum", "sha512sum", "cksum", "b2sum", "sort", "uniq",
-         "cut", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
-         "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd", "true",
-         "false", "column", "fold", "fmt", "paste", "join", "comm", "type", "which", "mkdir",
-         "touch", "export", "local", "declare", "readonly", "unset", "shift", "set", "shopt",
-         "alias", "read", "sleep", "kill", "exit", "return", "break", "continue", "wait",
-         "bat", "batcat", "zcat", "bzcat", "xzcat", "diff"}
-_RECURSIVE_FLAGS = re.compile(r"^-(?:-recursive|-dereference-recursive|[A-Za-z]*[rRa][A-Za-z]*)$")
-# Producers whose output lines are real paths under roots this module has already resolved,
-# so `find . -name '*.py' | xargs wc -l` is as safe as its `find`.
-_PATH_LISTERS = {"find", "fd", "fdfind", "ls", "git", "rg", "locate"}
-_PATH_FILTERS = {"grep", "egrep", "fgrep", "head", "tail", "sort", "uniq"}
-# Programs that may change what is under a folder they are given.
-_RECURSIVE_WRITERS = {"rm", "cp", "mv", "rsync", "chmod", "chown", "chgrp", "shred",
-                      "truncate", "tar", "unzip", "ln", "install", "setfacl", "chattr"}
-# Commands that print a stored credential without naming its file.
-_REVEALS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("gh", "auth", "token"), "the GitHub CLI token"),
-    (("gh", "auth", "status", "--show-token"), "the GitHub CLI token"),
-    (("gh", "auth", "status", "-t"), "the GitHub CLI token"),
-    (("git", "credential"), "git's stored credentials"),
-    (("git", "credential-store"), "git's stored credentials"),
-    (("git", "credential-cache"), "git's stored credentials"),
-    (("aws", "configure", "get"), "AWS credentials"),
-    (("aws", "configure", "export-credentials"), "AWS credentials"),
-    (("aws", "configure", "list"), "AWS credentials"),
-    (("gcloud", "auth", "print-access-token"), "a Google Cloud token"),
-    (("gcloud", "auth", "print-identity-token"), "a Google Cloud token"),
-    (("gcloud", "auth", "application-default", "print-access-token"), "a Google Cloud token"),
-    (("az", "account", "get-access-token"), "an Azure token"),
-    (("kubectl", "config", "view", "--raw"), "Kubernetes credentials"),
-    (("docker-credential-*",), "Docker registry credentials"),
-    (("security", "find-generic-password"), "the macOS keychain"),
-    (("security", "find-internet-password"), "the macOS keychain"),
-    (("security", "dump-keychain"), "the macOS keychain"),
-    (("secret-tool", "lookup"), "the desktop keyring"),
-    (("pass", "show"), "the password store"),
-    (("gpg", "--export-secret-keys"), "GnuPG secret keys"),
-    (("gpg", "--export-secret-subkeys"), "GnuPG secret keys"),
-    (("npm", "token"), "npm tokens"),
-    (("op", "read"), "a 1Password secret"),
-    (("vault", "read"), "a Vault secret"),
-    (("vault", "kv", "get"), "a Vault secret"),
-)
-# Inline code that builds a path or runs code at run time: it cannot be resolved by reading.
-_DYNAMIC_CODE = re.compile(
-    r"expanduser|environ|getenv|\bENV\b|process\.env|homedir|home\(\)|\bglob|walk|listdir|"
-    r"scandir|readdir|opendir|chr\(|fromcharcode|decode|b64|base64|atob|unhexlify|fromhex|"
-    r"\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\[0-7]{3}|\bexec|\beval|compile\(|__import__|importlib|"
-    r"subprocess|system\(|popen|spawn|\bjoin\b|\.join\(|reverse|\[::-1\]|\brot13|codecs|"
-    r"\bpack\(|sprintf|%c|\.format\(|\bf['\"]|\$\{|\bgetline\b|\bsplit\(|replace\(|"
-    r"(?:['\"]\s*(?:\+|\.\.|~)\s*['\"$\w(])|(?:['\"]\s*\.\s*['\"$])|"
-    r"(?:[\w)\]]\s*(?:\+|\.\.)\s*['\"])|(?:['\"]\s+['\"])",
-    re.IGNORECASE)
-_STRING_LITERAL = re.compile(r"'([^'\\\n]*(?:\\.[^'\\\n]*)*)'|\"([^\"\\\n]*(?:\\.[^\"\\\n]*)*)\"")
-_EMBEDDED_PATH = re.compile(r"(?:~[\w.+-]*|[\w.@+-]*)(?:/[^\s'\"(){}<>;|&,`=:*?\[]*)+|"
-                            r"(?<![\w~])~[\w.+-]*")
-_VARIABLE = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*)|([0-9@*#?$!_-]))")
-_HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([\w.-]+)\2")
 
 
 # Stands for a `$` that bash takes literally (quoted or escaped), until expansion is done.
@@ -252,7 +184,7 @@ def _prescan(text: str) -> tuple[str, list[tuple[str, str]]]:
             i += 3
             continue
         elif text.startswith("<<", i):
-            m = _HEREDOC.match(text, i)
+            m = HEREDOC.match(text, i)
             if m is None:
                 raise Unresolvable("a here-document without a delimiter")
             pending.append((m.group(3), m.group(1) == "-", not m.group(2)))
@@ -289,7 +221,7 @@ def _simple_commands(words: list[str]) -> Iterator[tuple[list[str], str]]:
     cmd: list[str] = []
     op = ""
     for word in words:
-        if word in _OPERATORS and word not in ("{", "}", "!"):
+        if word in OPERATORS and word not in ("{", "}", "!"):
             if cmd:
                 yield cmd, op
             cmd, op = [], word
@@ -307,7 +239,7 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     if len(words) >= 2 and (words[1] == "()" or words[0] == "function"):
         state.functions.add(words[1] if words[0] == "function" else words[0])
         words = [w for w in words[2 if words[0] == "function" else 1:] if w not in ("()", "{")]
-    while words and words[0] in _KEYWORDS:
+    while words and words[0] in KEYWORDS:
         if words[0] == "for" and len(words) >= 3 and words[2] == "in":
             values = [v for w in words[3:] for v in _expand(w, state)]
             state.local[words[1]] = values or [""]
@@ -329,9 +261,9 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     piped = bool(pipeline)
     if "/" in argv[0]:
         _scan_script(argv[0], state)
-    if name in _SHELLS or name == "eval" or name in ("source", "."):
+    if name in SHELLS or name == "eval" or name in ("source", "."):
         _run_shell(name, args, state, piped)
-    elif name in _AWKS or _interpreter(name) is not None:
+    elif name in AWKS or _interpreter(name) is not None:
         _run_interpreter(name, args, state, piped)
     elif name == "xargs":
         _xargs(args, state, pipeline)
@@ -339,9 +271,9 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         raise Unresolvable(f"it pipes text into the shell function {name}")
     if name in ("cd", "pushd"):
         _cd(args, state)
-    recursive = name not in _FLAT or any(_RECURSIVE_FLAGS.match(a) for a in args)
-    write = name not in _READ_ONLY
-    recursive_write = name in _RECURSIVE_WRITERS or (name == "find" and any(
+    recursive = name not in FLAT or any(RECURSIVE_FLAGS.match(a) for a in args)
+    write = name not in READ_ONLY
+    recursive_write = name in RECURSIVE_WRITERS or (name == "find" and any(
         a in ("-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprintf", "-fls")
         for a in args))
     for word in argv:
@@ -379,9 +311,9 @@ def _split_redirects(words: list[str]) -> tuple[list[str], list[tuple[str, bool]
     while i < len(words):
         word = words[i]
         follows = words[i + 1] if i + 1 < len(words) else ""
-        if word in _REDIRECT_WRITE or word in _REDIRECT_READ:
+        if word in REDIRECT_WRITE or word in REDIRECT_READ:
             if follows and not follows.isdigit() and follows != "-":
-                redirects.append((follows, word in _REDIRECT_WRITE))
+                redirects.append((follows, word in REDIRECT_WRITE))
             i += 2
             continue
         if word in ("<<", "<<-"):
@@ -391,7 +323,7 @@ def _split_redirects(words: list[str]) -> tuple[list[str], list[tuple[str, bool]
             strings.append(follows)
             i += 2
             continue
-        if word.isdigit() and follows in (_REDIRECT_WRITE | _REDIRECT_READ):
+        if word.isdigit() and follows in (REDIRECT_WRITE | REDIRECT_READ):
             i += 1
             continue
         argv.append(word)
@@ -408,7 +340,7 @@ def _program(argv: list[str], state: _State) -> tuple[str, list[str]]:
         if "=" in argv[i] and i > 0:
             i += 1
             continue
-        if name in _WRAPPERS and i + 1 < len(argv):
+        if name in WRAPPERS and i + 1 < len(argv):
             i += 1
             while i < len(argv) and (argv[i].startswith("-") or "=" in argv[i]
                                      or (name == "timeout" and argv[i][:1].isdigit())):
@@ -422,11 +354,11 @@ def _program(argv: list[str], state: _State) -> tuple[str, list[str]]:
 
 def _interpreter(name: str) -> tuple[str, ...] | None:
     base = re.sub(r"[\d.]+$", "", name)  # python3.12, perl5.36
-    return _INTERPRETERS.get(base)
+    return INTERPRETERS.get(base)
 
 
 def _check_reveals(name: str, args: list[str], state: _State) -> None:
-    for (program, *words), what in _REVEALS:
+    for (program, *words), what in REVEALS:
         if fnmatch.fnmatchcase(name, program) and all(w in args for w in words):
             state.reveals = f"it prints {what}"
 
@@ -467,7 +399,7 @@ def _nested(command: str, state: _State) -> None:
 def _run_interpreter(name: str, args: list[str], state: _State, piped: bool) -> None:
     options = _interpreter(name) or ()
     code = _option_value(args, options) if options else None
-    if name in _AWKS and code is None:
+    if name in AWKS and code is None:
         code = _awk_program(args)
     if code is not None:
         _inline_code(name, code, state)
@@ -495,8 +427,8 @@ def _scan_script(word: str, state: _State) -> None:
             except OSError:
                 continue
             found = [m.group(1) if m.group(1) is not None else m.group(2)
-                     for m in _STRING_LITERAL.finditer(code)]
-            found += [m.group(0) for m in _EMBEDDED_PATH.finditer(code)]
+                     for m in STRING_LITERAL.finditer(code)]
+            found += [m.group(0) for m in EMBEDDED_PATH.finditer(code)]
             for literal in found[:MAX_WORDS]:
                 _touch_value(literal, state, recursive=False, write=False)
 
@@ -534,33 +466,33 @@ def _awk_program(args: list[str]) -> str | None:
 
 def _inline_code(name: str, code: str, state: _State) -> None:
     code = " ".join(_expand(code, state, lenient=True))
-    if _DYNAMIC_CODE.search(code):
+    if DYNAMIC_CODE.search(code):
         raise Unresolvable(f"its inline {name} code builds paths or code at run time")
     literals = [m.group(1) if m.group(1) is not None else m.group(2)
-                for m in _STRING_LITERAL.finditer(code)]
-    for value in literals + [m.group(0) for m in _EMBEDDED_PATH.finditer(code)]:
+                for m in STRING_LITERAL.finditer(code)]
+    for value in literals + [m.group(0) for m in EMBEDDED_PATH.finditer(code)]:
         _touch_value(value, state, recursive=True, write=True, recursive_write=False)
 
 
 def _heredoc(body: str, runner: str, state: _State) -> None:
     """A here-document or here-string: code when it feeds a shell or an interpreter."""
     names = [os.path.basename(w).lower() for w in re.split(r"[\s|;&()]+", runner) if w]
-    if any(n in _SHELLS or n in ("eval", "source", ".") for n in names):
+    if any(n in SHELLS or n in ("eval", "source", ".") for n in names):
         _nested(body, state)
-    elif code_runner := next((n for n in names if n in _AWKS or (_interpreter(n) is not None
+    elif code_runner := next((n for n in names if n in AWKS or (_interpreter(n) is not None
                               and n not in ("jq", "sqlite3"))), None):
         _inline_code(code_runner, body, state)
     elif "xargs" in names:
         raise Unresolvable("xargs builds command lines from a here-document")
     else:  # data: only what plainly names a path counts
-        for match in _EMBEDDED_PATH.finditer(body):
+        for match in EMBEDDED_PATH.finditer(body):
             _touch_value(match.group(0), state, recursive=False, write=False)
 
 
 def _xargs(args: list[str], state: _State, pipeline: list[list[str]]) -> None:
     names = [_program(cmd, state) for cmd in pipeline]
-    listed = bool(names) and names[0][0] in _PATH_LISTERS and all(
-        n in _PATH_FILTERS and "-o" not in a and "--only-matching" not in a
+    listed = bool(names) and names[0][0] in PATH_LISTERS and all(
+        n in PATH_FILTERS and "-o" not in a and "--only-matching" not in a
         for n, a in names[1:])
     if not listed:
         raise Unresolvable("xargs builds command lines from text another command prints")
@@ -664,7 +596,7 @@ def _brace_items(inner: str) -> list[str] | None:
 
 
 def _variables(word: str, state: _State) -> list[str]:
-    match = _VARIABLE.search(word)
+    match = VARIABLE.search(word)
     if match is None:
         return [word]
     head, tail = word[:match.start()], word[match.end():]
@@ -731,7 +663,7 @@ def _candidates(value: str) -> list[str]:
             out += [part for part in value.split(sep)[1:] if part]
     if re.match(r"^-[A-Za-z][^-]", value):
         out.append(value[2:])
-    out += [m.group(0) for m in _EMBEDDED_PATH.finditer(value) if m.group(0) != value]
+    out += [m.group(0) for m in EMBEDDED_PATH.finditer(value) if m.group(0) != value]
     return [c for c in dict.fromkeys(out) if c and c not in ("-", "--")]
 
 

@@ -263,6 +263,7 @@ ORDINARY_COMMANDS = [
     "node -e 'console.log(1 + 1)'", "git log --format='%h %s' -n 5", "ls ~",
     "git commit -m 'docs: mention ~/.ssh/known_hosts'", "echo \"$PATH\"",
     "grep -c '' README.md", "test -f README.md && echo yes", "[ -d src ] || mkdir src",
+    "ls -la ~", "ls -lah ~/", "cat ~/.gitconfig", "ls ~/.config",
 ]
 
 
