@@ -16,11 +16,11 @@ OPERATORS = {";", "&", "&&", "||", "|", "|&", "(", ")", ";;", "{", "}", "!"}
 REDIRECT_WRITE = {">", ">>", "&>", "&>>", ">|", "<>", ">&"}
 REDIRECT_READ = {"<", "<&"}
 KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "case", "for",
-             "esac", "in", "function", "time", "select", "coproc"}
+            "esac", "in", "function", "time", "select", "coproc"}
 # Words that run the command after them (their own options are skipped).
 WRAPPERS = {"sudo", "doas", "env", "nice", "nohup", "command", "builtin", "exec", "stdbuf",
-             "timeout", "ionice", "chrt", "taskset", "setsid", "unbuffer", "caffeinate",
-             "flock", "watch", "strace", "ltrace", "time", "busybox", "xvfb-run", "fakeroot"}
+            "timeout", "ionice", "chrt", "taskset", "setsid", "unbuffer", "caffeinate",
+            "flock", "watch", "strace", "ltrace", "time", "busybox", "xvfb-run", "fakeroot"}
 SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "ash", "csh", "tcsh", "yash"}
 # Interpreters and the options that take inline code.
 INTERPRETERS: dict[str, tuple[str, ...]] = {
@@ -36,21 +36,21 @@ INTERPRETERS: dict[str, tuple[str, ...]] = {
 AWKS = {"awk", "gawk", "mawk", "nawk", "busybox-awk"}
 # Programs that read only the files they are given and write only to stdout.
 READ_ONLY = {"cat", "tac", "head", "tail", "less", "more", "grep", "egrep", "fgrep", "rg",
-              "ag", "ack", "wc", "ls", "stat", "file", "diff", "cmp", "md5sum", "sha1sum",
-              "sha256sum", "sha512sum", "cksum", "b2sum", "tree", "du", "sort", "uniq", "cut",
-              "tr", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
-              "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd",
-              "true", "false", "column", "fold", "fmt", "paste", "join", "comm", "look",
-              "zcat", "bzcat", "xzcat", "zless", "view", "bat", "batcat", "type", "which"}
+             "ag", "ack", "wc", "ls", "stat", "file", "diff", "cmp", "md5sum", "sha1sum",
+             "sha256sum", "sha512sum", "cksum", "b2sum", "tree", "du", "sort", "uniq", "cut",
+             "tr", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
+             "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd",
+             "true", "false", "column", "fold", "fmt", "paste", "join", "comm", "look",
+             "zcat", "bzcat", "xzcat", "zless", "view", "bat", "batcat", "type", "which"}
 # Of the read-only programs, those that never descend into a folder given to them.
 FLAT = {"cat", "tac", "head", "tail", "less", "more", "wc", "ls", "stat", "file", "cmp",
-         "md5sum", "sha1sum", "sha256sum", "sha512sum", "cksum", "b2sum", "sort", "uniq",
-         "cut", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
-         "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd", "true",
-         "false", "column", "fold", "fmt", "paste", "join", "comm", "type", "which", "mkdir",
-         "touch", "export", "local", "declare", "readonly", "unset", "shift", "set", "shopt",
-         "alias", "read", "sleep", "kill", "exit", "return", "break", "continue", "wait",
-         "bat", "batcat", "zcat", "bzcat", "xzcat", "diff"}
+        "md5sum", "sha1sum", "sha256sum", "sha512sum", "cksum", "b2sum", "sort", "uniq",
+        "cut", "nl", "od", "xxd", "hexdump", "strings", "echo", "printf", "test", "[",
+        "realpath", "readlink", "basename", "dirname", "cd", "pushd", "popd", "pwd", "true",
+        "false", "column", "fold", "fmt", "paste", "join", "comm", "type", "which", "mkdir",
+        "touch", "export", "local", "declare", "readonly", "unset", "shift", "set", "shopt",
+        "alias", "read", "sleep", "kill", "exit", "return", "break", "continue", "wait",
+        "bat", "batcat", "zcat", "bzcat", "xzcat", "diff"}
 RECURSIVE_FLAGS = re.compile(r"^-(?:-recursive|-dereference-recursive|[A-Za-z]*[rR][A-Za-z]*)$")
 # Producers whose output lines are real paths under roots this module has already resolved,
 # so `find . -name '*.py' | xargs wc -l` is as safe as its `find`.
@@ -58,7 +58,7 @@ PATH_LISTERS = {"find", "fd", "fdfind", "ls", "git", "rg", "locate"}
 PATH_FILTERS = {"grep", "egrep", "fgrep", "head", "tail", "sort", "uniq"}
 # Programs that may change what is under a folder they are given.
 RECURSIVE_WRITERS = {"rm", "cp", "mv", "rsync", "chmod", "chown", "chgrp", "shred",
-                      "truncate", "tar", "unzip", "ln", "install", "setfacl", "chattr"}
+                     "truncate", "tar", "unzip", "ln", "install", "setfacl", "chattr"}
 # Commands that print a stored credential without naming its file.
 REVEALS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("gh", "auth", "token"), "the GitHub CLI token"),
