@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from ._shell_rules import (
+    ASSIGNERS,
     AWKS,
     DYNAMIC_CODE,
     EMBEDDED_PATH,
@@ -37,6 +38,7 @@ from ._shell_rules import (
     REDIRECT_READ,
     REDIRECT_WRITE,
     REVEALS,
+    SHELL_RUNNERS,
     SHELLS,
     STRING_LITERAL,
     VARIABLE,
@@ -85,6 +87,7 @@ class _State:
         self.reveals: str | None = None
         self.dotglob = False
         self.globstar = False
+        self.heredocs: list[str] = []
 
 
 def resolve_command(command: str, cwd: str, env: Mapping[str, str], *, home: str,
@@ -112,6 +115,8 @@ def _resolve_into(command: str, state: _State) -> None:
     if state.depth > MAX_DEPTH:
         raise Unresolvable("commands nested too deeply to follow")
     text, heredocs = _prescan(command)
+    outer_queue = state.heredocs
+    state.heredocs = [body for body, _ in heredocs]
     try:
         lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
@@ -121,12 +126,13 @@ def _resolve_into(command: str, state: _State) -> None:
         raise Unresolvable(f"the command does not parse ({exc})") from None
     if "shopt" in words or "GLOBIGNORE" in text:
         state.dotglob = state.globstar = True
-    for body, runner in heredocs:
-        _heredoc(body, runner, state)
     pipeline: list[list[str]] = []
     for cmd, op_before in _simple_commands(words):
         pipeline = [*pipeline, cmd] if op_before in ("|", "|&") else [cmd]
         _command(cmd, state, pipeline=pipeline[:-1])
+    for body in state.heredocs:  # not matched to a command: assume the worst, code
+        _heredoc(body, "sh", state)
+    state.heredocs = outer_queue
 
 
 def _bounded(lexer: shlex.shlex) -> Iterator[str]:
@@ -248,13 +254,16 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         words = words[1:]
     if not words:
         return
-    argv, redirects, strings = _split_redirects(words)
+    argv, redirects, strings = _split_redirects(words, state)
     for target, write in redirects:
         for value in _expand(target, state):
             _touch_value(value, state, recursive=False, write=write)
     name, args = _program(argv, state) if argv else ("", [])
     for here in strings:
         _heredoc(" ".join(_expand(here, state, lenient=True)), name, state)
+    if name in ASSIGNERS or (name in ("printf", "declare", "typeset", "local", "export")
+                             and any(a in ("-v", "-n") for a in args)):
+        raise Unresolvable(f"{name} sets variables from data the check cannot see")
     if not argv:
         return
     _check_reveals(name, args, state)
@@ -276,11 +285,40 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     recursive_write = name in RECURSIVE_WRITERS or (name == "find" and any(
         a in ("-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprintf", "-fls")
         for a in args))
+    runs_code = name in SHELLS or name in AWKS or name == "eval" or \
+        _interpreter(name) is not None
+    if not runs_code:
+        _embedded_invocations(argv, state)
     for word in argv:
         for value in _expand(word, state):
             for candidate in _candidates(value):
                 _touch_value(candidate, state, recursive=recursive, write=write,
                              recursive_write=recursive_write)
+            if not runs_code and any(c.isspace() for c in value.strip()):
+                _probe(value, state, strict=name in SHELL_RUNNERS)
+
+
+def _embedded_invocations(argv: list[str], state: _State) -> None:
+    """`docker exec c sh -c '...'`, `bwrap ... python3 -c '...'`: a shell or an interpreter
+    given code further along the line runs it, whatever runs them."""
+    for i, word in enumerate(argv[1:], start=1):
+        base = os.path.basename(word).lower()
+        rest = argv[i + 1:]
+        if base in SHELLS and rest and re.fullmatch(r"-[a-z]*c[a-z]*", rest[0]):
+            _run_shell(base, ["-c", *rest[1:]], state, False)
+        elif (options := _interpreter(base)) and rest and rest[0] in options:
+            _run_interpreter(base, rest, state, False)
+
+
+def _probe(text: str, state: _State, *, strict: bool) -> None:
+    """An argument with spaces may be a command line some program runs (`watch`, `ssh`,
+    `find -exec sh -c`): what it touches counts. Only for programs known to run their
+    argument as a shell line does a line that cannot be resolved make this one so."""
+    try:
+        _nested(text, state)
+    except Unresolvable:
+        if strict:
+            raise
 
 
 def _assignments(words: list[str], state: _State) -> list[str]:
@@ -302,8 +340,10 @@ def _assignments(words: list[str], state: _State) -> list[str]:
     return words[i:]
 
 
-def _split_redirects(words: list[str]) -> tuple[list[str], list[tuple[str, bool]], list[str]]:
-    """Arguments, redirection targets (and whether written), here-strings."""
+def _split_redirects(words: list[str], state: _State
+                     ) -> tuple[list[str], list[tuple[str, bool]], list[str]]:
+    """Arguments, redirection targets (and whether written), here-strings and the bodies
+    of this command's here-documents."""
     argv: list[str] = []
     redirects: list[tuple[str, bool]] = []
     strings: list[str] = []
@@ -317,7 +357,9 @@ def _split_redirects(words: list[str]) -> tuple[list[str], list[tuple[str, bool]
             i += 2
             continue
         if word in ("<<", "<<-"):
-            i += 2  # the body was taken out by _prescan
+            if state.heredocs:  # taken out by _prescan, in order
+                strings.append(state.heredocs.pop(0))
+            i += 2
             continue
         if word == "<<<":
             strings.append(follows)
@@ -476,7 +518,7 @@ def _inline_code(name: str, code: str, state: _State) -> None:
 
 def _heredoc(body: str, runner: str, state: _State) -> None:
     """A here-document or here-string: code when it feeds a shell or an interpreter."""
-    names = [os.path.basename(w).lower() for w in re.split(r"[\s|;&()]+", runner) if w]
+    names = [runner]
     if any(n in SHELLS or n in ("eval", "source", ".") for n in names):
         _nested(body, state)
     elif code_runner := next((n for n in names if n in AWKS or (_interpreter(n) is not None

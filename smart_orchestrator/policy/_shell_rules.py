@@ -6,10 +6,28 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "AWKS", "DYNAMIC_CODE", "EMBEDDED_PATH", "FLAT", "HEREDOC", "INTERPRETERS",
-    "KEYWORDS", "OPERATORS", "PATH_FILTERS", "PATH_LISTERS", "READ_ONLY",
-    "RECURSIVE_FLAGS", "RECURSIVE_WRITERS", "REDIRECT_READ", "REDIRECT_WRITE",
-    "REVEALS", "SHELLS", "STRING_LITERAL", "VARIABLE", "WRAPPERS",
+    "ASSIGNERS",
+    "AWKS",
+    "DYNAMIC_CODE",
+    "EMBEDDED_PATH",
+    "FLAT",
+    "HEREDOC",
+    "INTERPRETERS",
+    "KEYWORDS",
+    "OPERATORS",
+    "PATH_FILTERS",
+    "PATH_LISTERS",
+    "READ_ONLY",
+    "RECURSIVE_FLAGS",
+    "RECURSIVE_WRITERS",
+    "REDIRECT_READ",
+    "REDIRECT_WRITE",
+    "REVEALS",
+    "SHELLS",
+    "SHELL_RUNNERS",
+    "STRING_LITERAL",
+    "VARIABLE",
+    "WRAPPERS",
 ]
 
 OPERATORS = {";", "&", "&&", "||", "|", "|&", "(", ")", ";;", "{", "}", "!"}
@@ -52,6 +70,11 @@ FLAT = {"cat", "tac", "head", "tail", "less", "more", "wc", "ls", "stat", "file"
         "alias", "read", "sleep", "kill", "exit", "return", "break", "continue", "wait",
         "bat", "batcat", "zcat", "bzcat", "xzcat", "diff"}
 RECURSIVE_FLAGS = re.compile(r"^-(?:-recursive|-dereference-recursive|[A-Za-z]*[rR][A-Za-z]*)$")
+# Builtins that set variables from data (stdin, a format, a name held in another variable).
+ASSIGNERS = {"read", "mapfile", "readarray", "getopts", "let"}
+# Programs that run an argument as a shell command line.
+SHELL_RUNNERS = {"watch", "su", "runuser", "script", "ssh", "parallel", "tmux", "screen",
+                 "expect", "flock", "nix-shell", "entr", "env", "npx", "xargs", "find"}
 # Producers whose output lines are real paths under roots this module has already resolved,
 # so `find . -name '*.py' | xargs wc -l` is as safe as its `find`.
 PATH_LISTERS = {"find", "fd", "fdfind", "ls", "git", "rg", "locate"}
