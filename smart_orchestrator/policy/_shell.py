@@ -53,6 +53,7 @@ class Touch(NamedTuple):
     recursive: bool  # the program may walk everything under it
     write: bool      # the program may change it
     pattern: bool = False
+    only: tuple[str, ...] = ()  # a walk that changes only files with these names (find -name)
 
 
 class ShellResolution(NamedTuple):
@@ -282,9 +283,8 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         _cd(args, state)
     recursive = name not in FLAT or any(RECURSIVE_FLAGS.match(a) for a in args)
     write = name not in READ_ONLY
-    recursive_write = name in RECURSIVE_WRITERS or (name == "find" and any(
-        a in ("-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprintf", "-fls")
-        for a in args))
+    recursive_write = name in RECURSIVE_WRITERS or (name == "find" and _find_writes(args))
+    only = _find_names(args) if name == "find" else ()
     runs_code = name in SHELLS or name in AWKS or name == "eval" or \
         _interpreter(name) is not None
     if not runs_code:
@@ -293,9 +293,28 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         for value in _expand(word, state):
             for candidate in _candidates(value):
                 _touch_value(candidate, state, recursive=recursive, write=write,
-                             recursive_write=recursive_write)
+                             recursive_write=recursive_write, only=only)
             if not runs_code and any(c.isspace() for c in value.strip()):
                 _probe(value, state, strict=name in SHELL_RUNNERS)
+
+
+def _find_writes(args: list[str]) -> bool:
+    """Does this find change files: -delete, or -exec of anything but a reader?"""
+    if "-delete" in args:
+        return True
+    for i, arg in enumerate(args[:-1]):
+        if arg in ("-exec", "-execdir", "-ok", "-okdir") and \
+                os.path.basename(args[i + 1]).lower() not in READ_ONLY:
+            return True
+    return False
+
+
+def _find_names(args: list[str]) -> tuple[str, ...]:
+    """The -name patterns a find's actions are limited to, if every branch has one."""
+    if any(a in ("-o", "-or", ",", "-not", "!", "-prune") for a in args):
+        return ()  # alternatives or negation: the names no longer bound what is touched
+    return tuple(args[i + 1].lower() for i, a in enumerate(args[:-1])
+                 if a in ("-name", "-iname"))
 
 
 def _embedded_invocations(argv: list[str], state: _State) -> None:
@@ -710,7 +729,7 @@ def _candidates(value: str) -> list[str]:
 
 
 def _touch_value(value: str, state: _State, *, recursive: bool, write: bool,
-                 recursive_write: bool = False) -> None:
+                 recursive_write: bool = False, only: tuple[str, ...] = ()) -> None:
     if not value or (value.startswith("-") and "/" not in value) or "\x00" in value:
         return
     value = _tilde(value, state, after_colon=False)
@@ -721,13 +740,16 @@ def _touch_value(value: str, state: _State, *, recursive: bool, write: bool,
             path = "/" + path.lstrip("/")
         if re.search(r"[*?\[]", value):
             walks = recursive or "**" in value
-            state.touches.append(Touch(path, walks, recursive_write if walks else write, True))
+            state.touches.append(Touch(path, walks, recursive_write if walks else write, True,
+                                       only if walks else ()))
             for hit in _glob(path, state)[:MAX_EXPANSIONS]:
                 deep = recursive and os.path.isdir(hit)
-                state.touches.append(Touch(hit, deep, recursive_write if deep else write))
+                state.touches.append(Touch(hit, deep, recursive_write if deep else write,
+                                           only=only if deep else ()))
         else:
             deep = recursive and os.path.isdir(path)
-            state.touches.append(Touch(path, deep, recursive_write if deep else write))
+            state.touches.append(Touch(path, deep, recursive_write if deep else write,
+                                       only=only if deep else ()))
 
 
 def _glob(pattern: str, state: _State) -> list[str]:

@@ -187,7 +187,9 @@ class _Matcher:
         self.anchored = [(_segments(h) + _segments(rel), rel.endswith("/"), label)
                          for h in self.homes for rel, label in CREDENTIALS]
         self.relative = [(_segments(rel), rel.endswith("/"), label) for rel, label in CREDENTIALS]
-        self.state_roots = [_segments(p) for p in _both(ctx.write_protected)]
+        # A protected folder holds files of any name; a file has the one.
+        self.state_roots = [(_segments(p), os.path.isdir(p))
+                            for p in _both(ctx.write_protected)]
 
     def credential(self, touch: Touch) -> str | None:
         if touch.pattern:
@@ -238,7 +240,10 @@ class _Matcher:
     def state(self, touch: Touch) -> str | None:
         for form in _forms(touch.path):
             segs = _segments(form)
-            for root in self.state_roots:
+            for root, is_dir in self.state_roots:
+                if touch.only and not is_dir and not any(
+                        fnmatch.fnmatchcase(root[-1], n) for n in touch.only):
+                    continue  # `find . -name '*.pyc' -delete` cannot reach it
                 if _under(segs, root) or (touch.recursive and _under(root, segs)) or (
                         touch.pattern and _reach(segs, root, touch.recursive, True)):
                     return STATE_LABEL

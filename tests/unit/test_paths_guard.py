@@ -264,6 +264,8 @@ ORDINARY_COMMANDS = [
     "git commit -m 'docs: mention ~/.ssh/known_hosts'", "echo \"$PATH\"",
     "grep -c '' README.md", "test -f README.md && echo yes", "[ -d src ] || mkdir src",
     "ls -la ~", "ls -lah ~/", "cat ~/.gitconfig", "ls ~/.config",
+    "find . -name '*.pyc' -delete", "find . -name '__pycache__' -exec rm -rf {} +",
+    "find . -type f -exec grep -l app {} +", "find src -name '*.py' -exec wc -l {} \\;",
 ]
 
 
@@ -284,6 +286,10 @@ STATE_WRITES = [
     "python3 -c \"open('.claude/smart-orchestrator.toml','w').write('')\"",
     "tee .claude/settings.json < /tmp/x",
     "mv /tmp/x ~/.claude/settings.json",
+    "find . -name '*.toml' -exec sed -i s/enforce/off/ {} +",
+    "find . -name '*.pyc' -o -name '*.toml' -delete",
+    "find . -type f -delete",
+    "find ~/data -name '*.db' -delete",
 ]
 
 
