@@ -55,7 +55,7 @@ CREDENTIALS: tuple[tuple[str, str], ...] = (
 PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old", "authorized_keys")
 WRITABLE_PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old")
 # Credentials anywhere, by name.
-ENV_FILE = re.compile(r"^\.env(?:\.(?!(?:example|sample|template|dist|defaults)$)[\w.-]+)?$")
+ENV_FILE = re.compile(r"^\.env(?:rc|\.(?!(?:example|sample|template|dist|defaults)$)[\w.-]+)?$")
 ABSOLUTE_CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("/proc/*/environ", "another process's environment"),
     ("/etc/shadow", "the system's password hashes"),
@@ -136,7 +136,10 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
     credential = reveals
     state_write = None
     for touch in touches:
-        credential = credential or matcher.credential(touch)
+        if tool == "Write" and ENV_FILE.match(os.path.basename(touch.path)):
+            pass  # writing a project's .env shows nothing of the one it replaces
+        else:
+            credential = credential or matcher.credential(touch)
         if touch.write and state_write is None:
             state_write = matcher.state(touch)
     return PathVerdict(credential, state_write, unresolved, len(touches))

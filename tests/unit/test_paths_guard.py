@@ -307,6 +307,8 @@ def test_writes_to_the_plugins_state_and_policy_are_found(home: Path, command: s
     ("Read", {"file_path": "../.config/gh/hosts.yml"}),
     ("Read", {"file_path": "HOME_MARK/proj/../.netrc"}),
     ("Read", {"file_path": ".env"}),
+    ("Read", {"file_path": ".envrc"}),
+    ("Edit", {"file_path": ".env", "old_string": "E=1", "new_string": "E=2"}),
     ("Grep", {"pattern": "BEGIN", "path": "HOME_MARK"}),
     ("Grep", {"pattern": "token", "path": "~"}),
     ("Grep", {"pattern": "token", "path": "up"}),
@@ -348,6 +350,7 @@ def test_file_tools_touching_credentials_are_found(home: Path, tool: str,
     ("Glob", {"pattern": "src/*.py", "path": "HOME_MARK/proj"}),
     ("Write", {"file_path": "src/new.py", "content": "x = 1"}),
     ("Edit", {"file_path": "src/app.py", "old_string": "1", "new_string": "2"}),
+    ("Write", {"file_path": ".env", "content": "DATABASE_URL=postgres://localhost/dev"}),
 ])
 def test_ordinary_file_tool_calls_pass(home: Path, tool: str, tool_input: dict[str, Any]) -> None:
     ti = {k: v.replace("HOME_MARK", str(home)) for k, v in tool_input.items()}
