@@ -19,7 +19,8 @@ py="${SMART_ORCHESTRATOR_PYTHON:-}"
 if [ -z "$py" ] && [ -x "${CLAUDE_PLUGIN_DATA:-/nonexistent}/venv/bin/python" ]; then
   py="$CLAUDE_PLUGIN_DATA/venv/bin/python"  # skip version-manager shims
 fi
-launcher="$(dirname "$0")/../bin/smart-orchestrator"
+case "$0" in */*) here="${0%/*}" ;; *) here=. ;; esac  # no dirname: one process less
+launcher="$here/../bin/smart-orchestrator"
 if [ "${2:-}" = tools ]; then
   input="$(cat)"
   # Inside JSON strings every quote is escaped, so this matches only a real key; a key
