@@ -309,7 +309,10 @@ class PolicyEngine:
         verdict = check_tool_call(tool, ti, guard_context(
             p, project_dir=self.project_dir, data_dir=data_dir(), extra_protected=extra))
         found: list[Finding] = []
-        credential = verdict.credential or ("a credential file" if regex_credential else None)
+        # The older name rules (*.pem, *.key, credentials.json) still hold for file tools; a
+        # Bash line is judged on its resolved paths alone.
+        named = regex_credential and tool != "Bash"
+        credential = verdict.credential or ("a credential file" if named else None)
         if credential:
             flags.append("credential-read")
             if cfg.deny_credential_reads:
