@@ -184,3 +184,11 @@ def test_with_the_server_live_the_shell_returns_its_decision_without_python(
         beacon.release()
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == deny
+
+
+def test_with_the_server_down_a_planted_decision_file_does_not_answer(tmp_path: Path,
+                                                                       home: Path) -> None:
+    data = tmp_path / "data"
+    publish_decision(data, SESSION, "toolu_0001_1", {})  # as if written by a program
+    out = _run_sh(data, home, call(home, "Read", {"file_path": "~/.ssh/id_rsa"}))
+    assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
