@@ -59,21 +59,28 @@ if [ "${2:-}" = tools ]; then
     *) echo '{}'; exit 0 ;;
   esac
 fi
-# The payload's own key, exactly once (the same escaping argument); anything else goes to
-# Python.
-rest="${input#*\"tool_use_id\":\"}"
-[ "$rest" != "$input" ] || rest="${input#*\"tool_use_id\": \"}"
-id=""
-if [ "$rest" != "$input" ]; then
-  case "$rest" in *'"tool_use_id"'*) ;; *) id="${rest%%\"*}" ;; esac
-fi
-case "$id" in *[!A-Za-z0-9_-]*) id="" ;; esac
-decided="$data/servers/$sid.decided/$id"
 # Only a live server's file counts: with the server down, a file someone else planted for
 # a coming call must not answer for it (the mcp_tool hook, which would overrule it, is gone).
-if [ -n "$id" ] && live; then
+if live; then
+  # The payload's own key, exactly once (the same escaping argument); anything else goes
+  # to Python. dash's ${x#*pat} is quadratic in the length of x: grep for large payloads.
+  id=""
+  if [ "${#input}" -le 2048 ]; then
+    rest="${input#*\"tool_use_id\":\"}"
+    [ "$rest" != "$input" ] || rest="${input#*\"tool_use_id\": \"}"
+    if [ "$rest" != "$input" ]; then
+      case "$rest" in *'"tool_use_id"'*) ;; *) id="${rest%%\"*}" ;; esac
+    fi
+  else
+    ids="$(printf '%s' "$input" \
+      | grep -o '"tool_use_id"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"')"
+    case "$ids" in *"
+"*) ;; *) id="${ids##*:}"; id="${id#*\"}"; id="${id%\"}" ;; esac
+  fi
+  case "$id" in *[!A-Za-z0-9_-]*) id="" ;; esac
+  decided="$data/servers/$sid.decided/$id"
   n=0
-  while [ "$n" -le 100 ]; do
+  while [ -n "$id" ] && [ "$n" -le 100 ]; do
     collect && exit 0
     sleep 0.005
     n=$((n + 1))

@@ -192,3 +192,19 @@ def test_with_the_server_down_a_planted_decision_file_does_not_answer(tmp_path: 
     publish_decision(data, SESSION, "toolu_0001_1", {})  # as if written by a program
     out = _run_sh(data, home, call(home, "Read", {"file_path": "~/.ssh/id_rsa"}))
     assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_a_large_payload_takes_the_servers_decision_in_linear_time(tmp_path: Path,
+                                                                    home: Path) -> None:
+    """dash's ${x#*pattern} is quadratic: a 300 KB Write must not stall the hook."""
+    data = tmp_path / "data"
+    beacon = ServerBeacon(data, SESSION)
+    assert beacon.hold()
+    try:
+        publish_decision(data, SESSION, "toolu_0001_1", {})
+        out = _run_sh(data, home, call(home, "Write", {"file_path": "big.txt",
+                                                       "content": 'x = "y"\n' * 40_000}),
+                      python="/bin/false")
+    finally:
+        beacon.release()
+    assert out.returncode == 0 and json.loads(out.stdout) == {}, out.stderr
