@@ -25,9 +25,10 @@ def _emit(out: dict[str, Any]) -> int:
     return 0
 
 
-def _fail(event: str, tool: str, reason: str) -> int:
-    """Security-relevant events fail closed; the rest pass with a note on stderr."""
-    if event == "PreToolUse" and tool in AGENT_TOOLS:
+def _fail(event: str, tool: str, reason: str, *, subagent: bool = False) -> int:
+    """Security-relevant events fail closed (spawns, and every tool call of a subagent);
+    the rest pass with a note on stderr."""
+    if event == "PreToolUse" and (tool in AGENT_TOOLS or subagent):
         return _emit({"hookSpecificOutput": {
             "hookEventName": "PreToolUse", "permissionDecision": "deny",
             "permissionDecisionReason": f"Smart Orchestrator denied this call: {reason}"}})
@@ -57,7 +58,8 @@ def main(argv: list[str]) -> int:
         from smart_orchestrator.policy.engine import _log_crash
 
         where = _log_crash(exc)
-        return _fail(event, tool, f"internal error ({type(exc).__name__}); details in {where}")
+        return _fail(event, tool, f"internal error ({type(exc).__name__}); details in {where}",
+                     subagent=bool(payload.get("agent_id")))
 
 
 def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
@@ -76,10 +78,11 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
     from smart_orchestrator.policy.surfaces import UNCLAIMED_EVENTS
     from smart_orchestrator.store import open_store
 
+    subagent = bool(payload.get("agent_id"))
     try:
         store = open_store()
     except StoreError as exc:
-        return _fail(event, tool, exc.one_line())
+        return _fail(event, tool, exc.one_line(), subagent=subagent)
     if event in UNCLAIMED_EVENTS:
         from smart_orchestrator.policy import EngineFactory
 
@@ -113,7 +116,7 @@ def _decide(event: str, tool: str, payload: dict[str, Any]) -> int:
             decision_timeout_s=float(os.environ.get("SMART_ORCHESTRATOR_DECISION_WAIT_S",
                                                     "100")))
     except Undecided as exc:
-        return _fail(event, tool, str(exc))
+        return _fail(event, tool, str(exc), subagent=subagent)
     if (path := decision_file(data_dir(), session, tool_use_id)) is not None:
         path.unlink(missing_ok=True)  # the shell fast path did not collect it
     return _emit(settled.answer())

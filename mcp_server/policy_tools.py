@@ -82,8 +82,12 @@ def _is_agent_call(payload: dict[str, Any]) -> bool:
         payload.get("tool_name") in GATED_TOOLS
 
 
+def _is_subagent_tool_call(payload: dict[str, Any]) -> bool:
+    return payload.get("hook_event_name") == "PreToolUse" and bool(payload.get("agent_id"))
+
+
 def _closed(payload: dict[str, Any], reason: str) -> str:
-    if _is_agent_call(payload):
+    if _is_agent_call(payload) or _is_subagent_tool_call(payload):
         out = json.loads(json.dumps(_FAIL_CLOSED))
         out["hookSpecificOutput"]["permissionDecisionReason"] = \
             out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)

@@ -89,6 +89,8 @@ class ToolsPolicy(NamedTuple):
     mode: Mode = "enforce"
     on_error: OnError = "deny"
     deny_credential_reads: bool = True
+    deny_state_writes: bool = True        # the plugin's state, policy, hooks and settings
+    unresolvable: OnError = "deny"        # a Bash line whose paths cannot be resolved
 
 
 class SurfacesPolicy(NamedTuple):

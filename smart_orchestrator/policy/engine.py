@@ -317,26 +317,79 @@ class PolicyEngine:
 
     # -- other events ----------------------------------------------------------------------
     def pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
-        from .checks import tool_flags
+        try:
+            return self._pre_tool(p)
+        except Exception as exc:  # e.g. a locked store: a subagent's tool call fails closed
+            out = self.crashed("PreToolUse", _s(p.get("tool_name")), p, exc)
+            cfg = self.config.tools
+            if p.get("agent_id") and cfg.mode == "enforce" and cfg.on_error == "deny":
+                return deny(f"Smart Orchestrator's tool check failed ({type(exc).__name__}); "
+                            "the call is denied because security checks fail closed.")
+            return out
 
+    def _pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
         agent_id = _s(p.get("agent_id"))
-        if not agent_id or self.config.tools.mode == "off":
+        cfg = self.config.tools
+        if not agent_id or cfg.mode == "off":
             return {}  # the main agent's own tools are not ours to police
-        ti = p.get("tool_input") if isinstance(p.get("tool_input"), Mapping) else {}
-        assert isinstance(ti, Mapping)
+        raw = p.get("tool_input")
+        ti: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         tool = _s(p.get("tool_name"))
-        flags, reads_credentials = tool_flags(tool, ti)
-        block = (reads_credentials and self.config.tools.deny_credential_reads
-                 and self.config.tools.mode == "enforce")
+        try:
+            flags, found = self._tool_findings(tool, ti, p)
+        except Exception as exc:  # a crashed path check must not wave the call through
+            flags, found = ["check-error"], self._check_failed("tools", exc)
+        if raw is not None and not isinstance(raw, Mapping):
+            found.append(Finding("tools", "malformed-input", "high",
+                                 "the tool input is not an object", True))
+        enforced = found if cfg.mode == "enforce" else []
         self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=agent_id,
                           agent_type=_s(p.get("agent_type")), tool=tool, flags=flags,
                           input=digest_text(json.dumps(ti, sort_keys=True, default=str)),
-                          decision="deny" if block else "allow", source=self.source)
-        if block:
-            return deny("Smart Orchestrator denied this tool call: subagents may not read "
-                        "credential files (private keys, cloud credentials, .netrc and the "
-                        "like). Ask the user to provide what is needed another way.")
+                          decision="deny" if enforced else "allow",
+                          denied_by=[f"tools:{f.rule_id}" for f in enforced],
+                          would_deny=[f"tools:{f.rule_id}" for f in found if not enforced],
+                          source=self.source)
+        if enforced:
+            return deny(f"Smart Orchestrator denied this tool call: {enforced[0].detail}.")
         return {}
+
+    def _tool_findings(self, tool: str, ti: Mapping[str, Any], p: Mapping[str, Any]
+                       ) -> tuple[list[str], list[Finding]]:
+        from .checks import tool_flags
+        from .paths_guard import check_tool_call, guard_context
+
+        cfg = self.config.tools
+        flags, regex_credential = tool_flags(tool, ti)
+        baseline = self.config.secrets.baseline
+        extra = [Path(baseline) if Path(baseline).is_absolute()
+                 else self.project_dir / baseline] if baseline else []
+        verdict = check_tool_call(tool, ti, guard_context(
+            p, project_dir=self.project_dir, data_dir=data_dir(), extra_protected=extra))
+        found: list[Finding] = []
+        # The older name rules (*.pem, *.key, credentials.json) still hold for file tools; a
+        # Bash line is judged on its resolved paths alone.
+        named = regex_credential and tool != "Bash"
+        credential = verdict.credential or ("a credential file" if named else None)
+        if credential:
+            flags.append("credential-read")
+            if cfg.deny_credential_reads:
+                found.append(Finding("tools", "credential-read", "critical",
+                                     f"subagents may not read or change credentials, and it "
+                                     f"would touch {credential}. Ask the user to provide what "
+                                     "is needed another way", True))
+        if verdict.state_write:
+            flags.append("state-write")
+            if cfg.deny_state_writes:
+                found.append(Finding("tools", "state-write", "critical",
+                                     f"subagents may not change {verdict.state_write}", True))
+        if verdict.unresolved:
+            flags.append("unresolved")
+            if cfg.unresolvable == "deny":
+                found.append(Finding("tools", "unresolved", "high",
+                                     "the command cannot be checked for credential access "
+                                     f"({verdict.unresolved}); write it with plain paths", True))
+        return sorted(set(flags)), found
 
     def subagent_start(self, p: Mapping[str, Any]) -> dict[str, Any]:
         agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))

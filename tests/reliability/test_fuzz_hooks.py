@@ -338,7 +338,8 @@ def python_without_dependencies() -> str:
 
 
 @pytest.mark.parametrize("raw", [b"[" * 50_000, b"[1, 2]", b"\xff\xfe", b"not json",
-                                 json.dumps(pre_agent()).encode()])
+                                 json.dumps(pre_agent()).encode(),
+                                 json.dumps(subagent_tool("Read", {"file_path": "/x"})).encode()])
 def test_launcher_without_environment_fails_closed(hook_env: Path,
                                                    python_without_dependencies: str,
                                                    figures: Figures, raw: bytes) -> None:

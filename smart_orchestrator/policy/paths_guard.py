@@ -1,0 +1,295 @@
+"""Which protected files a subagent's tool call can touch.
+
+Protected are credentials (never read or written by a subagent) and the plugin's own state
+and policy (never written). The decision is made on resolved paths: `~`, `$HOME`, relative
+paths against the working folder, `..`, symlinks (realpath) and globs are resolved before
+anything is compared, so the spelling of a path does not matter. Bash command lines are
+resolved by `_shell` (every word, through every expansion bash would make).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._shell import ShellResolution, Touch, resolve_code, resolve_command
+
+__all__ = ["CREDENTIALS", "GuardContext", "PathVerdict", "check_tool_call", "guard_context"]
+
+# Credential locations relative to a home folder: one list to extend. A trailing "/" is a
+# whole folder. A path matches under any folder (a copy of a home is as secret as the
+# original); a recursive read (grep -r, find, a Grep over a folder) matches when the folder
+# it walks holds one of these under a real home.
+CREDENTIALS: tuple[tuple[str, str], ...] = (
+    (".ssh/", "SSH keys"),
+    (".aws/", "AWS credentials"),
+    (".config/gh/", "the GitHub CLI token"),
+    (".netrc", "the .netrc passwords"),
+    (".git-credentials", "git's stored credentials"),
+    (".config/git/credentials", "git's stored credentials"),
+    (".docker/config.json", "Docker registry credentials"),
+    (".kube/", "Kubernetes credentials"),
+    (".config/gcloud/", "Google Cloud credentials"),
+    (".azure/", "Azure credentials"),
+    (".gnupg/", "GnuPG keys"),
+    (".pgpass", "PostgreSQL passwords"),
+    (".npmrc", "the npm token"),
+    (".pypirc", "the PyPI token"),
+    (".claude/.credentials.json", "Claude Code's credentials"),
+    (".cargo/credentials", "the crates.io token"),
+    (".cargo/credentials.toml", "the crates.io token"),
+    (".terraform.d/credentials.tfrc.json", "Terraform credentials"),
+    (".vault-token", "the Vault token"),
+    (".config/hub", "the hub token"),
+    (".boto", "cloud storage credentials"),
+    (".s3cfg", "S3 credentials"),
+    (".password-store/", "the password store"),
+    (".local/share/keyrings/", "the desktop keyring"),
+)
+# Inside the folders above, names that stay readable, and those that stay writable too
+# (authorized_keys is public, but writing it lets someone in).
+PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old", "authorized_keys")
+WRITABLE_PUBLIC_NAMES = ("*.pub", "known_hosts", "known_hosts.old")
+# Credentials anywhere, by name.
+ENV_FILE = re.compile(r"^\.env(?:rc|\.(?!(?:example|sample|template|dist|defaults)$)[\w.-]+)?$")
+ABSOLUTE_CREDENTIALS: tuple[tuple[str, str], ...] = (
+    ("/proc/*/environ", "another process's environment"),
+    ("/etc/shadow", "the system's password hashes"),
+)
+# What a subagent must not change, relative to the plugin's folders (filled in per call).
+STATE_LABEL = "the plugin's own state, policy or hooks"
+
+
+class GuardContext(NamedTuple):
+    cwd: str
+    homes: tuple[str, ...]
+    write_protected: tuple[str, ...]  # absolute files and folders
+    env: Mapping[str, str]
+
+
+class PathVerdict(NamedTuple):
+    credential: str | None   # what credential the call would touch
+    state_write: str | None  # which protected file of the plugin it would change
+    unresolved: str | None   # why the call could not be resolved
+    paths: int               # how many paths and patterns were resolved
+
+
+def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Path,
+                  extra_protected: Iterable[Path] = ()) -> GuardContext:
+    env = os.environ
+    homes = [h for h in (env.get("HOME"), _passwd_home()) if h]
+    cwd = payload.get("cwd")
+    home = Path(homes[0]) if homes else Path("/nonexistent")
+    protected = [data_dir, project_dir / ".claude" / "smart-orchestrator.toml",
+                 project_dir / ".secrets.baseline", project_dir / ".claude" / "settings.json",
+                 project_dir / ".claude" / "settings.local.json",
+                 home / ".claude" / "settings.json", home / ".claude" / "settings.local.json",
+                 home / ".claude" / "plugins", home / ".claude.json",
+                 *extra_protected]
+    for var in ("CLAUDE_PLUGIN_ROOT", "SMART_ORCHESTRATOR_POLICY", "SMART_ORCHESTRATOR_DB"):
+        if env.get(var):
+            protected.append(Path(env[var]))
+    return GuardContext(cwd if isinstance(cwd, str) and cwd.startswith("/")
+                        else str(project_dir), tuple(dict.fromkeys(homes)),
+                        tuple(str(p) for p in protected), env)
+
+
+def _passwd_home() -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (KeyError, ImportError):
+        return None
+
+
+# -- what a call touches --------------------------------------------------------------------
+_PATH_KEYS = ("file_path", "path", "notebook_path", "filePath")
+# Tools that run what they are given: the key holding it, and how to read it.
+_RUNS_CODE = {"Bash": ("command", "bash"), "Monitor": ("command", "bash"),
+              "PowerShell": ("command", "powershell"), "REPL": ("code", "javascript"),
+              "JavaScript": ("code", "javascript"), "Eval": ("code", "javascript")}
+_WRITERS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+
+
+def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext) -> PathVerdict:
+    home = ctx.homes[0] if ctx.homes else "/nonexistent"
+    unresolved: str | None = None
+    reveals: str | None = None
+    runs = _RUNS_CODE.get(tool)
+    if runs is not None:
+        code = tool_input.get(runs[0])
+        if not isinstance(code, str):
+            return PathVerdict(None, None, f"its {runs[0]} is not a string", 0)
+        resolution: ShellResolution = (
+            resolve_command(code, ctx.cwd, ctx.env, home=home) if runs[1] == "bash"
+            else resolve_code(runs[1], code, ctx.cwd, ctx.env, home=home))
+        touches = list(resolution.touches)
+        unresolved, reveals = resolution.unresolved, resolution.reveals
+    else:
+        touches, unresolved = _tool_touches(tool, tool_input, ctx, home)
+    matcher = _Matcher(ctx)
+    credential = reveals
+    state_write = None
+    for touch in touches:
+        if tool == "Write" and ENV_FILE.match(os.path.basename(touch.path)):
+            pass  # writing a project's .env shows nothing of the one it replaces
+        else:
+            credential = credential or matcher.credential(touch)
+        if touch.write and state_write is None:
+            state_write = matcher.state(touch)
+    return PathVerdict(credential, state_write, unresolved, len(touches))
+
+
+def _tool_touches(tool: str, ti: Mapping[str, Any], ctx: GuardContext, home: str
+                  ) -> tuple[list[Touch], str | None]:
+    touches: list[Touch] = []
+    for key in _PATH_KEYS:
+        value = ti.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return touches, f"its {key} is not a string"
+        path = _absolute(value, ctx.cwd, home)
+        if tool == "Glob":
+            continue  # below, with the pattern
+        walks = tool == "Grep" and (os.path.isdir(path) or not os.path.exists(path))
+        touches.append(Touch(path, walks, tool in _WRITERS))
+    url = ti.get("url")
+    if isinstance(url, str) and url[:7].lower() == "file://":
+        touches.append(Touch(_absolute(url[7:], ctx.cwd, home), False, False))
+    if tool == "Grep" and ti.get("path") is None:
+        touches.append(Touch(ctx.cwd, True, False))
+    if tool == "Glob":
+        pattern = ti.get("pattern")
+        root = ti.get("path")
+        if not isinstance(pattern, str) or not isinstance(root, str | None):
+            return touches, "its pattern or path is not a string"
+        base = _absolute(root, ctx.cwd, home) if root else ctx.cwd
+        full = _absolute(pattern, base, home)
+        touches.append(Touch(full, "**" in pattern, False, True))
+        touches.append(Touch(os.path.realpath(base), "**" in pattern, False))
+    return touches, None
+
+
+def _absolute(value: str, cwd: str, home: str) -> str:
+    if value == "~" or value.startswith("~/"):
+        value = home + value[1:]
+    value = re.sub(r"^\$(?:HOME\b|\{HOME\})", lambda _: home, value)
+    return os.path.normpath(os.path.join(cwd, value))
+
+
+# -- matching -------------------------------------------------------------------------------
+class _Matcher:
+    def __init__(self, ctx: GuardContext) -> None:
+        self.homes = _both(ctx.homes)
+        self.anchored = [(_segments(h) + _segments(rel), rel.endswith("/"), label)
+                         for h in self.homes for rel, label in CREDENTIALS]
+        self.relative = [(_segments(rel), rel.endswith("/"), label) for rel, label in CREDENTIALS]
+        # A protected folder holds files of any name; a file has the one.
+        self.state_roots = [(_segments(p), os.path.isdir(p))
+                            for p in _both(ctx.write_protected)]
+
+    def credential(self, touch: Touch) -> str | None:
+        if touch.pattern:
+            return self._pattern_credential(touch)
+        for form in _forms(touch.path):
+            segs = _segments(form)
+            label = self._path_credential(segs, touch.write)
+            if label is None and touch.recursive:
+                label = next((lb for target, _, lb in self.anchored
+                              if _under(target, segs)), None)
+            if label:
+                return label
+        return None
+
+    def _path_credential(self, segs: list[str], write: bool) -> str | None:
+        for rel, is_dir, label in self.relative:
+            for k in range(len(segs) - len(rel) + 1):
+                if segs[k:k + len(rel)] != rel:
+                    continue
+                rest = segs[k + len(rel):]
+                if not is_dir and rest:
+                    continue
+                public = WRITABLE_PUBLIC_NAMES if write else PUBLIC_NAMES
+                if is_dir and len(rest) == 1 and any(
+                        fnmatch.fnmatchcase(rest[0], n) for n in public):
+                    continue
+                return label
+        if segs and ENV_FILE.match(segs[-1]):
+            return "a .env file"
+        path = "/" + "/".join(segs)
+        for pattern, label in ABSOLUTE_CREDENTIALS:
+            if fnmatch.fnmatchcase(path, pattern):
+                return label
+        return None
+
+    def _pattern_credential(self, touch: Touch) -> str | None:
+        pat = _segments(touch.path)
+        for target, is_dir, label in self.anchored:
+            if _reach(pat, target, touch.recursive, is_dir):
+                return label
+        last = pat[-1] if pat else ""
+        # A glob's `*` skips names that start with a dot unless the pattern spells the dot.
+        if last.startswith(".") and any(fnmatch.fnmatchcase(n, last)
+                                         for n in (".env", ".env.local", ".env.production")):
+            return "a .env file"
+        return None
+
+    def state(self, touch: Touch) -> str | None:
+        for form in _forms(touch.path):
+            segs = _segments(form)
+            for root, is_dir in self.state_roots:
+                if touch.only and not is_dir and not any(
+                        fnmatch.fnmatchcase(root[-1], n) for n in touch.only):
+                    continue  # `find . -name '*.pyc' -delete` cannot reach it
+                if _under(segs, root) or (touch.recursive and _under(root, segs)) or (
+                        touch.pattern and _reach(segs, root, touch.recursive, True)):
+                    return STATE_LABEL
+        return None
+
+
+def _both(paths: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        for form in _forms(p):
+            if form not in out:
+                out.append(form)
+    return out
+
+
+def _forms(path: str) -> list[str]:
+    """The path as spelled and as the file system resolves it (symlinks, `..`)."""
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
+        return [path]
+    return [path] if real == path else [path, real]
+
+
+def _segments(path: str) -> list[str]:
+    # Compared case-insensitively: on macOS ~/.SSH/id_rsa is ~/.ssh/id_rsa.
+    return [s for s in path.lower().split("/") if s and s != "."]
+
+
+def _under(path: list[str], root: list[str]) -> bool:
+    return path[:len(root)] == root
+
+
+def _reach(pat: list[str], target: list[str], recursive: bool, target_is_dir: bool) -> bool:
+    """Can a path the glob `pat` matches be `target`, lie under it (a folder), or, when
+    walked recursively, hold it?"""
+    if not pat:
+        return recursive or not target
+    if not target:
+        return target_is_dir
+    if pat[0] == "**":
+        return _reach(pat[1:], target, recursive, target_is_dir) or \
+            _reach(pat, target[1:], recursive, target_is_dir)
+    if fnmatch.fnmatchcase(target[0], pat[0]):
+        return _reach(pat[1:], target[1:], recursive, target_is_dir)
+    return False
