@@ -16,7 +16,7 @@ from smart_orchestrator.policy.claims import (
     process_owner,
 )
 from smart_orchestrator.policy.surfaces import GATED_TOOLS, UNCLAIMED_EVENTS
-from smart_orchestrator.session import current as current_session
+from smart_orchestrator.session import bound as bound_session
 
 from .state import AppState
 
@@ -71,8 +71,8 @@ def _not_from_a_hook(ctx: Context[AppState, Any], session_id: str) -> str | None
     if "claudecode/toolUseId" in meta:
         return ("policy_check answers Smart Orchestrator's own hooks; it cannot be called "
                 "as a tool")
-    bound = current_session().session_id
-    if bound and session_id and session_id != bound:
+    bound = bound_session()
+    if bound is not None and bound.session_id and session_id and session_id != bound.session_id:
         return "policy_check: this connection belongs to another session"
     return None
 

@@ -14,7 +14,7 @@ from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["SessionInfo", "bind", "current", "unbind"]
+__all__ = ["SessionInfo", "bind", "bound", "current", "unbind"]
 
 
 class SessionInfo(NamedTuple):
@@ -32,6 +32,11 @@ def bind(info: SessionInfo) -> Token[SessionInfo | None]:
 
 def unbind(token: Token[SessionInfo | None]) -> None:
     _bound.reset(token)
+
+
+def bound() -> SessionInfo | None:
+    """The session a connection of the service bound, or None outside the service."""
+    return _bound.get()
 
 
 def current() -> SessionInfo:

@@ -38,8 +38,8 @@ __all__ = ["SEALED_FIELDS", "ClaimState", "ServerBeacon", "Settled", "Undecided"
            "server_is_live", "server_is_responsive", "unseal"]
 
 CLAIM_TTL_S = 24 * 3600
-# The server beats every second; run.sh trusts a beat up to 3 s old for its fast path. A
-# hook already waiting on a claim is more patient before it calls the server wedged.
+# The server beats every second; a hook already waiting on a claim calls a server whose
+# beat is older than this wedged.
 BEAT_STALE_S = 10.0
 DECISION_FILE_TTL_S = 3600
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")

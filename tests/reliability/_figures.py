@@ -41,7 +41,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "fuzz_hooks": ("Fuzzing: hook payloads", (
         "Generated hook payloads (malformed JSON, wrong types, huge and deeply nested "
         "values, odd encodings, lone surrogates) through the command hook's `main` in "
-        "process and through the real `hooks/run.sh`. Never a traceback; stdout is empty "
+        "process and through the launcher. Never a traceback; stdout is empty "
         "or one JSON object of valid hook output; a malformed PreToolUse(Agent) is always "
         "denied.")),
     "fuzz_mcp": ("Fuzzing: MCP tool arguments", (

@@ -4,25 +4,19 @@ what happens when the enforcement server cannot answer."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smart_orchestrator.policy.claims import ServerBeacon, publish_decision
 from smart_orchestrator.policy.config import build_policy
 from smart_orchestrator.policy.engine import PolicyEngine
 from smart_orchestrator.store import SqliteStore
 
-from .policy_payloads import SESSION, subagent_tool
+from .policy_payloads import subagent_tool
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_SH = REPO / "hooks" / "run.sh"
 
 
 @pytest.fixture
@@ -115,96 +109,3 @@ def test_a_crash_in_the_tool_check_denies_a_subagent(store: SqliteStore, home: P
     out = engine(store, home).handle(call(home, "Bash", {"command": "ls"}))
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert "fails closed" in reason(out)
-
-
-# -- the command hook, as Claude Code runs it -------------------------------------------------
-def _run_sh(data: Path, home: Path, payload: dict[str, Any], *,
-            python: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SMART_ORCHESTRATOR_DATA": str(data), "HOME": str(home),
-           "CLAUDE_CODE_SESSION_ID": SESSION, "CLAUDE_PROJECT_DIR": str(home / "proj"),
-           "SMART_ORCHESTRATOR_PYTHON": python or sys.executable,
-           "SMART_ORCHESTRATOR_CLAIM_GRACE_S": "0.2"}
-    env.pop("CLAUDE_PLUGIN_DATA", None)
-    return subprocess.run(["sh", str(RUN_SH), "PreToolUse", "tools"],
-                          input=json.dumps(payload, separators=(",", ":")), env=env,
-                          capture_output=True, text=True, timeout=60, cwd=home / "proj")
-
-
-def test_with_the_server_down_the_command_hook_denies_a_subagents_credential_read(
-        tmp_path: Path, home: Path) -> None:
-    out = _run_sh(tmp_path / "data", home, call(home, "Read", {"file_path": "~/.ssh/id_rsa"}))
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
-    with closing(SqliteStore(tmp_path / "data" / "state.db")) as s:
-        [row] = [dict(r.data) for r in s.iter_audit() if r.kind == "tool.use"]
-    assert row["source"] == "command" and row["decision"] == "deny"
-
-
-def test_with_the_server_down_an_ordinary_subagent_call_is_allowed(tmp_path: Path,
-                                                                    home: Path) -> None:
-    out = _run_sh(tmp_path / "data", home, call(home, "Bash", {"command": "git status"}))
-    assert out.returncode == 0 and json.loads(out.stdout) == {}, out.stderr
-
-
-def test_a_store_that_cannot_open_denies_a_subagents_call(tmp_path: Path, home: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "state.db").write_text("not a database, and not ours to overwrite")
-    out = _run_sh(data, home, call(home, "Bash", {"command": "ls"}))
-    assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
-
-
-def test_the_main_agents_call_passes_without_starting_python(tmp_path: Path,
-                                                             home: Path) -> None:
-    payload = call(home, "Bash", {"command": "cat ~/.ssh/id_rsa"})
-    del payload["agent_id"]
-    out = _run_sh(tmp_path / "data", home, payload, python="/bin/false")
-    assert out.returncode == 0 and json.loads(out.stdout) == {}
-
-
-def test_an_agent_id_inside_a_string_does_not_fake_a_main_agent_call(tmp_path: Path,
-                                                                     home: Path) -> None:
-    payload = call(home, "Bash", {"command": 'echo "\\"agent_id\\"" && cat ~/.ssh/id_rsa'})
-    out = _run_sh(tmp_path / "data", home, payload)
-    assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
-
-
-def test_with_the_server_live_the_shell_returns_its_decision_without_python(
-        tmp_path: Path, home: Path) -> None:
-    data = tmp_path / "data"
-    beacon = ServerBeacon(data, SESSION)
-    assert beacon.hold()
-    try:
-        deny = {"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                       "permissionDecision": "deny",
-                                       "permissionDecisionReason": "from the server"}}
-        publish_decision(data, SESSION, "toolu_0001_1", deny)
-        out = _run_sh(data, home, call(home, "Bash", {"command": "ls"}), python="/bin/false")
-    finally:
-        beacon.release()
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == deny
-
-
-def test_with_the_server_down_a_planted_decision_file_does_not_answer(tmp_path: Path,
-                                                                       home: Path) -> None:
-    data = tmp_path / "data"
-    publish_decision(data, SESSION, "toolu_0001_1", {})  # as if written by a program
-    out = _run_sh(data, home, call(home, "Read", {"file_path": "~/.ssh/id_rsa"}))
-    assert json.loads(out.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
-
-
-def test_a_large_payload_takes_the_servers_decision_in_linear_time(tmp_path: Path,
-                                                                    home: Path) -> None:
-    """dash's ${x#*pattern} is quadratic: a 300 KB Write must not stall the hook."""
-    data = tmp_path / "data"
-    beacon = ServerBeacon(data, SESSION)
-    assert beacon.hold()
-    try:
-        publish_decision(data, SESSION, "toolu_0001_1", {})
-        out = _run_sh(data, home, call(home, "Write", {"file_path": "big.txt",
-                                                       "content": 'x = "y"\n' * 40_000}),
-                      python="/bin/false")
-    finally:
-        beacon.release()
-    assert out.returncode == 0 and json.loads(out.stdout) == {}, out.stderr
