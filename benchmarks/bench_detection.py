@@ -17,6 +17,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -99,7 +100,23 @@ def pathological() -> dict[str, str]:
         "repeated injection": "ignore previous instructions " * (MB // 29),
         "open HTML comments": "<!--" * (MB // 4),
         "zero-width run": "\u200b" * MB,
+        "one-letter words": "a " * (MB // 2),
+        "non-word tokens (dotted I)": "\u0130 " * (MB // 2),
+        "curl -u flags": " -u " * (MB // 4),
+        "curl -u with colons": " -u x:" * (MB // 6),
+        "requests.post( storm": "requests.post(" * (MB // 14),
+        "ignore storm": "ignore all " * (MB // 11),
+        "reply-manipulation storm": "add your response " * (MB // 18),
+        "connection-string storm": "server=a;password=" * (MB // 18),
+        "anchored-format storm": ("0123456789abcdef" * 2 + "-us1 ") * (MB // 38),
+        "zero-width split words": "a\u200b" * (MB // 2),
     }
+
+
+def word_baseline(text: str) -> None:
+    """One regex pass over the text: the cost floor any scanner is compared with."""
+    for _ in re.finditer(r"\w+", text):
+        pass
 
 
 def speed(corpora: Path) -> dict[str, Any]:
@@ -113,9 +130,12 @@ def speed(corpora: Path) -> dict[str, Any]:
     sample = stdlib_text[:100_000]
     theirs = detect_secrets_mb_s(sample)
     worst: dict[str, float] = {}
+    worst_rows: dict[str, tuple[float, float, float]] = {}
     for name, text in pathological().items():
-        worst[name] = max(best_time(partial(scan_text, text), 1),
-                          best_time(partial(detect_injection, text), 1))
+        sec = best_time(partial(scan_text, text), 1)
+        inj = best_time(partial(detect_injection, text), 1)
+        worst[name] = max(sec, inj)
+        worst_rows[name] = (sec, inj, best_time(partial(word_baseline, text), 1))
     return {
         "secrets_mb_s": ours,
         "detect_secrets_mb_s": theirs,
@@ -126,6 +146,7 @@ def speed(corpora: Path) -> dict[str, Any]:
         "injection_mb_s_prompts": len(prompts) / MB / best_time(
             lambda: detect_injection(prompts)),
         "worst_case_s": worst,
+        "worst_case_rows": worst_rows,
     }
 
 
@@ -157,6 +178,7 @@ def floors(report: dict[str, Any]) -> list[Floor]:
         ("secrets FP on gitleaks hard negatives", sec["gitleaks_hard_negative_fp"], 0.25, "max"),
         ("secrets throughput on stdlib (MB/s)", spd["secrets_mb_s"], 10.0, "min"),
         ("worst 1 MB input (s)", max(spd["worst_case_s"].values()), 1.0, "max"),
+        ("injection throughput on stdlib (MB/s)", spd["injection_mb_s_code"], 5.0, "min"),
         ("injection FP on notinject", inj["notinject"]["any"], 0.02, "max"),
         ("injection FP on subagent_definitions", inj["subagent_definitions"]["any"], 0.02, "max"),
         ("injection recall on cyberseceval_pi (phrase list: 4.9%)",
@@ -181,9 +203,9 @@ def print_report(report: dict[str, Any], checks: list[Floor]) -> None:
     print(f"  detect_injection on subagent prompts {spd['injection_mb_s_prompts']:4.1f} MB/s")
     print(f"  detect_injection on whole corpus  {spd['injection_mb_s_corpus']:7.1f} MB/s"
           "  (attack-dense, multilingual, astral characters)")
-    print("  worst time per 1 MB input (slower of the two scanners):")
-    for name, seconds in spd["worst_case_s"].items():
-        print(f"    {name:34s} {seconds * 1000:8.1f} ms")
+    print("  worst case per 1 MB input (ms): secrets, injection, re.finditer(r'\\w+') baseline")
+    for name, (sec_s, inj_s, base_s) in spd["worst_case_rows"].items():
+        print(f"    {name:34s} {sec_s * 1000:8.1f} {inj_s * 1000:8.1f} {base_s * 1000:8.1f}")
     print("Injection (share of records with a finding: any severity / high or above)")
     for subset, row in inj.items():
         kind = "recall" if row["label"] else "FP    "

@@ -261,9 +261,13 @@ def _floods(text: str, tokens: list[str]) -> list[InjectionFinding]:
         if len(tokens) < period * min_reps:
             break
         same = bytes(map(operator.eq, tokens, tokens[period:]))
-        at = same.find(b"\x01" * (period * (min_reps - 1)))
+        run = b"\x01" * (period * (min_reps - 1))
+        at = same.find(run)
         while at != -1 and not all(_WORDISH_RE.fullmatch(t) for t in tokens[at:at + period]):
-            at = same.find(b"\x01" * (period * (min_reps - 1)), at + 1)
+            # Inside a run the tokens repeat with this period, so every later start in the
+            # same run sees the same tokens and fails too: resume after the run, not at+1.
+            end = same.find(b"\x00", at)
+            at = -1 if end == -1 else same.find(run, end)
         if at == -1:
             continue
         spans = [m.span() for _, m in zip(range(at + period * min_reps), re.finditer(r"\S+", text),

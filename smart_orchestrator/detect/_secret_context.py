@@ -86,9 +86,13 @@ def _password_ok(password: str, user: str = "") -> bool:
 
 def _url_credentials(text: str) -> list[Hit]:
     hits: list[Hit] = []
+    verdicts: dict[tuple[str, str], bool] = {}
     for m in _URL_CRED_RE.finditer(text):
         user, password = m.group("user"), m.group("pw")
-        if not _password_ok(password, user):
+        ok = verdicts.get((password, user))
+        if ok is None:
+            ok = verdicts[password, user] = _password_ok(password, user)
+        if not ok:
             continue
         back = _SCHEME_BACK_RE.match(text[max(0, m.start() - 30):m.start()][::-1])
         scheme = text[m.start() - back.end():m.start()].lower() if back else ""
@@ -107,17 +111,26 @@ _CONN_CONTEXT_RE = re.compile(r"server=|data source=|host=|database=|initial cat
 
 def _connection_strings(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
+    find, search = lowered.find, _CONN_CONTEXT_RE.search
+    # Repeated values are judged once.
+    verdicts: dict[str, bool] = {}
     for m in _CONN_PW_RE.finditer(lowered):
-        if m.start() and lowered[m.start() - 1] not in ";?& \t\"'":
+        at = m.start()
+        if at and lowered[at - 1] not in ";?& \t\"'":
             continue
-        prefix = lowered[max(0, m.start() - 300):m.start()]
-        prefix = prefix[prefix.rfind("\n") + 1:]
-        if ";" not in prefix and "&" not in prefix and "jdbc:" not in prefix:
+        # The same line, at most 300 characters back, searched in place: slicing a copy of
+        # it for every one of thousands of `password=` on a line made this quadratic-like.
+        lo = max(0, at - 300)
+        lo = lowered.rfind("\n", lo, at) + 1 or lo
+        if find(";", lo, at) == -1 and find("&", lo, at) == -1 and find("jdbc:", lo, at) == -1:
             continue
-        if not _CONN_CONTEXT_RE.search(prefix):
+        if not search(lowered, lo, at):
             continue
         password = text[m.start("pw"):m.end("pw")]
-        if _password_ok(password):
+        ok = verdicts.get(password)
+        if ok is None:
+            ok = verdicts[password] = _password_ok(password)
+        if ok:
             hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
                             PRIORITY_CONTEXT, (password,)))
     return hits
@@ -170,7 +183,10 @@ def _auth_headers(text: str, lowered: str) -> list[Hit]:
 _CURL_USER_RE = re.compile(
     r"-(?:u|-user)(?:=|[ \t]{1,5})"
     r"(?:\"(?P<dq>[^\"\n]{1,200})\"(?::\"(?P<dq2>[^\"\n]{1,200})\")?"
-    r"|'(?P<sq>[^'\n]{1,200})'|(?P<bare>[^\s\"']{1,200}(?::'[^'\n]{1,200}')?))"
+    r"|'(?P<sq>[^'\n]{1,200})'"
+    # A bare value without a colon is never reported; the look-ahead rejects it inside the
+    # regex engine, so a run of `-u` flags costs no Python work per flag.
+    r"|(?P<bare>(?=[^\s\"']{0,200}:)[^\s\"']{1,200}(?::'[^'\n]{1,200}')?))"
 )
 
 
@@ -179,8 +195,8 @@ def _curl_users(text: str) -> list[Hit]:
     for m in _CURL_USER_RE.finditer(text):
         if m.start() and text[m.start() - 1] not in " \t\n":
             continue
-        group = next(g for g in ("dq", "sq", "bare") if m.group(g) is not None)
-        if m.group("dq2") is not None:
+        group = m.lastgroup or "bare"
+        if group == "dq2":
             start, value = m.start("dq2"), m.group("dq2")
             user = m.group("dq")
         else:
@@ -236,6 +252,7 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
 def _anchored(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     size = len(text)
+    verdicts: dict[tuple[str, float], bool] = {}  # repeated secrets are judged once
     for literal, rule_id, source, min_entropy in _ANCHORED:
         if literal not in lowered:
             continue
@@ -246,9 +263,13 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                 if m.end() == hi < size:
                     continue
                 secret = m.group(group)
-                if min_entropy and (shannon_entropy(secret) < min_entropy
-                                    or looks_placeholder(secret)):
-                    continue
+                if min_entropy:
+                    ok = verdicts.get((secret, min_entropy))
+                    if ok is None:
+                        ok = verdicts[secret, min_entropy] = not (
+                            shannon_entropy(secret) < min_entropy or looks_placeholder(secret))
+                    if not ok:
+                        continue
                 severity = "medium" if rule_id == "gcp-service-account" else "high"
                 hits.append(Hit(rule_id, m.start(group), m.end(group), severity,
                                 PRIORITY_FORMAT, (secret,)))

@@ -216,6 +216,13 @@ PATHOLOGICAL = {
     "zero-width": "\u200b" * MB,
     "spaced-hex": "69 67 6e 6f 72 65 20 " * (MB // 21),
     "equals": "=" * MB,
+    "one-letter-words": "a " * (MB // 2),
+    "non-word-flood": "\u0130 " * (MB // 2),
+    "flag-flood": " -u " * (MB // 4),
+    "code-prefix-storm": "requests.post(" * (MB // 14),
+    "ignore-storm": "ignore all " * (MB // 11),
+    "reply-storm": "add your response " * (MB // 18),
+    "split-words": "a\u200b" * (MB // 2),
 }
 
 

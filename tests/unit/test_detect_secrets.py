@@ -314,6 +314,11 @@ PATHOLOGICAL = {
     "auth-headers": "Authorization: Bearer " * (MB // 22),
     "curl-users": "curl -u a:b " * (MB // 12),
     "one-long-line": "a" + " " * (MB - 2) + "b",
+    "flag-storm": " -u " * (MB // 4),
+    "flag-colon-storm": " -u x:" * (MB // 6),
+    "connection-password-storm": "server=a;password=" * (MB // 18),
+    "password-semicolon-storm": "password=x;" * (MB // 11),
+    "anchored-format-storm": ("0123456789abcdef" * 2 + "-us1 ") * (MB // 38),
     "one-line-many-secrets": ("x='" + "gh" + "p_" + body(36) + "' ") * (MB // 45) + "# pragma",
 }
 
