@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINDINGS", "SUITES", "Figures", "Outcome", "render_report"]
+__all__ = ["ATTACK_CLASSES", "FINDINGS", "SUITES", "Figures", "Outcome", "render_report"]
 
 # Suite key (the test module's name without `test_`) -> title and what the suite proves.
 SUITES: dict[str, tuple[str, str]] = {
@@ -64,6 +64,76 @@ SUITES: dict[str, tuple[str, str]] = {
         "folder (database, WAL, logs) or in a generated report; the MCP server offers no "
         "network transport.")),
 }
+
+
+# Attacks a model working against the plugin tries, each with the end-to-end tests in the real
+# Claude Code CLI (scripted model) and the unit tests that hold it. Listed by class, not by
+# example: every row's tests include variants beyond the ones that first showed the class.
+ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
+    ("Every agent surface",
+     "Agents started by a Workflow script, messaged or resumed with SendMessage, forked, or "
+     "started by a forked skill; TaskStop leaking slots; `General-Purpose` past breakers and "
+     "depth limits",
+     "Each surface gets the prompt, injection and secret checks on every text that reaches an "
+     "agent, one admission slot per agent (all or none for a workflow), an audit row, and "
+     "lease release on stop; a tool whose agents cannot be checked is denied "
+     "(`[surfaces] unchecked_agents`); agent types compare canonically",
+     "`tests/e2e/test_surfaces_e2e.py` (16 runs), `test_policy_surfaces.py` (37), "
+     "`test_workflow_script.py` (57)"),
+    ("A policy the model cannot rewrite",
+     "Rewriting the policy file (Bash, Write, delete, symlink, preset only, FIFO, "
+     "`SMART_ORCHESTRATOR_POLICY` or the data folder moved through settings), forging the "
+     "validated-config cache and killing the server, writing a baseline of its own secrets, "
+     "inline allowlist pragmas in prompts and outputs, confirming its own change",
+     "The session's policy is pinned when its connection reaches the service; the file only "
+     "strengthens it, weakenings are recorded (`policy.changed`) and reach new sessions only "
+     "after `policy accept` at a terminal Claude Code did not start; the cache is keyed by "
+     "content and checked; pragmas apply to reviewed files only",
+     "`tests/e2e/test_policy_pinning_e2e.py` (16 runs), `test_policy_pinning.py` (63)"),
+    ("Credential paths",
+     "Other readers than cat, globs, a Grep or Glob over the home folder, symlinks, the GitHub "
+     "CLI's token file, commands that print stored credentials, interpreters and shells given "
+     "code, writes to the plugin's own state and Claude Code's settings",
+     "Subagents' tool calls are decided on the resolved paths they can touch; a Bash line that "
+     "cannot be resolved is denied (`[tools] unresolvable`)",
+     "`tests/e2e/test_credential_paths_e2e.py` (18 attack calls, with the server and without), "
+     "`test_paths_guard.py` (about 310 cases, 95 of them ordinary commands that must pass)"),
+    ("The output gate",
+     "A subagent repeating a credential past Claude Code's limit on forced rewrites "
+     "(foreground and background), disguised (10 encodings), cut across answers or parallel "
+     "agents, a resumed agent's answer, the service killed while the subagent runs",
+     "PostToolUse rewrites the result (`updatedToolOutput`), a task notification holding one "
+     "is blocked at UserPromptSubmit, for any number of turns; what cannot be scanned is "
+     "withheld",
+     "`tests/e2e/test_output_gate_e2e.py` (11 runs), `test_output_gate.py` (37)"),
+    ("No raw secret on disk",
+     "Distinct credentials planted in every field of every surface (Agent, SendMessage, wave "
+     "plans and outputs, subagent answers)",
+     "Every byte under the data folder (database, WAL, logs, caches) holds none of them in 9 "
+     "encodings each",
+     "e2e `test_no_planted_credential_is_written_anywhere`"),
+    ("The audit log",
+     "Rows deleted and rehashed, the table rebuilt as a fresh chain, the database deleted or "
+     "swapped for an older copy mid-session, the witness edited, cut or replayed",
+     "The chain head is witnessed in a signed file outside the database; `audit verify` names "
+     "what disagrees; the running service records a deleted or replaced database as a gap",
+     "`tests/e2e/test_audit_witness_e2e.py` (2 runs), `test_audit_witness.py` (40, "
+     "6 concurrent writers)"),
+    ("The enforcement service",
+     "Calling the hooks' own tool to forge a SessionEnd or SubagentStop, killing the service "
+     "from Bash, another local user reaching its socket, a socket folder made by someone "
+     "else, a half-open breaker trial that never reports",
+     "`policy_check` refuses calls that are not its hooks'; guarded hooks block when "
+     "unanswered and the shim restarts the service; the socket is the user's only (0600, "
+     "0700 folder, peer uid checked both ways); a trial has an owner and an expiry",
+     "`tests/e2e/test_service_e2e.py` (3), `tests/e2e/test_breaker_e2e.py` (2), "
+     "`test_service.py` (10), `test_policy_breaker.py` (6)"),
+    ("Hostile input to the detectors",
+     "Inputs of 1 MB built to trigger each rule's worst case (floods of one-letter words, "
+     "repeated flags and call prefixes, connection-string fragments, zero-width splits)",
+     "Both detectors do work linear in the input; every 1 MB input under 1 s",
+     "`test_detect_worst_case.py` (36 shapes, counted work), `benchmarks/bench_detection.py`"),
+)
 
 
 RUNNING = [
@@ -282,7 +352,13 @@ def render_report(figures: Figures, *, command: str, header: str) -> str:
             out += [*_outcome_rows(by_suite[key]), ""]
         else:
             out += ["_Not run in this report._", ""]
-    out += ["## Defects found and fixed", "",
+    out += ["## Attack classes", "",
+            "What a model working against the plugin tries, by class, and the tests that hold "
+            "each (end to end in the real Claude Code CLI against the scripted model, and "
+            "unit). These run in the default `python -m pytest`, not in this report's suites.",
+            "", "| class | tried | what holds | tests |", "|---|---|---|---|"]
+    out += [f"| {c} | {t} | {h} | {w} |" for c, t, h, w in ATTACK_CLASSES]
+    out += ["", "## Defects found and fixed", "",
             "Each was found by these suites, fixed, and is guarded by a test in the default "
             "run.", "", "| suite | problem | fix | guarded by |", "|---|---|---|---|"]
     out += [f"| {SUITES[f.suite][0]} | {f.problem} | {f.fix} | `{f.test}` |" for f in FINDINGS]
