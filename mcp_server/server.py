@@ -85,7 +85,16 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
 def _warm(state: AppState) -> None:
     prune_decision_files(data_dir())
     try:
-        state.engine_factory().warm()
+        if os.environ.get("CLAUDE_CODE_SESSION_ID"):
+            state.engine_factory().warm()
+        else:
+            # The per-user service has no project of its own: each session's engine is
+            # built (and its policy pinned) as it connects. Only the detectors warm here.
+            from smart_orchestrator.detect.injection import detect_injection
+            from smart_orchestrator.detect.secrets import scan_text
+
+            detect_injection("warm-up")
+            scan_text("warm-up")
     except Exception as exc:  # a failed warm-up only costs the first call its speed
         print(f"smart-orchestrator: policy warm-up failed: {exc}", file=sys.stderr)
 

@@ -76,9 +76,12 @@ class _Service:
             buffered = BufferedByteReceiveStream(stream)
             try:
                 preamble = json.loads(await buffered.receive_until(b"\n", 64 * 1024))
+                policy = preamble.get("policy_file")
                 info = session.SessionInfo(str(preamble["session_id"]),
                                            Path(str(preamble["project_dir"])),
-                                           _pid(preamble.get("claude_pid")))
+                                           _pid(preamble.get("claude_pid")),
+                                           Path(policy).expanduser()
+                                           if isinstance(policy, str) and policy else None)
             except (ValueError, KeyError, TypeError, anyio.EndOfStream,
                     anyio.IncompleteRead, anyio.DelimiterNotFound):
                 return

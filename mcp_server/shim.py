@@ -44,7 +44,7 @@ TOOL_WAIT_S = 120.0
 START_EVERY_S = 5.0
 # The session's own variables must not leak into the service, which serves them all.
 _SESSION_VARS = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "CLAUDE_PROJECT_DIR",
-                 "CLAUDE_CODE_ENTRYPOINT", "CLAUDECODE")
+                 "CLAUDE_CODE_ENTRYPOINT", "CLAUDECODE", "SMART_ORCHESTRATOR_POLICY")
 
 
 def _jsonrpc_error(msg_id: Any, message: str) -> dict[str, Any]:
@@ -71,6 +71,7 @@ class Shim:
             "session_id": self.env.get("CLAUDE_CODE_SESSION_ID", ""),
             "project_dir": self.env.get("CLAUDE_PROJECT_DIR") or os.getcwd(),
             "claude_pid": _int(self.env.get("CLAUDE_PID")) or os.getppid(),
+            "policy_file": self.env.get("SMART_ORCHESTRATOR_POLICY") or None,
             "stamp": self.stamp}
         self._out_lock = threading.Lock()
         self._link_lock = threading.Lock()

@@ -21,6 +21,7 @@ class SessionInfo(NamedTuple):
     session_id: str
     project_dir: Path
     claude_pid: int | None  # the Claude Code process: leases die with it
+    policy_file: Path | None = None  # $SMART_ORCHESTRATOR_POLICY of the session, if set
 
 
 _bound: ContextVar[SessionInfo | None] = ContextVar("smart_orchestrator_session", default=None)
@@ -44,6 +45,8 @@ def current() -> SessionInfo:
     if bound is not None:
         return bound
     pid = os.environ.get("CLAUDE_PID", "")
+    policy = os.environ.get("SMART_ORCHESTRATOR_POLICY")
     return SessionInfo(os.environ.get("CLAUDE_CODE_SESSION_ID", ""),
                        Path(os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()),
-                       int(pid) if pid.isdigit() else os.getppid())
+                       int(pid) if pid.isdigit() else os.getppid(),
+                       Path(policy).expanduser() if policy else None)

@@ -134,11 +134,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def policy_path(project_dir: Path | None = None) -> Path:
-    explicit = os.environ.get("SMART_ORCHESTRATOR_POLICY")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = project_dir or Path(os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd())
-    return base / POLICY_RELPATH
+    from ..session import current
+
+    session = current()  # the session's own $SMART_ORCHESTRATOR_POLICY, in the service too
+    if session.policy_file is not None:
+        return session.policy_file
+    return (project_dir or session.project_dir) / POLICY_RELPATH
 
 
 MAX_POLICY_BYTES = 1 << 20

@@ -9,13 +9,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from smart_orchestrator.policy.agent_types import canonical_agent_type
 from smart_orchestrator.scripted import ModelRequest
 from smart_orchestrator.store import SqliteStore
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text
 from .plugin_env import audit_rows, plugin_data, run_plugin
 
-AGENT_TYPE = "general-purpose"
+# As the breakers table keys it: agent types compare without case or separators.
+AGENT_TYPE = canonical_agent_type("general-purpose")
 
 
 def _seed(home: Path, *, breaker: tuple[str, str | None, int | None],

@@ -3,16 +3,18 @@ ways; the scripted model must never receive them, with the plugin's server live 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
+from mcp_server.service_wire import service_lock
 
-from .harness import ClaudeRun, ScriptedModel, Turn, agent_call, text, tool_use, turn
-from .plugin_env import audit_rows, run_plugin
+from .harness import ClaudeRun, ModelRequest, ScriptedModel, Turn, agent_call, text, tool_use, turn
+from .plugin_env import audit_rows, plugin_data, run_plugin
 
 SSH_KEY = "FAKE-SSH-KEY-7f3a91c2"
 AWS_SECRET = "FAKE-AWS-SECRET-0b8d44e1"
@@ -116,27 +118,40 @@ def test_a_subagent_never_reads_credentials_however_it_spells_them(
     assert len(rows) == attacks + 2
 
 
-@pytest.fixture
-def plugin_without_server(repo_root: Path, tmp_path: Path) -> Path:
-    """The plugin with its MCP server gone, as when the server fails to start."""
-    copy = tmp_path / "plugin"
-    shutil.copytree(repo_root, copy, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache"))
-    (copy / ".mcp.json").unlink()
-    return copy
-
-
-def test_with_the_server_down_a_subagents_credential_reads_are_still_denied(
+def test_with_the_service_gone_a_subagents_credential_reads_are_still_denied(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
-        plugin_without_server: Path, claude_dirs: dict[str, Path]) -> None:
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The service dies as the subagent starts and cannot come back (its lock is held):
+    the session's MCP server (the shim) denies every tool call the subagent makes, the
+    harmless ones too, since nothing can check them; the main agent's own calls pass."""
     home, work = claude_dirs["home"], claude_dirs["work"]
     _plant(home, work)
+    data = plugin_data(home)
+    held: list[Any] = []
+
+    def kill_the_service(request: ModelRequest) -> None:
+        if request.conversation != "CRED-2" or held:
+            return None
+        os.kill(json.loads((data / "service.json").read_text())["pid"], signal.SIGKILL)
+        lock = service_lock(data).open("a+")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # granted once the dead service's lock is gone
+        held.append(lock)
+        return None
+
+    scripted_model.on(kill_the_service)
     attacks = _script(scripted_model, home, work, "CRED-2")
-    run = run_plugin(run_claude, plugin_without_server, "look",
-                     plugin_dir=plugin_without_server, allowed_tools=TOOLS, timeout=300)
+    try:
+        run = run_plugin(run_claude, repo_root, "look", allowed_tools=TOOLS, timeout=300,
+                         env={"SMART_ORCHESTRATOR_SHIM_HOLD_S": "2"})
+    finally:
+        for lock in held:
+            lock.close()
     run.assert_success(allow_denials=True)
-    assert run.mcp_server_status("orchestrator") is None, "the server must be absent"
-    _assert_never_leaked(scripted_model, "CRED-2", attacks)
-    rows = _tool_rows(home)
-    assert [r["source"] for r in rows] == ["command"] * (attacks + 2)
-    assert sum(1 for r in rows if r["decision"] == "deny") == attacks
+    assert held, "the subagent never started"
+    for request in scripted_model.requests:
+        body = json.dumps(request.body)
+        assert not any(secret in body for secret in SECRETS), request.conversation
+    results = scripted_model.tool_results("CRED-2")
+    assert len(results) == attacks + 2
+    assert all(r.is_error and "its service is not running" in r.text for r in results), \
+        [r.text[:120] for r in results if not r.is_error]

@@ -116,7 +116,7 @@ def test_a_bash_rewrite_of_the_policy_is_not_honoured_in_the_session(
     assert (work / TOML).read_text() == ALL_OFF, "the rewrite itself must have happened"
     _assert_denied(scripted_model, results, "LEAK-1")
     [pinned] = _rows(home, "policy.pinned")
-    assert pinned["source"] == "session-start"  # before the model could act
+    assert pinned["source"] == "server"  # as the session connected, before the model acted
     [changed] = _rows(home, "policy.changed")
     assert {"secrets.mode", "prompt.mode", "admission.mode", "secrets.on_error"} <= \
         set(changed["weakened"])
@@ -166,7 +166,8 @@ def test_an_edited_cache_and_a_killed_server_change_nothing(
         "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
         "        env = open(f'/proc/{pid}/environ', 'rb').read()\n"
         "    except OSError: continue\n"
-        f"    if b'serve' in cmd.split(b'\\0') and {str(home).encode()!r} in env:\n"
+        f"    if {{b'serve', b'service'}} & set(cmd.split(b'\\0')) and "
+        f"{str(home).encode()!r} in env:\n"
         "        os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n")
     _subagents(scripted_model, 1)
     long_clean = agent_call("LONG-1: " + "summarise the design notes. " * 30, description="long")
