@@ -50,7 +50,10 @@ def post_payload(i: int) -> dict[str, object]:
                               "content": [{"type": "text", "text": "no gaps found"}]}}
 
 
-BENCH_POLICY = "[admission]\nspawns_per_minute = 100000\n"
+# Limits high enough that admission never makes a call wait: the benchmark measures what the
+# plugin costs, not what its limits hold back.
+BENCH_POLICY = ("[admission]\nspawns_per_minute = 100000\nmax_in_flight_session = 32\n"
+                "max_in_flight_machine = 64\n")
 
 
 def _project(tmp: str) -> Path:

@@ -172,8 +172,12 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        wait = (self.hold_s if _guarded(args) else min(10.0, self.hold_s)) if hook \
-            else TOOL_WAIT_S
+        if hook and not _guarded(args):
+            # Nothing here starts or feeds an agent (a user's prompt, the session's start or
+            # end): answered now, never holding up the session for a starting service.
+            self._send(_text_result(msg["id"], json.dumps(self._fail_closed(args))))
+            return
+        wait = self.hold_s if hook else TOOL_WAIT_S
         token = (params.get("_meta") or {}).get("progressToken") \
             if isinstance(params.get("_meta"), dict) else None
         deadline = time.monotonic() + wait
