@@ -277,19 +277,24 @@ class _Reader:
 
     def _check_block_after_parens(self, k: int) -> None:
         """`name(...) {` is a method, getter or function body unless `name` is a statement."""
-        depth, j = 0, k - 1
-        while j >= 0:
-            t = self.t[j].text
-            depth += 1 if t == ")" else -1 if t == "(" else 0
-            if depth == 0:
-                break
-            j -= 1
+        j = self._open_paren(k - 1)
         head = self._prev(j) if j >= 0 else None
         if head is None or head.text not in ("if", "switch", "catch"):
             raise _Uncheckable("a method or function body")
         if head.text == "catch" and (before := self._prev(j, 2)) is not None and \
                 before.text in (".", "?."):
             raise _Uncheckable("a method or function body")
+
+    def _open_paren(self, j: int) -> int:
+        """The index of the `(` that the `)` at `j` closes (or -1: none)."""
+        depth = 0
+        while j >= 0:
+            t = self.t[j].text
+            depth += 1 if t == ")" else -1 if t == "(" else 0
+            if depth == 0:
+                break
+            j -= 1
+        return j
 
     def _close(self, k: int, tok: _Tok) -> None:
         want = {")": "(", "]": "[", "}": "{"}[tok.text]
@@ -302,13 +307,7 @@ class _Reader:
         prev = self._prev(k)
         j = k - 1  # where the parameters start
         if prev is not None and prev.text == ")":
-            depth = 0
-            while j >= 0:
-                t = self.t[j].text
-                depth += 1 if t == ")" else -1 if t == "(" else 0
-                if depth == 0:
-                    break
-                j -= 1
+            j = self._open_paren(j)
         before = self._prev(j)
         if before is not None and before.text == "async":
             before = self._prev(j, 2)
