@@ -41,6 +41,7 @@ SNAPSHOT = Path(__file__).with_name("tools.json")
 AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop", "Skill"})
 HOLD_S = float(os.environ.get("SMART_ORCHESTRATOR_SHIM_HOLD_S") or 100.0)
 TOOL_WAIT_S = 120.0
+PROMPT_WAIT_S = 15.0
 START_EVERY_S = 5.0
 # The session's own variables must not leak into the service, which serves them all.
 _SESSION_VARS = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "CLAUDE_PROJECT_DIR",
@@ -172,12 +173,15 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        if hook and not _guarded(args):
-            # Nothing here starts or feeds an agent (a user's prompt, the session's start or
-            # end): answered now, never holding up the session for a starting service.
+        if hook and not _guarded(args) and args.get("event") != "UserPromptSubmit":
+            # Nothing here starts or feeds an agent (a Stop, the session's end, a
+            # compaction): answered now, never holding up the session for the service.
             self._send(_text_result(msg["id"], json.dumps(self._fail_closed(args))))
             return
-        wait = self.hold_s if hook else TOOL_WAIT_S
+        # A prompt waits a little: the model acts right after it, and the service pins the
+        # session's policy as the session connects, which must come first.
+        wait = (self.hold_s if _guarded(args) else min(PROMPT_WAIT_S, self.hold_s)) if hook \
+            else TOOL_WAIT_S
         token = (params.get("_meta") or {}).get("progressToken") \
             if isinstance(params.get("_meta"), dict) else None
         deadline = time.monotonic() + wait
