@@ -54,6 +54,8 @@ class PolicyEngine:
                                    metrics=metrics)
         self.breakers = CircuitBreakers(store, config.breaker, clock)
         self.owner_pid = owner_pid
+        # Sessions whose conversation a prompt gave a credential (a fork would inherit it).
+        self.conversation_credentials: set[str] = set()
         self.outputs = OutputChecks(self)
         self.surfaces = SurfaceChecks(self)
 

@@ -160,6 +160,17 @@ class OutputChecks:
                 self.e._check_failed("output", exc)
         return {**resp, "content": [{"type": "text", "text": clean}]}
 
+    def _note_prompt_credential(self, prompt: str, session: str) -> None:
+        """A user's prompt holding a credential: a fork of this conversation inherits it,
+        and Claude Code may not have written the prompt to the transcript when the fork's
+        PreToolUse reads it."""
+        try:
+            allow = load_allowlist(self.e.config.secrets, self.e.project_dir)
+            if scan_secrets(prompt, allow)[0]:
+                self.e.conversation_credentials.add(session)
+        except Exception:  # unscanned: the fork check still reads the transcript itself
+            pass
+
     def prompt_submit(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """A background agent's answer reaches the main agent as a `<task-notification>`
         prompt, which only a UserPromptSubmit block keeps out of the conversation."""
@@ -167,7 +178,11 @@ class OutputChecks:
         from .engine import _s
 
         prompt = _s(p.get("prompt"))
-        if "<task-notification>" not in prompt or e.config.output.secrets == "off":
+        if "<task-notification>" not in prompt:
+            if prompt and e.config.secrets.mode != "off":
+                self._note_prompt_credential(prompt, _s(p.get("session_id")))
+            return {}
+        if e.config.output.secrets == "off":
             return {}
         session = _s(p.get("session_id"))
         with self._gate_lock:

@@ -225,8 +225,12 @@ class SurfaceChecks:
             hits, _ = scan_secrets(text, allow)
         except Exception as exc:  # an unscanned context is treated as holding a secret
             return self.e._check_failed("secrets", exc)
-        return [Finding("fork-context", f.rule_id, f.severity, f"{f.rule_id} in the "
-                        "conversation the fork would inherit", True) for f in hits[:5]]
+        found = [Finding("fork-context", f.rule_id, f.severity, f"{f.rule_id} in the "
+                         "conversation the fork would inherit", True) for f in hits[:5]]
+        if not found and _s(p.get("session_id")) in self.e.conversation_credentials:
+            found.append(Finding("fork-context", "prompt-credential", "high", "a credential a "
+                                 "prompt gave the conversation the fork would inherit", True))
+        return found
 
     # -- PostToolUse / Stop / SubagentStart ----------------------------------------------------
     def post(self, p: Mapping[str, Any]) -> dict[str, Any]:
