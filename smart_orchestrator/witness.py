@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -135,13 +136,18 @@ class FileWitness:
 
     def _new_key(self) -> bytes:
         key = os.urandom(32)
+        # Written aside and linked into place, so no reader ever sees a half-written key.
+        fd, tmp = tempfile.mkstemp(dir=self.key_path.parent, prefix=".witness-key-")
         try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         0o600)
-        except FileExistsError:
-            return self._key(create=False)  # another process made it first
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.hex() + "\n")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key.hex() + "\n")
+            try:
+                os.link(tmp, self.key_path)
+            except FileExistsError:
+                return self._key(create=False)  # another process made it first
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         return key
 
     # -- lines -------------------------------------------------------------------------
@@ -217,9 +223,12 @@ class FileWitness:
                 self._held.fd = None
 
     def append(self, cp: Checkpoint) -> None:
-        key = self._key(create=True)
         with self._locked(write=True) as fd:
             assert fd is not None
+            # The key is made under the lock: a reader holding it that found the key but
+            # no checkpoint would otherwise take a first append in flight for a deleted
+            # witness.
+            key = self._key(create=True)
             size = os.fstat(fd).st_size
             # A torn last line (power loss) must not swallow this one: it stays a bad line.
             torn = bool(size) and os.pread(fd, 1, size - 1) != b"\n"

@@ -10,6 +10,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from smart_orchestrator.audit_check import check_audit
 from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.canonical import GENESIS_HASH
 from smart_orchestrator.store import SqliteStore
-from smart_orchestrator.witness import witness_for
+from smart_orchestrator.witness import Checkpoint, witness_for
 
 from ..conftest import REPO_ROOT
 
@@ -504,3 +506,26 @@ def test_many_processes_finding_the_database_gone_record_one_gap(db_path: Path) 
     store.close()
     assert report.exit_code == 3 and not report.problems, report
     assert report.chain.events == 1 + 6 * 7  # the gap, then 5 calls of 1 or 2 events each
+
+
+
+def test_a_first_checkpoint_in_flight_does_not_look_like_a_deleted_witness(tmp_path: Path
+                                                                           ) -> None:
+    # A checker holding the witness lock must never find the key (the sign that the witness
+    # was used) while the first checkpoint is still waiting for that lock: it would record
+    # the witness as deleted.
+    witness = witness_for(tmp_path / "state.db")
+    appended = threading.Event()
+    with witness.hold():
+        writer = threading.Thread(target=lambda: (witness.append(Checkpoint(1, "ab" * 32, 1)),
+                                                  appended.set()))
+        writer.start()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert not witness.enrolled(), "the key appeared before its first checkpoint"
+            time.sleep(0.01)
+        assert witness.latest() is None
+    writer.join(30)
+    assert appended.is_set() and witness.enrolled()
+    latest = witness.latest()
+    assert latest is not None and latest.seq == 1
