@@ -47,6 +47,5 @@ class AuditGuard:
         return recorded
 
     def _newest_gap(self) -> str | None:
-        rows = self._store.query("SELECT hash FROM audit WHERE kind = ? ORDER BY seq DESC "
-                                 "LIMIT 1", (GAP_KIND,))
-        return str(rows[0][0]) if rows else None
+        rows = self._store.audit.events(kinds=(GAP_KIND,), newest_first=True, limit=1)
+        return rows[0].hash if rows else None

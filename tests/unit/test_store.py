@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.store.conformance import CHECKS, run_store_conformance
+from smart_orchestrator.store.hostid import host_id
 from smart_orchestrator.store.migrations import MIGRATIONS
+from smart_orchestrator.store.repos import BreakerRow
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
@@ -102,3 +105,23 @@ def test_failed_write_keeps_previous_state(store: SqliteStore) -> None:
         raise RuntimeError("crash mid-transaction")
     assert store.kv_get("k") == "before"
     assert store.kv_get("k2") is None
+
+
+def test_migrates_a_state_db_written_before_rows_named_their_host(tmp_path: Path) -> None:
+    # state-v7.db was written by the store as it was at schema version 7: three audit
+    # events, a lease, a claim with its decision, an open breaker.
+    path = tmp_path / "state.db"
+    path.write_bytes((Path(__file__).parent / "data" / "state-v7.db").read_bytes())
+    store = SqliteStore(path)
+    assert store.query("PRAGMA user_version") == [(MIGRATIONS[-1][0],)]
+    assert AuditLog(store).verify().ok
+    assert [r.data["decision"] for r in store.audit.events(kinds=("policy.decision",))] == \
+        ["allow", "deny", "deny"]
+    assert [r.id for r in store.leases.rows()] == ["L1"]
+    assert store.leases.count(host=host_id()) == 1  # rows from before hosts are this host's
+    assert store.claims.get("k") == ("hook:1", "{}")
+    assert store.breakers.get("explore") == BreakerRow("explore", "open", 5, (1.0, 2.0),
+                                                       None, None)
+    store.append_audit("after", {"n": 1})
+    assert AuditLog(store).verify().events == 4
+    store.close()
