@@ -14,14 +14,13 @@ from .store.witnessing import GAP_KIND
 from .witness import Checkpoint, WitnessError
 
 if TYPE_CHECKING:
-    from .store.base import AuditRecord
-    from .store.sqlite import SqliteStore
+    from .store.base import AuditRecord, WitnessedStore
 
 __all__ = ["AuditGuard"]
 
 
 class AuditGuard:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: WitnessedStore) -> None:
         self._store = store
         self._seen: Checkpoint | None = None
         self._last_gap: str | None = None

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from ..resources import SystemSnapshot, pid_alive
 from ..store.base import Store
+from ..store.hostid import host_id
 from .agent_types import canonical_agent_type
 from .config import AdmissionPolicy
 
@@ -22,6 +23,10 @@ __all__ = ["Admission", "AdmissionResult", "LeaseRequest"]
 
 MIB = 1024 * 1024
 WAVES_SESSION = "waves"  # the session wave agents' leases are filed under
+# Limits a team shares, kept in the store itself so every machine applies the same ones
+# (`smart-orchestrator store team-limits`); absent or 0: no team limit.
+TEAM_MAX_IN_FLIGHT = "team.max_in_flight"
+TEAM_SPAWNS_PER_MINUTE = "team.spawns_per_minute"
 
 
 class LeaseRequest(NamedTuple):
@@ -105,7 +110,7 @@ class Admission:
                 now_us: int) -> AdmissionResult | None:
         p = self._policy
         leases = self._store.leases
-        machine = leases.count()
+        machine = leases.count(host=host_id())
         session = leases.count(session_id=req.session_id)
         # Without metrics we cannot know what fits: the safe setting is one at a time.
         machine_cap = p.max_in_flight_machine if snap.ok else 1
@@ -134,6 +139,23 @@ class Admission:
             wait = max(0.1, ((recent[1] or now_us) - window_start) / 1e6)
             return AdmissionResult(False, "spawn-rate", f"{recent[0]} spawns in the last minute "
                                    f"(limit {p.spawns_per_minute})", wait)
+        return self._team_limits(need, wanted, now_us)
+
+    def _team_limits(self, need: int, wanted: str, now_us: int) -> AdmissionResult | None:
+        """The limits every machine sharing this store counts against together."""
+        team_max, team_rate = team_limits(self._store)
+        if team_max:
+            running = self._store.leases.count()
+            if running + need > team_max:
+                return _busy("in-flight-team", f"{running} subagents already running across "
+                             f"the team (limit {team_max}){wanted}")
+        if team_rate:
+            window_start = now_us - 60_000_000
+            count, oldest = self._store.leases.recent_spawns(None, window_start)
+            if count + need > team_rate:
+                wait = max(0.1, ((oldest or now_us) - window_start) / 1e6)
+                return AdmissionResult(False, "spawn-rate-team", f"{count} spawns across the "
+                                       f"team in the last minute (limit {team_rate})", wait)
         return None
 
     def take_machine_slot(self, lease_id: str, agent_type: str, *, enforce: bool = True,
@@ -145,10 +167,15 @@ class Admission:
         now_us = int(self._clock() * 1e6)
         with self._store.transaction():
             _purge(self._store, now_us)
-            machine = self._store.leases.count()
+            machine = self._store.leases.count(host=host_id())
             if enforce and machine >= p.max_in_flight_machine:
                 return (f"{machine} agents already running on this machine, subagents and "
                         f"wave agents together (limit {p.max_in_flight_machine})")
+            team_max = team_limits(self._store)[0]
+            running = self._store.leases.count() if team_max else 0
+            if enforce and team_max and running >= team_max:
+                return (f"{running} agents already running across the team "
+                        f"(limit {team_max})")
             self._insert(LeaseRequest(
                 lease_id, WAVES_SESSION, agent_type, None, True,
                 owner_pid if owner_pid is not None else os.getpid()), 1, now_us)
@@ -236,6 +263,18 @@ class Admission:
             _purge(self._store, now_us)
             rows = self._store.leases.rows()
         return [(r.session_id, r.agent_type, r.agent_id, r.depth, r.acquired_us) for r in rows]
+
+
+def team_limits(store: Store) -> tuple[int, int]:
+    """(agents in flight, spawns per minute) across the team; 0 where there is none."""
+    return _limit(store.kv_get(TEAM_MAX_IN_FLIGHT)), _limit(store.kv_get(TEAM_SPAWNS_PER_MINUTE))
+
+
+def _limit(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 1  # a damaged limit is the strictest one, not none
 
 
 def _busy(rule: str, reason: str) -> AdmissionResult:

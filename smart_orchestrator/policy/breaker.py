@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from ..resources import pid_alive
 from ..store.base import Store
+from ..store.hostid import host_id
 from .agent_types import canonical_agent_type
 from .config import BreakerPolicy
 
@@ -38,7 +39,7 @@ class BreakerVerdict(NamedTuple):
 
 
 def process_trial_owner() -> str:
-    return f"pid:{os.getpid()}"
+    return f"pid:{os.getpid()}@{host_id()}"
 
 
 class CircuitBreakers:
@@ -122,8 +123,11 @@ def _abandoned(store: Store, owner: str | None, expires_us: int | None,
     if owner is None or expires_us is None or expires_us <= now * 1e6:
         return True  # rows from before trials had owners count as abandoned
     kind, _, ident = owner.partition(":")
-    if kind == "pid" and ident.isdigit():
-        return not pid_alive(int(ident))
+    pid, _, host = ident.partition("@")
+    if kind == "pid" and pid.isdigit():
+        # A process on another machine cannot be looked at from here: its trial lasts
+        # until it reports, or until its time is up.
+        return host in ("", host_id()) and not pid_alive(int(pid))
     if kind == "lease":
         return not store.leases.exists(ident)
     return False

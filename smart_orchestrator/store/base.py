@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from ..witness import Checkpoint, Witness
     from .repos import (
         AuditQueries,
         BreakerRepo,
@@ -27,6 +28,7 @@ __all__ = [
     "CheckpointBlob",
     "CheckpointMeta",
     "Store",
+    "WitnessedStore",
 ]
 
 
@@ -121,3 +123,20 @@ class Store(Protocol):
     def kv_get(self, key: str) -> str | None: ...
 
     def kv_set(self, key: str, value: str) -> None: ...
+
+
+class WitnessedStore(Store, Protocol):
+    """A store whose chain is also witnessed outside it (what `audit verify` and the
+    service's watch read). Both backends are."""
+
+    witness: Witness
+    witness_problem: str | None
+
+    def reopen(self) -> WitnessedStore:
+        """A second connection to the same store (for another thread's long work)."""
+        ...
+
+    def follow_path(self) -> tuple[bool, AuditRecord | None]: ...
+
+    def reconcile_witness(self, *, cause: str | None = None,
+                          seen: Checkpoint | None = None) -> AuditRecord | None: ...

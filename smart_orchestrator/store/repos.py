@@ -85,8 +85,9 @@ class LeaseRepo(Protocol):
         """Insert (or replace) the leases and log one spawn per lease."""
         ...
 
-    def recent_spawns(self, session_id: str, since_us: int) -> tuple[int, int | None]:
-        """(count, oldest ts_us) of the session's spawns after `since_us`."""
+    def recent_spawns(self, session_id: str | None, since_us: int) -> tuple[int, int | None]:
+        """(count, oldest ts_us) of the session's (None: everyone's) spawns after
+        `since_us`."""
         ...
 
     def exists(self, lease_id: str) -> bool: ...

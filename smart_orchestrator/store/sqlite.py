@@ -26,12 +26,13 @@ from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from . import witnessing
 from ._files import abandon, folder_lock, ident, move_aside, sidecars
-from ._sqlite_policy import SqliteBreakers, SqliteClaims, SqliteLeases, SqliteTrust
-from ._sqlite_state import SqliteAuditQueries, SqliteGates, SqliteWaves
+from ._sql import SQLITE, Dialect
+from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
+from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .migrations import APPLICATION_ID, MIGRATIONS
 
-__all__ = ["SqliteStore", "audit_record"]
+__all__ = ["SqliteStore"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # SQLite quotes damaged schema text in its messages, which then fail to decode as UTF-8.
@@ -62,13 +63,14 @@ class SqliteStore:
         self._depth = 0  # transactions open on this connection (savepoints below the first)
         self._told_unwitnessed = False
         self._conn = self._open(busy_timeout_s)
-        self.audit = SqliteAuditQueries(self)
-        self.leases = SqliteLeases(self)
-        self.breakers = SqliteBreakers(self)
-        self.claims = SqliteClaims(self)
-        self.trust = SqliteTrust(self)
-        self.waves = SqliteWaves(self)
-        self.gates = SqliteGates(self)
+        self.dialect: Dialect = SQLITE
+        self.audit = SqlAuditQueries(self)
+        self.leases = SqlLeases(self)
+        self.breakers = SqlBreakers(self)
+        self.claims = SqlClaims(self)
+        self.trust = SqlTrust(self)
+        self.waves = SqlWaves(self)
+        self.gates = SqlGates(self)
         self._ident = ident(self._path)
         self._side_idents = [ident(p) for p in sidecars(self._path)]
         if not readonly:
@@ -117,6 +119,10 @@ class SqliteStore:
     @property
     def location(self) -> str:
         return str(self._path)
+
+    def reopen(self) -> SqliteStore:
+        return SqliteStore(self._path, busy_timeout_s=self._busy_timeout_s,
+                           clock_us=self._clock_us)
 
     def close(self) -> None:
         with self._lock:
@@ -379,28 +385,6 @@ def _create_fresh(path: Path) -> None:
             return  # another process made it while this one waited
         move_aside(sidecars(path))
         _create(path)
-
-
-def audit_record(row: tuple[Any, ...]) -> AuditRecord:
-    seq, ts_us, kind, data, prev, digest = row
-    return AuditRecord(seq, _int(ts_us), _text(kind), _loads(data), _text(prev), _text(digest))
-
-
-def _loads(text: object) -> Mapping[str, Any]:
-    # A damaged row must reach the chain check, which names it, not crash the reader.
-    try:
-        value = json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return {"_unreadable": True}
-    return value if isinstance(value, dict) else {"_": value}
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else -1  # damaged: fails the chain check
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)  # damaged: fails the chain check
 
 
 def _blob(value: object) -> bytes:

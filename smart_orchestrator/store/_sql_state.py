@@ -1,4 +1,4 @@
-"""SQLite repositories: audit reads, wave state and gate results."""
+"""SQL repositories: audit reads, wave state and gate results."""
 
 from __future__ import annotations
 
@@ -11,16 +11,38 @@ from .base import AuditRecord
 from .repos import AttemptRow, GateRow, RunRow, TaskRow
 
 if TYPE_CHECKING:
-    from .sqlite import SqliteStore
+    from ._sql import Dialect, SqlBackend
 
-__all__ = ["SqliteAuditQueries", "SqliteGates", "SqliteWaves"]
+__all__ = ["SqlAuditQueries", "SqlGates", "SqlWaves", "audit_record"]
+
+
+def audit_record(row: Sequence[Any]) -> AuditRecord:
+    seq, ts_us, kind, data, prev, digest = row
+    return AuditRecord(seq, _int(ts_us), _text(kind), _loads(data), _text(prev), _text(digest))
+
+
+def _loads(text: object) -> Mapping[str, Any]:
+    # A damaged row must reach the chain check, which names it, not crash the reader.
+    try:
+        value = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return {"_unreadable": True}
+    return value if isinstance(value, dict) else {"_": value}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else -1  # damaged: fails the chain check
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)  # damaged: fails the chain check
 
 
 def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _where(kinds: Sequence[str] | None, kind_prefix: str | None,
+def _where(dialect: Dialect, kinds: Sequence[str] | None, kind_prefix: str | None,
            match: Mapping[str, str] | None, since_us: int | None,
            until_us: int | None) -> tuple[str, list[Any]]:
     parts, args = ["1 = 1"], list[Any]()
@@ -32,8 +54,8 @@ def _where(kinds: Sequence[str] | None, kind_prefix: str | None,
         args.append(_like_prefix(kind_prefix))
     for field, value in (match or {}).items():
         # The field is a path the caller chose in code, never data: still quoted as one.
-        parts.append("json_extract(data, ?) = ?")
-        args += ['$."' + field.replace('"', "") + '"', value]
+        parts.append(f"{dialect.json_text} = ?")
+        args += [dialect.json_path(field), value]
     if since_us is not None:
         parts.append("ts_us >= ?")
         args.append(since_us)
@@ -43,17 +65,15 @@ def _where(kinds: Sequence[str] | None, kind_prefix: str | None,
     return " AND ".join(parts), args
 
 
-class SqliteAuditQueries:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlAuditQueries:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def events(self, *, kinds: Sequence[str] | None = None, kind_prefix: str | None = None,
                match: Mapping[str, str] | None = None, since_us: int | None = None,
                until_us: int | None = None, limit: int | None = None,
                newest_first: bool = False) -> list[AuditRecord]:
-        from .sqlite import audit_record
-
-        where, args = _where(kinds, kind_prefix, match, since_us, until_us)
+        where, args = _where(self._s.dialect, kinds, kind_prefix, match, since_us, until_us)
         sql = (f"SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit WHERE {where} "
                f"ORDER BY seq {'DESC' if newest_first else 'ASC'}")
         if limit is not None:
@@ -62,7 +82,7 @@ class SqliteAuditQueries:
 
     def count(self, *, kind_prefix: str | None = None,
               match: Mapping[str, str] | None = None) -> int:
-        where, args = _where(None, kind_prefix, match, None, None)
+        where, args = _where(self._s.dialect, None, kind_prefix, match, None, None)
         return int(self._s.query(f"SELECT count(*) FROM audit WHERE {where}", tuple(args))[0][0])
 
     def first_seq(self, *, kind_prefix: str, last: int) -> int | None:
@@ -87,21 +107,20 @@ _RUN_COLS = ("run_id, name, state, created_us, updated_us, finished_us, plan, op
              "reason, stop_class, stats")
 
 
-class SqliteWaves:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlWaves:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def available(self) -> bool:
-        return bool(self._s.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                  "name = 'wave_runs'"))
+        return bool(self._s.query(self._s.dialect.has_table, ("wave_runs",)))
 
     def create_run(self, run: RunRow, task_ids: Sequence[str]) -> None:
         with self._s.transaction() as conn:
             conn.execute(f"INSERT INTO wave_runs ({_RUN_COLS}) VALUES "
                          "(?,?,?,?,?,?,?,?,?,?,?,?)", tuple(run))
-            conn.executemany(
-                "INSERT INTO wave_tasks (run_id, task_id, position, state) VALUES (?,?,?,?)",
-                [(run.run_id, t, i, "pending") for i, t in enumerate(task_ids)])
+            for i, task_id in enumerate(task_ids):
+                conn.execute("INSERT INTO wave_tasks (run_id, task_id, position, state) "
+                             "VALUES (?,?,?,?)", (run.run_id, task_id, i, "pending"))
 
     def run(self, run_id: str) -> RunRow | None:
         rows = self._s.query(f"SELECT {_RUN_COLS} FROM wave_runs WHERE run_id = ?", (run_id,))
@@ -125,16 +144,20 @@ class SqliteWaves:
 
     def set_owner(self, run_id: str, owner: str | None, previous: str | None,
                   now_us: int) -> bool:
+        if previous is None:
+            return self._change("UPDATE wave_runs SET owner = ?, updated_us = ? "
+                                "WHERE run_id = ? AND owner IS NULL",
+                                (owner, now_us, run_id)) == 1
         return self._change("UPDATE wave_runs SET owner = ?, updated_us = ? WHERE run_id = ? "
-                            "AND owner IS ?", (owner, now_us, run_id, previous)) == 1
+                            "AND owner = ?", (owner, now_us, run_id, previous)) == 1
 
     def set_state(self, run_id: str, state: str, reason: str | None, stop_class: str | None,
                   now_us: int, finished_us: int | None) -> None:
         self._change(
             "UPDATE wave_runs SET state = ?, reason = coalesce(?, reason), "
             "stop_class = coalesce(?, stop_class), updated_us = ?, finished_us = ?, "
-            "owner = CASE WHEN ? IS NULL THEN owner ELSE NULL END WHERE run_id = ?",
-            (state, reason, stop_class, now_us, finished_us, finished_us, run_id))
+            "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?",
+            (state, reason, stop_class, now_us, finished_us, finished_us is not None, run_id))
 
     def merge_stats(self, run_id: str, stats: Mapping[str, Any]) -> None:
         with self._s.transaction() as conn:
@@ -225,8 +248,8 @@ class SqliteWaves:
                      "WHERE run_id = ? AND task_id = ?", (status, reason, run_id, task_id))
 
 
-class SqliteGates:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlGates:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def get(self, tree: str, key: str) -> GateRow | None:

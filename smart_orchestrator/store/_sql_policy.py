@@ -1,4 +1,4 @@
-"""SQLite repositories of the policy's shared state: leases, breakers, claims, trust."""
+"""SQL repositories of the policy's shared state: leases, breakers, claims, trust."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from .hostid import host_id
 from .repos import BreakerRow, LeaseRow, TrustRow
 
 if TYPE_CHECKING:
-    from .sqlite import SqliteStore
+    from ._sql import SqlBackend
 
-__all__ = ["SqliteBreakers", "SqliteClaims", "SqliteLeases", "SqliteTrust"]
+__all__ = ["SqlBreakers", "SqlClaims", "SqlLeases", "SqlTrust"]
 
 
-class SqliteLeases:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlLeases:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def purge(self, now_us: int, *, spawns_before_us: int,
@@ -45,17 +45,26 @@ class SqliteLeases:
         with self._s.transaction() as conn:
             for lease_id in lease_ids:
                 conn.execute(
-                    "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, "
-                    "owner_pid, depth, background, acquired_us, expires_us, host) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO leases (id, session_id, agent_id, agent_type, owner_pid, "
+                    "depth, background, acquired_us, expires_us, host) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                    "session_id = excluded.session_id, agent_id = excluded.agent_id, "
+                    "agent_type = excluded.agent_type, owner_pid = excluded.owner_pid, "
+                    "depth = excluded.depth, background = excluded.background, "
+                    "acquired_us = excluded.acquired_us, expires_us = excluded.expires_us, "
+                    "host = excluded.host",
                     (lease_id, session_id, None, agent_type, owner_pid, depth,
                      int(background), now_us, expires_us, host_id()))
                 conn.execute("INSERT INTO spawns (ts_us, session_id) VALUES (?, ?)",
                              (now_us, session_id))
 
-    def recent_spawns(self, session_id: str, since_us: int) -> tuple[int, int | None]:
-        row = self._s.query("SELECT count(*), min(ts_us) FROM spawns WHERE session_id = ? "
-                            "AND ts_us > ?", (session_id, since_us))[0]
+    def recent_spawns(self, session_id: str | None, since_us: int) -> tuple[int, int | None]:
+        if session_id is None:
+            row = self._s.query("SELECT count(*), min(ts_us) FROM spawns WHERE ts_us > ?",
+                                (since_us,))[0]
+        else:
+            row = self._s.query("SELECT count(*), min(ts_us) FROM spawns WHERE session_id = ? "
+                                "AND ts_us > ?", (session_id, since_us))[0]
         return int(row[0]), (None if row[1] is None else int(row[1]))
 
     def exists(self, lease_id: str) -> bool:
@@ -100,7 +109,7 @@ class SqliteLeases:
 
     def bound(self, session_id: str) -> list[tuple[str, str]]:
         rows = self._s.query("SELECT id, agent_id FROM leases WHERE session_id = ? AND "
-                             "agent_id IS NOT NULL AND instr(id, '#') = 0", (session_id,))
+                             "agent_id IS NOT NULL AND id NOT LIKE '%#%'", (session_id,))
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def newest_depth(self, session_id: str, agent_type: str) -> int | None:
@@ -127,20 +136,22 @@ class SqliteLeases:
     def agent_started(self, agent_id: str, session_id: str, agent_type: str, depth: int,
                       now_us: int) -> None:
         # A resumed agent (SendMessage) starts again under its old id: running anew.
-        self._change("INSERT INTO agents VALUES (?,?,?,?,?,NULL) ON CONFLICT (agent_id) "
+        self._change("INSERT INTO agents (agent_id, session_id, agent_type, depth, started_us, "
+                     "stopped_us) VALUES (?,?,?,?,?,NULL) ON CONFLICT (agent_id) "
                      "DO UPDATE SET stopped_us = NULL",
                      (agent_id, session_id, agent_type, depth, now_us))
 
     def agent_ended(self, agent_id: str, now_us: int) -> None:
-        self._change("INSERT INTO agents VALUES (?, '', '', 1, ?, ?) ON CONFLICT (agent_id) "
+        self._change("INSERT INTO agents (agent_id, session_id, agent_type, depth, started_us, "
+                     "stopped_us) VALUES (?, '', '', 1, ?, ?) ON CONFLICT (agent_id) "
                      "DO UPDATE SET stopped_us = excluded.stopped_us",
                      (agent_id, now_us, now_us))
 
 
-class SqliteBreakers:
+class SqlBreakers:
     _COLS = "agent_type, state, opened_us, failures, trial_owner, trial_expires_us"
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def get(self, agent_type: str) -> BreakerRow | None:
@@ -173,7 +184,7 @@ class SqliteBreakers:
         self._change(
             "INSERT INTO breakers (agent_type, state, opened_us, failures) VALUES (?,?,?,?) "
             "ON CONFLICT (agent_type) DO UPDATE SET state = excluded.state, failures = "
-            "excluded.failures, opened_us = coalesce(excluded.opened_us, opened_us), "
+            "excluded.failures, opened_us = coalesce(excluded.opened_us, breakers.opened_us), "
             "trial_owner = NULL, trial_expires_us = NULL",
             (agent_type, state, opened_us, json.dumps(list(failures))))
 
@@ -193,18 +204,18 @@ def _breaker(row: Sequence[object]) -> BreakerRow:
                       expires if isinstance(expires, int) else None)
 
 
-class SqliteClaims:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlClaims:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def claim(self, key: str, owner: str, now_us: int, *,
               prune_before_us: int | None = None) -> bool:
         with self._s.transaction() as conn:
-            cur = conn.execute("INSERT OR IGNORE INTO claims (key, owner, ts_us, host) "
-                               "VALUES (?, ?, ?, ?)", (key, owner, now_us, host_id()))
+            cur = conn.execute("INSERT INTO claims (key, owner, ts_us, host) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (key) DO NOTHING", (key, owner, now_us, host_id()))
             if prune_before_us is not None:
                 conn.execute("DELETE FROM claims WHERE ts_us < ?", (prune_before_us,))
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def get(self, key: str) -> tuple[str, str | None] | None:
         rows = self._s.query("SELECT owner, decision FROM claims WHERE key = ?", (key,))
@@ -221,13 +232,13 @@ class SqliteClaims:
     def take_over(self, key: str, dead: str, owner: str) -> bool:
         with self._s.transaction() as conn:
             # A dead holder records nothing more; a decision it left unreadable is dropped.
-            return conn.execute("UPDATE claims SET owner = ?, decision = NULL, host = ? "
-                                "WHERE key = ? AND owner = ?",
-                                (owner, host_id(), key, dead)).rowcount == 1
+            cur = conn.execute("UPDATE claims SET owner = ?, decision = NULL, host = ? "
+                               "WHERE key = ? AND owner = ?", (owner, host_id(), key, dead))
+            return bool(cur.rowcount == 1)
 
 
-class SqliteTrust:
-    def __init__(self, store: SqliteStore) -> None:
+class SqlTrust:
+    def __init__(self, store: SqlBackend) -> None:
         self._s = store
 
     def trusted(self, project: str) -> TrustRow | None:
@@ -238,7 +249,8 @@ class SqliteTrust:
     def set_trusted(self, project: str, config: str, digest: str, origin: str,
                     now_us: int) -> None:
         with self._s.transaction() as conn:
-            conn.execute("INSERT INTO policy_trust VALUES (?, ?, ?, ?, ?) "
+            conn.execute("INSERT INTO policy_trust (project, config, digest, origin, "
+                         "updated_us) VALUES (?, ?, ?, ?, ?) "
                          "ON CONFLICT (project) DO UPDATE SET config = excluded.config, "
                          "digest = excluded.digest, origin = excluded.origin, "
                          "updated_us = excluded.updated_us",
@@ -251,14 +263,15 @@ class SqliteTrust:
 
     def latest_pin(self, project: str) -> tuple[str, str, str] | None:
         rows = self._s.query("SELECT session_id, config, digest FROM policy_pins "
-                             "WHERE project = ? ORDER BY pinned_us DESC, rowid DESC LIMIT 1",
-                             (project,))
+                             "WHERE project = ? ORDER BY pinned_us DESC, "
+                             f"{self._s.dialect.insertion_order} DESC LIMIT 1", (project,))
         return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
     def add_pin(self, session_id: str, project: str, config: str, digest: str,
                 now_us: int) -> None:
         with self._s.transaction() as conn:
-            conn.execute("INSERT INTO policy_pins VALUES (?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO policy_pins (session_id, project, config, digest, "
+                         "pinned_us) VALUES (?, ?, ?, ?, ?)",
                          (session_id, project, config, digest, now_us))
 
     def set_pin(self, session_id: str, config: str, digest: str) -> None:
@@ -268,5 +281,7 @@ class SqliteTrust:
 
     def first_time(self, session_id: str, change: str, now_us: int) -> bool:
         with self._s.transaction() as conn:
-            return conn.execute("INSERT OR IGNORE INTO policy_changes VALUES (?, ?, ?)",
-                                (session_id, change, now_us)).rowcount == 1
+            cur = conn.execute("INSERT INTO policy_changes (session_id, change, ts_us) "
+                               "VALUES (?, ?, ?) ON CONFLICT (session_id, change) DO NOTHING",
+                               (session_id, change, now_us))
+            return bool(cur.rowcount == 1)
