@@ -10,20 +10,9 @@ import pytest
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.store import SqliteStore
-from smart_orchestrator.store.conformance import CHECKS, run_store_conformance
 from smart_orchestrator.store.hostid import host_id
 from smart_orchestrator.store.migrations import MIGRATIONS
 from smart_orchestrator.store.repos import BreakerRow
-
-
-@pytest.mark.parametrize("check", sorted(CHECKS))
-def test_sqlite_store_passes_conformance_check(check: str, tmp_path: Path) -> None:
-    CHECKS[check](lambda p: SqliteStore(p), tmp_path / "state.db")
-
-
-def test_run_store_conformance_runs_every_check(tmp_path: Path) -> None:
-    run_store_conformance(lambda p: SqliteStore(p), tmp_path)
-    assert len(list(tmp_path.iterdir())) == len(CHECKS)
 
 
 def test_opens_in_wal_mode_with_migrations_recorded(store: SqliteStore) -> None:
