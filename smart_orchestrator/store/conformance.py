@@ -16,11 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..audit import AuditLog
 from ..canonical import sha256_hex
 from .base import WitnessedStore
+
+if TYPE_CHECKING:
+    from ._sql import Executor
 
 __all__ = ["CHECKS", "run_store_conformance"]
 
@@ -94,12 +97,13 @@ def _checkpoint_falls_back_past_a_corrupt_copy(location: str) -> None:
     for i in range(3):
         cps.save("plan", {"i": i})
     newest = store.list_checkpoints("plan")[0]
-    with store.transaction() as conn:  # a damaged page, as a disk or a person leaves it
-        conn.execute("UPDATE checkpoints SET payload = ? WHERE id = ?", (b'{"i": 9}', newest.id))
+    with store.transaction() as tx:  # a damaged page, as a disk or a person leaves it
+        cast("Executor", tx).execute("UPDATE checkpoints SET payload = ? WHERE id = ?", (b'{"i": 9}', newest.id))
     loaded = cps.load("plan")
     assert loaded.state == {"i": 1} and loaded.fell_back, loaded
-    with store.transaction() as conn:
-        conn.execute("UPDATE checkpoints SET payload = ? WHERE name = ?", (b"x", "plan"))
+    with store.transaction() as tx:
+        cast("Executor", tx).execute("UPDATE checkpoints SET payload = ? WHERE name = ?",
+                                     (b"x", "plan"))
     try:
         cps.load("plan")
     except CheckpointError:
