@@ -98,7 +98,8 @@ def _checkpoint_falls_back_past_a_corrupt_copy(location: str) -> None:
         cps.save("plan", {"i": i})
     newest = store.list_checkpoints("plan")[0]
     with store.transaction() as tx:  # a damaged page, as a disk or a person leaves it
-        cast("Executor", tx).execute("UPDATE checkpoints SET payload = ? WHERE id = ?", (b'{"i": 9}', newest.id))
+        cast("Executor", tx).execute("UPDATE checkpoints SET payload = ? WHERE id = ?",
+                                     (b'{"i": 9}', newest.id))
     loaded = cps.load("plan")
     assert loaded.state == {"i": 1} and loaded.fell_back, loaded
     with store.transaction() as tx:
