@@ -119,6 +119,15 @@ class PgStore:
     def location(self) -> str:
         return redact(self._dsn)
 
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        error = _translate(exc, self.location)
+        # A server or driver message may quote the connection string: never its password.
+        secret = _password(self._dsn)
+        if secret and (secret in error.reason or secret in (error.hint or "")):
+            return StoreError(error.reason.replace(secret, "***"),
+                              hint=(error.hint or "").replace(secret, "***") or None)
+        return error
+
     def reopen(self) -> PgStore:
         return PgStore(self._dsn, clock_us=self._clock_us,
                        connect_timeout_s=self._connect_timeout_s,
@@ -144,7 +153,7 @@ class PgStore:
             self._schema = str(row[0])
             _migrate(conn, self._schema)
         except psycopg.Error as exc:
-            raise _translate(exc, self.location) from exc
+            raise self._error(exc) from exc
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -176,10 +185,10 @@ class PgStore:
             except psycopg.OperationalError as exc:
                 _rollback_quietly(conn)
                 if attempt == 2 or not conn.broken:
-                    raise _translate(exc, self.location) from exc
+                    raise self._error(exc) from exc
             except psycopg.Error as exc:
                 _rollback_quietly(conn)
-                raise _translate(exc, self.location) from exc
+                raise self._error(exc) from exc
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -195,7 +204,7 @@ class PgStore:
                 try:
                     conn.execute(f"SAVEPOINT sp{level}")
                 except psycopg.Error as exc:
-                    raise _translate(exc, self.location) from exc
+                    raise self._error(exc) from exc
             mark = len(self._pending)
             self._depth = level + 1
             try:
@@ -212,7 +221,7 @@ class PgStore:
                     except psycopg.Error:
                         pass  # the outer transaction fails with the error that follows
                 if isinstance(exc, psycopg.Error):
-                    raise _translate(exc, self.location) from exc
+                    raise self._error(exc) from exc
                 raise
             finally:
                 self._depth = level
@@ -231,9 +240,9 @@ class PgStore:
                 except psycopg.OperationalError as exc:
                     # A read outside a transaction is safe to repeat once the link is back.
                     if attempt == 2 or self._depth or not conn.broken:
-                        raise _translate(exc, self.location) from exc
+                        raise self._error(exc) from exc
                 except psycopg.Error as exc:
-                    raise _translate(exc, self.location) from exc
+                    raise self._error(exc) from exc
         raise AssertionError("unreachable")
 
     # -- audit -----------------------------------------------------------------------
@@ -349,6 +358,13 @@ class PgStore:
         problems += [f"trigger {t} that keeps the audit table append-only is missing"
                      for t in ("audit_no_update", "audit_no_truncate") if t not in triggers]
         return problems
+
+
+def _password(dsn: str) -> str:
+    try:
+        return str(conninfo.conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.Error:
+        return ""
 
 
 def _local_witness(dsn: str, schema: str) -> Witness:
