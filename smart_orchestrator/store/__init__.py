@@ -26,11 +26,16 @@ __all__ = [
 ]
 
 STORE_ENV = "SMART_ORCHESTRATOR_STORE"
+# The plugin option (`/plugin configure`), which .mcp.json passes to the server under its
+# own name: an unset option expands to "" and must not hide the variable above.
+OPTION_ENV = "SMART_ORCHESTRATOR_STORE_OPTION"
 
 
 def configured_location() -> str:
-    """`SMART_ORCHESTRATOR_STORE` when set (a team store's URL), else the SQLite file."""
-    team = os.environ.get(STORE_ENV, "").strip()
+    """`SMART_ORCHESTRATOR_STORE`, else the plugin's Team store option, when set (a team
+    store's URL); else the SQLite file."""
+    team = (os.environ.get(STORE_ENV, "").strip()
+            or os.environ.get(OPTION_ENV, "").strip())
     if team:
         if not team.startswith(("postgresql://", "postgres://")):
             raise StoreError(f"{STORE_ENV} must be a postgresql:// URL",

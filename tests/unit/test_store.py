@@ -114,3 +114,20 @@ def test_migrates_a_state_db_written_before_rows_named_their_host(tmp_path: Path
     store.append_audit("after", {"n": 1})
     assert AuditLog(store).verify().events == 4
     store.close()
+
+
+def test_store_setting_comes_from_the_variable_then_the_plugin_option(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from smart_orchestrator.store import configured_location
+
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DB", str(tmp_path / "state.db"))
+    monkeypatch.delenv("SMART_ORCHESTRATOR_STORE", raising=False)
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE_OPTION", "")  # an unset option
+    assert configured_location() == str(tmp_path / "state.db")
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE_OPTION", "postgresql://a@h/team")
+    assert configured_location() == "postgresql://a@h/team"
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", "postgresql://b@h/ci")
+    assert configured_location() == "postgresql://b@h/ci"
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", "/not/a/url")
+    with pytest.raises(StoreError, match="must be a postgresql:// URL"):
+        configured_location()
