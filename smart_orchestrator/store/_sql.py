@@ -52,4 +52,10 @@ class SqlBackend(Protocol):
 
     def transaction(self) -> AbstractContextManager[Any]: ...
 
+    def atomic(self) -> AbstractContextManager[Any]:
+        """A repository method's own unit: a transaction when none is open, else part of
+        the caller's (no savepoint: a savepoint costs two round trips to a team store, and
+        only a caller's `transaction()` promises to undo its part alone)."""
+        ...
+
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...

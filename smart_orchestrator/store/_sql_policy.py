@@ -21,7 +21,7 @@ class SqlLeases:
 
     def purge(self, now_us: int, *, spawns_before_us: int,
               owner_gone: Callable[[int], bool]) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute("DELETE FROM leases WHERE expires_us <= ?", (now_us,))
             conn.execute("DELETE FROM spawns WHERE ts_us <= ?", (spawns_before_us,))
             # A pid names a process on the host that took the lease, nowhere else.
@@ -42,7 +42,7 @@ class SqlLeases:
     def put(self, lease_ids: Sequence[str], *, session_id: str, agent_type: str,
             owner_pid: int | None, depth: int, background: bool, now_us: int,
             expires_us: int) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             for lease_id in lease_ids:
                 conn.execute(
                     "INSERT INTO leases (id, session_id, agent_id, agent_type, owner_pid, "
@@ -71,7 +71,7 @@ class SqlLeases:
         return bool(self._s.query("SELECT 1 FROM leases WHERE id = ?", (lease_id,)))
 
     def _change(self, sql: str, args: tuple[object, ...]) -> int:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             return int(conn.execute(sql, args).rowcount)
 
     def delete(self, lease_id: str) -> bool:
@@ -160,7 +160,7 @@ class SqlBreakers:
         return _breaker(rows[0]) if rows else None
 
     def _change(self, sql: str, args: tuple[object, ...]) -> int:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             return int(conn.execute(sql, args).rowcount)
 
     def start_trial(self, agent_type: str, owner: str, expires_us: int) -> None:
@@ -210,7 +210,7 @@ class SqlClaims:
 
     def claim(self, key: str, owner: str, now_us: int, *,
               prune_before_us: int | None = None) -> bool:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             cur = conn.execute("INSERT INTO claims (key, owner, ts_us, host) VALUES (?, ?, ?, ?) "
                                "ON CONFLICT (key) DO NOTHING", (key, owner, now_us, host_id()))
             if prune_before_us is not None:
@@ -225,12 +225,12 @@ class SqlClaims:
         return str(rows[0][0]), (raw if isinstance(raw, str) else None)
 
     def record(self, key: str, owner: str, decision: str) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute("UPDATE claims SET decision = ? WHERE key = ? AND owner = ?",
                          (decision, key, owner))
 
     def take_over(self, key: str, dead: str, owner: str) -> bool:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             # A dead holder records nothing more; a decision it left unreadable is dropped.
             cur = conn.execute("UPDATE claims SET owner = ?, decision = NULL, host = ? "
                                "WHERE key = ? AND owner = ?", (owner, host_id(), key, dead))
@@ -248,7 +248,7 @@ class SqlTrust:
 
     def set_trusted(self, project: str, config: str, digest: str, origin: str,
                     now_us: int) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute("INSERT INTO policy_trust (project, config, digest, origin, "
                          "updated_us) VALUES (?, ?, ?, ?, ?) "
                          "ON CONFLICT (project) DO UPDATE SET config = excluded.config, "
@@ -269,18 +269,18 @@ class SqlTrust:
 
     def add_pin(self, session_id: str, project: str, config: str, digest: str,
                 now_us: int) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute("INSERT INTO policy_pins (session_id, project, config, digest, "
                          "pinned_us) VALUES (?, ?, ?, ?, ?)",
                          (session_id, project, config, digest, now_us))
 
     def set_pin(self, session_id: str, config: str, digest: str) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute("UPDATE policy_pins SET config = ?, digest = ? WHERE session_id = ?",
                          (config, digest, session_id))
 
     def first_time(self, session_id: str, change: str, now_us: int) -> bool:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             cur = conn.execute("INSERT INTO policy_changes (session_id, change, ts_us) "
                                "VALUES (?, ?, ?) ON CONFLICT (session_id, change) DO NOTHING",
                                (session_id, change, now_us))

@@ -115,7 +115,7 @@ class SqlWaves:
         return bool(self._s.query(self._s.dialect.has_table, ("wave_runs",)))
 
     def create_run(self, run: RunRow, task_ids: Sequence[str]) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute(f"INSERT INTO wave_runs ({_RUN_COLS}) VALUES "
                          "(?,?,?,?,?,?,?,?,?,?,?,?)", tuple(run))
             for i, task_id in enumerate(task_ids):
@@ -139,7 +139,7 @@ class SqlWaves:
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def _change(self, sql: str, args: tuple[object, ...]) -> int:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             return int(conn.execute(sql, args).rowcount)
 
     def set_owner(self, run_id: str, owner: str | None, previous: str | None,
@@ -160,7 +160,7 @@ class SqlWaves:
             (state, reason, stop_class, now_us, finished_us, finished_us is not None, run_id))
 
     def merge_stats(self, run_id: str, stats: Mapping[str, Any]) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             row = conn.execute("SELECT stats FROM wave_runs WHERE run_id = ?",
                                (run_id,)).fetchone()
             merged = {**json.loads(row[0]), **stats} if row else dict(stats)
@@ -181,7 +181,7 @@ class SqlWaves:
 
     def start_attempt(self, run_id: str, task_id: str, context: str | None,
                       now_us: int) -> int | None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             cur = conn.execute(
                 "UPDATE wave_tasks SET state = 'running', attempts = attempts + 1, "
                 "started_us = coalesce(started_us, ?) WHERE run_id = ? AND task_id = ? AND "
@@ -205,7 +205,7 @@ class SqlWaves:
                     error_class: str | None, reason: str | None, reformats: int,
                     input_tokens: int, output_tokens: int, cost_usd: float,
                     output: str | None) -> bool:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             cur = conn.execute(
                 "UPDATE wave_tasks SET state = ?, finished_us = ?, error_class = ?, "
                 "reason = ?, output = coalesce(?, output), "
@@ -230,7 +230,7 @@ class SqlWaves:
             (state, error_class, reason, now_us, run_id, task_id)) == 1
 
     def reset_interrupted(self, run_id: str, note: str, now_us: int) -> list[str]:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             ids = [str(r[0]) for r in conn.execute(
                 "SELECT task_id FROM wave_tasks WHERE run_id = ? AND "
                 "state IN ('running', 'retrying') ORDER BY position", (run_id,))]
@@ -263,7 +263,7 @@ class SqlGates:
 
     def put(self, tree: str, key: str, name: str, tier: int, row: GateRow, *, now_us: int,
             keep_after_us: int) -> None:
-        with self._s.transaction() as conn:
+        with self._s.atomic() as conn:
             conn.execute(
                 "INSERT INTO gate_results (tree, check_key, name, tier, status, exit_code, "
                 "duration_ms, output_tail, output_sha256, output_bytes, finished_us) "

@@ -49,6 +49,8 @@ __all__ = ["PgStore", "is_postgres_url", "redact"]
 # database, as the tests make, do not wait for each other).
 _LOCK_CLASS = 0x534D4F52
 _LATEST = PG_MIGRATIONS[-1][0]
+_BEGIN_LOCKED = (f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_CLASS}, "
+                 "hashtext(current_schema()))")
 
 
 def is_postgres_url(text: str) -> bool:
@@ -178,9 +180,8 @@ class PgStore:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
-                             (_LOCK_CLASS,))
+                # One round trip: both statements in one message.
+                conn.execute(_BEGIN_LOCKED)
                 return conn
             except psycopg.OperationalError as exc:
                 _rollback_quietly(conn)
@@ -230,6 +231,15 @@ class PgStore:
             pending, self._pending = self._pending[-1:], []
         if pending:
             self._witness(pending[0])
+
+    @contextmanager
+    def atomic(self) -> Iterator[_Exec]:
+        with self._lock:
+            if self._depth:
+                yield _Exec(self._connection())
+                return
+        with self.transaction() as conn:
+            yield conn
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -390,8 +400,7 @@ def _migrate(conn: psycopg.Connection[Any], schema: str) -> None:
     if row is not None and row[0] >= _LATEST:
         return
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
-                     (_LOCK_CLASS,))
+        conn.execute(_BEGIN_LOCKED.removeprefix("BEGIN; "))
         # Re-read under the lock: another machine may have migrated meanwhile.
         row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations"
                            ).fetchone()

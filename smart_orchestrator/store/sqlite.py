@@ -259,6 +259,15 @@ class SqliteStore:
 
     _write = transaction
 
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._depth:
+                yield self._conn
+                return
+        with self.transaction() as conn:
+            yield conn
+
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
