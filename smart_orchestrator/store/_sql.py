@@ -33,6 +33,7 @@ class Dialect(NamedTuple):
     json_text: str  # an audit data field as text; `?` takes the field's path
     has_table: str  # one row when the table named by `?` exists
     insertion_order: str  # a column that orders rows as they were inserted
+    has_column: str  # one row when table `?` has column `?`
 
     def json_path(self, field: str) -> str:
         clean = field.replace('"', "")
@@ -40,10 +41,13 @@ class Dialect(NamedTuple):
 
 
 SQLITE = Dialect("sqlite", "json_extract(data, ?)",
-                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", "rowid")
+                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", "rowid",
+                 "SELECT 1 FROM pragma_table_info(?) WHERE name = ?")
 POSTGRES = Dialect("postgresql", "(data::jsonb ->> ?)",
                    "SELECT 1 FROM information_schema.tables WHERE table_schema = "
-                   "current_schema() AND table_name = ?", "ins")
+                   "current_schema() AND table_name = ?", "ins",
+                   "SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                   "current_schema() AND table_name = ? AND column_name = ?")
 
 
 class SqlBackend(Protocol):

@@ -119,8 +119,11 @@ class SqlLeases:
         return int(rows[0][0]) if rows else None
 
     def rows(self) -> list[LeaseRow]:
+        # A database opened read-only before its migration to hosts: all rows are local.
+        host = "coalesce(host, ?)" if self._s.dialect.name != "sqlite" or \
+            self._s.query(self._s.dialect.has_column, ("leases", "host")) else "?"
         rows = self._s.query("SELECT id, session_id, agent_type, agent_id, depth, acquired_us, "
-                             "background, coalesce(host, ?) FROM leases ORDER BY acquired_us",
+                             f"background, {host} FROM leases ORDER BY acquired_us",
                              (host_id(),))
         return [LeaseRow(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), int(r[5]),
                          bool(r[6]), str(r[7])) for r in rows]

@@ -131,3 +131,13 @@ def test_store_setting_comes_from_the_variable_then_the_plugin_option(
     monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", "/not/a/url")
     with pytest.raises(StoreError, match="must be a postgresql:// URL"):
         configured_location()
+
+
+def test_status_reads_a_state_db_from_before_hosts_without_migrating_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes((Path(__file__).parent / "data" / "state-v7.db").read_bytes())
+    store = SqliteStore(path, readonly=True)
+    assert [(r.id, r.host) for r in store.leases.rows()] == [("L1", host_id())]
+    assert store.query("PRAGMA user_version") == [(7,)]
+    store.close()
