@@ -12,16 +12,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["POSTGRES", "SQLITE", "Cursor", "Dialect", "Executor", "SqlBackend"]
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "Executor", "SqlBackend"]
 
 
 class Executor(Protocol):
