@@ -32,10 +32,10 @@ def _collect(store: Store) -> dict[str, Any]:
     head = store.audit_head()
     now_us = time.time_ns() // 1000
     in_flight = [
-        {"session": s[:8], "agent_type": t, "agent_id": a, "depth": d,
-         "running_s": round((now_us - acq) / 1e6, 1), "background": bool(bg)}
-        for s, t, a, d, acq, bg in ((r.session_id, r.agent_type, r.agent_id, r.depth,
-                                     r.acquired_us, r.background) for r in store.leases.rows())]
+        {"session": r.session_id[:8], "agent_type": r.agent_type, "agent_id": r.agent_id,
+         "depth": r.depth, "running_s": round((now_us - r.acquired_us) / 1e6, 1),
+         "background": r.background, "host": r.host}
+        for r in store.leases.rows()]
     denials = [
         {"seq": seq, "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts / 1e6)),
          "agent_type": d.get("agent_type"), "denied_by": d.get("denied_by") or [],

@@ -48,6 +48,21 @@ def _cmd_team_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release_host(args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+    from .store import open_store
+
+    store = open_store(args.db)
+    try:
+        with store.transaction():
+            released = store.leases.delete_host(args.host)
+            AuditLog(store).record("store.host_released", host=args.host, leases=released)
+    finally:
+        store.close()
+    print(f"released {released} lease(s) of {args.host}")
+    return 0
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -71,3 +86,8 @@ def register_store_command(sub: argparse._SubParsersAction[Any]) -> None:
     limits.add_argument("--spawns-per-minute", type=_count, default=None,
                         help="agent starts per minute across the team (0: no limit)")
     limits.set_defaults(fn=_cmd_team_limits)
+    release = store_sub.add_parser(
+        "release-host", help="release every lease of a machine that died (its agents are "
+                             "gone; other machines cannot tell)")
+    release.add_argument("host", help="the host id, as `status` shows it")
+    release.set_defaults(fn=_cmd_release_host)

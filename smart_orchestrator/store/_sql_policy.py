@@ -83,6 +83,10 @@ class SqlLeases:
     def delete_session(self, session_id: str) -> int:
         return self._change("DELETE FROM leases WHERE session_id = ?", (session_id,))
 
+    def delete_host(self, host: str) -> int:
+        return self._change("DELETE FROM leases WHERE coalesce(host, ?) = ?",
+                            (host_id(), host))
+
     def bind(self, lease_id: str, agent_id: str) -> bool:
         return self._change("UPDATE leases SET agent_id = ? WHERE id = ?",
                             (agent_id, lease_id)) > 0

@@ -216,6 +216,10 @@ def _lease_expiry_and_release(location: str) -> None:
     assert leases.bind("b", "agent-2") and leases.bound("s1") == [("b", "agent-2")]
     leases.purge(3_000, spawns_before_us=0, owner_gone=lambda pid: pid == os.getpid())
     assert leases.count() == 0, "a lease whose owner is gone was kept"
+    leases.put(["c"], session_id="s2", agent_type="plan", owner_pid=None, depth=1,
+               background=False, now_us=3_000, expires_us=10**15)
+    assert leases.delete_host("another-host") == 0
+    assert leases.delete_host(leases.rows()[0].host) == 1 and leases.count() == 0
     leases.agent_started("agent-3", "s1", "plan", 2, 4_000)
     assert leases.agent_depth("agent-3") == 2 and leases.agent_stopped("agent-3") is False
     leases.agent_ended("agent-3", 5_000)

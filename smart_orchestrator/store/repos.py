@@ -98,6 +98,10 @@ class LeaseRepo(Protocol):
 
     def delete_session(self, session_id: str) -> int: ...
 
+    def delete_host(self, host: str) -> int:
+        """Every lease a machine holds (one that died: its pids cannot be checked)."""
+        ...
+
     def bind(self, lease_id: str, agent_id: str) -> bool: ...
 
     def bind_unnamed(self, session_id: str, agent_type: str, agent_id: str) -> bool:

@@ -87,3 +87,20 @@ def test_team_limits_are_kept_in_the_store(tmp_path: Path, monkeypatch: pytest.M
     assert main(["--db", str(db), "store", "team-limits", "--max-in-flight", "2"]) == 0
     assert "2 agents in flight, no limit spawns" in capsys.readouterr().out
     assert SqliteStore(db).kv_get("team.max_in_flight") == "2"
+
+
+def test_release_host_frees_a_dead_machines_leases(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "state.db"
+    store = SqliteStore(db)
+    store.leases.put(["L1", "L2"], session_id="s", agent_type="explore", owner_pid=None,
+                     depth=1, background=False, now_us=1, expires_us=2**60)
+    host = store.leases.rows()[0].host
+    store.close()
+    assert main(["--db", str(db), "store", "release-host", host]) == 0
+    assert "released 2 lease(s)" in capsys.readouterr().out
+    store = SqliteStore(db)
+    assert store.leases.count() == 0
+    assert [r.data for r in store.audit.events(kinds=("store.host_released",))] == \
+        [{"host": host, "leases": 2}]
+    store.close()
