@@ -9,17 +9,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from smart_orchestrator.paths import project_dir
 from smart_orchestrator.policy import EngineFactory
-from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.store import WitnessedStore
 
 
 @dataclass
 class AppState:
-    store: SqliteStore | None
+    store: WitnessedStore | None
     store_error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _engines: dict[str, EngineFactory] = field(default_factory=dict)
 
-    def require_store(self) -> SqliteStore:
+    def require_store(self) -> WitnessedStore:
         if self.store is None:
             raise ToolError(self.store_error or "state store unavailable")
         return self.store

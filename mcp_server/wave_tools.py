@@ -18,7 +18,7 @@ from pydantic import Field
 
 from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.paths import project_dir
-from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.store import Store, WitnessedStore
 from smart_orchestrator.waves import (
     AgentRequest,
     RunList,
@@ -42,10 +42,10 @@ WaitS = Annotated[float, Field(ge=0, le=3600, description=(
     "notifications; the wave runs on in the background either way"))]
 RunState = Literal["running", "cancelling", "compensating", "completed", "failed", "partial",
                    "cancelled"]
-ServiceFactory = Callable[[SqliteStore], WaveService]
+ServiceFactory = Callable[[WitnessedStore], WaveService]
 
 
-def wave_policy_hooks(store: SqliteStore) -> HooksFactory:
+def wave_policy_hooks(store: Store) -> HooksFactory:
     """The policy core on every wave agent: each tool call it makes is checked and audited
     like a subagent's, and file tools stay inside the wave's working directory."""
     from smart_orchestrator.policy import EngineFactory
@@ -61,11 +61,11 @@ def wave_policy_hooks(store: SqliteStore) -> HooksFactory:
     return make
 
 
-def default_service(store: SqliteStore) -> WaveService:
+def default_service(store: WitnessedStore) -> WaveService:
     from smart_orchestrator.waves.runner import SdkAgentRunner
 
     # Its own connection: waves write from their loop thread while tools read.
-    waves_store = SqliteStore(store.location)
+    waves_store = store.reopen()
     runner = SdkAgentRunner(make_hooks=wave_policy_hooks(waves_store))
     return WaveService(waves_store, runner, WaveConfig.from_env())
 

@@ -106,16 +106,9 @@ class AuditLog:
         self._store = store
 
     def record(self, kind: str, **fields: Any) -> AuditRecord:
+        """Inside the caller's `store.transaction()`, the event commits with the caller's
+        state change or not at all."""
         return self._store.append_audit(kind, sanitize(fields))
-
-    def record_in(self, conn: Any, kind: str, **fields: Any) -> AuditRecord:
-        """Inside the caller's open transaction (SQLite store only): state and audit row
-        commit together."""
-        append_in = getattr(self._store, "append_audit_in", None)
-        if append_in is None:
-            raise TypeError("this store cannot append inside a caller's transaction")
-        record: AuditRecord = append_in(conn, kind, sanitize(fields))
-        return record
 
     def verify(self) -> VerifyReport:
         head = self._store.audit_head()

@@ -14,8 +14,7 @@ from .store.witnessing import GAP_KIND
 from .witness import Checkpoint, WitnessError, WitnessLine
 
 if TYPE_CHECKING:
-    from .store.base import AuditRecord
-    from .store.sqlite import SqliteStore
+    from .store.base import AuditRecord, WitnessedStore
 
 __all__ = ["AuditCheck", "check_audit"]
 
@@ -59,7 +58,7 @@ class AuditCheck(NamedTuple):
                 "witnessed_seq": self.witnessed_seq, "message": self.one_line()}
 
 
-def check_audit(store: SqliteStore) -> AuditCheck:
+def check_audit(store: WitnessedStore) -> AuditCheck:
     witness = store.witness
     problems: list[str] = []
     # The witness first: its checkpoints follow commits, so every one it holds is in the

@@ -14,14 +14,13 @@ from .store.witnessing import GAP_KIND
 from .witness import Checkpoint, WitnessError
 
 if TYPE_CHECKING:
-    from .store.base import AuditRecord
-    from .store.sqlite import SqliteStore
+    from .store.base import AuditRecord, WitnessedStore
 
 __all__ = ["AuditGuard"]
 
 
 class AuditGuard:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: WitnessedStore) -> None:
         self._store = store
         self._seen: Checkpoint | None = None
         self._last_gap: str | None = None
@@ -47,6 +46,5 @@ class AuditGuard:
         return recorded
 
     def _newest_gap(self) -> str | None:
-        rows = self._store.query("SELECT hash FROM audit WHERE kind = ? ORDER BY seq DESC "
-                                 "LIMIT 1", (GAP_KIND,))
-        return str(rows[0][0]) if rows else None
+        rows = self._store.audit.events(kinds=(GAP_KIND,), newest_first=True, limit=1)
+        return rows[0].hash if rows else None

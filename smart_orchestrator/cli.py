@@ -143,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smart-orchestrator",
                                 description="Policy, waves and audit for Claude Code agents.")
     p.add_argument("--db", default=None,
-                   help="state database (default: $SMART_ORCHESTRATOR_DB or the plugin data dir)")
+                   help="state database: a file or a postgresql:// URL (default: "
+                        "$SMART_ORCHESTRATOR_STORE, $SMART_ORCHESTRATOR_DB or the plugin "
+                        "data dir)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the MCP server on stdio").set_defaults(fn=_cmd_serve)
@@ -193,9 +195,10 @@ from .commands_cli import register_commands  # noqa: E402
 from .gates.cli import register_gates_command  # noqa: E402
 from .metrics.cli import register_metrics_command  # noqa: E402
 from .policy_cli import register_policy_command  # noqa: E402
+from .store_cli import register_store_command  # noqa: E402
 
 _EXTRA_COMMANDS += [register_gates_command, register_metrics_command, register_commands,
-                    register_policy_command]
+                    register_policy_command, register_store_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .store.sqlite import SqliteStore
+    from .store.base import WitnessedStore
 
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -166,7 +166,7 @@ def _cmd_audit_recent(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _store(args: argparse.Namespace) -> Iterator[SqliteStore]:
+def _store(args: argparse.Namespace) -> Iterator[WitnessedStore]:
     from .store import open_store
 
     store = open_store(args.db, readonly=True)

@@ -22,7 +22,7 @@ from .errors import OrchestratorError
 
 if TYPE_CHECKING:
     from .policy.config import PolicyConfig
-    from .store.sqlite import SqliteStore
+    from .store.base import WitnessedStore
 
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -102,7 +102,7 @@ def _proposal(path: Path, *, cached: bool = True
         return None, exc.one_line()
 
 
-def _open_readonly(db: str | None) -> SqliteStore | None:
+def _open_readonly(db: str | None) -> WitnessedStore | None:
     from .errors import StoreError
     from .store import open_store
 

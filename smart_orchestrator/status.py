@@ -12,7 +12,7 @@ from .paths import locate_data_dir
 from .policy.claims import BEAT_STALE_S
 from .resources import sample_system
 from .store import open_store
-from .store.sqlite import SqliteStore
+from .store.base import Store
 
 __all__ = ["collect_status", "render_markdown", "render_status"]
 
@@ -27,27 +27,24 @@ def collect_status(db: str | None = None) -> dict[str, Any]:
         store.close()
 
 
-def _collect(store: SqliteStore) -> dict[str, Any]:
+def _collect(store: Store) -> dict[str, Any]:
     located = locate_data_dir()
     head = store.audit_head()
     now_us = time.time_ns() // 1000
     in_flight = [
-        {"session": s[:8], "agent_type": t, "agent_id": a, "depth": d,
-         "running_s": round((now_us - acq) / 1e6, 1), "background": bool(bg)}
-        for s, t, a, d, acq, bg in store.query(
-            "SELECT session_id, agent_type, agent_id, depth, acquired_us, background "
-            "FROM leases ORDER BY acquired_us")]
+        {"session": r.session_id[:8], "agent_type": r.agent_type, "agent_id": r.agent_id,
+         "depth": r.depth, "running_s": round((now_us - r.acquired_us) / 1e6, 1),
+         "background": r.background, "host": r.host}
+        for r in store.leases.rows()]
     denials = [
         {"seq": seq, "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts / 1e6)),
          "agent_type": d.get("agent_type"), "denied_by": d.get("denied_by") or [],
          "reason": d.get("reason")}
-        for seq, ts, d in ((seq, ts, json.loads(data)) for seq, ts, data in store.query(
-            "SELECT seq, ts_us, data FROM audit WHERE kind = 'policy.decision' AND "
-            "json_extract(data, '$.decision') = 'deny' ORDER BY seq DESC LIMIT ?",
-            (RECENT_DENIALS,)))]
-    breakers = [{"agent_type": t, "state": s, "recent_failures": len(json.loads(f))}
-                for t, s, f in store.query("SELECT agent_type, state, failures FROM breakers "
-                                           "ORDER BY agent_type")]
+        for seq, ts, d in ((r.seq, r.ts_us, r.data) for r in store.audit.events(
+            kinds=("policy.decision",), match={"decision": "deny"}, newest_first=True,
+            limit=RECENT_DENIALS))]
+    breakers = [{"agent_type": r.agent_type, "state": r.state,
+                 "recent_failures": len(r.failures)} for r in store.breakers.rows()]
     snap = sample_system()
     report = AuditLog(store).verify()
     problems = store.integrity_problems()

@@ -16,7 +16,7 @@ from typing import Any
 from ..audit import AuditLog
 from ..report import load_run, render_html
 from ..scripted import ScriptedModel
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from .script import AWS_KEY, CHECKPOINT, MCP, SUBAGENT_ANSWER
 from .session import Session, ToolCall
 
@@ -35,7 +35,7 @@ class Check:
 @dataclass(slots=True)
 class Evidence:
     session: Session
-    store: SqliteStore
+    store: Store
     data_dir: Path
     work: Path
     out_dir: Path
@@ -46,8 +46,7 @@ class Evidence:
     report: Path | None = None
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT data FROM audit WHERE kind = ? ORDER BY seq", (kind,))
-        return [json.loads(r[0]) for r in rows]
+        return [dict(r.data) for r in self.store.audit.events(kinds=(kind,))]
 
     def last(self, tool: str) -> ToolCall | None:
         calls = self.session.calls_to(tool)

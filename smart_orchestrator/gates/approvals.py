@@ -7,7 +7,6 @@ asks again. Approvals live in the audit chain (`gate.approval`), never in a muta
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from ..audit import AuditLog
 from ..canonical import canonical_json, digest_text, sha256_hex
 from ..errors import OrchestratorError
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from ._git import Change, Snapshot
 from ._globs import matches_any
 from .config import ApprovalRule, GatesConfig, gates_path
@@ -60,7 +59,7 @@ def _scope(kind: str, matched: Sequence[Change]) -> str:
     return sha256_hex(canonical_json({"kind": kind, "files": files}))
 
 
-def required_approvals(store: SqliteStore, snap: Snapshot, config: GatesConfig,
+def required_approvals(store: Store, snap: Snapshot, config: GatesConfig,
                        project_dir: Path) -> list[ApprovalStatus]:
     """One entry per kind some rule requires for this change, with its approval if given."""
     by_kind: dict[str, tuple[list[Change], set[str], list[str]]] = {}
@@ -81,12 +80,11 @@ def required_approvals(store: SqliteStore, snap: Snapshot, config: GatesConfig,
     return out
 
 
-def _with_approval(store: SqliteStore, status: ApprovalStatus,
+def _with_approval(store: Store, status: ApprovalStatus,
                    config: GatesConfig) -> ApprovalStatus:
-    rows = store.query("SELECT ts_us, data FROM audit WHERE kind = 'gate.approval' AND "
-                       "json_extract(data, '$.scope') = ? ORDER BY seq DESC", (status.scope,))
-    for ts_us, raw in rows:
-        data = json.loads(raw)
+    for rec in store.audit.events(kinds=("gate.approval",), match={"scope": status.scope},
+                                  newest_first=True):
+        ts_us, data = rec.ts_us, rec.data
         who, via = data.get("approver"), data.get("via")
         if via not in config.approval_via:
             continue
@@ -97,7 +95,7 @@ def _with_approval(store: SqliteStore, status: ApprovalStatus,
     return status
 
 
-def record_approval(store: SqliteStore, snap: Snapshot, config: GatesConfig, project_dir: Path,
+def record_approval(store: Store, snap: Snapshot, config: GatesConfig, project_dir: Path,
                     *, kind: str, approver: str, via: str, note: str | None = None,
                     expected_scope: str | None = None) -> ApprovalReceipt:
     """Write who approved which scope, and how they confirmed, to the audit chain."""

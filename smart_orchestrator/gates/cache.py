@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
+from ..store.repos import GateRow
 from .models import CheckResult
 
 __all__ = ["GateCache"]
@@ -22,33 +23,21 @@ def _now_us() -> int:
 
 
 class GateCache:
-    def __init__(self, store: SqliteStore, *, clock_us: Callable[[], int] = _now_us) -> None:
+    def __init__(self, store: Store, *, clock_us: Callable[[], int] = _now_us) -> None:
         self._store = store
         self._now = clock_us
 
     def get(self, tree: str, key: str) -> tuple[str, int | None, int, str, str, int] | None:
-        rows = self._store.query(
-            "SELECT status, exit_code, duration_ms, output_tail, output_sha256, output_bytes "
-            "FROM gate_results WHERE tree = ? AND check_key = ?", (tree, key))
-        if not rows:
+        row = self._store.gates.get(tree, key)
+        if row is None:
             return None
-        status, code, ms, tail, digest, size = rows[0]
-        return str(status), code, int(ms), str(tail), str(digest), int(size)
+        return (row.status, row.exit_code, row.duration_ms, row.output_tail,
+                row.output_sha256, row.output_bytes)
 
     def put(self, tree: str, key: str, result: CheckResult) -> None:
         if result.status not in ("passed", "failed"):
             return
         now = self._now()
-        with self._store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO gate_results (tree, check_key, name, tier, status, exit_code, "
-                "duration_ms, output_tail, output_sha256, output_bytes, finished_us) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (tree, check_key) DO UPDATE SET "
-                "status = excluded.status, exit_code = excluded.exit_code, "
-                "duration_ms = excluded.duration_ms, output_tail = excluded.output_tail, "
-                "output_sha256 = excluded.output_sha256, output_bytes = excluded.output_bytes, "
-                "finished_us = excluded.finished_us",
-                (tree, key, result.name, result.tier, result.status, result.exit_code,
-                 result.duration_ms, result.output_tail, result.output_sha256,
-                 result.output_bytes, now))
-            conn.execute("DELETE FROM gate_results WHERE finished_us < ?", (now - KEEP_US,))
+        self._store.gates.put(tree, key, result.name, result.tier, GateRow(
+            result.status, result.exit_code, result.duration_ms, result.output_tail,
+            result.output_sha256, result.output_bytes), now_us=now, keep_after_us=now - KEEP_US)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..audit import AuditLog
 from ..canonical import canonical_json, sha256_hex
 from ..detect.secrets import redact_text, scan_text
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from . import _git
 from ._proc import ProcessRunner, ProcResult
 from .approvals import required_approvals
@@ -68,7 +68,7 @@ def plan_commands(config: GatesConfig, project_dir: Path) -> dict[int, list[Plan
 class GateRunner:
     """One evaluation at a time; `cancel()` from another thread stops the running command."""
 
-    def __init__(self, store: SqliteStore, project_dir: Path, *,
+    def __init__(self, store: Store, project_dir: Path, *,
                  config: GatesConfig | None = None, procs: ProcessRunner | None = None,
                  progress: Callable[[str], None] | None = None,
                  clock_us: Callable[[], int] = _now_us) -> None:

@@ -7,12 +7,11 @@ has one handler; a new kind is one more entry in `_HANDLERS`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 
 __all__ = ["COLUMNS", "DEFAULT_CONTEXT_WINDOW", "Column", "Metric", "MetricsReport",
            "compute_metrics"]
@@ -238,17 +237,13 @@ _HANDLERS: dict[str, Callable[[_State, Mapping[str, Any]], None]] = {
 
 
 # -- the report ------------------------------------------------------------------------------
-def compute_metrics(store: SqliteStore, *, since_us: int, until_us: int,
+def compute_metrics(store: Store, *, since_us: int, until_us: int,
                     context_window_tokens: int = DEFAULT_CONTEXT_WINDOW) -> MetricsReport:
     state = _State(context_window_tokens)
-    kinds = tuple(_HANDLERS)
-    marks = ",".join("?" * len(kinds))
-    rows = store.query(f"SELECT kind, data FROM audit WHERE kind IN ({marks}) AND ts_us >= ? "
-                       "AND ts_us < ? ORDER BY seq", (*kinds, since_us, until_us))
-    for kind, raw in rows:
-        data = json.loads(raw)
-        if isinstance(data, dict):
-            _HANDLERS[kind](state, data)
+    rows = store.audit.events(kinds=tuple(_HANDLERS), since_us=since_us, until_us=until_us)
+    for rec in rows:
+        if "_unreadable" not in rec.data:
+            _HANDLERS[rec.kind](state, dict(rec.data))
     months = max(until_us - since_us, 1) / (30 * _US_PER_DAY)
     columns = tuple(Column(name, label, _metrics(name, state.tallies[name], months),
                            _counts(state.tallies[name]))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from ..store.sqlite import SqliteStore
+    from ..store.base import Store
     from .config import PolicyConfig
     from .engine import PolicyEngine
 
@@ -89,7 +89,7 @@ class EngineFactory:
 
     MAX_ENGINES = 64
 
-    def __init__(self, store: SqliteStore, *, source: str, project_dir: Path | None = None,
+    def __init__(self, store: Store, *, source: str, project_dir: Path | None = None,
                  **engine_kwargs: Any) -> None:
         self.store = store
         self.source = source

@@ -10,12 +10,12 @@ holds slots forever. A denied spawn never takes a lease.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 from typing import NamedTuple
 
 from ..resources import SystemSnapshot, pid_alive
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
+from ..store.hostid import host_id
 from .agent_types import canonical_agent_type
 from .config import AdmissionPolicy
 
@@ -23,6 +23,10 @@ __all__ = ["Admission", "AdmissionResult", "LeaseRequest"]
 
 MIB = 1024 * 1024
 WAVES_SESSION = "waves"  # the session wave agents' leases are filed under
+# Limits a team shares, kept in the store itself so every machine applies the same ones
+# (`smart-orchestrator store team-limits`); absent or 0: no team limit.
+TEAM_MAX_IN_FLIGHT = "team.max_in_flight"
+TEAM_SPAWNS_PER_MINUTE = "team.spawns_per_minute"
 
 
 class LeaseRequest(NamedTuple):
@@ -47,7 +51,7 @@ class AdmissionResult(NamedTuple):
 
 
 class Admission:
-    def __init__(self, store: SqliteStore, policy: AdmissionPolicy, *,
+    def __init__(self, store: Store, policy: AdmissionPolicy, *,
                  clock: Callable[[], float], sleep: Callable[[float], None],
                  metrics: Callable[[], SystemSnapshot], poll_s: float = 0.05) -> None:
         self._store = store
@@ -66,8 +70,7 @@ class Admission:
         if not enforce:
             result = self._try_once(req)
             if not result.granted:
-                with self._store.transaction() as conn:
-                    self._insert(conn, req, result.depth, int(self._clock() * 1e6))
+                self._insert(req, result.depth, int(self._clock() * 1e6))
             return result
         start = self._clock()
         deadline = start + self._policy.wait_timeout_s
@@ -81,40 +84,34 @@ class Admission:
         p = self._policy
         snap = self._metrics()
         now_us = int(self._clock() * 1e6)
-        with self._store.transaction() as conn:
-            _purge(conn, now_us)
-            depth = _depth(conn, req.parent_agent_id)
+        with self._store.transaction():
+            _purge(self._store, now_us)
+            depth = _depth(self._store, req.parent_agent_id)
             if depth > p.max_depth:
                 return AdmissionResult(False, "nesting-depth", f"nesting depth {depth} exceeds "
                                        f"the limit of {p.max_depth}", None, depth=depth)
-            blocked = self._limits(conn, req, snap, now_us)
+            blocked = self._limits(req, snap, now_us)
             if blocked is not None:
                 return blocked
-            self._insert(conn, req, depth, now_us)
+            self._insert(req, depth, now_us)
         note = "" if snap.ok else (f"system metrics unavailable ({snap.error}): admitting one "
                                    "agent at a time")
         return AdmissionResult(True, depth=depth, note=note)
 
-    def _insert(self, conn: sqlite3.Connection, req: LeaseRequest, depth: int,
-                now_us: int) -> None:
+    def _insert(self, req: LeaseRequest, depth: int, now_us: int) -> None:
         ids = [f"{req.lease_id}#{k}" for k in range(max(1, req.slots))] if req.group \
             else [req.lease_id]
-        agent_type = canonical_agent_type(req.agent_type)
-        for lease_id in ids:
-            conn.execute(
-                "INSERT OR REPLACE INTO leases (id, session_id, agent_id, agent_type, "
-                "owner_pid, depth, background, acquired_us, expires_us) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                (lease_id, req.session_id, None, agent_type, req.owner_pid, depth,
-                 int(req.background), now_us, now_us + int(self._policy.lease_ttl_s * 1e6)))
-            conn.execute("INSERT INTO spawns VALUES (?, ?)", (now_us, req.session_id))
+        self._store.leases.put(
+            ids, session_id=req.session_id, agent_type=canonical_agent_type(req.agent_type),
+            owner_pid=req.owner_pid, depth=depth, background=req.background, now_us=now_us,
+            expires_us=now_us + int(self._policy.lease_ttl_s * 1e6))
 
-    def _limits(self, conn: sqlite3.Connection, req: LeaseRequest, snap: SystemSnapshot,
+    def _limits(self, req: LeaseRequest, snap: SystemSnapshot,
                 now_us: int) -> AdmissionResult | None:
         p = self._policy
-        machine = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
-        session = conn.execute("SELECT count(*) FROM leases WHERE session_id = ?",
-                               (req.session_id,)).fetchone()[0]
+        leases = self._store.leases
+        machine = leases.count(host=host_id())
+        session = leases.count(session_id=req.session_id)
         # Without metrics we cannot know what fits: the safe setting is one at a time.
         machine_cap = p.max_in_flight_machine if snap.ok else 1
         need = max(1, req.slots)
@@ -137,12 +134,28 @@ class Admission:
             return _busy("cpu-load", f"CPU load {load:.0f}% per core exceeds "
                          f"{p.max_load_percent:.0f}%")
         window_start = now_us - 60_000_000
-        recent = conn.execute("SELECT count(*), min(ts_us) FROM spawns WHERE session_id = ? "
-                              "AND ts_us > ?", (req.session_id, window_start)).fetchone()
+        recent = leases.recent_spawns(req.session_id, window_start)
         if recent[0] + need > p.spawns_per_minute:
-            wait = max(0.1, (recent[1] - window_start) / 1e6)
+            wait = max(0.1, ((recent[1] or now_us) - window_start) / 1e6)
             return AdmissionResult(False, "spawn-rate", f"{recent[0]} spawns in the last minute "
                                    f"(limit {p.spawns_per_minute})", wait)
+        return self._team_limits(need, wanted, now_us)
+
+    def _team_limits(self, need: int, wanted: str, now_us: int) -> AdmissionResult | None:
+        """The limits every machine sharing this store counts against together."""
+        team_max, team_rate = team_limits(self._store)
+        if team_max:
+            running = self._store.leases.count()
+            if running + need > team_max:
+                return _busy("in-flight-team", f"{running} subagents already running across "
+                             f"the team (limit {team_max}){wanted}")
+        if team_rate:
+            window_start = now_us - 60_000_000
+            count, oldest = self._store.leases.recent_spawns(None, window_start)
+            if count + need > team_rate:
+                wait = max(0.1, ((oldest or now_us) - window_start) / 1e6)
+                return AdmissionResult(False, "spawn-rate-team", f"{count} spawns across the "
+                                       f"team in the last minute (limit {team_rate})", wait)
         return None
 
     def take_machine_slot(self, lease_id: str, agent_type: str, *, enforce: bool = True,
@@ -152,13 +165,18 @@ class Admission:
         why there is no room, or None once the lease is taken. Warn mode always leases."""
         p = self._policy
         now_us = int(self._clock() * 1e6)
-        with self._store.transaction() as conn:
-            _purge(conn, now_us)
-            machine = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
+        with self._store.transaction():
+            _purge(self._store, now_us)
+            machine = self._store.leases.count(host=host_id())
             if enforce and machine >= p.max_in_flight_machine:
                 return (f"{machine} agents already running on this machine, subagents and "
                         f"wave agents together (limit {p.max_in_flight_machine})")
-            self._insert(conn, LeaseRequest(
+            team_max = team_limits(self._store)[0]
+            running = self._store.leases.count() if team_max else 0
+            if enforce and team_max and running >= team_max:
+                return (f"{running} agents already running across the team "
+                        f"(limit {team_max})")
+            self._insert(LeaseRequest(
                 lease_id, WAVES_SESSION, agent_type, None, True,
                 owner_pid if owner_pid is not None else os.getpid()), 1, now_us)
         return None
@@ -166,21 +184,17 @@ class Admission:
     # -- lifecycle -------------------------------------------------------------------
     def attach_agent(self, lease_id: str, agent_id: str, now_us: int) -> None:
         """A background launch names its agent: bind it, unless it already stopped."""
-        with self._store.transaction() as conn:
-            stopped = conn.execute("SELECT stopped_us FROM agents WHERE agent_id = ?",
-                                   (agent_id,)).fetchone()
-            if stopped and stopped[0] is not None:
-                conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+        leases = self._store.leases
+        with self._store.transaction():
+            if leases.agent_stopped(agent_id):
+                leases.delete(lease_id)
             else:
-                conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
-                             (agent_id, lease_id))
+                leases.bind(lease_id, agent_id)
 
     def bind(self, lease_id: str, agent_id: str) -> bool:
         """Bind a lease to an agent known to be running now, whatever the agents table
         says (a resumed agent's second SubagentStart may not have been recorded)."""
-        with self._store.transaction() as conn:
-            return conn.execute("UPDATE leases SET agent_id = ? WHERE id = ?",
-                                (agent_id, lease_id)).rowcount > 0
+        return self._store.leases.bind(lease_id, agent_id)
 
     def note_started(self, session_id: str, agent_id: str, agent_type: str,
                      now_us: int) -> int:
@@ -191,93 +205,76 @@ class Admission:
         because a wrong guess would release the wrong one.
         """
         agent_type = canonical_agent_type(agent_type)
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                "SELECT depth FROM leases WHERE session_id = ? AND agent_type = ? "
-                "ORDER BY acquired_us DESC LIMIT 1", (session_id, agent_type)).fetchone()
-            depth = int(row[0]) if row else 1
-            # A resumed agent (SendMessage) starts again under its old id: running anew.
-            conn.execute("INSERT INTO agents VALUES (?,?,?,?,?,NULL) ON CONFLICT (agent_id) "
-                         "DO UPDATE SET stopped_us = NULL",
-                         (agent_id, session_id, agent_type, depth, now_us))
+        leases = self._store.leases
+        with self._store.transaction():
+            depth = leases.newest_depth(session_id, agent_type) or 1
+            leases.agent_started(agent_id, session_id, agent_type, depth, now_us)
         return depth
 
     # -- agents that no PreToolUse names: a workflow's -------------------------------------
     def bind_unnamed(self, session_id: str, agent_type: str, agent_id: str) -> bool:
         """Give a started agent one of the unbound leases its launcher took for it."""
-        with self._store.transaction() as conn:
-            return conn.execute(
-                "UPDATE leases SET agent_id = ? WHERE id = (SELECT id FROM leases WHERE "
-                "session_id = ? AND agent_type = ? AND agent_id IS NULL AND id LIKE '%#%' "
-                "ORDER BY acquired_us, id LIMIT 1)",
-                (agent_id, session_id, canonical_agent_type(agent_type))).rowcount > 0
+        return self._store.leases.bind_unnamed(session_id, canonical_agent_type(agent_type),
+                                               agent_id)
 
     def rename_group(self, old_prefix: str, new_prefix: str) -> int:
         """Re-file a group of leases (`<prefix>#k`) under a new name, e.g. a task id."""
-        with self._store.transaction() as conn:
-            return conn.execute(
-                "UPDATE leases SET id = ? || substr(id, ?) WHERE substr(id, 1, ?) = ?",
-                (new_prefix, len(old_prefix) + 1, len(old_prefix) + 1,
-                 old_prefix + "#")).rowcount
+        return self._store.leases.rename_group(old_prefix, new_prefix)
 
     def release_group(self, prefix: str) -> int:
-        with self._store.transaction() as conn:
-            return conn.execute("DELETE FROM leases WHERE substr(id, 1, ?) = ?",
-                                (len(prefix) + 1, prefix + "#")).rowcount
+        return self._store.leases.delete_group(prefix)
 
     def groups(self, session_id: str, marker: str) -> set[str]:
         """The prefixes of the session's lease groups whose names start with `marker`."""
-        with self._store.transaction() as conn:
-            rows = conn.execute("SELECT id FROM leases WHERE session_id = ? AND "
-                                "substr(id, 1, ?) = ?",
-                                (session_id, len(marker), marker)).fetchall()
-        return {str(r[0]).rpartition("#")[0] for r in rows if "#" in str(r[0])}
+        return {i.rpartition("#")[0] for i in self._store.leases.ids(session_id, marker)
+                if "#" in i}
 
     def release(self, *, lease_id: str | None = None, agent_id: str | None = None,
                 now_us: int = 0) -> bool:
         """End a lease by its tool call (foreground) or by its bound agent (background)."""
-        with self._store.transaction() as conn:
+        leases = self._store.leases
+        with self._store.transaction():
             if agent_id:
-                conn.execute(
-                    "INSERT INTO agents VALUES (?, '', '', 1, ?, ?) ON CONFLICT (agent_id) "
-                    "DO UPDATE SET stopped_us = excluded.stopped_us", (agent_id, now_us, now_us))
+                leases.agent_ended(agent_id, now_us)
             if lease_id:
-                cur = conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
-            else:
-                cur = conn.execute("DELETE FROM leases WHERE agent_id = ?", (agent_id,))
-            return cur.rowcount > 0
+                return leases.delete(lease_id)
+            return leases.delete_agent(agent_id or "")
 
     def release_finished(self, session_id: str, running: set[str]) -> int:
         """Background agents' leases whose agent is no longer running (stopped by TaskStop,
         or ended without a SubagentStop that reached us)."""
-        with self._store.transaction() as conn:
-            rows = conn.execute("SELECT id, agent_id FROM leases WHERE session_id = ? AND "
-                                "agent_id IS NOT NULL AND instr(id, '#') = 0",
-                                (session_id,)).fetchall()
-            gone = [r[0] for r in rows if r[1] not in running]
+        leases = self._store.leases
+        with self._store.transaction():
+            gone = [lease for lease, agent in leases.bound(session_id) if agent not in running]
             for lease_id in gone:
-                conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+                leases.delete(lease_id)
         return len(gone)
 
     def agent_running(self, agent_id: str) -> bool:
         """Started and not stopped: a message to it queues, it starts nothing."""
-        with self._store.transaction() as conn:
-            row = conn.execute("SELECT stopped_us FROM agents WHERE agent_id = ?",
-                               (agent_id,)).fetchone()
-        return row is not None and row[0] is None
+        return self._store.leases.agent_stopped(agent_id) is False
 
     def release_session(self, session_id: str) -> int:
-        with self._store.transaction() as conn:
-            return conn.execute("DELETE FROM leases WHERE session_id = ?",
-                                (session_id,)).rowcount
+        return self._store.leases.delete_session(session_id)
 
     def in_flight(self) -> list[tuple[str, str, str | None, int, int]]:
         now_us = int(self._clock() * 1e6)
-        with self._store.transaction() as conn:
-            _purge(conn, now_us)
-            rows = conn.execute("SELECT session_id, agent_type, agent_id, depth, acquired_us "
-                                "FROM leases ORDER BY acquired_us").fetchall()
-        return [(str(r[0]), str(r[1]), r[2], int(r[3]), int(r[4])) for r in rows]
+        with self._store.transaction():
+            _purge(self._store, now_us)
+            rows = self._store.leases.rows()
+        return [(r.session_id, r.agent_type, r.agent_id, r.depth, r.acquired_us) for r in rows]
+
+
+def team_limits(store: Store) -> tuple[int, int]:
+    """(agents in flight, spawns per minute) across the team; 0 where there is none."""
+    return _limit(store.kv_get(TEAM_MAX_IN_FLIGHT)), _limit(store.kv_get(TEAM_SPAWNS_PER_MINUTE))
+
+
+def _limit(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 1  # a damaged limit is the strictest one, not none
 
 
 def _busy(rule: str, reason: str) -> AdmissionResult:
@@ -289,21 +286,15 @@ def _with_wait(result: AdmissionResult, waited: float) -> AdmissionResult:
                            waited, result.depth, result.note)
 
 
-def _depth(conn: sqlite3.Connection, parent_agent_id: str | None) -> int:
+def _depth(store: Store, parent_agent_id: str | None) -> int:
     if not parent_agent_id:
         return 1
-    row = conn.execute("SELECT depth FROM agents WHERE agent_id = ?",
-                       (parent_agent_id,)).fetchone()
-    return (int(row[0]) if row else 1) + 1
+    return (store.leases.agent_depth(parent_agent_id) or 1) + 1
 
 
-def _purge(conn: sqlite3.Connection, now_us: int) -> None:
-    conn.execute("DELETE FROM leases WHERE expires_us <= ?", (now_us,))
-    conn.execute("DELETE FROM spawns WHERE ts_us <= ?", (now_us - 120_000_000,))
-    for lease_id, pid in conn.execute(
-            "SELECT id, owner_pid FROM leases WHERE owner_pid IS NOT NULL").fetchall():
-        if not pid_alive(pid):
-            conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+def _purge(store: Store, now_us: int) -> None:
+    store.leases.purge(now_us, spawns_before_us=now_us - 120_000_000,
+                       owner_gone=lambda pid: not pid_alive(pid))
 
 
 def _load_percent() -> float | None:

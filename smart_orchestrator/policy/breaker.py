@@ -13,14 +13,13 @@ abandoned, and the next caller becomes the trial.
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 from collections.abc import Callable
 from typing import NamedTuple
 
 from ..resources import pid_alive
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
+from ..store.hostid import host_id
 from .agent_types import canonical_agent_type
 from .config import BreakerPolicy
 
@@ -40,11 +39,11 @@ class BreakerVerdict(NamedTuple):
 
 
 def process_trial_owner() -> str:
-    return f"pid:{os.getpid()}"
+    return f"pid:{os.getpid()}@{host_id()}"
 
 
 class CircuitBreakers:
-    def __init__(self, store: SqliteStore, policy: BreakerPolicy,
+    def __init__(self, store: Store, policy: BreakerPolicy,
                  clock: Callable[[], float]) -> None:
         self._store = store
         self._policy = policy
@@ -58,27 +57,25 @@ class CircuitBreakers:
         agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         owner = owner or process_trial_owner()
-        with self._store.transaction() as conn:
-            row = conn.execute("SELECT state, opened_us, failures, trial_owner, "
-                               "trial_expires_us FROM breakers WHERE agent_type = ?",
-                               (agent_type,)).fetchone()
-            if row is None or row[0] == "closed":
+        breakers = self._store.breakers
+        with self._store.transaction():
+            row = breakers.get(agent_type)
+            if row is None or row.state == "closed":
                 return BreakerVerdict(True, "closed")
-            state, opened = row[0], row[1] / 1e6
+            state, opened = row.state, (row.opened_us or 0) / 1e6
             remaining = opened + self._policy.cooldown_s - now
             if (state == "open" and remaining <= 0) or (
-                    state == "half_open" and _abandoned(conn, row[3], row[4], now)):
+                    state == "half_open" and _abandoned(self._store, row.trial_owner,
+                                                        row.trial_expires_us, now)):
                 # The first caller after the cool-down, or after an abandoned trial,
                 # becomes the trial.
-                conn.execute("UPDATE breakers SET state = 'half_open', trial_owner = ?, "
-                             "trial_expires_us = ? WHERE agent_type = ?",
-                             (owner, int((now + hold_s) * 1e6), agent_type))
+                breakers.start_trial(agent_type, owner, int((now + hold_s) * 1e6))
                 return BreakerVerdict(True, "half_open", trial_owner=owner)
             if state == "half_open":
                 return BreakerVerdict(False, state, f"circuit breaker for agent type "
                                       f"{agent_type!r} is half-open: a trial agent is running",
                                       30.0)
-            failures = len(json.loads(row[2]))
+            failures = len(row.failures)
             return BreakerVerdict(False, state, f"circuit breaker for agent type {agent_type!r} "
                                   f"is open after {failures} failures within "
                                   f"{self._policy.window_s:.0f} s; retry in {remaining:.0f} s",
@@ -88,30 +85,24 @@ class CircuitBreakers:
         """Hand the trial on, e.g. to its lease once admission granted it
         (`lease:<id>`: it then lives as long as the lease, at most `ttl_s`)."""
         agent_type = canonical_agent_type(agent_type)
-        with self._store.transaction() as conn:
-            conn.execute("UPDATE breakers SET trial_owner = ?, trial_expires_us = ? "
-                         "WHERE agent_type = ? AND state = 'half_open' AND trial_owner = ?",
-                         (new_owner, int((self._clock() + ttl_s) * 1e6), agent_type, owner))
+        self._store.breakers.hand_trial(agent_type, owner, new_owner,
+                                        int((self._clock() + ttl_s) * 1e6))
 
     def release_trial(self, agent_type: str, owner: str) -> bool:
         """The trial will not run (admission denied it): the next caller may be the trial.
         The cool-down has passed, so `open` with the old opening time lets it through."""
         agent_type = canonical_agent_type(agent_type)
-        with self._store.transaction() as conn:
-            cur = conn.execute("UPDATE breakers SET state = 'open', trial_owner = NULL, "
-                               "trial_expires_us = NULL WHERE agent_type = ? AND "
-                               "state = 'half_open' AND trial_owner = ?", (agent_type, owner))
-            return cur.rowcount == 1
+        return self._store.breakers.release_trial(agent_type, owner)
 
     def record(self, agent_type: str, ok: bool) -> str | None:
         """Returns the new state when this outcome changed it."""
         agent_type = canonical_agent_type(agent_type)
         now = self._clock()
         p = self._policy
-        with self._store.transaction() as conn:
-            row = conn.execute("SELECT state, failures FROM breakers WHERE agent_type = ?",
-                               (agent_type,)).fetchone()
-            state, failures = (row[0], json.loads(row[1])) if row else ("closed", [])
+        breakers = self._store.breakers
+        with self._store.transaction():
+            row = breakers.get(agent_type)
+            state, failures = (row.state, list(row.failures)) if row else ("closed", [])
             if ok:
                 new_state, failures = "closed", ([] if state == "half_open" else failures)
             else:
@@ -119,28 +110,24 @@ class CircuitBreakers:
                 trip = state == "half_open" or len(failures) >= p.failure_threshold
                 new_state = "open" if trip else state
             opened = int(now * 1e6) if new_state == "open" and state != "open" else None
-            conn.execute(
-                "INSERT INTO breakers (agent_type, state, opened_us, failures) VALUES (?,?,?,?) "
-                "ON CONFLICT (agent_type) DO UPDATE SET state = excluded.state, failures = "
-                "excluded.failures, opened_us = coalesce(excluded.opened_us, opened_us), "
-                "trial_owner = NULL, trial_expires_us = NULL",
-                (agent_type, new_state, opened, json.dumps(failures)))
+            breakers.put(agent_type, new_state, opened, failures)
         return new_state if new_state != state else None
 
     def states(self) -> list[tuple[str, str, int]]:
-        rows = self._store.query("SELECT agent_type, state, failures FROM breakers "
-                                 "ORDER BY agent_type")
-        return [(r[0], r[1], len(json.loads(r[2]))) for r in rows]
+        return [(r.agent_type, r.state, len(r.failures)) for r in self._store.breakers.rows()]
 
 
-def _abandoned(conn: sqlite3.Connection, owner: str | None, expires_us: int | None,
+def _abandoned(store: Store, owner: str | None, expires_us: int | None,
                now: float) -> bool:
     """A half-open trial nobody will report on."""
     if owner is None or expires_us is None or expires_us <= now * 1e6:
         return True  # rows from before trials had owners count as abandoned
     kind, _, ident = owner.partition(":")
-    if kind == "pid" and ident.isdigit():
-        return not pid_alive(int(ident))
+    pid, _, host = ident.partition("@")
+    if kind == "pid" and pid.isdigit():
+        # A process on another machine cannot be looked at from here: its trial lasts
+        # until it reports, or until its time is up.
+        return host in ("", host_id()) and not pid_alive(int(pid))
     if kind == "lease":
-        return conn.execute("SELECT 1 FROM leases WHERE id = ?", (ident,)).fetchone() is None
+        return not store.leases.exists(ident)
     return False

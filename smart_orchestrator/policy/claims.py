@@ -21,16 +21,16 @@ import fcntl
 import json
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from ..canonical import canonical_json, sha256_hex
+from ..errors import StoreError
 from ..locks import held
 from ..resources import pid_alive
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 
 __all__ = ["SEALED_FIELDS", "ClaimState", "ServerBeacon", "Settled", "Undecided", "claim",
            "claim_key", "decide_once", "decision_file", "input_digest", "is_sealed", "owner_alive",
@@ -152,24 +152,21 @@ def owner_alive(owner: str) -> bool:
     return pid_alive(int(pid))
 
 
-def claim(store: SqliteStore, key: str, owner: str, now: float | None = None) -> bool:
+def claim(store: Store, key: str, owner: str, now: float | None = None) -> bool:
     now_us = int((now if now is not None else time.time()) * 1e6)
-    with store.transaction() as conn:
-        cur = conn.execute("INSERT OR IGNORE INTO claims (key, owner, ts_us) VALUES (?, ?, ?)",
-                           (key, owner, now_us))
-        if now_us % 97 == 0:  # occasional pruning keeps the table small without a daemon
-            conn.execute("DELETE FROM claims WHERE ts_us < ?", (now_us - CLAIM_TTL_S * 10**6,))
-        return cur.rowcount == 1
+    # Occasional pruning keeps the table small without a daemon.
+    prune = now_us - CLAIM_TTL_S * 10**6 if now_us % 97 == 0 else None
+    return store.claims.claim(key, owner, now_us, prune_before_us=prune)
 
 
-def claim_state(store: SqliteStore, key: str) -> ClaimState | None:
+def claim_state(store: Store, key: str) -> ClaimState | None:
     try:
-        rows = store.query("SELECT owner, decision FROM claims WHERE key = ?", (key,))
-    except sqlite3.Error:
+        row = store.claims.get(key)
+    except StoreError:
         return None
-    if not rows:
+    if row is None:
         return None
-    owner, raw = rows[0]
+    owner, raw = row
     decision: Decision | None = None
     if raw is not None:
         try:
@@ -181,21 +178,15 @@ def claim_state(store: SqliteStore, key: str) -> ClaimState | None:
     return ClaimState(str(owner), decision)
 
 
-def record_decision(store: SqliteStore, key: str, owner: str, decision: Decision) -> None:
-    with store.transaction() as conn:
-        conn.execute("UPDATE claims SET decision = ? WHERE key = ? AND owner = ?",
-                     (json.dumps(seal(decision), separators=(",", ":")), key, owner))
+def record_decision(store: Store, key: str, owner: str, decision: Decision) -> None:
+    store.claims.record(key, owner, json.dumps(seal(decision), separators=(",", ":")))
 
 
-def _take_over(store: SqliteStore, key: str, dead: str, me: str) -> bool:
-    with store.transaction() as conn:
-        # A dead holder records nothing more; a decision it left unreadable is dropped.
-        cur = conn.execute("UPDATE claims SET owner = ?, decision = NULL "
-                           "WHERE key = ? AND owner = ?", (me, key, dead))
-        return cur.rowcount == 1
+def _take_over(store: Store, key: str, dead: str, me: str) -> bool:
+    return store.claims.take_over(key, dead, me)
 
 
-def decide_once(store: SqliteStore, key: str, me: str, decide: Callable[[], Decision], *,
+def decide_once(store: Store, key: str, me: str, decide: Callable[[], Decision], *,
                 wait_for_other_s: float = 0.0, decision_timeout_s: float = 100.0,
                 sleep: Callable[[float], None] = time.sleep,
                 alive: Callable[[str], bool] = owner_alive,
@@ -242,11 +233,11 @@ def _unsealed(state: ClaimState, free_text: Callable[[], dict[str, Any]] | None)
             from exc
 
 
-def _decide_and_record(store: SqliteStore, key: str, me: str,
+def _decide_and_record(store: Store, key: str, me: str,
                        decide: Callable[[], Decision]) -> Decision:
     decision = decide()
     # Unrecorded, the other hook cannot see it and fails closed at its timeout instead.
-    with contextlib.suppress(sqlite3.Error):
+    with contextlib.suppress(StoreError):
         record_decision(store, key, me, decision)
     return decision
 

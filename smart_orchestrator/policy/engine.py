@@ -22,7 +22,7 @@ from ..canonical import digest_text
 from ..paths import data_dir
 from ..resources import SystemSnapshot, sample_system
 from ..scrub import scrub_label, scrub_text
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from .admission import Admission, LeaseRequest
 from .agent_types import canonical_agent_type
 from .breaker import CircuitBreakers
@@ -39,7 +39,7 @@ ENV_ADVICE = ("Pass credentials to subagents through environment variables or fi
 
 
 class PolicyEngine:
-    def __init__(self, store: SqliteStore, config: PolicyConfig, *, project_dir: Path,
+    def __init__(self, store: Store, config: PolicyConfig, *, project_dir: Path,
                  source: str = "server", clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  metrics: Callable[[], SystemSnapshot] = sample_system,

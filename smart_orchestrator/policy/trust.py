@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,7 +23,8 @@ from .config import SECTIONS, PolicyConfig, config_digest, config_from_values, c
 from .pinning import merge_stronger, weaker_keys
 
 if TYPE_CHECKING:
-    from ..store.sqlite import SqliteStore
+    from ..store.base import Store
+    from ..store.repos import TrustRepo
 
 __all__ = ["Resolution", "TrustState", "accept", "in_force_sources", "latest_pin",
            "project_key", "resolve", "settings_relocating_state", "trusted"]
@@ -57,39 +57,34 @@ def _row_config(text: str) -> PolicyConfig:
     return config_from_values(json.loads(text))
 
 
-def trusted(store: SqliteStore, project_dir: Path) -> TrustState | None:
-    rows = store.query("SELECT config, digest, origin, updated_us FROM policy_trust "
-                       "WHERE project = ?", (project_key(project_dir),))
-    return TrustState(_row_config(rows[0][0]), *rows[0][1:]) if rows else None
+def trusted(store: Store, project_dir: Path) -> TrustState | None:
+    return _trust_row(store.trust, project_key(project_dir))
 
 
-def latest_pin(store: SqliteStore, project_dir: Path) -> tuple[str, PolicyConfig, str] | None:
+def latest_pin(store: Store, project_dir: Path) -> tuple[str, PolicyConfig, str] | None:
     """The newest session's (id, pinned policy, digest) for this project."""
-    rows = store.query("SELECT session_id, config, digest FROM policy_pins WHERE project = ? "
-                       "ORDER BY pinned_us DESC, rowid DESC LIMIT 1",
-                       (project_key(project_dir),))
-    return (rows[0][0], _row_config(rows[0][1]), rows[0][2]) if rows else None
+    row = store.trust.latest_pin(project_key(project_dir))
+    return (row[0], _row_config(row[1]), row[2]) if row else None
 
 
-def resolve(store: SqliteStore, project_dir: Path, session_id: str,
+def resolve(store: Store, project_dir: Path, session_id: str,
             proposed: PolicyConfig | None, *, source: str) -> Resolution:
     """Pin on a session's first event, then merge the file in (stronger keys only)."""
     project = project_key(project_dir)
-    audit = AuditLog(store)
-    with store.transaction() as conn:
-        trust = _trust_row(conn, project)
+    audit, repo = AuditLog(store), store.trust
+    with store.transaction():
+        trust = _trust_row(repo, project)
         if trust is None:
             if proposed is None:  # an invalid file is not trusted, even on first use
                 return _fallback(proposed)
-            trust = _trust_first_use(conn, audit, project, proposed, source)
-        pin = _pin_row(conn, session_id) if session_id else trust.config
+            trust = _trust_first_use(repo, audit, project, proposed, source)
+        pin = _pin_row(repo, session_id) if session_id else trust.config
         if pin is None:
             pin = trust.config
             digest = config_digest(pin)
-            conn.execute("INSERT INTO policy_pins VALUES (?, ?, ?, ?, ?)",
-                         (session_id, project, json.dumps(config_values(pin)), digest,
-                          _now_us()))
-            audit.record_in(conn, "policy.pinned", session_id=session_id, project=project,
+            repo.add_pin(session_id, project, json.dumps(config_values(pin)), digest,
+                         _now_us())
+            audit.record("policy.pinned", session_id=session_id, project=project,
                             digest=digest, trust=trust.origin,
                             baseline_sha256=pin.secrets.baseline_sha256, source=source)
         if proposed is None:
@@ -100,32 +95,32 @@ def resolve(store: SqliteStore, project_dir: Path, session_id: str,
         merged = merge_stronger(pin, proposal)
         proposal_digest = config_digest(proposal)
         if (merged.weakened or merged.strengthened) and \
-                _first_time(conn, session_id, f"policy:{proposal_digest}"):
-            audit.record_in(conn, "policy.changed", session_id=session_id, project=project,
+                repo.first_time(session_id, f"policy:{proposal_digest}", _now_us()):
+            audit.record("policy.changed", session_id=session_id, project=project,
                             before=config_digest(pin), after=proposal_digest,
                             in_force=config_digest(merged.config),
                             weakened=list(merged.weakened),
                             strengthened=list(merged.strengthened), source=source)
         if merged.strengthened:
-            _raise(conn, project, session_id, trust, merged.config, proposal)
+            _raise(repo, project, session_id, trust, merged.config, proposal)
     sources = in_force_sources(merged.config, proposed, f"pinned:{trust.origin}")
     return Resolution(merged.config._replace(sources=sources), config_digest(merged.config),
                       proposal_digest, merged.weakened, trust.origin)
 
 
-def note_baseline(store: SqliteStore, project_dir: Path, session_id: str,
+def note_baseline(store: Store, project_dir: Path, session_id: str,
                   confirmed: str | None, found: str | None, *, source: str) -> None:
     """A baseline whose bytes the user did not confirm allowlists nothing: say so once."""
     if found is None or found == confirmed:
         return
-    with store.transaction() as conn:
-        if _first_time(conn, session_id, f"baseline:{found}"):
-            AuditLog(store).record_in(conn, "policy.baseline_ignored", session_id=session_id,
-                                      project=project_key(project_dir), sha256=found,
-                                      confirmed=confirmed, source=source)
+    with store.transaction():
+        if store.trust.first_time(session_id, f"baseline:{found}", _now_us()):
+            AuditLog(store).record("policy.baseline_ignored", session_id=session_id,
+                                   project=project_key(project_dir), sha256=found,
+                                   confirmed=confirmed, source=source)
 
 
-def accept(store: SqliteStore, project_dir: Path, proposed: PolicyConfig,
+def accept(store: Store, project_dir: Path, proposed: PolicyConfig,
            baseline_sha256: str | None, *, channel: str) -> tuple[str, str | None]:
     """Make `proposed` (and the baseline with these bytes) the project's trusted policy
     for new sessions. Returns (new digest, previous digest)."""
@@ -133,15 +128,12 @@ def accept(store: SqliteStore, project_dir: Path, proposed: PolicyConfig,
     config = proposed._replace(secrets=proposed.secrets._replace(
         baseline_sha256=baseline_sha256), sources=None)
     digest = config_digest(config)
-    with store.transaction() as conn:
-        old = _trust_row(conn, project)
-        conn.execute("INSERT INTO policy_trust VALUES (?, ?, ?, 'accepted', ?) "
-                     "ON CONFLICT (project) DO UPDATE SET config = excluded.config, "
-                     "digest = excluded.digest, origin = 'accepted', "
-                     "updated_us = excluded.updated_us",
-                     (project, json.dumps(config_values(config)), digest, _now_us()))
-        AuditLog(store).record_in(
-            conn, "policy.accepted", project=project, before=old.digest if old else None,
+    with store.transaction():
+        old = _trust_row(store.trust, project)
+        store.trust.set_trusted(project, json.dumps(config_values(config)), digest,
+                                "accepted", _now_us())
+        AuditLog(store).record(
+            "policy.accepted", project=project, before=old.digest if old else None,
             after=digest, weakened=list(weaker_keys(old.config if old else PolicyConfig(),
                                                     config)),
             baseline_sha256=baseline_sha256, channel=channel)
@@ -167,19 +159,18 @@ def in_force_sources(config: PolicyConfig, proposed: PolicyConfig | None,
 
 
 # -- rows ----------------------------------------------------------------------------------
-def _trust_row(conn: sqlite3.Connection, project: str) -> TrustState | None:
-    row = conn.execute("SELECT config, digest, origin, updated_us FROM policy_trust "
-                       "WHERE project = ?", (project,)).fetchone()
-    return TrustState(_row_config(row[0]), *row[1:]) if row else None
+def _trust_row(repo: TrustRepo, project: str) -> TrustState | None:
+    row = repo.trusted(project)
+    return TrustState(_row_config(row.config), row.digest, row.origin, row.updated_us) \
+        if row else None
 
 
-def _pin_row(conn: sqlite3.Connection, session_id: str) -> PolicyConfig | None:
-    row = conn.execute("SELECT config FROM policy_pins WHERE session_id = ?",
-                       (session_id,)).fetchone()
-    return _row_config(row[0]) if row else None
+def _pin_row(repo: TrustRepo, session_id: str) -> PolicyConfig | None:
+    row = repo.pin(session_id)
+    return _row_config(row) if row else None
 
 
-def _trust_first_use(conn: sqlite3.Connection, audit: AuditLog, project: str,
+def _trust_first_use(repo: TrustRepo, audit: AuditLog, project: str,
                      proposed: PolicyConfig, source: str) -> TrustState:
     config = proposed._replace(secrets=proposed.secrets._replace(baseline_sha256=None),
                                sources=None)
@@ -190,9 +181,8 @@ def _trust_first_use(conn: sqlite3.Connection, audit: AuditLog, project: str,
         # may be a store the model made fresh to be trusted in. The defaults are the floor.
         config = merge_stronger(PolicyConfig(), config).config
     digest, now = config_digest(config), _now_us()
-    conn.execute("INSERT INTO policy_trust VALUES (?, ?, ?, 'first-use', ?)",
-                 (project, json.dumps(config_values(config)), digest, now))
-    audit.record_in(conn, "policy.trusted", project=project, digest=digest, first_use=True,
+    repo.set_trusted(project, json.dumps(config_values(config)), digest, "first-use", now)
+    audit.record("policy.trusted", project=project, digest=digest, first_use=True,
                     weaker_than_defaults=list(weaker), relocated_by=relocated,
                     clamped=bool(relocated and weaker), source=source)
     return TrustState(config, digest, "first-use", now)
@@ -221,24 +211,16 @@ def settings_relocating_state(project_dir: Path) -> list[str]:
     return found
 
 
-def _raise(conn: sqlite3.Connection, project: str, session_id: str, trust: TrustState,
+def _raise(repo: TrustRepo, project: str, session_id: str, trust: TrustState,
            merged: PolicyConfig, proposal: PolicyConfig) -> None:
     """A strengthening binds the rest of this session and, being safe, new ones too."""
     if session_id:
-        conn.execute("UPDATE policy_pins SET config = ?, digest = ? WHERE session_id = ?",
-                     (json.dumps(config_values(merged)), config_digest(merged), session_id))
+        repo.set_pin(session_id, json.dumps(config_values(merged)), config_digest(merged))
     raised = merge_stronger(trust.config, proposal._replace(secrets=proposal.secrets._replace(
         baseline_sha256=trust.config.secrets.baseline_sha256)))
     if raised.strengthened:
-        conn.execute("UPDATE policy_trust SET config = ?, digest = ?, updated_us = ? "
-                     "WHERE project = ?", (json.dumps(config_values(raised.config)),
-                                           config_digest(raised.config), _now_us(), project))
-
-
-def _first_time(conn: sqlite3.Connection, session_id: str, change: str) -> bool:
-    cur = conn.execute("INSERT OR IGNORE INTO policy_changes VALUES (?, ?, ?)",
-                       (session_id, change, _now_us()))
-    return cur.rowcount == 1
+        repo.set_trusted(project, json.dumps(config_values(raised.config)),
+                         config_digest(raised.config), trust.origin, _now_us())
 
 
 def _fallback(proposed: PolicyConfig | None) -> Resolution:

@@ -6,14 +6,12 @@ Read-only. A wave the store still calls running whose server is gone is reported
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ..audit import AuditLog, VerifyReport
 from ..errors import OrchestratorError
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from ..waves.owner import owner_alive, owner_token
 from ..waves.snapshot import RunSummary, WaveSnapshot, snapshot, summary
 from ..waves.state import AttemptRecord, WaveState
@@ -76,14 +74,13 @@ class RunData:
     generated_us: int
 
 
-def _require_wave_tables(store: SqliteStore) -> None:
-    if not store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                       "name = 'wave_runs'"):
+def _require_wave_tables(store: Store) -> None:
+    if not store.waves.available():
         raise OrchestratorError(f"{store.location} has no waves yet",
                                 hint="waves are recorded once spawn_wave has run")
 
 
-def wave_snapshot(store: SqliteStore, run_id: str, *, output_chars: int = 0) -> WaveSnapshot:
+def wave_snapshot(store: Store, run_id: str, *, output_chars: int = 0) -> WaveSnapshot:
     _require_wave_tables(store)
     state = WaveState(store)
     run = state.run(run_id)
@@ -92,7 +89,7 @@ def wave_snapshot(store: SqliteStore, run_id: str, *, output_chars: int = 0) -> 
                     version=0, output_chars=output_chars)
 
 
-def list_wave_runs(store: SqliteStore, *, limit: int = 20,
+def list_wave_runs(store: Store, *, limit: int = 20,
                    state: str | None = None) -> list[RunSummary]:
     _require_wave_tables(store)
     waves, me = WaveState(store), owner_token()
@@ -101,14 +98,14 @@ def list_wave_runs(store: SqliteStore, *, limit: int = 20,
             for r in waves.list_runs(limit=limit, state=state)]
 
 
-def latest_run_id(store: SqliteStore) -> str:
+def latest_run_id(store: Store) -> str:
     runs = list_wave_runs(store, limit=1)
     if not runs:
         raise OrchestratorError("no wave has run yet", hint="start one with spawn_wave")
     return runs[0].run_id
 
 
-def load_run(store: SqliteStore, run_id: str, *, now_us: int | None = None) -> RunData:
+def load_run(store: Store, run_id: str, *, now_us: int | None = None) -> RunData:
     now = now_us if now_us is not None else time.time_ns() // 1000
     snap = wave_snapshot(store, run_id)
     attempts = tuple(WaveState(store).attempts(run_id))
@@ -119,16 +116,12 @@ def load_run(store: SqliteStore, run_id: str, *, now_us: int | None = None) -> R
                    audit=AuditLog(store).verify(), generated_us=now)
 
 
-def _events(store: SqliteStore, where: str, args: tuple[Any, ...]) -> list[tuple[int, str,
-                                                                                 dict[str, Any]]]:
-    rows = store.query(f"SELECT ts_us, kind, data FROM audit WHERE {where} ORDER BY seq", args)
-    return [(int(ts), str(kind), json.loads(data)) for ts, kind, data in rows]
 
 
-def _attempt_costs(store: SqliteStore, run_id: str) -> dict[tuple[str, int], AttemptCost]:
+def _attempt_costs(store: Store, run_id: str) -> dict[tuple[str, int], AttemptCost]:
     out: dict[tuple[str, int], AttemptCost] = {}
-    for _, _, d in _events(store, "kind = 'wave.agent_end' AND "
-                           "json_extract(data, '$.run_id') = ?", (run_id,)):
+    for rec in store.audit.events(kinds=("wave.agent_end",), match={"run_id": run_id}):
+        d = rec.data
         if d.get("attempt") is None:
             continue
         out[(str(d.get("task_id")), int(d["attempt"]))] = AttemptCost(
@@ -137,23 +130,20 @@ def _attempt_costs(store: SqliteStore, run_id: str) -> dict[tuple[str, int], Att
     return out
 
 
-def _count_events(store: SqliteStore, run_id: str) -> int:
-    rows = store.query("SELECT count(*) FROM audit WHERE kind LIKE 'wave.%' AND "
-                       "json_extract(data, '$.run_id') = ?", (run_id,))
-    return int(rows[0][0])
+def _count_events(store: Store, run_id: str) -> int:
+    return store.audit.count(kind_prefix="wave.", match={"run_id": run_id})
 
 
-def _next_wave_start(store: SqliteStore, created_us: int) -> int | None:
-    rows = store.query("SELECT min(created_us) FROM wave_runs WHERE created_us > ?",
-                       (created_us,))
-    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+def _next_wave_start(store: Store, created_us: int) -> int | None:
+    return store.waves.next_run_after(created_us)
 
 
-def _gates(store: SqliteStore, since_us: int, until_us: int) -> tuple[GateRun, ...]:
+def _gates(store: Store, since_us: int, until_us: int) -> tuple[GateRun, ...]:
     runs: list[GateRun] = []
     pending: list[GateCheckRow] = []
-    for ts, kind, d in _events(store, "kind IN ('gate.check', 'gate.result') AND "
-                               "ts_us >= ? AND ts_us < ?", (since_us, until_us)):
+    for rec in store.audit.events(kinds=("gate.check", "gate.result"), since_us=since_us,
+                                  until_us=until_us):
+        ts, kind, d = rec.ts_us, rec.kind, rec.data
         if kind == "gate.check":
             pending.append(GateCheckRow(str(d.get("name")), int(d.get("tier") or 0),
                                         str(d.get("status")), d.get("exit_code"),

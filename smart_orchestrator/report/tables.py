@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..checkpoints import Checkpoints
-from ..store.base import AuditRecord, CheckpointMeta
-from ..store.sqlite import SqliteStore
+from ..store.base import AuditRecord, CheckpointMeta, Store
 from ..waves.snapshot import RunSummary, WaveSnapshot
 
 __all__ = [
@@ -92,22 +91,16 @@ def wave_view(snap: WaveSnapshot) -> str:
 
 # -- audit -----------------------------------------------------------------------------------
 
-def recent_audit(store: SqliteStore, *, limit: int, kind: str | None = None
+def recent_audit(store: Store, *, limit: int, kind: str | None = None
                  ) -> list[AuditRecord]:
     """The newest `limit` events, oldest first; with `kind`, only kinds starting with it."""
     if kind is None:
         first = store.audit_head().seq - limit + 1
     else:
-        rows = store.query("SELECT min(seq) FROM (SELECT seq FROM audit WHERE kind LIKE ? "
-                           "ESCAPE '\\' ORDER BY seq DESC LIMIT ?)",
-                           (_like_prefix(kind), limit))
-        first = rows[0][0] if rows and rows[0][0] is not None else store.audit_head().seq + 1
+        found = store.audit.first_seq(kind_prefix=kind, last=limit)
+        first = found if found is not None else store.audit_head().seq + 1
     return [r for r in store.iter_audit(after_seq=max(0, first - 1))
             if kind is None or r.kind.startswith(kind)][-limit:]
-
-
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _details(data: Mapping[str, Any]) -> str:
@@ -135,7 +128,7 @@ def checkpoint_table(metas: Sequence[CheckpointMeta]) -> str:
                      for m in metas])
 
 
-def checkpoint_view(store: SqliteStore, name: str, *, max_chars: int = 4000) -> str:
+def checkpoint_view(store: Store, name: str, *, max_chars: int = 4000) -> str:
     loaded = Checkpoints(store).load(name)
     state = json.dumps(loaded.state, indent=2, sort_keys=True)
     cut = len(state) > max_chars

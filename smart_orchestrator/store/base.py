@@ -7,7 +7,20 @@ is several times cheaper to define than a dataclass.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, Protocol
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ..witness import Checkpoint, Witness
+    from .repos import (
+        AuditQueries,
+        BreakerRepo,
+        ClaimRepo,
+        GateRepo,
+        LeaseRepo,
+        TrustRepo,
+        WaveRepo,
+    )
 
 __all__ = [
     "AuditHead",
@@ -15,6 +28,7 @@ __all__ = [
     "CheckpointBlob",
     "CheckpointMeta",
     "Store",
+    "WitnessedStore",
 ]
 
 
@@ -51,13 +65,46 @@ class CheckpointBlob(NamedTuple):
 class Store(Protocol):
     """Durable state. Writes are atomic; a failed write leaves what was stored intact."""
 
+    # One repository per kind of state (see `repos`).
+    @property
+    def audit(self) -> AuditQueries: ...
+
+    @property
+    def leases(self) -> LeaseRepo: ...
+
+    @property
+    def breakers(self) -> BreakerRepo: ...
+
+    @property
+    def claims(self) -> ClaimRepo: ...
+
+    @property
+    def trust(self) -> TrustRepo: ...
+
+    @property
+    def waves(self) -> WaveRepo: ...
+
+    @property
+    def gates(self) -> GateRepo: ...
+
     @property
     def location(self) -> str: ...
 
     def close(self) -> None: ...
 
+    def integrity_problems(self) -> list[str]:
+        """What the backend's own checks find wrong with what it holds; empty when sound."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """A unit of work over every repository, audit appends included. Transactions
+        nest: an inner one is a savepoint, and an error leaving it undoes only its own
+        writes. The outermost serialises writers (no read-then-write race)."""
+        ...
+
     # Audit: insert-only, hash-chained. The store computes the chain link inside the
     # same transaction that reads the previous head, so concurrent writers never fork it.
+    # Inside a caller's transaction the row commits with the caller's writes or not at all.
     def append_audit(self, kind: str, data: Mapping[str, Any]) -> AuditRecord: ...
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]: ...
@@ -76,3 +123,20 @@ class Store(Protocol):
     def kv_get(self, key: str) -> str | None: ...
 
     def kv_set(self, key: str, value: str) -> None: ...
+
+
+class WitnessedStore(Store, Protocol):
+    """A store whose chain is also witnessed outside it (what `audit verify` and the
+    service's watch read). Both backends are."""
+
+    witness: Witness
+    witness_problem: str | None
+
+    def reopen(self) -> WitnessedStore:
+        """A second connection to the same store (for another thread's long work)."""
+        ...
+
+    def follow_path(self) -> tuple[bool, AuditRecord | None]: ...
+
+    def reconcile_witness(self, *, cause: str | None = None,
+                          seen: Checkpoint | None = None) -> AuditRecord | None: ...

@@ -179,4 +179,9 @@ CREATE TABLE policy_changes (
     PRIMARY KEY (session_id, change)
 );
 """),
+    (8, "rows say which host wrote them", """
+ALTER TABLE leases ADD COLUMN host TEXT;
+ALTER TABLE claims ADD COLUMN host TEXT;
+CREATE INDEX leases_by_host ON leases (host);
+"""),
 )

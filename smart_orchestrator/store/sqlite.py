@@ -26,6 +26,9 @@ from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from . import witnessing
 from ._files import abandon, folder_lock, ident, move_aside, sidecars
+from ._sql import SQLITE, Dialect
+from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
+from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .migrations import APPLICATION_ID, MIGRATIONS
 
@@ -56,9 +59,18 @@ class SqliteStore:
         self.witness: Witness = witness if witness is not None else witness_for(self._path)
         # Why the newest checkpoint could not be written, if it could not (shown by verify).
         self.witness_problem: str | None = None
-        self._pending: AuditRecord | None = None
+        self._pending: list[AuditRecord] = []
+        self._depth = 0  # transactions open on this connection (savepoints below the first)
         self._told_unwitnessed = False
         self._conn = self._open(busy_timeout_s)
+        self.dialect: Dialect = SQLITE
+        self.audit = SqlAuditQueries(self)
+        self.leases = SqlLeases(self)
+        self.breakers = SqlBreakers(self)
+        self.claims = SqlClaims(self)
+        self.trust = SqlTrust(self)
+        self.waves = SqlWaves(self)
+        self.gates = SqlGates(self)
         self._ident = ident(self._path)
         self._side_idents = [ident(p) for p in sidecars(self._path)]
         if not readonly:
@@ -107,6 +119,10 @@ class SqliteStore:
     @property
     def location(self) -> str:
         return str(self._path)
+
+    def reopen(self) -> SqliteStore:
+        return SqliteStore(self._path, busy_timeout_s=self._busy_timeout_s,
+                           clock_us=self._clock_us)
 
     def close(self) -> None:
         with self._lock:
@@ -176,7 +192,7 @@ class SqliteStore:
             return None
         data = witnessing.gap_data(self, found, self.witness, cause)
         with self._write() as conn:
-            return self.append_audit_in(conn, witnessing.GAP_KIND, data)
+            return self._append(conn, witnessing.GAP_KIND, data)
 
     def _witness_checkpoint(self, rec: AuditRecord) -> None:
         cp = Checkpoint(rec.seq, rec.hash, rec.ts_us, rec.kind == witnessing.GAP_KIND)
@@ -199,34 +215,58 @@ class SqliteStore:
                 return
             self._told_unwitnessed = True
             with contextlib.suppress(StoreError), self._write() as conn:
-                self.append_audit_in(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
+                self._append(conn, witnessing.GAP_KIND, witnessing.unwritable_data(
                     self, self.witness, self.witness_problem))
 
     # -- plumbing --------------------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write is atomic.
-        The witness checkpoint follows the commit, outside the lock: one per transaction."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One unit of work. The outermost takes the write lock up front (BEGIN IMMEDIATE),
+        so read-then-write is atomic; one opened inside it is a savepoint, and an error
+        inside that rolls back the savepoint only. The witness checkpoint follows the
+        outermost commit, outside the lock: one per transaction."""
         with self._lock:
-            self._ensure_current()
-            conn = self._conn
+            level = self._depth
+            if level == 0:
+                self._ensure_current()
+            conn, name, mark = self._conn, f"sp{level}", len(self._pending)
+            begin, end = ("BEGIN IMMEDIATE", "COMMIT") if level == 0 else \
+                (f"SAVEPOINT {name}", f"RELEASE {name}")
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(begin)
             except _DB_ERRORS as exc:
                 raise _translate(exc, self._path) from exc
+            self._depth = level + 1
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.execute(end)
             except BaseException as exc:
-                self._pending = None
+                del self._pending[mark:]
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK" if level == 0 else f"ROLLBACK TO {name}")
+                    if level:
+                        conn.execute(f"RELEASE {name}")
                 if isinstance(exc, _DB_ERRORS):
                     raise _translate(exc, self._path) from exc
                 raise
-            pending, self._pending = self._pending, None
-        if pending is not None:
-            self._witness_checkpoint(pending)
+            finally:
+                self._depth = level
+            if level:
+                return
+            pending, self._pending = self._pending[-1:], []
+        if pending:
+            self._witness_checkpoint(pending[0])
+
+    _write = transaction
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._depth:
+                yield self._conn
+                return
+        with self.transaction() as conn:
+            yield conn
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -237,13 +277,13 @@ class SqliteStore:
 
     # -- audit -----------------------------------------------------------------------
     def append_audit(self, kind: str, data: Mapping[str, Any]) -> AuditRecord:
+        """Inside a caller's `transaction()` the row commits with the caller's state change
+        or not at all."""
         with self._write() as conn:
-            return self.append_audit_in(conn, kind, data)
+            return self._append(conn, kind, data)
 
-    def append_audit_in(self, conn: sqlite3.Connection, kind: str,
-                        data: Mapping[str, Any]) -> AuditRecord:
-        """Append inside a transaction the caller holds (from `transaction()`), so a state
-        change and its audit row commit together or not at all."""
+    def _append(self, conn: sqlite3.Connection, kind: str,
+                data: Mapping[str, Any]) -> AuditRecord:
         head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1").fetchone()
         count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
         seq, ts_us = last_seq + 1, self._clock_us()
@@ -256,7 +296,7 @@ class SqliteStore:
             "ON CONFLICT (id) DO UPDATE SET count = excluded.count, seq = excluded.seq, "
             "hash = excluded.hash", (count + 1, seq, digest))
         record = AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
-        self._pending = record
+        self._pending.append(record)
         return record
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
@@ -264,9 +304,8 @@ class SqliteStore:
         while True:
             rows = self.query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
                               "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
-            for seq, ts_us, kind, data, prev, digest in rows:
-                yield AuditRecord(seq, _int(ts_us), _text(kind), _loads(data), _text(prev),
-                                  _text(digest))
+            for row in rows:
+                yield audit_record(row)
             if len(rows) < batch:
                 return
             after_seq = rows[-1][0]
@@ -329,12 +368,6 @@ class SqliteStore:
                      for row in schema if row not in expected]
         return problems
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """For core modules that keep their own tables in this database."""
-        with self._write() as conn:
-            yield conn
-
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._read(lambda c: c.execute(sql, args).fetchall())
 
@@ -361,23 +394,6 @@ def _create_fresh(path: Path) -> None:
             return  # another process made it while this one waited
         move_aside(sidecars(path))
         _create(path)
-
-
-def _loads(text: object) -> Mapping[str, Any]:
-    # A damaged row must reach the chain check, which names it, not crash the reader.
-    try:
-        value = json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return {"_unreadable": True}
-    return value if isinstance(value, dict) else {"_": value}
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else -1  # damaged: fails the chain check
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)  # damaged: fails the chain check
 
 
 def _blob(value: object) -> bytes:

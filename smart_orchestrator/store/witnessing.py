@@ -8,19 +8,17 @@ to the witness. The chain then goes on, never silently from scratch.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..audit import sanitize
-from ..canonical import GENESIS_HASH
 from ..witness import Checkpoint, WitnessError
 
 if TYPE_CHECKING:
     from ..witness import Witness
-    from .sqlite import SqliteStore as _Rows
+    from .base import Store as _Rows
 
 __all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data",
            "unwritable_data"]
@@ -35,13 +33,11 @@ class Finding(NamedTuple):
 
 
 def _row_hash(rows: _Rows, seq: int) -> str | None:
-    found = rows.query("SELECT hash FROM audit WHERE seq = ?", (seq,))
-    return str(found[0][0]) if found else None
+    return rows.audit.hash_at(seq)
 
 
 def db_tail(rows: _Rows) -> tuple[int, str]:
-    found = rows.query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-    return (int(found[0][0]), str(found[0][1])) if found else (0, GENESIS_HASH)
+    return rows.audit.tail()
 
 
 def _against(rows: _Rows, cp: Checkpoint, db_seq: int, who: str) -> Finding | None:
@@ -92,15 +88,10 @@ def assess(rows: _Rows, witness: Witness, seen: Checkpoint | None = None
 def already_recorded(rows: _Rows, finding: Finding) -> tuple[int, str] | None:
     """The newest gap row, when it records this same finding (a concurrent writer, or a
     crash before its checkpoint was written): its (seq, hash)."""
-    found = rows.query("SELECT seq, hash, data FROM audit WHERE kind = ? "
-                       "ORDER BY seq DESC LIMIT 1", (GAP_KIND,))
+    found = rows.audit.events(kinds=(GAP_KIND,), newest_first=True, limit=1)
     if not found:
         return None
-    seq, digest, data = found[0]
-    try:
-        recorded = json.loads(data)
-    except (TypeError, ValueError):
-        return None
+    seq, digest, recorded = found[0].seq, found[0].hash, found[0].data
     cp = finding.witnessed
     same = (recorded.get("code") == finding.code
             and recorded.get("witnessed_seq") == (cp.seq if cp else None)

@@ -25,7 +25,7 @@ from anyio.from_thread import BlockingPortal
 from ..audit import AuditLog
 from ..canonical import canonical_json, sha256_hex
 from ..errors import ConfigError, OrchestratorError
-from ..store.sqlite import SqliteStore
+from ..store.base import Store
 from ._breaker import Breaker
 from ._proc import find_marked, kill_tree
 from .admission import AdmissionStats, Metrics, ResourceManager, Slots
@@ -42,7 +42,7 @@ __all__ = ["WaveService"]
 
 
 class WaveService:
-    def __init__(self, store: SqliteStore, runner: AgentRunner,
+    def __init__(self, store: Store, runner: AgentRunner,
                  config: WaveConfig | None = None, *, metrics: Metrics | None = None,
                  breaker: Breaker | None = None, slots: Slots | None = None,
                  agent_env: Mapping[str, str] | None = None,

@@ -63,21 +63,15 @@ def _kill_before_audit(kind: str) -> None:
     """Die by SIGKILL just before the audit row `kind` is written: a kill at that instant."""
     from smart_orchestrator.audit import AuditLog
 
-    record, record_in = AuditLog.record, AuditLog.record_in
+    record = AuditLog.record
 
     def dying(self: AuditLog, event: str, **fields: Any) -> Any:
         if event == kind:
             os.kill(os.getpid(), signal.SIGKILL)
         return record(self, event, **fields)
 
-    def dying_in(self: AuditLog, conn: Any, event: str, **fields: Any) -> Any:
-        if event == kind:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return record_in(self, conn, event, **fields)
-
-    # A test's stand-in for a kill at that instant, on both ways of writing the row.
+    # A test's stand-in for a kill at that instant, inside a transaction or not.
     setattr(AuditLog, "record", dying)  # noqa: B010
-    setattr(AuditLog, "record_in", dying_in)  # noqa: B010
 
 
 def main(db: str, plan_file: str, cwd: str, seed: int) -> None:

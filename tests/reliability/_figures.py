@@ -166,7 +166,7 @@ FINDINGS: tuple[Finding, ...] = (
             "transactions) kept the task succeeded with no audit row, and resume never wrote "
             "it (seen once in 34 random kills).",
             "`WaveState.end_attempt` writes the audit row inside the transaction that ends "
-            "the task (`AuditLog.record_in`).",
+            "the task (a nested `store.transaction()`).",
             "test_crash.py::test_a_kill_between_a_task_s_end_and_its_audit_row_loses_no_"
             "audit_row"),
     Finding("isolation",

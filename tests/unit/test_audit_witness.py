@@ -305,9 +305,9 @@ def _append_many(path: str, n: int) -> None:
         if i % 3:
             log.record("w", pid=os.getpid(), i=i)
         else:
-            with store.transaction() as conn:  # two events, one checkpoint
-                log.record_in(conn, "a", i=i)
-                log.record_in(conn, "b", i=i)
+            with store.transaction():  # two events, one checkpoint
+                log.record("a", i=i)
+                log.record("b", i=i)
     store.close()
 
 

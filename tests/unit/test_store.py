@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.store import SqliteStore
-from smart_orchestrator.store.conformance import CHECKS, run_store_conformance
+from smart_orchestrator.store.hostid import host_id
 from smart_orchestrator.store.migrations import MIGRATIONS
-
-
-@pytest.mark.parametrize("check", sorted(CHECKS))
-def test_sqlite_store_passes_conformance_check(check: str, tmp_path: Path) -> None:
-    CHECKS[check](lambda p: SqliteStore(p), tmp_path / "state.db")
-
-
-def test_run_store_conformance_runs_every_check(tmp_path: Path) -> None:
-    run_store_conformance(lambda p: SqliteStore(p), tmp_path)
-    assert len(list(tmp_path.iterdir())) == len(CHECKS)
+from smart_orchestrator.store.repos import BreakerRow
 
 
 def test_opens_in_wal_mode_with_migrations_recorded(store: SqliteStore) -> None:
@@ -102,3 +94,50 @@ def test_failed_write_keeps_previous_state(store: SqliteStore) -> None:
         raise RuntimeError("crash mid-transaction")
     assert store.kv_get("k") == "before"
     assert store.kv_get("k2") is None
+
+
+def test_migrates_a_state_db_written_before_rows_named_their_host(tmp_path: Path) -> None:
+    # state-v7.db was written by the store as it was at schema version 7: three audit
+    # events, a lease, a claim with its decision, an open breaker.
+    path = tmp_path / "state.db"
+    path.write_bytes((Path(__file__).parent / "data" / "state-v7.db").read_bytes())
+    store = SqliteStore(path)
+    assert store.query("PRAGMA user_version") == [(MIGRATIONS[-1][0],)]
+    assert AuditLog(store).verify().ok
+    assert [r.data["decision"] for r in store.audit.events(kinds=("policy.decision",))] == \
+        ["allow", "deny", "deny"]
+    assert [r.id for r in store.leases.rows()] == ["L1"]
+    assert store.leases.count(host=host_id()) == 1  # rows from before hosts are this host's
+    assert store.claims.get("k") == ("hook:1", "{}")
+    assert store.breakers.get("explore") == BreakerRow("explore", "open", 5, (1.0, 2.0),
+                                                       None, None)
+    store.append_audit("after", {"n": 1})
+    assert AuditLog(store).verify().events == 4
+    store.close()
+
+
+def test_store_setting_comes_from_the_variable_then_the_plugin_option(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from smart_orchestrator.store import configured_location
+
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DB", str(tmp_path / "state.db"))
+    monkeypatch.delenv("SMART_ORCHESTRATOR_STORE", raising=False)
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE_OPTION", "")  # an unset option
+    assert configured_location() == str(tmp_path / "state.db")
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE_OPTION", "postgresql://a@h/team")
+    assert configured_location() == "postgresql://a@h/team"
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", "postgresql://b@h/ci")
+    assert configured_location() == "postgresql://b@h/ci"
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", "/not/a/url")
+    with pytest.raises(StoreError, match="must be a postgresql:// URL"):
+        configured_location()
+
+
+def test_status_reads_a_state_db_from_before_hosts_without_migrating_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes((Path(__file__).parent / "data" / "state-v7.db").read_bytes())
+    store = SqliteStore(path, readonly=True)
+    assert [(r.id, r.host) for r in store.leases.rows()] == [("L1", host_id())]
+    assert store.query("PRAGMA user_version") == [(7,)]
+    store.close()

@@ -1,0 +1,427 @@
+"""PostgreSQL backend: the team store several machines share (psycopg 3).
+
+Same contract as `SqliteStore`, and the same repositories run the same SQL (`_sql`). What
+SQLite's `BEGIN IMMEDIATE` gives for free, one writer at a time, comes here from a
+transaction-level advisory lock that every outermost transaction takes first: a
+read-then-write (a limit counted, then a lease taken; the chain's head read, then the next
+link appended) is exact across every machine. Inner transactions are savepoints.
+
+Faults: a lost connection fails the call in hand with one line (`StoreError`); a hook
+decision then fails closed. The next call connects again. A write is never retried once
+its transaction began, so nothing is decided twice; only opening a transaction, which has
+done nothing yet, and reads are retried once on a fresh connection.
+
+Each machine keeps a witness of the chain rows it appended, in its own data folder: a row
+rewritten in the shared database by anyone is found by `audit verify` on a machine that
+wrote or saw it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from ..audit import chain_hash
+from ..canonical import GENESIS_HASH
+from ..errors import StoreError
+from ..witness import Checkpoint, Witness, WitnessError, witness_for
+from ._sql import POSTGRES, Dialect
+from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
+from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
+from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
+from .hostid import host_id
+from .pg_schema import PG_MIGRATIONS
+
+__all__ = ["PgStore", "is_postgres_url", "redact"]
+
+# Both halves of the advisory lock key: "SMOR", and the schema's hash (two stores in one
+# database, as the tests make, do not wait for each other).
+_LOCK_CLASS = 0x534D4F52
+_LATEST = PG_MIGRATIONS[-1][0]
+_BEGIN_LOCKED = (f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_CLASS}, "
+                 "hashtext(current_schema()))")
+
+
+def is_postgres_url(text: str) -> bool:
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages and `location`."""
+    try:
+        parts = conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "postgresql://(unparseable DSN)"
+    host, port = parts.get("host") or "localhost", parts.get("port") or "5432"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{host}:{port}/{parts.get('dbname') or ''}"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@functools.lru_cache(maxsize=512)
+def _pg(sql: str) -> str:
+    """`?` placeholders as psycopg's `%s` (the repositories write `?` for both backends)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Exec:
+    """The connection as the repositories use it: `execute(sql, args)` with `?`."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: Any = (), /) -> psycopg.Cursor[Any]:
+        return self._conn.execute(_pg(sql), tuple(args))
+
+
+class PgStore:
+    """One connection, serialised by a lock so worker threads may share it."""
+
+    def __init__(self, dsn: str, *, clock_us: Callable[[], int] = _now_us,
+                 connect_timeout_s: float = 5.0, lock_timeout_s: float = 30.0,
+                 witness: Witness | None = None) -> None:
+        self._dsn = dsn
+        self._clock_us = clock_us
+        self._connect_timeout_s = connect_timeout_s
+        self._lock_timeout_s = lock_timeout_s
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._pending: list[AuditRecord] = []
+        self._conn: psycopg.Connection[Any] | None = None
+        self.dialect: Dialect = POSTGRES
+        self.audit = SqlAuditQueries(self)
+        self.leases = SqlLeases(self)
+        self.breakers = SqlBreakers(self)
+        self.claims = SqlClaims(self)
+        self.trust = SqlTrust(self)
+        self.waves = SqlWaves(self)
+        self.gates = SqlGates(self)
+        self.witness_problem: str | None = None
+        with self._lock:
+            self._connection()
+        self.witness = witness if witness is not None else _local_witness(dsn, self._schema)
+        self._enroll_witness()
+
+    # -- connection ------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return redact(self._dsn)
+
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        error = _translate(exc, self.location)
+        # A server or driver message may quote the connection string: never its password.
+        secret = _password(self._dsn)
+        if secret and (secret in error.reason or secret in (error.hint or "")):
+            return StoreError(error.reason.replace(secret, "***"),
+                              hint=(error.hint or "").replace(secret, "***") or None)
+        return error
+
+    def reopen(self) -> PgStore:
+        return PgStore(self._dsn, clock_us=self._clock_us,
+                       connect_timeout_s=self._connect_timeout_s,
+                       lock_timeout_s=self._lock_timeout_s, witness=self.witness)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self._dsn, autocommit=True, application_name="smart-orchestrator",
+                connect_timeout=max(1, int(self._connect_timeout_s)),
+                # A server gone without a goodbye is noticed in seconds, not hours.
+                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
+            conn.execute(
+                "SELECT set_config('smart_orchestrator.host', %s, false), "
+                "set_config('smart_orchestrator.writer', %s, false), "
+                "set_config('lock_timeout', %s, false)",
+                (host_id(), f"{os.getpid()}@{host_id()}",
+                 f"{int(self._lock_timeout_s * 1000)}ms"))
+            row = conn.execute("SELECT current_schema()").fetchone()
+            if row is None or row[0] is None:
+                raise StoreError(f"team store {self.location} has no schema to write in",
+                                 hint="set search_path, or create the schema named in it")
+            self._schema = str(row[0])
+            _migrate(conn, self._schema)
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        return conn
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            conn = self._conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- transactions ----------------------------------------------------------------
+    def _begin(self) -> psycopg.Connection[Any]:
+        """BEGIN and the writers' lock; on a connection found dead here (the server
+        restarted since), once more on a new one: nothing was done yet."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                # One round trip: both statements in one message.
+                conn.execute(_BEGIN_LOCKED)
+                return conn
+            except psycopg.OperationalError as exc:
+                _rollback_quietly(conn)
+                if attempt == 2 or not conn.broken:
+                    raise self._error(exc) from exc
+            except psycopg.Error as exc:
+                _rollback_quietly(conn)
+                raise self._error(exc) from exc
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Exec]:
+        """As `SqliteStore.transaction`: the outermost serialises writers, an inner one is
+        a savepoint whose failure undoes only its own writes."""
+        with self._lock:
+            level = self._depth
+            if level == 0:
+                conn = self._begin()
+            else:
+                conn = self._connection()
+                try:
+                    conn.execute(f"SAVEPOINT sp{level}")
+                except psycopg.Error as exc:
+                    raise self._error(exc) from exc
+            mark = len(self._pending)
+            self._depth = level + 1
+            try:
+                yield _Exec(conn)
+                conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
+            except BaseException as exc:
+                del self._pending[mark:]
+                if level == 0:
+                    _rollback_quietly(conn)
+                elif not conn.broken:
+                    try:
+                        conn.execute(f"ROLLBACK TO SAVEPOINT sp{level}")
+                        conn.execute(f"RELEASE SAVEPOINT sp{level}")
+                    except psycopg.Error:
+                        pass  # the outer transaction fails with the error that follows
+                if isinstance(exc, psycopg.Error):
+                    raise self._error(exc) from exc
+                raise
+            finally:
+                self._depth = level
+            if level:
+                return
+            pending, self._pending = self._pending[-1:], []
+        if pending:
+            self._witness(pending[0])
+
+    @contextmanager
+    def atomic(self) -> Iterator[_Exec]:
+        with self._lock:
+            if self._depth:
+                yield _Exec(self._connection())
+                return
+        with self.transaction() as conn:
+            yield conn
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection()
+                try:
+                    return conn.execute(_pg(sql), args).fetchall()
+                except psycopg.OperationalError as exc:
+                    # A read outside a transaction is safe to repeat once the link is back.
+                    if attempt == 2 or self._depth or not conn.broken:
+                        raise self._error(exc) from exc
+                except psycopg.Error as exc:
+                    raise self._error(exc) from exc
+        raise AssertionError("unreachable")
+
+    # -- audit -----------------------------------------------------------------------
+    def append_audit(self, kind: str, data: Mapping[str, Any]) -> AuditRecord:
+        with self.transaction() as conn:
+            # The lock taken by the outermost transaction already serialises appenders;
+            # the head row's lock says so where it matters, should that ever change.
+            head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1 "
+                                "FOR UPDATE").fetchone()
+            count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
+            seq, ts_us = last_seq + 1, self._clock_us()
+            digest = chain_hash(prev, seq, ts_us, kind, data)
+            conn.execute("INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) "
+                         "VALUES (?,?,?,?,?,?)",
+                         (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
+            conn.execute("INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
+                         "ON CONFLICT (id) DO UPDATE SET count = excluded.count, "
+                         "seq = excluded.seq, hash = excluded.hash", (count + 1, seq, digest))
+            record = AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+            self._pending.append(record)
+            return record
+
+    def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
+        batch = 1000
+        while True:
+            rows = self.query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
+                              "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
+            for row in rows:
+                yield audit_record(row)
+            if len(rows) < batch:
+                return
+            after_seq = rows[-1][0]
+
+    def audit_head(self) -> AuditHead:
+        rows = self.query("SELECT count, seq, hash FROM audit_head WHERE id = 1")
+        return AuditHead(*rows[0]) if rows else AuditHead(0, 0, GENESIS_HASH)
+
+    # -- the local witness -----------------------------------------------------------
+    def _enroll_witness(self) -> None:
+        """A machine new to the team store starts witnessing at the chain's head."""
+        try:
+            if self.witness.present():
+                return
+            seq, head = self.audit.tail()
+            if seq:
+                self.witness.append(Checkpoint(seq, head, self._clock_us(), False))
+        except (OSError, WitnessError) as exc:
+            self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+
+    def _witness(self, rec: AuditRecord) -> None:
+        try:
+            self.witness.append(Checkpoint(rec.seq, rec.hash, rec.ts_us, False))
+            self.witness_problem = None
+        except (OSError, WitnessError) as exc:
+            # The event is committed; failing the caller would not uncommit it.
+            self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+
+    def follow_path(self) -> tuple[bool, AuditRecord | None]:
+        return False, None  # no file to be replaced under an open connection
+
+    def reconcile_witness(self, *, cause: str | None = None,
+                          seen: Checkpoint | None = None) -> AuditRecord | None:
+        return None  # a loss shows in `audit verify`; gap rows are SQLite's for now
+
+    # -- checkpoints -----------------------------------------------------------------
+    def put_checkpoint(self, name: str, payload: bytes, sha256: str, *,
+                       keep: int) -> CheckpointMeta:
+        created = self._clock_us()
+        with self.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO checkpoints (name, created_us, sha256, size, payload) "
+                "VALUES (?,?,?,?,?) RETURNING id",
+                (name, created, sha256, len(payload), payload)).fetchone()
+            conn.execute(
+                "DELETE FROM checkpoints WHERE name = ? AND id NOT IN "
+                "(SELECT id FROM checkpoints WHERE name = ? ORDER BY id DESC LIMIT ?)",
+                (name, name, keep))
+        assert row is not None
+        return CheckpointMeta(int(row[0]), name, created, sha256, len(payload))
+
+    def checkpoint_blobs(self, name: str) -> list[CheckpointBlob]:
+        rows = self.query("SELECT id, name, created_us, sha256, size, payload FROM checkpoints "
+                          "WHERE name = ? ORDER BY id DESC", (name,))
+        return [CheckpointBlob(CheckpointMeta(*r[:5]), bytes(r[5])) for r in rows]
+
+    def list_checkpoints(self, name: str | None = None) -> list[CheckpointMeta]:
+        sql = "SELECT id, name, created_us, sha256, size FROM checkpoints"
+        args: tuple[str, ...] = ()
+        if name is not None:
+            sql, args = sql + " WHERE name = ?", (name,)
+        return [CheckpointMeta(*r) for r in self.query(sql + " ORDER BY name, id DESC", args)]
+
+    # -- key/value -------------------------------------------------------------------
+    def kv_get(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- maintenance -----------------------------------------------------------------
+    def integrity_problems(self) -> list[str]:
+        """The schema version, and the triggers that keep the audit table insert-only."""
+        problems = []
+        version = self.query("SELECT max(version) FROM schema_migrations")[0][0]
+        if version != _LATEST:
+            problems.append(f"schema version {version}, expected {_LATEST}")
+        triggers = {r[0] for r in self.query(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('audit') "
+            "AND NOT tgisinternal")}
+        problems += [f"trigger {t} that keeps the audit table append-only is missing"
+                     for t in ("audit_no_update", "audit_no_truncate") if t not in triggers]
+        return problems
+
+
+def _password(dsn: str) -> str:
+    try:
+        return str(conninfo.conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.Error:
+        return ""
+
+
+def _local_witness(dsn: str, schema: str) -> Witness:
+    from ..paths import data_dir
+
+    parts = conninfo.conninfo_to_dict(dsn)
+    ident = "|".join(str(parts.get(k) or "") for k in ("host", "port", "dbname")) + "|" + schema
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
+    return witness_for(data_dir() / f"team-{digest}.db")
+
+
+def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
+    if conn.broken or conn.closed:
+        return
+    with contextlib.suppress(psycopg.Error):  # the error being raised says more
+        conn.execute("ROLLBACK")
+
+
+def _migrate(conn: psycopg.Connection[Any], schema: str) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                 "name TEXT NOT NULL, applied_us BIGINT NOT NULL)")
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    if row is not None and row[0] >= _LATEST:
+        return
+    with conn.transaction():
+        conn.execute(_BEGIN_LOCKED.removeprefix("BEGIN; "))
+        # Re-read under the lock: another machine may have migrated meanwhile.
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations"
+                           ).fetchone()
+        current = int(row[0]) if row else 0
+        for version, name, sql in PG_MIGRATIONS:
+            if version <= current:
+                continue
+            conn.execute(sql.encode())  # one script, several statements
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                         (version, name, _now_us()))
+
+
+def _translate(exc: psycopg.Error, where: str) -> StoreError:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    if "append-only" in text:
+        return StoreError(text.split(" CONTEXT:")[0])
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"team store {where} unreachable ({text})",
+                          hint="check the server and the network; the call was not applied")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return StoreError(f"team store {where} stayed locked by another writer ({text})",
+                          hint="retry; if it persists, find the session holding it")
+    return StoreError(f"database error on team store {where}: {text}")
