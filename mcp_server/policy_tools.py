@@ -40,37 +40,53 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
         """
         args = dict(locals())
         args.pop("ctx")
-        payload = normalize_mcp_args(args)
-        if (forged := _not_from_a_hook(ctx, session_id)) is not None:
-            raise ToolError(forged)
-        state = ctx.request_context.lifespan_context
-        try:
-            store = state.require_store()
-            factory = state.engine_factory()
-        except Exception as exc:  # no store, no decision: subagent calls fail closed
-            return _closed(payload, str(exc))
-        if event in UNCLAIMED_EVENTS:
-            return json.dumps(factory.decide(payload))
-        key = claim_key(event, session_id, tool_use_id, agent_id, payload)
-        try:
-            settled = decide_once(store, key, process_owner("server"),
-                                  lambda: factory.decide(payload),
-                                  free_text=lambda: factory.get()[0].outputs.free_text(payload))
-        except Undecided as exc:
-            return _closed(payload, str(exc))
-        return json.dumps(settled.answer())
+        if "claudecode/toolUseId" in (ctx.request_context.meta or {}):
+            raise ToolError("policy_check answers Smart Orchestrator's own hooks; it cannot "
+                            "be called as a tool")
+        text, refused = decide_hook(ctx.request_context.lifespan_context, args)
+        if refused:
+            raise ToolError(text)
+        return text
 
 
-def _not_from_a_hook(ctx: Context[AppState, Any], session_id: str) -> str | None:
-    """Why this call cannot be a hook's, or None. The tool is listed to the model like every
-    tool of the server; called by the model it could forge events (a SessionEnd releasing
-    the session's slots, a PostToolUse closing a breaker). Claude Code marks a model's tool
-    call with the tool-use id in `_meta`; an `mcp_tool` hook's call carries none. A call
-    naming another session than the connection's is not this session's hook either."""
-    meta = ctx.request_context.meta or {}
-    if "claudecode/toolUseId" in meta:
-        return ("policy_check answers Smart Orchestrator's own hooks; it cannot be called "
-                "as a tool")
+def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
+    """The hook output for a hook's `policy_check` arguments, and whether the call was
+    refused (it cannot be this session's hook). Used by the tool and by the service's
+    direct path for hook calls (`hook_call.py`), so both decide alike."""
+    if (problem := _malformed(args)) is not None:
+        # Which tool or whose call cannot be told: a tool call is denied.
+        return (_deny(problem) if args.get("event") in ("PreToolUse", None) or
+                not isinstance(args.get("event"), str) else "{}"), False
+    payload = normalize_mcp_args({k: v for k, v in args.items() if k in HOOK_FIELDS})
+    event = str(payload.get("hook_event_name") or "")
+    if (forged := _other_session(str(payload.get("session_id") or ""))) is not None:
+        return forged, True
+    try:
+        store = state.require_store()
+        factory = state.engine_factory()
+    except Exception as exc:  # no store, no decision: subagent calls fail closed
+        return _closed(payload, str(exc)), False
+    if event in UNCLAIMED_EVENTS:
+        return json.dumps(factory.decide(payload)), False
+    key = claim_key(event, str(payload.get("session_id") or ""),
+                    str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),
+                    payload)
+    try:
+        settled = decide_once(store, key, process_owner("server"),
+                              lambda: factory.decide(payload),
+                              free_text=lambda: factory.get()[0].outputs.free_text(payload))
+    except Undecided as exc:
+        return _closed(payload, str(exc)), False
+    return json.dumps(settled.answer()), False
+
+
+def _other_session(session_id: str) -> str | None:
+    """Why this call cannot be this connection's hook, or None. The tool is listed to the
+    model like every tool of the server; called by the model it could forge events (a
+    SessionEnd releasing the session's slots, a PostToolUse closing a breaker). Claude Code
+    marks a model's tool call with the tool-use id in `_meta` (refused before this); an
+    `mcp_tool` hook's call carries none. A call naming another session than the
+    connection's is not this session's hook either."""
     bound = bound_session()
     if bound is not None and bound.session_id and session_id and session_id != bound.session_id:
         return "policy_check: this connection belongs to another session"
@@ -86,10 +102,33 @@ def _is_subagent_tool_call(payload: dict[str, Any]) -> bool:
     return payload.get("hook_event_name") == "PreToolUse" and bool(payload.get("agent_id"))
 
 
+# The tool's parameters: what the hooks in hooks/hooks.json pass, each a string.
+HOOK_FIELDS = ("event", "session_id", "tool_use_id", "tool_name", "tool_input", "tool_response",
+               "agent_id", "agent_type", "duration_ms", "last_assistant_message",
+               "stop_hook_active", "error", "trigger", "prompt", "transcript_path",
+               "background_tasks")
+
+
+def _malformed(args: dict[str, Any]) -> str | None:
+    bad = sorted(k for k in HOOK_FIELDS if k in args and not isinstance(args[k], str))
+    return f"malformed hook input: {', '.join(bad)} must be strings" if bad else None
+
+
+def fail_closed(args: dict[str, Any], reason: str) -> str:
+    """The answer when no decision could be made: a denial for calls that start or feed
+    agents, and for a subagent's tool calls; nothing for the rest."""
+    picked = {k: v for k, v in args.items() if k in HOOK_FIELDS and isinstance(v, str)}
+    return _closed(normalize_mcp_args(picked), reason)
+
+
 def _closed(payload: dict[str, Any], reason: str) -> str:
     if _is_agent_call(payload) or _is_subagent_tool_call(payload):
-        out = json.loads(json.dumps(_FAIL_CLOSED))
-        out["hookSpecificOutput"]["permissionDecisionReason"] = \
-            out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)
-        return json.dumps(out)
+        return _deny(reason)
     return "{}"
+
+
+def _deny(reason: str) -> str:
+    out = json.loads(json.dumps(_FAIL_CLOSED))
+    out["hookSpecificOutput"]["permissionDecisionReason"] = \
+        out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)
+    return json.dumps(out)
