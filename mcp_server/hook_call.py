@@ -15,12 +15,17 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-__all__ = ["HookCall", "parse_hook_call", "tool_result"]
+__all__ = ["AGENT_TOOLS", "HookCall", "fail_closed", "guarded", "parse_hook_call",
+           "tool_result"]
 
 PROTOCOL_VERSION = "2026-07-28"
 _VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 # Claude Code marks a model's tool call with its tool-use id; a hook's call carries none.
 MODEL_CALL_KEY = "claudecode/toolUseId"
+
+
+# Tools that start, resume, message or stop agents.
+AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop", "Skill"})
 
 
 class HookCall(NamedTuple):
@@ -60,3 +65,47 @@ def tool_result(msg_id: int | str, text: str, server_info: dict[str, str], *,
         "resultType": "complete",
         "_meta": {"io.modelcontextprotocol/serverInfo": server_info}}},
         separators=(",", ":")).encode() + b"\n"
+
+
+def guarded(args: dict[str, Any]) -> bool:
+    """A call that must be decided: one that starts or messages agents, or any tool call a
+    subagent makes."""
+    return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
+
+
+def fail_closed(args: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The hook output when nothing could decide the event (`reason` says why, in one
+    line): what starts or feeds an agent is denied or withheld, the rest passes. The shim
+    answers with it while the service is away, the service when a call cannot be read."""
+    event = args.get("event")
+    if not isinstance(event, str) or (event == "PreToolUse" and guarded(args)):
+        # An event that cannot be named may be an Agent call.
+        return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                       "permissionDecision": "deny",
+                                       "permissionDecisionReason": reason}}
+    if event in ("PostToolUse", "PostToolUseFailure") and \
+            str(args.get("tool_name") or "") in AGENT_TOOLS:
+        return {"decision": "block", "reason": "Smart Orchestrator could not scan this "
+                "subagent's output for credentials: " + reason,
+                "hookSpecificOutput": {"hookEventName": event, "updatedToolOutput":
+                                       _withheld(args.get("tool_response"))}}
+    if event == "UserPromptSubmit" and "<task-notification>" in str(args.get("prompt")):
+        # A background agent's answer, which nothing can scan now: kept out.
+        return {"decision": "block", "reason": "Smart Orchestrator could not scan a "
+                "background agent's answer for credentials: " + reason,
+                "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
+                                       "suppressOriginalPrompt": True}}
+    return {}
+
+
+def _withheld(raw: Any) -> dict[str, Any]:
+    """The Agent result in its own shape (Claude Code ignores a rewrite that changes it),
+    its text replaced."""
+    try:
+        response = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        response = None
+    response = dict(response) if isinstance(response, dict) else {}
+    response["content"] = [{"type": "text", "text": "[Smart Orchestrator withheld this "
+                            "subagent's answer: it could not be scanned.]"}]
+    return response

@@ -15,14 +15,11 @@ from smart_orchestrator.policy.claims import (
     decide_once,
     process_owner,
 )
-from smart_orchestrator.policy.surfaces import GATED_TOOLS, UNCLAIMED_EVENTS
+from smart_orchestrator.policy.surfaces import UNCLAIMED_EVENTS
 from smart_orchestrator.session import bound as bound_session
 
+from .hook_call import fail_closed as _hook_call_fail_closed
 from .state import AppState
-
-_FAIL_CLOSED = {"hookSpecificOutput": {
-    "hookEventName": "PreToolUse", "permissionDecision": "deny",
-    "permissionDecisionReason": "Smart Orchestrator cannot check subagent calls: {reason}"}}
 
 
 def register_policy_tools(server: MCPServer[AppState]) -> None:
@@ -53,11 +50,10 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
     """The hook output for a hook's `policy_check` arguments, and whether the call was
     refused (it cannot be this session's hook). Used by the tool and by the service's
     direct path for hook calls (`hook_call.py`), so both decide alike."""
+    args = {k: v for k, v in args.items() if k in HOOK_FIELDS}
     if (problem := _malformed(args)) is not None:
-        # Which tool or whose call cannot be told: a tool call is denied.
-        return (_deny(problem) if args.get("event") in ("PreToolUse", None) or
-                not isinstance(args.get("event"), str) else "{}"), False
-    payload = normalize_mcp_args({k: v for k, v in args.items() if k in HOOK_FIELDS})
+        return _malformed_answer(args, problem), False
+    payload = normalize_mcp_args(args)
     event = str(payload.get("hook_event_name") or "")
     if (forged := _other_session(str(payload.get("session_id") or ""))) is not None:
         return forged, True
@@ -65,7 +61,7 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
         store = state.require_store()
         factory = state.engine_factory()
     except Exception as exc:  # no store, no decision: subagent calls fail closed
-        return _closed(payload, str(exc)), False
+        return fail_closed(args, str(exc)), False
     if event in UNCLAIMED_EVENTS:
         return json.dumps(factory.decide(payload)), False
     key = claim_key(event, str(payload.get("session_id") or ""),
@@ -76,7 +72,7 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
                               lambda: factory.decide(payload),
                               free_text=lambda: factory.get()[0].outputs.free_text(payload))
     except Undecided as exc:
-        return _closed(payload, str(exc)), False
+        return fail_closed(args, str(exc)), False
     return json.dumps(settled.answer()), False
 
 
@@ -93,15 +89,6 @@ def _other_session(session_id: str) -> str | None:
     return None
 
 
-def _is_agent_call(payload: dict[str, Any]) -> bool:
-    return payload.get("hook_event_name") == "PreToolUse" and \
-        payload.get("tool_name") in GATED_TOOLS
-
-
-def _is_subagent_tool_call(payload: dict[str, Any]) -> bool:
-    return payload.get("hook_event_name") == "PreToolUse" and bool(payload.get("agent_id"))
-
-
 # The tool's parameters: what the hooks in hooks/hooks.json pass, each a string.
 HOOK_FIELDS = ("event", "session_id", "tool_use_id", "tool_name", "tool_input", "tool_response",
                "agent_id", "agent_type", "duration_ms", "last_assistant_message",
@@ -110,25 +97,36 @@ HOOK_FIELDS = ("event", "session_id", "tool_use_id", "tool_name", "tool_input", 
 
 
 def _malformed(args: dict[str, Any]) -> str | None:
-    bad = sorted(k for k in HOOK_FIELDS if k in args and not isinstance(args[k], str))
-    return f"malformed hook input: {', '.join(bad)} must be strings" if bad else None
+    """Why these arguments are not what Claude Code's substitution makes (text), or None."""
+    bad = sorted(k for k, v in args.items() if not _is_text(v))
+    return f"malformed hook input: {', '.join(bad)} must be text" if bad else None
+
+
+def _is_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()  # a lone surrogate is no text Claude Code sends
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _malformed_answer(args: dict[str, Any], problem: str) -> str:
+    """Fails closed on what cannot be told: a tool call whose tool or caller is unreadable
+    is denied, an agent output whose tool is unreadable withheld."""
+    event = args.get("event")
+    if not _is_text(event) or event == "PreToolUse":
+        return json.dumps(_hook_call_fail_closed({"event": "PreToolUse", "tool_name": "Agent"},
+                                                 problem))
+    clean = {k: v for k, v in args.items() if _is_text(v)}
+    if "tool_name" in args and not _is_text(args["tool_name"]):
+        clean["tool_name"] = "Agent"
+    return fail_closed(clean, problem)
 
 
 def fail_closed(args: dict[str, Any], reason: str) -> str:
-    """The answer when no decision could be made: a denial for calls that start or feed
-    agents, and for a subagent's tool calls; nothing for the rest."""
-    picked = {k: v for k, v in args.items() if k in HOOK_FIELDS and isinstance(v, str)}
-    return _closed(normalize_mcp_args(picked), reason)
-
-
-def _closed(payload: dict[str, Any], reason: str) -> str:
-    if _is_agent_call(payload) or _is_subagent_tool_call(payload):
-        return _deny(reason)
-    return "{}"
-
-
-def _deny(reason: str) -> str:
-    out = json.loads(json.dumps(_FAIL_CLOSED))
-    out["hookSpecificOutput"]["permissionDecisionReason"] = \
-        out["hookSpecificOutput"]["permissionDecisionReason"].format(reason=reason)
-    return json.dumps(out)
+    """The answer when no decision could be made (one place for it, shared with the shim):
+    what starts or feeds an agent is denied or withheld, the rest passes."""
+    return json.dumps(_hook_call_fail_closed(
+        args, f"Smart Orchestrator cannot check subagent calls: {reason}"))

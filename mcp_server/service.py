@@ -109,8 +109,8 @@ class _Service:
                 self.last_active = time.monotonic()
 
     def _hold_beacon(self, session_id: str) -> None:
-        # The beacon tells `status` (and command hooks of older configurations) that this
-        # session's server is up; several connections of one session share it.
+        # The beacon tells `status` that this session's server is up; several connections
+        # of one session share it.
         beacon, count = self.beacons.get(session_id, (ServerBeacon(self.data, session_id), 0))
         if count == 0 and not beacon.hold():
             return
