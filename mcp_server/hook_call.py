@@ -13,10 +13,10 @@ tool) goes through the SDK as before. Standard library only.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict, get_type_hints
 
-__all__ = ["AGENT_TOOLS", "HookCall", "fail_closed", "guarded", "parse_hook_call",
-           "tool_result"]
+__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "HookArgs", "HookCall", "fail_closed", "guarded",
+           "parse_hook_call", "tool_result"]
 
 PROTOCOL_VERSION = "2026-07-28"
 _VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -26,6 +26,89 @@ MODEL_CALL_KEY = "claudecode/toolUseId"
 
 # Tools that start, resume, message or stop agents.
 AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop", "Skill"})
+
+
+# What each hook in hooks/hooks.json passes to `policy_check`, per event: Claude Code's
+# `${...}` substitution of the hook payload, so every value is text (objects arrive as JSON,
+# a missing field as ""). A hook passes only the fields its event's checks read, because
+# Claude Code's work per call grows with the number of arguments; the test that compares
+# these with hooks.json keeps the two in step.
+class _Tool(TypedDict):
+    session_id: str
+    tool_use_id: str
+    tool_name: str
+    tool_input: str
+    agent_id: str
+    agent_type: str
+
+
+class PreToolUseArgs(_Tool):
+    event: Literal["PreToolUse"]
+    transcript_path: str  # passed by the agent tools' hook: the fork check reads it
+
+
+class PostToolUseArgs(_Tool):
+    event: Literal["PostToolUse"]
+    tool_response: str
+    duration_ms: str
+
+
+class PostToolUseFailureArgs(_Tool):
+    event: Literal["PostToolUseFailure"]
+    tool_response: str
+    duration_ms: str
+    error: str
+
+
+class SubagentStartArgs(TypedDict):
+    event: Literal["SubagentStart"]
+    session_id: str
+    agent_id: str
+    agent_type: str
+
+
+class SubagentStopArgs(TypedDict):
+    event: Literal["SubagentStop"]
+    session_id: str
+    agent_id: str
+    agent_type: str
+    last_assistant_message: str
+    stop_hook_active: str
+
+
+class UserPromptSubmitArgs(TypedDict):
+    event: Literal["UserPromptSubmit"]
+    session_id: str
+    prompt: str
+
+
+class StopArgs(TypedDict):
+    event: Literal["Stop"]
+    session_id: str
+    background_tasks: str
+
+
+class SessionEndArgs(TypedDict):
+    event: Literal["SessionEnd"]
+    session_id: str
+
+
+class PreCompactArgs(TypedDict):
+    event: Literal["PreCompact"]
+    session_id: str
+    agent_id: str
+    trigger: str
+
+
+HookArgs = (PreToolUseArgs | PostToolUseArgs | PostToolUseFailureArgs | SubagentStartArgs |
+            SubagentStopArgs | UserPromptSubmitArgs | StopArgs | SessionEndArgs |
+            PreCompactArgs)
+# Event name -> the fields its hook passes.
+EVENT_ARGS: dict[str, frozenset[str]] = {
+    get_type_hints(t)["event"].__args__[0]: frozenset(get_type_hints(t))
+    for t in (PreToolUseArgs, PostToolUseArgs, PostToolUseFailureArgs, SubagentStartArgs,
+              SubagentStopArgs, UserPromptSubmitArgs, StopArgs, SessionEndArgs,
+              PreCompactArgs)}
 
 
 class HookCall(NamedTuple):

@@ -18,6 +18,7 @@ from smart_orchestrator.policy.claims import (
 from smart_orchestrator.policy.surfaces import UNCLAIMED_EVENTS
 from smart_orchestrator.session import bound as bound_session
 
+from .hook_call import EVENT_ARGS
 from .hook_call import fail_closed as _hook_call_fail_closed
 from .state import AppState
 
@@ -53,6 +54,11 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
     args = {k: v for k, v in args.items() if k in HOOK_FIELDS}
     if (problem := _malformed(args)) is not None:
         return _malformed_answer(args, problem), False
+    # Typed at the edge: each event is read with the fields its hook passes (HookArgs),
+    # so no event carries another's fields into the checks.
+    fields = EVENT_ARGS.get(str(args.get("event")))
+    if fields is not None:
+        args = {k: v for k, v in args.items() if k in fields}
     payload = normalize_mcp_args(args)
     event = str(payload.get("hook_event_name") or "")
     if (forged := _other_session(str(payload.get("session_id") or ""))) is not None:

@@ -457,3 +457,21 @@ def test_parallel_hook_calls_of_one_connection_are_all_answered(
     assert sorted(answers) == list(range(1, 13))
     assert {_decision(a) for a in answers.values()} == {None}, \
         [_reason(a) for a in answers.values() if _reason(a)]
+
+
+def test_every_hook_passes_exactly_the_fields_its_event_is_read_with() -> None:
+    """hooks/hooks.json and the typed hook arguments (`HookArgs`) say the same: a field a
+    check reads but the hook does not pass would silently read as empty."""
+    from mcp_server.hook_call import EVENT_ARGS
+
+    hooks = json.loads((REPO_ROOT / "hooks" / "hooks.json").read_text())["hooks"]
+    seen: dict[str, set[str]] = {}
+    for event, groups in hooks.items():
+        for group in groups:
+            for hook in group["hooks"]:
+                if hook["type"] != "mcp_tool":
+                    continue
+                assert hook["input"]["event"] == "${hook_event_name}"
+                assert all(v == f"${{{k}}}" for k, v in hook["input"].items() if k != "event")
+                seen.setdefault(event, set()).update(hook["input"])
+    assert seen == {e: set(f) for e, f in EVENT_ARGS.items()}
