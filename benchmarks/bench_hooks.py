@@ -1,12 +1,16 @@
 """What the plugin costs a user, against the same sessions without it, in one run:
 
-    .venv/bin/python benchmarks/bench_hooks.py [--quick] [--skip-claude]
+    .venv/bin/python benchmarks/bench_hooks.py [--quick] [--skip-claude] [--first-session]
 
 [1] the policy decision inside the service, 4 KB prompt (p50 <= 5 ms, p99 <= 20 ms);
 [2] real Claude Code against the scripted model, sessions with and without the plugin
     interleaved, medians: time from start to the first model request (<= 0.5 s added), ten
     sequential foreground Agent calls (<= 25 ms added per call), six parallel calls
-    (<= 25 ms added per call); and a session start with the service not yet running.
+    (<= 25 ms added per call); and a session start with the service not yet running;
+[3] with --first-session (a few minutes: it builds the plugin's environment): the first
+    session after a marketplace install, in a fresh HOME whose `python3` lacks the
+    dependencies, against a session without the plugin: time to the first protected Agent
+    call (<= 90 s after install).
 Exits 1 if a floor is missed.
 """
 
@@ -208,15 +212,107 @@ def _stop_service(home: Path) -> None:
         time.sleep(0.05)
 
 
+def _python_without_dependencies() -> str | None:
+    """The interpreter this environment was made from, if it lacks the dependencies (as a
+    user's `python3` does before the first session)."""
+    import shutil
+    import subprocess
+
+    base = getattr(sys, "_base_executable", "") or shutil.which("python3") or ""
+    probe = subprocess.run([base, "-c", "import mcp"], capture_output=True, check=False)
+    return base if base and probe.returncode != 0 else None
+
+
+def _first_agent_call_s(home: Path, env: dict[str, str], started: float,
+                        install: Callable[[], None] | None) -> tuple[float, int]:
+    """Seconds from `started` to the first Agent call whose subagent ran, and how many were
+    refused before it (the model retries every 2 s, as a user would)."""
+    from smart_orchestrator.scripted import ModelRequest, Turn
+    from tests.e2e.harness import ScriptedModel, agent_call, run_claude, text
+
+    attempts: list[tuple[float, bool]] = []
+
+    def until_protected(request: ModelRequest) -> Turn | None:
+        if request.conversation != "main":
+            return None
+        if request.tool_results:
+            attempts.append((time.monotonic() - started, request.tool_results[-1].is_error))
+            if not attempts[-1][1] or len(attempts) >= 60:
+                return text("done")
+        return agent_call(f"FIRST-{len(attempts)}: list the files",
+                          delay=2.0 if request.tool_results else 0)
+
+    if install is not None:
+        install()
+    with ScriptedModel() as model, tempfile.TemporaryDirectory(
+            ignore_cleanup_errors=True) as tmp:
+        model.on(until_protected)
+        model.subagent("FIRST-", [text("two files")])
+        run_claude("go", model_url=model.base_url, cwd=_project(tmp), home=home, env=env,
+                   timeout=900, extra_args=["--allowedTools", "Agent"])
+    if not attempts or attempts[-1][1]:
+        raise SystemExit(f"no Agent call was ever allowed: {attempts}")
+    return attempts[-1][0], len(attempts) - 1
+
+
+def bench_first_session(floors: Floors) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from tests.e2e.harness import find_claude_bin
+    from tests.e2e.plugin_env import PLUGIN
+
+    print("\n[3] the first session after `claude plugin install` (fresh HOME, a python3 "
+          "without the dependencies)")
+    python, claude = _python_without_dependencies(), find_claude_bin()
+    if python is None or claude is None:
+        print("  skipped: no python3 without the dependencies, or no Claude Code")
+        return
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as root_dir:
+        root = Path(root_dir)
+        (root / "bin").mkdir()
+        (root / "bin" / "python3").symlink_to(python)
+        cache = os.environ.get("PIP_CACHE_DIR") or str(Path("~/.cache/pip").expanduser())
+        env = {"PATH": f"{root / 'bin'}{os.pathsep}/usr/bin:/bin", "PIP_CACHE_DIR": cache,
+               "SMART_ORCHESTRATOR_SERVICE_IDLE_S": "5"}
+
+        def install() -> None:
+            source = root / "marketplace"
+            shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+                ".venv", ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache",
+                ".claude", ".cache"))
+            for args in (["plugin", "marketplace", "add", str(source)],
+                         ["plugin", "install", f"{PLUGIN}@{PLUGIN}"]):
+                out = subprocess.run([str(claude), *args], capture_output=True, text=True,
+                                     env={**os.environ, **env, "HOME": str(root / "with")},
+                                     timeout=300, check=False)
+                if out.returncode != 0:
+                    raise SystemExit(f"claude {' '.join(args)} failed: {out.stderr[-500:]}")
+
+        without, _ = _first_agent_call_s(root / "without", {**env, "HOME": str(root / "without")},
+                                         time.monotonic(), None)
+        with_plugin, refused = _first_agent_call_s(
+            root / "with", {**env, "HOME": str(root / "with")}, time.monotonic(), install)
+    print(f"  without plugin: first Agent call {without:.1f} s after start")
+    print(f"  with plugin:    first protected Agent call {with_plugin:.1f} s after install "
+          f"({refused} earlier calls refused with the reason; goal 20 s)")
+    floors.check("first protected Agent call after install", with_plugin, 90, unit="s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer samples")
     ap.add_argument("--skip-claude", action="store_true", help="skip the real-CLI measurement")
+    ap.add_argument("--first-session", action="store_true",
+                    help="also measure the first session after install (minutes)")
     args = ap.parse_args()
     floors = Floors()
     bench_engine(100 if args.quick else 500, floors)
     if not args.skip_claude:
         bench_sessions(2 if args.quick else 6, floors)
+        if args.first_session:
+            bench_first_session(floors)
     print("\nall floors met" if not floors.failed else f"\nMISSED: {', '.join(floors.failed)}")
     return 1 if floors.failed else 0
 

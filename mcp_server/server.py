@@ -23,7 +23,7 @@ from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon, prune_decision_files
+from smart_orchestrator.policy.claims import ServerBeacon
 from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
@@ -56,8 +56,8 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     except StoreError as exc:
         print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
         state = AppState(None, exc.one_line())
-    # Tells this session's command hooks that a live server will claim hook events. The
-    # per-user service serves many sessions: it holds one beacon per connected session.
+    # Tells `status` that this session's server is up. The per-user service serves many
+    # sessions: it holds one beacon per connected session.
     session_id = os.environ.get("CLAUDE_CODE_SESSION_ID", "")
     beacon = ServerBeacon(data_dir(), session_id)
     heartbeat = None
@@ -83,7 +83,6 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
 
 
 def _warm(state: AppState) -> None:
-    prune_decision_files(data_dir())
     try:
         if os.environ.get("CLAUDE_CODE_SESSION_ID"):
             state.engine_factory().warm()
@@ -100,8 +99,8 @@ def _warm(state: AppState) -> None:
 
 
 async def _heartbeat(beacon: ServerBeacon) -> None:
-    # Runs on the event loop on purpose: a wedged loop stops the beat, and hooks then
-    # stop trusting this server.
+    # Runs on the event loop on purpose: a wedged loop stops the beat, which `status`
+    # reports.
     while True:
         beacon.beat()
         await asyncio.sleep(1.0)

@@ -43,6 +43,8 @@ from smart_orchestrator import session
 from smart_orchestrator.paths import data_dir
 from smart_orchestrator.policy.claims import ServerBeacon
 
+from .hook_call import HookCall, parse_hook_call, tool_result
+from .policy_tools import decide_hook, fail_closed
 from .server import build_server
 from .service_wire import (
     MAX_LINE,
@@ -107,8 +109,8 @@ class _Service:
                 self.last_active = time.monotonic()
 
     def _hold_beacon(self, session_id: str) -> None:
-        # The beacon tells `status` (and command hooks of older configurations) that this
-        # session's server is up; several connections of one session share it.
+        # The beacon tells `status` that this session's server is up; several connections
+        # of one session share it.
         beacon, count = self.beacons.get(session_id, (ServerBeacon(self.data, session_id), 0))
         if count == 0 and not beacon.hold():
             return
@@ -172,11 +174,23 @@ def _waves_running(state: Any) -> bool:
 async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.SocketStream,
                      server: Any, state: Any) -> None:
     """MCP's stdio framing over the socket (as `mcp.server.stdio.stdio_server` does over
-    the process's own stdin and stdout)."""
+    the process's own stdin and stdout). Hook calls are answered directly (`hook_call.py`);
+    every other message goes through the SDK."""
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream, write_reader = create_context_streams[SessionMessage](0)
+    send_lock = anyio.Lock()  # the SDK's answers and the direct ones share the socket
+    server_info = server.server_info_stamp
 
-    async def reader() -> None:
+    async def send(data: bytes) -> None:
+        async with send_lock:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send(data)
+
+    async def answer(call: HookCall) -> None:
+        text, refused = await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
+        await send(tool_result(call.msg_id, text, server_info, error=refused))
+
+    async def reader(tg: anyio.abc.TaskGroup) -> None:
         async with read_writer:
             while True:
                 try:
@@ -186,6 +200,9 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
                     return
                 except anyio.DelimiterNotFound:
                     return  # a message over the limit: the shim answers for its id
+                if (call := parse_hook_call(line)) is not None:
+                    tg.start_soon(answer, call)
+                    continue
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                 except Exception as exc:  # the SDK answers a parse error for it
@@ -197,17 +214,24 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
         async with write_reader:
             async for msg in write_reader:
                 data = msg.message.model_dump_json(by_alias=True, exclude_unset=True)
-                try:
-                    await stream.send(data.encode() + b"\n")
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return
+                await send(data.encode() + b"\n")
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
+        tg.start_soon(reader, tg)
         tg.start_soon(writer)
         await serve_dual_era_loop(server, read_stream, write_stream, lifespan_state=state,
                                   init_options=server.create_initialization_options())
         tg.cancel_scope.cancel()
+
+
+def _decide_hook(state: Any, args: dict[str, Any]) -> tuple[str, bool]:
+    try:
+        return decide_hook(state, args)
+    except Exception as exc:  # boundary of a security hook: fail closed, never drop it
+        from smart_orchestrator.policy.engine import _log_crash
+
+        return fail_closed(args, f"internal error ({type(exc).__name__}); details in "
+                                 f"{_log_crash(exc)}"), False
 
 
 async def _send_line(stream: anyio.abc.SocketStream, value: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from typing import IO, Any
 from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
 
+from .hook_call import fail_closed, guarded
 from .service_wire import MAX_LINE, plugin_stamp, private_dir_ok, service_lock, socket_path
 
 __all__ = ["Shim", "main"]
@@ -37,8 +38,6 @@ __all__ = ["Shim", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "bin" / "smart-orchestrator"
 SNAPSHOT = Path(__file__).with_name("tools.json")
-# Tools that start, resume or message agents: decided by the service, denied without it.
-AGENT_TOOLS = frozenset({"Agent", "Task", "SendMessage", "Workflow", "TaskStop", "Skill"})
 HOLD_S = float(os.environ.get("SMART_ORCHESTRATOR_SHIM_HOLD_S") or 100.0)
 TOOL_WAIT_S = 120.0
 PROMPT_WAIT_S = 15.0
@@ -173,14 +172,14 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        if hook and not _guarded(args) and args.get("event") != "UserPromptSubmit":
+        if hook and not guarded(args) and args.get("event") != "UserPromptSubmit":
             # Nothing here starts or feeds an agent (a Stop, the session's end, a
             # compaction): answered now, never holding up the session for the service.
             self._send(_text_result(msg["id"], json.dumps(self._fail_closed(args))))
             return
         # A prompt waits a little: the model acts right after it, and the service pins the
         # session's policy as the session connects, which must come first.
-        wait = (self.hold_s if _guarded(args) else min(PROMPT_WAIT_S, self.hold_s)) if hook \
+        wait = (self.hold_s if guarded(args) else min(PROMPT_WAIT_S, self.hold_s)) if hook \
             else TOOL_WAIT_S
         token = (params.get("_meta") or {}).get("progressToken") \
             if isinstance(params.get("_meta"), dict) else None
@@ -204,25 +203,8 @@ class Shim:
             self._send(_text_result(msg["id"], self._unavailable(), error=True))
 
     def _fail_closed(self, args: dict[str, Any]) -> dict[str, Any]:
-        event = str(args.get("event") or "")
-        reason = ("Smart Orchestrator cannot check this call: " + self._unavailable())
-        if event == "PreToolUse" and _guarded(args):
-            return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                           "permissionDecision": "deny",
-                                           "permissionDecisionReason": reason}}
-        if event in ("PostToolUse", "PostToolUseFailure") and \
-                str(args.get("tool_name") or "") in AGENT_TOOLS:
-            return {"decision": "block", "reason": "Smart Orchestrator could not scan this "
-                    "subagent's output for credentials: " + self._unavailable(),
-                    "hookSpecificOutput": {"hookEventName": event, "updatedToolOutput":
-                                           _withheld(args.get("tool_response"))}}
-        if event == "UserPromptSubmit" and "<task-notification>" in str(args.get("prompt")):
-            # A background agent's answer, which nothing can scan now: kept out.
-            return {"decision": "block", "reason": "Smart Orchestrator could not scan a "
-                    "background agent's answer for credentials: " + self._unavailable(),
-                    "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
-                                           "suppressOriginalPrompt": True}}
-        return {}
+        return fail_closed(args, "Smart Orchestrator cannot check this call: " +
+                           self._unavailable())
 
     def _unavailable(self) -> str:
         return (f"its service is not running ({self._problem}). It restarts by itself; if "
@@ -347,25 +329,6 @@ class Shim:
                 self.stdout.flush()
             except (OSError, ValueError):
                 self._closing = True
-
-
-def _guarded(args: dict[str, Any]) -> bool:
-    """A call the service must decide: one that starts or messages agents, or any tool
-    call a subagent makes."""
-    return str(args.get("tool_name") or "") in AGENT_TOOLS or bool(args.get("agent_id"))
-
-
-def _withheld(raw: Any) -> dict[str, Any]:
-    """The Agent result in its own shape (Claude Code ignores a rewrite that changes it),
-    its text replaced."""
-    try:
-        response = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        response = None
-    response = dict(response) if isinstance(response, dict) else {}
-    response["content"] = [{"type": "text", "text": "[Smart Orchestrator withheld this "
-                            "subagent's answer: its service could not scan it.]"}]
-    return response
 
 
 def _peer_is_me(sock: socket.socket) -> bool:

@@ -1,6 +1,7 @@
-"""`smart-orchestrator`: the command line for people, hooks and the plugin's server.
+"""`smart-orchestrator`: the command line for people, the SessionStart hook and the plugin's
+server.
 
-Each subcommand imports only what it needs: `hook` runs on every tool call.
+Each subcommand imports only what it needs.
 """
 
 from __future__ import annotations
@@ -124,12 +125,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
-def _cmd_hook(args: argparse.Namespace) -> int:
-    from hooks.command import main as hook_main
-
-    return hook_main([args.event])
-
-
 def _cmd_setup(_: argparse.Namespace) -> int:
     # The launcher already found a Python with every dependency. Claude Code runs this as
     # the SessionStart hook: pin the session's policy before the model can act.
@@ -172,9 +167,6 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="findings as JSON")
     scan.add_argument("--baseline", help="detect-secrets baseline of accepted findings")
     scan.set_defaults(fn=_cmd_scan)
-    hook = sub.add_parser("hook", help="run a hook (JSON payload on stdin)")
-    hook.add_argument("event", help="hook event name, e.g. PreToolUse")
-    hook.set_defaults(fn=_cmd_hook)
     sub.add_parser("setup", help="prepare the plugin's Python environment"
                    ).set_defaults(fn=_cmd_setup)
     sub.add_parser("validate-plugin", help="run `claude plugin validate` on this plugin"

@@ -1,11 +1,9 @@
-"""Exactly-once handling of a hook event that two hooks receive.
+"""At-most-once handling of a hook event by the one decider, the per-user service.
 
-The plugin registers two hooks on PreToolUse(Agent): an `mcp_tool` hook answered by the
-warm MCP server, and a cheap command hook as the gate of last resort (an `mcp_tool` hook
-whose server is not connected is skipped, which would let the call through unchecked).
-Whichever claims the event first decides it and records the decision beside the claim; the
-other waits for that decision and returns it too. A claim holder that dies before deciding
-is taken over, so neither hook ever answers for a decision nobody made.
+The service claims each event before deciding it and records the decision beside the
+claim, so the same event delivered twice (the same ids and the same input) is decided once
+and answered alike, and a service killed between claim and decision is taken over by the
+next one, so no answer is ever given for a decision nobody made.
 
 A claim is keyed by the event, its ids and a digest of the input that decides it, so a
 reused tool_use_id or agent id (a subagent's second answer, a resumed agent) is decided
@@ -33,16 +31,13 @@ from ..resources import pid_alive
 from ..store.base import Store
 
 __all__ = ["SEALED_FIELDS", "ClaimState", "ServerBeacon", "Settled", "Undecided", "claim",
-           "claim_key", "decide_once", "decision_file", "input_digest", "is_sealed", "owner_alive",
-           "process_owner", "prune_decision_files", "publish_decision", "seal",
-           "server_is_live", "server_is_responsive", "unseal"]
+           "claim_key", "decide_once", "input_digest", "is_sealed", "owner_alive",
+           "process_owner", "seal", "server_is_live", "unseal"]
 
 CLAIM_TTL_S = 24 * 3600
-# The server beats every second; a hook already waiting on a claim calls a server whose
-# beat is older than this wedged.
+# The server beats every second; `status` calls a server whose beat is older than this
+# unresponsive.
 BEAT_STALE_S = 10.0
-DECISION_FILE_TTL_S = 3600
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 Decision = dict[str, Any]
 
@@ -187,21 +182,19 @@ def _take_over(store: Store, key: str, dead: str, me: str) -> bool:
 
 
 def decide_once(store: Store, key: str, me: str, decide: Callable[[], Decision], *,
-                wait_for_other_s: float = 0.0, decision_timeout_s: float = 100.0,
+                decision_timeout_s: float = 100.0,
                 sleep: Callable[[float], None] = time.sleep,
                 alive: Callable[[str], bool] = owner_alive,
                 free_text: Callable[[], dict[str, Any]] | None = None) -> Settled:
-    """Decide the event once, whichever hook gets here first, and return the decision.
+    """Decide the event once and return the decision.
 
-    `wait_for_other_s` gives the preferred decider a head start before this one claims.
-    A hook that finds the event claimed waits for the holder's decision; if the holder
-    dies first, it takes over and decides. Raises `Undecided` when a live holder has not
-    decided within `decision_timeout_s` (the caller fails closed where that matters).
+    A caller that finds the event claimed (the same event delivered again) waits for the
+    holder's decision; if the holder died first (a killed service), it takes over and
+    decides. Raises `Undecided` when a live holder has not decided within
+    `decision_timeout_s` (the caller fails closed where that matters).
     `free_text` computes the text of a sealed decision from this hook's own payload; without
     it, or when it does not match, a sealed decision raises `Undecided` too.
     """
-    if wait_for_other_s > 0:
-        _poll(lambda: claim_state(store, key) is not None, wait_for_other_s, sleep)
     if claim(store, key, me):
         return Settled(_decide_and_record(store, key, me, decide), True)
     start = time.monotonic()
@@ -236,48 +229,11 @@ def _unsealed(state: ClaimState, free_text: Callable[[], dict[str, Any]] | None)
 def _decide_and_record(store: Store, key: str, me: str,
                        decide: Callable[[], Decision]) -> Decision:
     decision = decide()
-    # Unrecorded, the other hook cannot see it and fails closed at its timeout instead.
+    # Unrecorded, a second delivery of the event cannot see it and fails closed at its
+    # timeout instead.
     with contextlib.suppress(StoreError):
         record_decision(store, key, me, decision)
     return decision
-
-
-def _poll(done: Callable[[], bool], timeout_s: float, sleep: Callable[[float], None]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        sleep(0.005)
-
-
-def decision_file(data_dir: Path, session_id: str, tool_use_id: str) -> Path | None:
-    """Where the server leaves a PreToolUse(Agent) decision for the shell fast path
-    (hooks/run.sh), which reads it without starting Python."""
-    if not _SAFE_ID.match(tool_use_id):
-        return None
-    return data_dir / "servers" / f"{_safe_session(session_id)}.decided" / tool_use_id
-
-
-def publish_decision(data_dir: Path, session_id: str, tool_use_id: str,
-                     decision: Decision) -> None:
-    path = decision_file(data_dir, session_id, tool_use_id)
-    if path is None or any(k in _specific(decision) for k in SEALED_FIELDS):
-        return  # no prompt or output text on disk: such decisions go through Python
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(decision, separators=(",", ":")))
-        os.replace(tmp, path)  # the shell sees the whole file or none
-
-
-def prune_decision_files(data_dir: Path, now: float | None = None) -> int:
-    """Remove decisions nobody collected (the command hook was not registered or timed out)."""
-    cutoff = (now if now is not None else time.time()) - DECISION_FILE_TTL_S
-    removed = 0
-    for path in (data_dir / "servers").glob("*.decided/*"):
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-    return removed
 
 
 def _safe_session(session_id: str) -> str:
@@ -309,7 +265,7 @@ class ServerBeacon:
         return True
 
     def beat(self) -> None:
-        """Tells hooks the server is responsive, not only alive (see hooks/run.sh)."""
+        """Tells `status` the server's event loop is responsive, not only alive."""
         if self._fh is not None:
             with contextlib.suppress(OSError):
                 os.utime(self.path)
@@ -318,19 +274,6 @@ class ServerBeacon:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def server_is_responsive(data_dir: Path, session_id: str,
-                         stale_s: float = BEAT_STALE_S) -> bool:
-    """Live, and its event loop touched the beacon within `stale_s`: a server whose loop is
-    wedged is alive but will not answer, and the hook waiting on it should not wait."""
-    if not server_is_live(data_dir, session_id):
-        return False
-    try:
-        age = time.time() - _beacon_path(data_dir, session_id).stat().st_mtime
-    except OSError:
-        return False
-    return age < stale_s
 
 
 def server_is_live(data_dir: Path, session_id: str) -> bool:

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def test_a_subagent_never_reads_credentials_however_it_spells_them(
     assert len(denied) == attacks, rows
     assert {r["source"] for r in denied} == {"server"}
     assert sum(1 for r in rows if r["decision"] == "allow") == 2
-    # Exactly once per call: the command hook returned the server's decision.
+    # Exactly once per call: one decider.
     assert len(rows) == attacks + 2
 
 
@@ -130,6 +131,12 @@ def test_with_the_service_gone_a_subagents_credential_reads_are_still_denied(
     held: list[Any] = []
 
     def kill_the_service(request: ModelRequest) -> None:
+        if request.conversation == "main" and request.turn == 0:
+            # The short hold below is for after the kill: the Agent call waits for the
+            # service to be up, however long a loaded machine takes to start it.
+            deadline = time.monotonic() + 120
+            while not (data / "service.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         if request.conversation != "CRED-2" or held:
             return None
         os.kill(json.loads((data / "service.json").read_text())["pid"], signal.SIGKILL)

@@ -109,3 +109,44 @@ def test_sessions_share_one_warm_service(
     assert pids[0] == pids[1], "the second session used the service the first one started"
     sessions = {json.loads(d)["session_id"] for *_, d in audit_rows(home, "policy.decision")}
     assert len(sessions) == 2
+
+
+def _metrics_counts(home: Path) -> dict[str, int]:
+    from smart_orchestrator.metrics.core import compute_metrics
+    from smart_orchestrator.store import SqliteStore
+
+    store = SqliteStore(plugin_data(home) / "state.db", readonly=True)
+    try:
+        report = compute_metrics(store, since_us=0, until_us=2**62)
+    finally:
+        store.close()
+    [native] = [c for c in report.columns if c.name == "native_after"]
+    return dict(native.counts)
+
+
+def test_agents_that_end_as_print_mode_exits_are_recorded_as_succeeded(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The last thing the model does is start agents (three at once, then one more) and
+    answer: `claude -p` exits as soon as it has the answer, with the session's last hook
+    calls just sent. Every agent that succeeded has its `agent.end`, and metrics count
+    them as completed, not lost or crashed."""
+    home, work = claude_dirs["home"], claude_dirs["work"]
+    _policy(work, "[admission]\nmax_in_flight_session = 8\nspawns_per_minute = 100\n")
+    scripted_model.main([turn(*[agent_call(f"END-{k}: answer", description=f"part {k}")
+                                for k in range(3)]),
+                         agent_call("LAST-1: answer"), text("done")])
+    for tag in ("END-0", "END-1", "END-2", "LAST-1"):
+        scripted_model.subagent(tag, [text(f"{tag} finished")])
+    run = run_plugin(run_claude, repo_root, "go")
+    run.assert_success()
+    ends = [json.loads(d) for *_, d in audit_rows(home, "agent.end")]
+    # Read once the CLI has exited, without waiting: these hooks are answered before the
+    # CLI goes on, so their rows are written by then.
+    assert len(ends) == 4 and all(e["ok"] and e["status"] == "completed" for e in ends), ends
+    decisions = [json.loads(d) for *_, d in audit_rows(home, "policy.decision")]
+    allowed = {d["tool_use_id"] for d in decisions if d["decision"] == "allow"}
+    assert {e["tool_use_id"] for e in ends} == allowed
+    counts = _metrics_counts(home)
+    assert (counts["allowed"], counts["ok"], counts["failed"], counts["crashes"]) == \
+        (4, 4, 0, 0), counts

@@ -39,11 +39,11 @@ SUITES: dict[str, tuple[str, str]] = {
         "verifies, integrity check passes, nothing half-written), subagent calls are denied "
         "rather than let through, and admission falls back to one agent at a time.")),
     "fuzz_hooks": ("Fuzzing: hook payloads", (
-        "Generated hook payloads (malformed JSON, wrong types, huge and deeply nested "
-        "values, odd encodings, lone surrogates) through the command hook's `main` in "
-        "process and through the launcher. Never a traceback; stdout is empty "
-        "or one JSON object of valid hook output; a malformed PreToolUse(Agent) is always "
-        "denied.")),
+        "Generated hook payloads (wrong types, huge and deeply nested values, lone "
+        "surrogates) as Claude Code substitutes them into a hook's `policy_check` call, "
+        "through the service's decision (`decide_hook`), and random lines through its "
+        "recognition of a hook call. Never a traceback; the answer is `{}` or one JSON "
+        "object of valid hook output; a malformed PreToolUse(Agent) is always denied.")),
     "fuzz_mcp": ("Fuzzing: MCP tool arguments", (
         "Generated arguments for every tool of the `orchestrator` server over the in-memory "
         "MCP client (one server for the whole run). Every answer is a valid tool result; "
@@ -53,8 +53,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "load": ("Load", (
         "Eight processes, each driving one Claude Code session's hook sequence "
         "(PreToolUse(Agent), SubagentStart, the subagent's tool calls, SubagentStop, "
-        "PostToolUse) through the policy engine against one database, with the server and "
-        "command hook racing to claim each event. Every event decided exactly once, every "
+        "PostToolUse) through the policy engine against one database, each event delivered "
+        "twice and both deliveries racing to claim it. Every event decided exactly once, every "
         "lease released, the admission cap never exceeded, the chain intact, no errors. "
         "And a wave of real agents against the scripted model: memory under its budget, "
         "every task accounted for.")),
@@ -187,15 +187,16 @@ FINDINGS: tuple[Finding, ...] = (
             "A deeply nested JSON payload (e.g. 5,000 `[`) made the command hook crash with a "
             "RecursionError traceback and exit 1, a non-blocking hook error: the Agent call "
             "went ahead unchecked (fail open).",
-            "`hooks/command.py` treats RecursionError like any malformed input: "
-            "PreToolUse(Agent) is denied.",
-            "test_fuzz_hooks.py::test_deeply_nested_payload_is_denied_without_traceback"),
+            "The command hook is gone; the service reads a nested `tool_input` that JSON "
+            "cannot parse as malformed: PreToolUse(Agent) is denied.",
+            "test_fuzz_hooks.py::test_deeply_nested_input_is_denied_without_traceback"),
     Finding("fuzz_hooks",
             "A PreToolUse payload whose `hook_event_name` named another event, or whose "
             "`tool_name` was not a string (e.g. `[\"Agent\"]`), was decided as that other "
             "event or as a non-Agent tool: allowed without the Agent checks.",
-            "`hooks/command.py` decides the event the hook was registered for and denies a "
-            "PreToolUse that does not name its tool with a string, or names another event.",
+            "The event comes from Claude Code's own `${hook_event_name}`; the service denies "
+            "a PreToolUse whose arguments are not text, and reads each event with its own "
+            "fields only (`HookArgs`).",
             "test_fuzz_hooks.py::test_a_payload_cannot_talk_its_way_out_of_the_agent_gate"),
     Finding("fuzz_hooks",
             "An Agent call whose `session_id` was an object, `run_in_background` a string or "

@@ -95,3 +95,36 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None =
 
 def one_line(text: str) -> bool:
     return bool(text.strip()) and "\n" not in text.strip() and "Traceback" not in text
+
+
+def mcp_hook_args(event: str, payload: Any) -> dict[str, str]:
+    """The `policy_check` arguments Claude Code's `${...}` substitution makes of `payload`
+    for a hook registered on `event`: strings as they are, objects and arrays as JSON,
+    other values as text, missing ones empty."""
+    from mcp_server.policy_tools import HOOK_FIELDS
+
+    fields = payload if isinstance(payload, dict) else {}
+    args = {"event": event}
+    for name in HOOK_FIELDS[1:]:
+        value = fields.get(name)
+        args[name] = ("" if value is None else value if isinstance(value, str)
+                      else str(value).lower() if isinstance(value, bool)
+                      else json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    return args
+
+
+def hook_answer(event: str, payload: Any) -> str:
+    """What the service answers a hook's `policy_check` call for this event: the one
+    decider, in this process, on the data folder the environment names."""
+    from mcp_server.policy_tools import decide_hook
+    from mcp_server.state import AppState
+    from smart_orchestrator.store import open_store
+
+    state = AppState(open_store())
+    try:
+        text, refused = decide_hook(state, mcp_hook_args(event, payload))
+    finally:
+        assert state.store is not None
+        state.store.close()
+    assert not refused, text
+    return text

@@ -8,12 +8,9 @@ network transport.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sqlite3
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from hooks.command import main as hook_main
 from mcp_server.wave_tools import default_service
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
@@ -30,7 +26,7 @@ from smart_orchestrator.waves import WaveConfig, WavePlan, WaveService
 from ..e2e.harness import ScriptedModel, find_claude_bin, offline_env, text, tool_use
 from ..unit.policy_payloads import post_agent, pre_agent, subagent_event, subagent_tool
 from ._figures import Figures
-from ._util import run_cli
+from ._util import hook_answer, run_cli
 
 SUITE = "isolation"
 # Shaped like real credentials, so the secret scanner knows them; none is valid anywhere.
@@ -171,16 +167,7 @@ def test_spawn_wave_agents_cannot_read_outside_their_folder(world: AgentWorld,
 # -- secrets never stored --------------------------------------------------------------------
 
 def _hook(event: str, payload: dict[str, Any]) -> str:
-    stdin = io.TextIOWrapper(io.BytesIO(json.dumps(payload).encode()), encoding="utf-8")
-    out = io.StringIO()
-    saved = sys.stdin
-    sys.stdin = stdin
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            assert hook_main([event]) == 0
-    finally:
-        sys.stdin = saved
-    return out.getvalue()
+    return hook_answer(event, payload)
 
 
 def test_secrets_in_hook_traffic_never_reach_the_data_folder(

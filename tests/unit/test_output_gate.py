@@ -18,8 +18,6 @@ from smart_orchestrator.policy.claims import (
     Undecided,
     claim_key,
     decide_once,
-    decision_file,
-    publish_decision,
     seal,
     unseal,
 )
@@ -68,7 +66,7 @@ def as_mcp_args(payload: dict[str, Any]) -> dict[str, Any]:
     pre_agent(), post_agent(), subagent_event("SubagentStop", "a1", message="hi"),
     subagent_event("SubagentStop", "a1", stop_hook_active=True), notification("done")],
     ids=["pre", "post", "stop", "stop-active", "notification"])
-def test_both_hooks_compute_the_same_claim_key(payload: dict[str, Any]) -> None:
+def test_an_mcp_hook_call_has_the_claim_key_of_its_payload(payload: dict[str, Any]) -> None:
     mcp = normalize_mcp_args(as_mcp_args(payload))
     keys = {claim_key(p["hook_event_name"], SESSION, str(p.get("tool_use_id") or ""),
                       str(p.get("agent_id") or ""), p) for p in (payload, mcp)}
@@ -117,17 +115,6 @@ def test_unseal_refuses_a_missing_text() -> None:
     decision = seal({"hookSpecificOutput": {"updatedToolOutput": {"content": []}}})
     with pytest.raises(ValueError):
         unseal(decision, {})
-
-
-def test_decisions_carrying_text_are_not_left_for_the_shell(tmp_path: Path) -> None:
-    redacted = {"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                       "permissionDecision": "allow",
-                                       "updatedInput": {"prompt": "x"}}}
-    publish_decision(tmp_path, SESSION, "toolu_1", redacted)
-    path = decision_file(tmp_path, SESSION, "toolu_1")
-    assert path is not None and not path.exists()
-    publish_decision(tmp_path, SESSION, "toolu_1", {})
-    assert path.exists()
 
 
 def test_the_redacting_engine_reproduces_its_own_text(store: SqliteStore,

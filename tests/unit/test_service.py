@@ -378,3 +378,100 @@ def test_a_data_folder_too_deep_for_a_unix_socket_gets_a_private_short_one(
     assert len(os.fsencode(path)) <= 107
     assert path.parent.name == f"smart-orchestrator-{os.getuid()}"
     assert socket_path(deep) == path and socket_path(tmp_path / "other" / ("e" * 100)) != path
+
+
+# -- hook calls answered without the SDK's request machinery -----------------------------
+
+def test_a_hook_call_is_answered_as_the_sdk_answers_it(service: subprocess.Popen[bytes],
+                                                       data: Path, tmp_path: Path) -> None:
+    client = _Client(data, "edge-session", tmp_path)
+    client.send(_hook_call(1, session="edge-session", prompt=f"deploy with {AWS_KEY}"))
+    direct = client.answer(1)
+    # Another tool through the SDK, for the result's shape.
+    client.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "gate_status", "_meta": ENVELOPE, "arguments": {}}})
+    through_sdk = client.answer(2)
+    assert _decision(direct) == "deny"
+    assert set(direct["result"]) == set(through_sdk["result"]) | {"isError"} or \
+        set(direct["result"]) == set(through_sdk["result"])
+    assert direct["result"]["isError"] is False and direct["result"]["resultType"] == "complete"
+    assert direct["result"]["_meta"] == through_sdk["result"]["_meta"]
+
+
+@pytest.mark.parametrize("meta", [
+    {**ENVELOPE, "claudecode/toolUseId": "toolu_model"},  # the model calling the tool
+])
+def test_a_model_cannot_call_policy_check_on_either_path(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path,
+        meta: dict[str, Any]) -> None:
+    client = _Client(data, "model-session", tmp_path)
+    call = _hook_call(1, session="model-session")
+    call["params"]["_meta"] = meta
+    call["params"]["arguments"]["event"] = "SessionEnd"
+    client.send(call)
+    answer = client.answer(1)
+    assert answer["result"]["isError"] is True
+    assert "cannot be called as a tool" in answer["result"]["content"][0]["text"]
+
+
+@pytest.mark.parametrize("arguments", [
+    {"event": "PreToolUse", "tool_name": ["Agent"], "tool_input": "{}"},
+    {"event": "PreToolUse", "tool_name": "Agent", "tool_input": {"prompt": "x"}},
+    {"event": ["SessionEnd"], "tool_name": "Agent", "tool_input": "{}"},
+    {"event": "PreToolUse", "tool_name": "Bash", "agent_id": 7, "tool_input": "{}"},
+])
+def test_a_malformed_hook_call_is_denied_in_one_line(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path,
+        arguments: dict[str, Any]) -> None:
+    client = _Client(data, "bad-session", tmp_path)
+    call = _hook_call(1, session="bad-session")
+    call["params"]["arguments"] = {"session_id": "bad-session", **arguments}
+    client.send(call)
+    answer = client.answer(1)
+    assert _decision(answer) == "deny"
+    assert "malformed hook input" in _reason(answer) and "\n" not in _reason(answer)
+
+
+def test_a_hook_call_naming_another_session_is_refused(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path) -> None:
+    client = _Client(data, "mine", tmp_path)
+    client.send(_hook_call(1, session="someone-else"))
+    answer = client.answer(1)
+    assert answer["result"]["isError"] is True
+    assert "another session" in answer["result"]["content"][0]["text"]
+
+
+def test_parallel_hook_calls_of_one_connection_are_all_answered(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path) -> None:
+    (tmp_path / ".claude").mkdir()
+    (tmp_path / ".claude/smart-orchestrator.toml").write_text(
+        "[admission]\nmax_in_flight_session = 16\nmax_in_flight_machine = 16\n"
+        "spawns_per_minute = 100\nwait_timeout_s = 0\n")
+    client = _Client(data, "burst-session", tmp_path)
+    for n in range(1, 13):
+        client.send(_hook_call(n, session="burst-session"))
+    answers = {}
+    while len(answers) < 12:  # in any order: each is decided on its own
+        msg = json.loads(client.reader.readline())
+        answers[msg["id"]] = msg
+    assert sorted(answers) == list(range(1, 13))
+    assert {_decision(a) for a in answers.values()} == {None}, \
+        [_reason(a) for a in answers.values() if _reason(a)]
+
+
+def test_every_hook_passes_exactly_the_fields_its_event_is_read_with() -> None:
+    """hooks/hooks.json and the typed hook arguments (`HookArgs`) say the same: a field a
+    check reads but the hook does not pass would silently read as empty."""
+    from mcp_server.hook_call import EVENT_ARGS
+
+    hooks = json.loads((REPO_ROOT / "hooks" / "hooks.json").read_text())["hooks"]
+    seen: dict[str, set[str]] = {}
+    for event, groups in hooks.items():
+        for group in groups:
+            for hook in group["hooks"]:
+                if hook["type"] != "mcp_tool":
+                    continue
+                assert hook["input"]["event"] == "${hook_event_name}"
+                assert all(v == f"${{{k}}}" for k, v in hook["input"].items() if k != "event")
+                seen.setdefault(event, set()).update(hook["input"])
+    assert seen == {e: set(f) for e, f in EVENT_ARGS.items()}
