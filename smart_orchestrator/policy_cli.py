@@ -297,7 +297,17 @@ def claude_in_tree(pid: int) -> int | None:
         chain += chain[0].parents()
     except psutil.Error:
         return None
+    # A double fork leaves its parent for init but keeps the session it was started in
+    # (Claude Code's Bash tool gives each command one): that session's leader counts.
+    leaders = []
     for proc in chain:
+        with contextlib.suppress(OSError):
+            sid = os.getsid(proc.pid)
+            if sid > 1 and sid not in {p.pid for p in chain}:
+                with contextlib.suppress(psutil.Error):
+                    leader = psutil.Process(sid)
+                    leaders += [leader, *leader.parents()]
+    for proc in [*chain, *leaders]:
         names: set[str] = set()
         environ: dict[str, str] = {}
         with contextlib.suppress(psutil.Error):
