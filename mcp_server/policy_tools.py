@@ -15,7 +15,7 @@ from smart_orchestrator.policy.claims import (
     decide_once,
     process_owner,
 )
-from smart_orchestrator.policy.surfaces import GATED_TOOLS, UNCLAIMED_EVENTS
+from smart_orchestrator.policy.surfaces import GATED_TOOLS, POST_TOOLS, UNCLAIMED_EVENTS
 from smart_orchestrator.session import bound as bound_session
 
 from .state import AppState
@@ -49,7 +49,9 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
             factory = state.engine_factory()
         except Exception as exc:  # no store, no decision: subagent calls fail closed
             return _closed(payload, str(exc))
-        if event in UNCLAIMED_EVENTS:
+        if event in UNCLAIMED_EVENTS or (event == "PostToolUse" and not agent_id and
+                                         tool_name not in GATED_TOOLS | POST_TOOLS):
+            # A main agent's tool result: redaction recomputed on a redelivery, no claim row.
             return json.dumps(factory.decide(payload))
         key = claim_key(event, session_id, tool_use_id, agent_id, payload)
         try:
