@@ -200,7 +200,8 @@ def _print_report(r: dict[str, Any]) -> None:
         if pending["baseline_sha256"]:
             what += (", " if what else "") + "an unconfirmed secrets baseline"
         print(f"\nPending, unconfirmed: {what}. New sessions keep the trusted policy until "
-              "a person runs `smart-orchestrator policy accept` in a terminal.")
+              "a person confirms it (the `policy_accept` tool's dialog in Claude Code, or "
+              "`smart-orchestrator policy accept` in a terminal of their own).")
 
 
 def _baseline_sha(config: PolicyConfig, project: Path) -> str | None:
