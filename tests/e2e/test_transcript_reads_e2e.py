@@ -11,7 +11,9 @@ redacted, and each redaction is audited.
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -91,3 +93,52 @@ def test_a_session_without_subagents_reads_as_usual(
     [result] = scripted_model.tool_results("main")
     assert key in result.text  # the main agent's own files are not ours to police
     assert audit_rows(claude_dirs["home"], "transcript.redacted") == []
+
+
+def test_reading_the_output_file_the_launch_names_comes_back_redacted(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The model reads the exact paths Claude Code gave it (the launch result's
+    `output_file`) and the transcript next to its agent id, with Read and Grep."""
+    key = aws_key()
+    home = claude_dirs["home"]
+    ids = ["toolu_trx_read_output", "toolu_trx_grep_output", "toolu_trx_read_transcript",
+           "toolu_trx_read_tail"]
+
+    def steps(body: str) -> Any:
+        output = re.search(r"output_file: (\S+?\.output)", body)
+        agent = re.search(r"agentId: (\w+)", body)
+        assert output and agent, "the launch result names the output file and the agent"
+        [transcript] = glob.glob(str(home / ".claude" / "projects" / "*" / "*" / "subagents"
+                                     / f"agent-{agent.group(1)}.jsonl"))
+        return [tool_use("Read", {"file_path": output.group(1), "allow_large": True},
+                         id=ids[0]),
+                tool_use("Grep", {"pattern": "AKIA", "path": output.group(1),
+                                  "output_mode": "content"}, id=ids[1]),
+                tool_use("Read", {"file_path": transcript, "allow_large": True}, id=ids[2]),
+                tool_use("Read", {"file_path": transcript, "offset": 2, "limit": 40},
+                         id=ids[3]),
+                text("done")]
+
+    def rule(request: Any) -> Any:
+        body = json.dumps(request.body or {})
+        if "SLEPT-MARK" not in body:
+            return None
+        done = sum(f'"{i}"' in body for i in ids)
+        return steps(body)[done]
+
+    scripted_model.on(rule)
+    scripted_model.main([agent_call("TRX-PATH: find the key", background=True),
+                         _bash("sleep 8; echo SLEPT-MARK")])
+    scripted_model.subagent("TRX-PATH", repeating(key))
+    run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash", "Read", "Grep"),
+               extra_args=["--permission-mode", "bypassPermissions"],
+               env={"IS_SANDBOX": "1"})
+    results = {r.tool_use_id: r for r in scripted_model.tool_results("main")}
+    assert set(ids) <= set(results), sorted(results)
+    assert all(key not in results[i].text for i in ids)
+    redacted = [i for i in ids if "[REDACTED:aws-access-key-id]" in results[i].text]
+    # The credential was in what came back: whole-file reads and the Grep show it redacted.
+    assert len(redacted) >= 2, {i: results[i].text[-300:] for i in ids}
+    assert_main_never_saw(scripted_model, key)
+    assert wait_for_audit(home, "transcript.redacted", len(redacted))
