@@ -49,9 +49,10 @@ def register_policy_tools(server: MCPServer[AppState]) -> None:
             factory = state.engine_factory()
         except Exception as exc:  # no store, no decision: subagent calls fail closed
             return _closed(payload, str(exc))
-        if event in UNCLAIMED_EVENTS or (event == "PostToolUse" and not agent_id and
+        if event in UNCLAIMED_EVENTS or (event == "PostToolUse" and
                                          tool_name not in GATED_TOOLS | POST_TOOLS):
-            # A main agent's tool result: redaction recomputed on a redelivery, no claim row.
+            # A tool result that is not an agent's: redaction recomputed on a redelivery,
+            # no claim row.
             return json.dumps(factory.decide(payload))
         key = claim_key(event, session_id, tool_use_id, agent_id, payload)
         try:

@@ -60,3 +60,23 @@ def test_rescans_a_grown_file(tmp_path: Path) -> None:
     with files[0].open("a") as fh:
         fh.write(json.dumps({"text": f"now {KEY}"}) + "\n")
     assert KEY in secrets.secrets(files)
+
+
+def _call(**args: object) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "policy_check", "arguments": args}}
+
+
+def test_the_shim_answers_tool_results_nothing_needs(tmp_path: Path) -> None:
+    from mcp_server.shim import _nothing_to_redact
+
+    main = tmp_path / "sess.jsonl"
+    main.write_text("")
+    post = {"event": "PostToolUse", "tool_name": "Read", "transcript_path": str(main)}
+    assert _nothing_to_redact(_call(**post))  # no subagent yet
+    assert _nothing_to_redact(_call(**post, agent_id="a1"))  # a subagent's own result
+    (tmp_path / "sess" / "subagents").mkdir(parents=True)
+    assert not _nothing_to_redact(_call(**post))  # now the service redacts
+    assert not _nothing_to_redact(_call(**{**post, "tool_name": "Agent"}))
+    assert not _nothing_to_redact(_call(**{**post, "event": "PreToolUse"}))
+    assert not _nothing_to_redact(_call(**{**post, "transcript_path": ""}))
