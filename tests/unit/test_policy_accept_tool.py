@@ -4,6 +4,7 @@ answer in the user's place changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -208,3 +209,70 @@ def test_other_hooks_and_the_word_in_a_command_are_not_answering_hooks(tmp_path:
     (tmp_path / ".claude" / "skills" / "s" / "SKILL.md").write_text(
         "---\nname: s\n---\nTalks about Elicitation in its body only.\n")
     assert answering_hooks(tmp_path, home=tmp_path / "h", managed=()) == []
+
+
+# -- the terminal path's process-tree walk ---------------------------------------------------------
+def _tree(env_extra: dict[str, str], detach: bool) -> int:
+    """A grandchild started under a parent marked as Claude Code's (or not); its pid."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE")}
+    inner = "import time; time.sleep(30)"
+    # The parent sets the marker; the grandchild runs without it (as `env -u` would make it).
+    code = ("import os, subprocess, sys\n"
+            "env = {k: v for k, v in os.environ.items() if not k.startswith('CLAUDE')}\n"
+            f"p = subprocess.Popen([sys.executable, '-c', {inner!r}], env=env,"
+            f" start_new_session={detach!r})\n"
+            "print(p.pid, flush=True)\n"
+            "__import__('time').sleep(30)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], env={**env, **env_extra},
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    _TREES.append((parent, pid))
+    return pid
+
+
+_TREES: list[tuple[Any, int]] = []
+
+
+@pytest.fixture
+def trees() -> Any:
+    yield _tree
+    import os
+    import signal
+
+    for parent, pid in _TREES:
+        for victim in (pid, parent.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        parent.wait()
+    _TREES.clear()
+
+
+@pytest.mark.parametrize("marker", ["CLAUDECODE", "CLAUDE_CODE_SESSION_ID",
+                                    "CLAUDE_CODE_ENTRYPOINT"])
+def test_a_process_whose_ancestor_claude_code_started_is_refused(trees: Any,
+                                                                 marker: str) -> None:
+    from smart_orchestrator.policy_cli import claude_in_tree
+
+    pid = trees({marker: "1"}, False)
+    assert claude_in_tree(pid) is not None
+
+
+def test_a_process_in_a_session_of_its_own_under_claude_code_is_refused(trees: Any) -> None:
+    from smart_orchestrator.policy_cli import claude_in_tree
+
+    assert claude_in_tree(trees({"CLAUDECODE": "1"}, True)) is not None
+
+
+def test_a_plain_process_tree_is_a_persons(trees: Any) -> None:
+    import os
+
+    from smart_orchestrator.policy_cli import claude_in_tree
+
+    if claude_in_tree(os.getpid()) is not None:
+        pytest.skip("these tests run under Claude Code themselves")
+    assert claude_in_tree(trees({}, False)) is None
