@@ -251,8 +251,11 @@ def test_plain_print_mode_has_no_one_to_ask_and_declines(
     _weaken_then_ask(scripted_model, claude_dirs["work"])
     run_plugin(run_claude, repo_root, "go", allowed_tools=("Write", ACCEPT_TOOL),
                extra_args=["--permission-mode", "bypassPermissions"], env={"IS_SANDBOX": "1"})
-    assert "accepted" in _accept_result(scripted_model).text
+    result = _accept_result(scripted_model)
+    assert '"accepted":false' in result.text.replace(" ", ""), result.text
     assert _rows(claude_dirs["home"], "policy.accepted") == []
+    [row] = _rows(claude_dirs["home"], "policy.accept_declined")
+    assert row["answer"] == "cancel"
 
 
 @pytest.mark.parametrize("where", [".claude/settings.local.json", ".claude/settings.json",

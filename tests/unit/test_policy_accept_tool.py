@@ -276,3 +276,35 @@ def test_a_plain_process_tree_is_a_persons(trees: Any) -> None:
     if claude_in_tree(os.getpid()) is not None:
         pytest.skip("these tests run under Claude Code themselves")
     assert claude_in_tree(trees({}, False)) is None
+
+
+@pytest.mark.parametrize("how", ["settings-file", "settings-equals", "settings-inline",
+                                 "plugin-dir", "config-dir"])
+def test_answering_hooks_reads_claude_codes_command_line_and_environment(
+        tmp_path: Path, how: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    hook = _hooks_json("ElicitationResult")
+    (tmp_path / "s.json").write_text(hook)
+    (tmp_path / "plug" / "hooks").mkdir(parents=True)
+    (tmp_path / "plug" / "hooks" / "hooks.json").write_text(hook)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "settings.json").write_text(hook)
+    args = {"settings-file": ["--settings", str(tmp_path / "s.json")],
+            "settings-equals": [f"--settings={tmp_path / 's.json'}"],
+            "settings-inline": ["--settings", hook],
+            "plugin-dir": ["--plugin-dir", str(tmp_path / "plug")],
+            "config-dir": []}[how]
+    env = {**os.environ, "CLAUDE_CONFIG_DIR": str(tmp_path / "conf")} \
+        if how == "config-dir" else dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *args],
+                            env=env, cwd=tmp_path)
+    try:
+        found = answering_hooks(tmp_path / "project", home=tmp_path / "home",
+                                claude_pid=proc.pid, managed=())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert found, how
