@@ -63,9 +63,9 @@ class OutputChecks:
         # credential cut across two answers shows up when the second one is scanned.
         self.delivered = FragmentMemory()
         self._gate_lock = threading.Lock()
-        from .transcript_guard import TranscriptSecrets
+        from .transcript_guard import TRANSCRIPTS
 
-        self.transcripts = TranscriptSecrets()
+        self.transcripts = TRANSCRIPTS
 
     def _scan(self, text: str, session: str = "") -> tuple[list[Finding], list[Finding]]:
         cfg = self.e.config

@@ -10,9 +10,9 @@ tool calls, every credential found in this session's subagent transcripts is red
 from the result (PostToolUse `updatedToolOutput`, in the tool's own output shape).
 
 Credentials are found in each transcript as written (JSON-escaped) and in its decoded
-string values, so a reader that decodes the JSON (`jq -r`) is covered too. Files are
-scanned once per size and modification time; a session that started no subagent costs
-one `stat`.
+string values, so a reader that decodes the JSON (`jq -r`) is covered too. Each file is
+read once, in the lines it gained since the last look; a session that started no subagent
+is answered by the shim without asking the service.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TranscriptSecrets", "redact_known", "subagent_transcripts"]
+__all__ = ["TRANSCRIPTS", "TranscriptSecrets", "redact_known", "subagent_transcripts"]
 
 MAX_TRANSCRIPT = 64 << 20
 _MIN_SECRET = 8
@@ -41,10 +41,12 @@ def subagent_transcripts(transcript_path: str) -> list[Path]:
 
 
 class TranscriptSecrets:
-    """Credentials found in transcript files, cached per (size, mtime) of each file."""
+    """Credentials found in transcript files. A transcript only grows, one JSON record per
+    line, and no credential spans two records: each file is read from where the last look
+    stopped (its last complete line), so a long transcript costs its new lines only."""
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
+        self._seen: dict[Path, tuple[int, int, dict[str, str]]] = {}  # inode, offset, found
         self._lock = threading.Lock()
 
     def secrets(self, files: list[Path]) -> dict[str, str]:
@@ -55,24 +57,32 @@ class TranscriptSecrets:
         return found
 
     def _file(self, path: Path) -> dict[str, str]:
-        try:
-            st = path.stat()
-        except OSError:
-            return {}
-        stamp = (st.st_size, st.st_mtime_ns)
-        with self._lock:
-            cached = self._cache.get(path)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        try:
-            with path.open("rb") as fh:
-                text = fh.read(MAX_TRANSCRIPT).decode("utf-8", "replace")
-        except OSError:
-            return {}
-        found = _scan_all(text)
-        with self._lock:
-            self._cache[path] = (stamp, found)
-        return found
+        with self._lock:  # one reader per file at a time; the scan is what costs
+            try:
+                st = path.stat()
+            except OSError:
+                return {}
+            inode, offset, found = self._seen.get(path, (st.st_ino, 0, {}))
+            if inode != st.st_ino or st.st_size < offset:  # replaced or cut: start again
+                inode, offset, found = st.st_ino, 0, {}
+            if st.st_size > offset and offset < MAX_TRANSCRIPT:
+                try:
+                    with path.open("rb") as fh:
+                        fh.seek(offset)
+                        data = fh.read(MAX_TRANSCRIPT - offset)
+                except OSError:
+                    return found
+                complete = data.rfind(b"\n") + 1
+                if complete:
+                    found = {**found, **_scan_all(data[:complete].decode("utf-8", "replace"))}
+                    offset += complete
+            self._seen[path] = (inode, offset, found)
+            return found
+
+
+# Shared by every engine of the process: an engine is rebuilt when a session's policy
+# changes, and a transcript need not be read again for that.
+TRANSCRIPTS = TranscriptSecrets()
 
 
 def _scan_all(text: str) -> dict[str, str]:

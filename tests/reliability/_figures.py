@@ -95,7 +95,7 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "it; the question is bound to the digests shown) or at a terminal Claude Code did not "
      "start; the cache is keyed by content and checked; pragmas apply to reviewed files only",
      "`tests/e2e/test_policy_pinning_e2e.py` (16 runs), `test_policy_accept_e2e.py` (12 "
-     "runs), `test_policy_pinning.py` (62), `test_policy_accept_tool.py` (22)"),
+     "runs), `test_policy_pinning.py` (62), `test_policy_accept_tool.py` (32)"),
     ("Credential paths",
      "Other readers than cat, globs, a Grep or Glob over the home folder, symlinks, the GitHub "
      "CLI's token file, commands that print stored credentials, interpreters and shells given "
@@ -116,12 +116,13 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "The main agent reads a background agent's `output_file` or its `subagents/agent-*.jsonl` "
      "transcript for the credential the gate kept out: `cat` through a glob, `tail`, "
      "`grep -r` over the projects folder, Python decoding the JSON lines, a copy read with "
-     "Read, the Grep tool, `sed`, and Claude Code's own files of large tool results",
+     "Read, Read and Grep of the exact `output_file` the launch names, the Grep tool, "
+     "`sed`, and Claude Code's own files of large tool results",
      "Every credential found in the session's subagent transcripts (as written and JSON-"
      "decoded) is redacted from each of the main agent's tool results (PostToolUse "
      "`updatedToolOutput`), whatever path or program reached it",
-     "`tests/e2e/test_transcript_reads_e2e.py` (2 runs, 10 reads), "
-     "`test_transcript_guard.py` (4)"),
+     "`tests/e2e/test_transcript_reads_e2e.py` (3 runs, 14 reads), "
+     "`test_transcript_guard.py` (5)"),
     ("No raw secret on disk",
      "Distinct credentials planted in every field of every surface (Agent, SendMessage, wave "
      "plans and outputs, subagent answers)",
