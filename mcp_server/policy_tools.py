@@ -15,7 +15,7 @@ from smart_orchestrator.policy.claims import (
     decide_once,
     process_owner,
 )
-from smart_orchestrator.policy.surfaces import UNCLAIMED_EVENTS
+from smart_orchestrator.policy.surfaces import GATED_TOOLS, POST_TOOLS, UNCLAIMED_EVENTS
 from smart_orchestrator.session import bound as bound_session
 
 from .hook_call import EVENT_ARGS
@@ -68,7 +68,10 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
         factory = state.engine_factory()
     except Exception as exc:  # no store, no decision: subagent calls fail closed
         return fail_closed(args, str(exc)), False
-    if event in UNCLAIMED_EVENTS:
+    if event in UNCLAIMED_EVENTS or (event == "PostToolUse" and str(
+            payload.get("tool_name") or "") not in GATED_TOOLS | POST_TOOLS):
+        # A tool result that is not an agent's: redaction recomputed on a redelivery,
+        # no claim row.
         return json.dumps(factory.decide(payload)), False
     key = claim_key(event, str(payload.get("session_id") or ""),
                     str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),

@@ -27,6 +27,7 @@ from smart_orchestrator.policy.claims import ServerBeacon
 from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
+from .accept_tools import register_accept_tools
 from .context_tools import register_context_tools
 from .gate_tools import register_gate_tools
 from .metrics_tools import register_metrics_tools
@@ -176,6 +177,7 @@ def build_server() -> MCPServer[AppState]:
         return AuditVerifyResult(**report.as_json())
 
     register_policy_tools(server)
+    register_accept_tools(server)
     register_gate_tools(server)
     register_context_tools(server)
     register_metrics_tools(server)

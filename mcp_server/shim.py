@@ -30,7 +30,7 @@ from typing import IO, Any
 from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
 
-from .hook_call import fail_closed, guarded
+from .hook_call import AGENT_TOOLS, fail_closed, guarded
 from .service_wire import MAX_LINE, plugin_stamp, private_dir_ok, service_lock, socket_path
 
 __all__ = ["Shim", "main"]
@@ -110,6 +110,9 @@ class Shim:
             # here as the modern server answers it, because a service connection whose
             # first message is `initialize` would serve the old protocol era.
             self._standby(msg)
+            return
+        if _nothing_to_redact(msg):
+            self._send(_text_result(msg["id"], "{}"))
             return
         if self._forward(msg, line):
             return
@@ -329,6 +332,25 @@ class Shim:
                 self.stdout.flush()
             except (OSError, ValueError):
                 self._closing = True
+
+
+def _nothing_to_redact(msg: dict[str, Any]) -> bool:
+    """A tool result (not an agent's) that no check needs: a subagent's, or the main
+    agent's in a session that started no subagent (whose transcripts are what the service
+    redacts from the main agent's results). Answered here: no round trip to the service."""
+    params = msg.get("params")
+    if msg.get("method") != "tools/call" or not isinstance(params, dict) or \
+            params.get("name") != "policy_check" or "id" not in msg:
+        return False
+    args = params.get("arguments")
+    if not isinstance(args, dict) or args.get("event") != "PostToolUse" or \
+            str(args.get("tool_name") or "") in AGENT_TOOLS:
+        return False
+    if args.get("agent_id"):
+        return True
+    transcript = str(args.get("transcript_path") or "")
+    return transcript.endswith(".jsonl") and \
+        not Path(transcript[: -len(".jsonl")], "subagents").is_dir()
 
 
 def _peer_is_me(sock: socket.socket) -> bool:

@@ -12,6 +12,7 @@ no controlling terminal (its commands run in a session of their own), so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -199,61 +200,49 @@ def _print_report(r: dict[str, Any]) -> None:
         if pending["baseline_sha256"]:
             what += (", " if what else "") + "an unconfirmed secrets baseline"
         print(f"\nPending, unconfirmed: {what}. New sessions keep the trusted policy until "
-              "a person runs `smart-orchestrator policy accept` in a terminal.")
+              "a person confirms it (the `policy_accept` tool's dialog in Claude Code, or "
+              "`smart-orchestrator policy accept` in a terminal of their own).")
 
 
 def _baseline_sha(config: PolicyConfig, project: Path) -> str | None:
-    import hashlib
+    from .policy.acceptance import baseline_sha
 
-    name = config.secrets.baseline or ".secrets.baseline"
-    path = Path(name) if Path(name).is_absolute() else project / name
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    except OSError:
-        return None
+    return baseline_sha(config, project)
 
 
 # -- accept --------------------------------------------------------------------------------
 def _cmd_accept(args: argparse.Namespace) -> int:
-    from .policy.config import PolicyConfig, config_digest, policy_path
-    from .policy.pinning import weaker_keys
-    from .policy.trust import accept, trusted
+    from .policy.acceptance import answering_hooks, prepare
+    from .policy.config import policy_path
+    from .policy.trust import accept
     from .store import open_store
 
     tty = _confirmation_terminal()
     project, path = _project(), policy_path()
-    proposed, error = _proposal(path, cached=False)
-    if proposed is None:
-        raise OrchestratorError(f"nothing to accept: {error}")
-    baseline = _baseline_sha(proposed, project)
-    if baseline is not None:
-        _check_baseline(proposed, project)
-    store = open_store(args.db)
     try:
-        trust = trusted(store, project)
-        reference = trust.config if trust else PolicyConfig()
-        weaker = weaker_keys(reference, proposed._replace(secrets=proposed.secrets._replace(
-            baseline_sha256=reference.secrets.baseline_sha256)))
-        digest = config_digest(proposed)
-        code = digest[:6]
-        lines = [f"Project: {project}", f"Policy file: {path} (sha {digest[:12]})"]
-        lines.append("Weakens: " + (", ".join(weaker) if weaker else "nothing")
-                     + ("" if trust else " (than the built-in defaults: nothing trusted yet)"))
-        lines.append(f"Secrets baseline: {'sha ' + baseline[:12] if baseline else 'none'}"
-                     " (its listed secrets will pass subagent prompts and outputs)"
-                     if baseline else "Secrets baseline: none")
-        answer = _ask(tty, "\n".join(lines) + f"\nType {code} to trust this for new "
-                      "sessions, anything else to cancel: ")
-        if answer.strip() != code:
-            print("Cancelled: nothing changed.")
-            return 1
-        new, _ = accept(store, project, proposed, baseline,
-                        channel=f"tty:{_tty_name()}")
+        hooks = answering_hooks(project)
+        if hooks:
+            raise OrchestratorError(_HOOKS_REFUSAL + hooks[0])
+        store = open_store(args.db)
+        try:
+            proposal = prepare(store, project, path)
+            answer = _ask(tty, "\n".join(proposal.lines()) + f"\nType {proposal.digest[:6]} "
+                          "to trust this for new sessions, anything else to cancel: ")
+            if answer.strip() != proposal.digest[:6]:
+                print("Cancelled: nothing changed.")
+                return 1
+            new, _ = accept(store, project, proposal.config, proposal.baseline_sha256,
+                            channel=f"tty:{_tty_name()}")
+        finally:
+            store.close()
     finally:
-        store.close()
         os.close(tty)
     print(f"Accepted {new[:12]}: new sessions of {project} start with it.")
     return 0
+
+
+_HOOKS_REFUSAL = ("`policy accept` refuses while a hook could answer for you (an Elicitation "
+                  "or ElicitationResult hook, which any settings file can add): ")
 
 
 def _tty_name() -> str:
@@ -263,15 +252,6 @@ def _tty_name() -> str:
         except (OSError, ValueError, AttributeError):
             continue
     return "/dev/tty"
-
-
-def _check_baseline(proposed: PolicyConfig, project: Path) -> None:
-    from .policy.checks import load_allowlist
-
-    try:
-        load_allowlist(proposed.secrets, project)
-    except (OSError, ValueError) as exc:
-        raise OrchestratorError(f"the secrets baseline cannot be accepted: {exc}") from exc
 
 
 def _ask(tty: int, prompt: str) -> str:
@@ -287,22 +267,58 @@ def _ask(tty: int, prompt: str) -> str:
 
 def _confirmation_terminal() -> int:
     """The controlling terminal of a person, or an OrchestratorError saying why not."""
-    ancestor = claude_ancestor(os.getpid())
+    ancestor = claude_ancestor(os.getpid()) or claude_in_tree(os.getpid())
     if ancestor is not None:
         raise OrchestratorError(
             f"`policy accept` refuses to run under Claude Code (process {ancestor}): run it "
             "yourself in a terminal of your own, not through the assistant")
+    if not sys.stdin.isatty():
+        raise OrchestratorError("`policy accept` reads its answer from a person at a terminal:"
+                                " its standard input is not one")
     try:
         fd = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise OrchestratorError("`policy accept` needs a person at a terminal and this "
                                 f"process has none (/dev/tty: {exc.strerror})") from exc
     leader = _session_leader(fd)
-    found = claude_ancestor(leader) if leader else None
+    found = (claude_ancestor(leader) or claude_in_tree(leader)) if leader else None
     if found is not None:
         os.close(fd)
         raise OrchestratorError(f"this terminal was made under Claude Code (process {found})")
     return fd
+
+
+def claude_in_tree(pid: int) -> int | None:
+    """The first of `pid` and its ancestors (psutil's walk, also where there is no /proc)
+    that is Claude Code or was started by it."""
+    import psutil
+
+    try:
+        chain = [psutil.Process(pid)]
+        chain += chain[0].parents()
+    except psutil.Error:
+        return None
+    # A double fork leaves its parent for init but keeps the session it was started in
+    # (Claude Code's Bash tool gives each command one): that session's leader counts.
+    leaders = []
+    for proc in chain:
+        with contextlib.suppress(OSError):
+            sid = os.getsid(proc.pid)
+            if sid > 1 and sid not in {p.pid for p in chain}:
+                with contextlib.suppress(psutil.Error):
+                    leader = psutil.Process(sid)
+                    leaders += [leader, *leader.parents()]
+    for proc in [*chain, *leaders]:
+        names: set[str] = set()
+        environ: dict[str, str] = {}
+        with contextlib.suppress(psutil.Error):
+            names = {proc.name(), Path(proc.exe() or "").name,
+                     Path((proc.cmdline() or [""])[0]).name}
+        with contextlib.suppress(psutil.Error):  # another user's process (init, sshd)
+            environ = proc.environ()
+        if "claude" in names or any(v.decode()[:-1] in environ for v in _CLAUDE_VARS):
+            return int(proc.pid)
+    return None
 
 
 def _session_leader(fd: int) -> int | None:

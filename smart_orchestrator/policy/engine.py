@@ -74,6 +74,8 @@ class PolicyEngine:
                 return self.outputs.post_agent(payload)
             if event in ("PostToolUse", "PostToolUseFailure") and tool in POST_TOOLS:
                 return self.surfaces.post(payload)
+            if event == "PostToolUse" and not payload.get("agent_id"):
+                return self.outputs.main_tool_result(payload)
             if event == "Stop":
                 return self.surfaces.stop(payload)
             if event == "SubagentStart":

@@ -63,6 +63,9 @@ class OutputChecks:
         # credential cut across two answers shows up when the second one is scanned.
         self.delivered = FragmentMemory()
         self._gate_lock = threading.Lock()
+        from .transcript_guard import TRANSCRIPTS
+
+        self.transcripts = TRANSCRIPTS
 
     def _scan(self, text: str, session: str = "") -> tuple[list[Finding], list[Finding]]:
         cfg = self.e.config
@@ -159,6 +162,32 @@ class OutputChecks:
             except Exception as exc:  # nothing unscanned reaches the main agent
                 self.e._check_failed("output", exc)
         return {**resp, "content": [{"type": "text", "text": clean}]}
+
+    def main_tool_result(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """The main agent's own tool result, with credentials from this session's subagent
+        transcripts redacted (however the tool reached those files)."""
+        from .engine import _s
+        from .transcript_guard import redact_known, subagent_transcripts
+
+        files = subagent_transcripts(_s(p.get("transcript_path")))
+        if not files or self.e.config.output.secrets == "off":
+            return {}
+        known = self.transcripts.secrets(files)
+        resp = p.get("tool_response")
+        if not known or resp is None:
+            return {}
+        updated, rules = redact_known(resp, known)
+        if not rules:
+            return {}
+        self.e.audit.record("transcript.redacted", session_id=_s(p.get("session_id")),
+                            tool=_s(p.get("tool_name")), rules=rules, source=self.e.source)
+        if self.e.config.output.secrets != "enforce":
+            return {"systemMessage": "Smart Orchestrator (warn mode): a tool result holds a "
+                    "credential from a subagent's transcript"}
+        return {"hookSpecificOutput": {"hookEventName": "PostToolUse",
+                                       "updatedToolOutput": updated},
+                "systemMessage": "Smart Orchestrator redacted credentials from a subagent's "
+                "transcript out of this tool result (" + ", ".join(rules) + ")."}
 
     def _note_prompt_credential(self, prompt: str, session: str) -> None:
         """A user's prompt holding a credential: a fork of this conversation inherits it,

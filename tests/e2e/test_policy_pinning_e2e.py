@@ -434,7 +434,8 @@ def test_the_model_cannot_confirm_its_own_weakening_and_a_person_can(
     assert _policy_json(home, work)["pending"]["weakened"] == ["secrets.mode"]
     # A person confirms it in a terminal of their own; the session after that obeys it.
     shown = _accept_at_a_terminal(home, work)
-    assert "Weakens: secrets.mode" in shown and "Accepted" in shown, shown
+    assert "Weakens against the trusted policy: secrets.mode" in shown and "Accepted" in shown, \
+        shown
     [accepted] = _rows(home, "policy.accepted")
     assert accepted["weakened"] == ["secrets.mode"]
     results = _run(scripted_model, run_claude, repo_root, [_secret_call(3)], tools=())

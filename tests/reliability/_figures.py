@@ -84,12 +84,18 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "Rewriting the policy file (Bash, Write, delete, symlink, preset only, FIFO, "
      "`SMART_ORCHESTRATOR_POLICY` or the data folder moved through settings), forging the "
      "validated-config cache and killing the server, writing a baseline of its own secrets, "
-     "inline allowlist pragmas in prompts and outputs, confirming its own change",
+     "inline allowlist pragmas in prompts and outputs, confirming its own change (`policy "
+     "accept` through `script`, Python's pty, `setsid`, a double fork, a pipe; an "
+     "Elicitation or ElicitationResult hook written into a settings file to answer the "
+     "dialog; a file swapped while the dialog is open)",
      "The session's policy is pinned when its connection reaches the service; the file only "
      "strengthens it, weakenings are recorded (`policy.changed`) and reach new sessions only "
-     "after `policy accept` at a terminal Claude Code did not start; the cache is keyed by "
-     "content and checked; pragmas apply to reviewed files only",
-     "`tests/e2e/test_policy_pinning_e2e.py` (16 runs), `test_policy_pinning.py` (63)"),
+     "after the user says yes in Claude Code's own dialog (the `policy_accept` tool's MCP "
+     "elicitation; refused while any settings source configures a hook that could answer "
+     "it; the question is bound to the digests shown) or at a terminal Claude Code did not "
+     "start; the cache is keyed by content and checked; pragmas apply to reviewed files only",
+     "`tests/e2e/test_policy_pinning_e2e.py` (16 runs), `test_policy_accept_e2e.py` (12 "
+     "runs), `test_policy_pinning.py` (62), `test_policy_accept_tool.py` (32)"),
     ("Credential paths",
      "Other readers than cat, globs, a Grep or Glob over the home folder, symlinks, the GitHub "
      "CLI's token file, commands that print stored credentials, interpreters and shells given "
@@ -106,6 +112,17 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "is blocked at UserPromptSubmit, for any number of turns; what cannot be scanned is "
      "withheld",
      "`tests/e2e/test_output_gate_e2e.py` (11 runs), `test_output_gate.py` (37)"),
+    ("Subagent transcripts read by the main agent",
+     "The main agent reads a background agent's `output_file` or its `subagents/agent-*.jsonl` "
+     "transcript for the credential the gate kept out: `cat` through a glob, `tail`, "
+     "`grep -r` over the projects folder, Python decoding the JSON lines, a copy read with "
+     "Read, Read and Grep of the exact `output_file` the launch names, the Grep tool, "
+     "`sed`, and Claude Code's own files of large tool results",
+     "Every credential found in the session's subagent transcripts (as written and JSON-"
+     "decoded) is redacted from each of the main agent's tool results (PostToolUse "
+     "`updatedToolOutput`), whatever path or program reached it",
+     "`tests/e2e/test_transcript_reads_e2e.py` (3 runs, 14 reads), "
+     "`test_transcript_guard.py` (5)"),
     ("No raw secret on disk",
      "Distinct credentials planted in every field of every surface (Agent, SendMessage, wave "
      "plans and outputs, subagent answers)",

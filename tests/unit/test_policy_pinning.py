@@ -273,7 +273,7 @@ def test_accept_without_a_terminal_is_refused(project: Path, tmp_path: Path) -> 
                          cwd=project, env={**env, "PYTHONPATH": str(REPO)},
                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
                          start_new_session=True, check=False)
-    assert res.returncode == 2 and "needs a person at a terminal" in res.stderr
+    assert res.returncode == 2 and "its standard input is not one" in res.stderr
 
 
 def _accept_in_pty(project: Path, tmp_path: Path, env_extra: dict[str, str],
@@ -316,7 +316,7 @@ def test_accept_at_a_terminal_trusts_the_file_for_new_sessions(
     write_policy(project, '[secrets]\nmode = "off"\n')
     rc, out = _accept_in_pty(project, tmp_path, {"SMART_ORCHESTRATOR_DB": str(db_path)}, "CODE")
     assert rc == 0, out
-    assert "Weakens: secrets.mode" in out
+    assert "Weakens against the trusted policy: secrets.mode" in out
     [accepted] = rows(store, "policy.accepted")
     assert accepted["weakened"] == ["secrets.mode"] and accepted["channel"].startswith("tty:")
     assert decision(decide(store, project, session="s2")) is None
