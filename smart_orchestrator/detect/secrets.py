@@ -20,6 +20,7 @@ from ._secret_context import scan_context
 from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
 from ._text import LineIndex, ascii_lower
+from .normalise import View, normalise, view_windows
 
 __all__ = ["Allowlist", "SecretFinding", "load_baseline", "parse_baseline", "redact_text",
            "scan_text"]
@@ -115,7 +116,10 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
     if not text:
         return []
     lowered = ascii_lower(text)
-    hits = scan_formats(text) + scan_context(text, lowered) + scan_assignments(text, lowered)
+    hits = _raw_hits(text, lowered)
+    view = normalise(text)
+    if view.changed:
+        hits += _view_hits(view)
     if not hits:
         return []
     index = LineIndex(text)
@@ -135,6 +139,25 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
         findings.append(SecretFinding(hit.rule_id, line, hit.start, hit.end,
                                       _mask(text[hit.start:hit.end]), hit.severity))
     return findings
+
+
+def _raw_hits(text: str, lowered: str) -> list[Hit]:
+    return scan_formats(text) + scan_context(text, lowered) + scan_assignments(text, lowered)
+
+
+# Around each change in the normalised view, the longest single-line format fits.
+_VIEW_REACH = 400
+
+
+def _view_hits(view: View) -> list[Hit]:
+    """Hits in the normalised view, placed on the original text they were made from."""
+    hits: list[Hit] = []
+    for lo, hi in view_windows(view, _VIEW_REACH):
+        chunk = view.text[lo:hi]
+        for hit in _raw_hits(chunk, ascii_lower(chunk)):
+            start, end = view.original_span(lo + hit.start, lo + hit.end)
+            hits.append(hit._replace(start=start, end=end))
+    return hits
 
 
 def _pragma_allows(index: LineIndex, line: int) -> bool:
