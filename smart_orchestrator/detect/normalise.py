@@ -20,6 +20,7 @@ import base64
 import binascii
 import bisect
 import codecs
+import contextlib
 import html
 import itertools
 import re
@@ -149,10 +150,7 @@ def _apply(text: str, pattern: re.Pattern[str], decode: _Decoder | None,
     if len(pieces) == 1:
         return text
     found = pieces[1::2]
-    if decode is None:
-        out = [""] * len(found)
-    else:
-        out = [_shorter(decode, m) for m in found]
+    out = [""] * len(found) if decode is None else [_shorter(decode, m) for m in found]
     pieces_out = pieces[:]
     pieces_out[1::2] = out
     orig_lens = list(map(len, pieces))
@@ -206,10 +204,11 @@ def _textlike(raw: bytes) -> str | None:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not value or not (value.isprintable() or value.replace("\n", "").replace(
-            "\t", "").replace("\r", "").isprintable()):
+    if not value:
         return None
-    return value
+    visible = value if value.isprintable() else _INVISIBLE_RE.sub("", value).replace(
+        "\n", "").replace("\t", "").replace("\r", "")
+    return value if visible.isprintable() else None
 
 
 def _json_escapes(run: str) -> str | None:
@@ -219,16 +218,17 @@ def _json_escapes(run: str) -> str | None:
         return None
     if "\\x" in run and "\\u" not in run and not value.isascii():
         # `\xe2\x80\x8b` written by C or a shell is UTF-8 bytes, not code points.
-        try:
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             value = value.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
     try:
         value = value.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeDecodeError:
         return None
+    visible = _INVISIBLE_RE.sub("", value)
+    if not visible:
+        return value  # escaped invisible characters, which the next pass strips
     # Code escapes a lone accent or a control byte; a disguise spells a whole word.
-    if not value.isprintable() or (run.count("\\") < 4 and not _ASCII_WORD_RE.search(value)):
+    if not visible.isprintable() or (run.count("\\") < 4 and not _ASCII_WORD_RE.search(value)):
         return None
     return value
 
@@ -281,12 +281,13 @@ def _strip(text: str, layers: list[_Layer]) -> str:
 
 
 def _unescape(text: str, layers: list[_Layer]) -> str:
+    # Percent-encoding first: it is the outer layer of an escaped URL or form value.
+    if "%" in text:
+        text = _apply(text, _PERCENT_RE, _percent, layers)
     if "\\u" in text or "\\x" in text or "\\U" in text:
         text = _apply(text, _JSON_ESC_RE, _json_escapes, layers)
     if "&" in text:
         text = _apply(text, _ENTITY_RE, _entities, layers)
-    if "%" in text:
-        text = _apply(text, _PERCENT_RE, _percent, layers)
     return text
 
 
