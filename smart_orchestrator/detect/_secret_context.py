@@ -21,7 +21,7 @@ from ._text import (
     shannon_entropy,
 )
 
-__all__ = ["scan_context"]
+__all__ = ["RULE_IDS", "scan_context"]
 
 _KEY_BEGIN_RE = re.compile(r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
 _KEY_END_RE = re.compile(r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
@@ -275,6 +275,10 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                                 PRIORITY_FORMAT, (secret,)))
     return hits
 
+
+RULE_IDS = frozenset({rule_id for _, rule_id, _, _ in _ANCHORED} | {
+    "private-key", "connection-string-password", "basic-auth-url", "authorization-header",
+    "curl-basic-auth"})
 
 # Longer than any anchored format, so a window always holds a whole secret.
 _WINDOW = 320

@@ -8,11 +8,11 @@ a path, a version or a placeholder.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
 from ._candidates import PRIORITY_GENERIC, Hit
-from ._secret_formats import VENDOR_PREFIXES
 from ._text import (
     dotted_names,
     looks_like_code_identifier,
@@ -22,7 +22,9 @@ from ._text import (
     shannon_entropy,
 )
 
-__all__ = ["scan_assignments"]
+__all__ = ["RULE_IDS", "scan_assignments", "secret_kind", "value_ok"]
+
+RULE_IDS = frozenset({"password-assignment", "secret-assignment"})
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
@@ -136,6 +138,16 @@ _VAGUE_WORDS = frozenset({"key", "auth", "login"})
 
 
 _DIGIT_RE = re.compile(r"\d")
+def _mixed(value: str) -> bool:
+    letters = [c for c in value if c.isalpha()]
+    upper = sum(c.isupper() for c in letters)
+    # Case switching every few letters: `aB3dE5` rather than `MyApp2Config`, whose case
+    # changes twice a word.
+    switches = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(letters))
+    return (0 < upper < len(letters) and switches >= max(4, len(letters) // 3)
+            and shannon_entropy(value) >= 3.5)
+
+
 _HEX_RE = re.compile(r"[0-9a-fA-F-]+")
 _DIGITS_RE = re.compile(r"\d{12,}")
 
@@ -145,18 +157,18 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
     size = len(value)
     if size < (6 if kind == "password" else 10) or looks_placeholder(value):
         return False
-    if value.startswith(VENDOR_PREFIXES):
-        # A vendor's prefix on a value its own format rejected: malformed or a placeholder.
-        return False
     if "://" in value or value.startswith(("/", "./", "../", "~/", "\\")):
         return False
     if _FILE_EXT_RE.search(value) or _EMAIL_RE.fullmatch(value) or _VERSION_RE.search(value):
         return False
-    if dotted_names(value) or looks_like_code_identifier(value):
+    # Upper, lower and digits together, with a random stretch: a credential's alphabet,
+    # even with `-` or `.` inside (`Xk9-pQ2.zz`) or a word in it (Notion's `secret_...`).
+    random_part = _mixed(value) and _DIGIT_RE.search(value) is not None
+    if not random_part and (dotted_names(value) or looks_like_code_identifier(value)):
         return False
     if _REGEX_SYNTAX_RE.search(value) or value.lower().startswith(("password", "passw0rd")):
         return False
-    if any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
+    if not random_part and any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
         return False
     if not _DIGIT_RE.search(value) and not (
@@ -253,3 +265,8 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))
+
+
+# For scanners of other syntaxes that name a credential and give its value.
+secret_kind = _secret_kind
+value_ok = _value_ok

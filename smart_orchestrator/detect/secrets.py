@@ -15,15 +15,22 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from . import _secret_context, _secret_formats, _secret_generic, _secret_syntax
 from ._candidates import Hit
 from ._secret_context import scan_context
 from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
+from ._secret_syntax import scan_syntax
 from ._text import LineIndex, ascii_lower
 from .normalise import View, normalise, view_windows
 
-__all__ = ["Allowlist", "SecretFinding", "load_baseline", "parse_baseline", "redact_text",
-           "scan_text"]
+__all__ = ["RULE_IDS", "Allowlist", "SecretFinding", "load_baseline", "parse_baseline",
+           "redact_text", "scan_text"]
+
+
+# Every rule id a finding can carry.
+RULE_IDS: frozenset[str] = (_secret_formats.RULE_IDS | _secret_context.RULE_IDS
+                            | _secret_generic.RULE_IDS | _secret_syntax.RULE_IDS)
 
 
 class SecretFinding(NamedTuple):
@@ -142,7 +149,8 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
 
 
 def _raw_hits(text: str, lowered: str) -> list[Hit]:
-    return scan_formats(text) + scan_context(text, lowered) + scan_assignments(text, lowered)
+    return (scan_formats(text) + scan_context(text, lowered) + scan_syntax(text, lowered)
+            + scan_assignments(text, lowered))
 
 
 # Around each change in the normalised view, the longest single-line format fits.
