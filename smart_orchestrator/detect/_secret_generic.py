@@ -24,7 +24,7 @@ from ._text import (
 
 __all__ = ["RULE_IDS", "scan_assignments", "secret_kind", "value_ok"]
 
-RULE_IDS = frozenset({"password-assignment", "secret-assignment"})
+RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-prose"})
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
@@ -138,8 +138,27 @@ _VAGUE_WORDS = frozenset({"key", "auth", "login"})
 
 
 _DIGIT_RE = re.compile(r"\d")
+_WORDLIKE_RE = re.compile(r"[A-Z]?[a-z]{3,}")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_$][\w$]*")
+
+
+_CAMEL_HUMP_RE = re.compile(r"[a-z][A-Z][a-z]")
+
+
+def _wordy_identifier(value: str) -> bool:
+    """camelCase words with a digit or two: `defaultToConfig2`, not `l70sfohjtve9pz4u`."""
+    if not _IDENTIFIER_RE.fullmatch(value) or sum(c.isdigit() for c in value) > 2:
+        return False
+    if not _CAMEL_HUMP_RE.search(value):
+        return False
+    letters = sum(c.isalpha() for c in value)
+    return sum(map(len, _WORDLIKE_RE.findall(value))) >= 0.7 * letters
+
+
 def _mixed(value: str) -> bool:
     letters = [c for c in value if c.isalpha()]
+    if sum(map(len, _WORDLIKE_RE.findall(value))) >= 0.6 * len(letters):
+        return False  # `defaultToConfig2`: words, whatever their case
     upper = sum(c.isupper() for c in letters)
     # Case switching every few letters: `aB3dE5` rather than `MyApp2Config`, whose case
     # changes twice a word.
@@ -166,6 +185,8 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
     random_part = _mixed(value) and _DIGIT_RE.search(value) is not None
     if not random_part and (dotted_names(value) or looks_like_code_identifier(value)):
         return False
+    if not quoted and not random_part and _wordy_identifier(value):
+        return False  # `cancelToken: defaultToConfig2`: a reference to code, not a value
     if _REGEX_SYNTAX_RE.search(value) or value.lower().startswith(("password", "passw0rd")):
         return False
     if not random_part and any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
@@ -254,6 +275,10 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
             continue
         span = _value_span(text, left, ident_end)
         if span is None:
+            prose = _prose_value(text, ident_end)
+            if prose is not None:
+                hits.append(prose)
+                pos = max(pos, prose.end)
             continue
         start, end, quoted = span
         pos = max(pos, end)
@@ -265,6 +290,28 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))
+
+
+# "the token you asked for: X", "use this key for the deploy X", "credentials X": a few
+# words between the credential's name and a value that is random on its face.
+_PROSE_RE = re.compile(r"(?:[ \t]{1,3}[A-Za-z]{1,12}){0,5}[ \t]{0,3}[:=\-\u2014]?[ \t]{0,3}"
+                       r"[`'\"(<]?"
+                       r"(?P<v>[A-Za-z0-9_\-+/=.~]{16,200})(?![A-Za-z0-9_\-+/=~])")
+_PROSE_HEX_RE = re.compile(r"[0-9a-f]{32,}")
+
+
+def _prose_value(text: str, ident_end: int) -> Hit | None:
+    m = _PROSE_RE.match(text, ident_end)
+    if m is None:
+        return None
+    value = m.group("v").rstrip(".")
+    if not _DIGIT_RE.search(value) or not _value_ok(value, "token", True):
+        return None
+    if not (_mixed(value) or _PROSE_HEX_RE.fullmatch(value)):
+        return None
+    start = m.start("v")
+    return Hit("secret-in-prose", start, start + len(value), "medium", PRIORITY_GENERIC,
+               (value,))
 
 
 # For scanners of other syntaxes that name a credential and give its value.

@@ -125,9 +125,17 @@ _NAME_VALUE_RE = re.compile(
     + _VALUE)
 
 
+# Terraform: `variable "db_password" { default = "..." }`.
+_TF_DEFAULT_RE = re.compile(r"variable[ \t]+\"(?P<name>[\w.-]{1,80})\"[ \t]*\{[^}]{0,300}?"
+                            r"\bdefault[ \t]*=[ \t]*" + _VALUE)
+
+
 def _name_values(text: str) -> list[Hit]:
     hits: list[Hit] = []
-    for m in _NAME_VALUE_RE.finditer(text):
+    matches = list(_NAME_VALUE_RE.finditer(text))
+    if "variable" in text:
+        matches += _TF_DEFAULT_RE.finditer(text)
+    for m in matches:
         kind = secret_kind(m.group("name"))
         start, end, value = _value(m)
         if kind is not None and value_ok(value, kind, m.group("bare") is None):
@@ -147,6 +155,6 @@ def scan_syntax(text: str, lowered: str) -> list[Hit]:
         hits += _url_tokens(text)
     if "ENV" in text or "ARG" in text:
         hits += _dockerfile(text)
-    if "value" in lowered:
+    if "value" in lowered or "default" in lowered:
         hits += _name_values(text)
     return hits

@@ -61,7 +61,7 @@ _CONCAT_RE = re.compile("|".join(
 # start of the next line (a wrapped terminal, an e-mail body, a quoted `> ` reply).
 _TOKEN_CHAR = r"[A-Za-z0-9_+/=\-]"
 _CONTINUATION_RE = re.compile(r"\\\r?\n[ \t]{0,40}")
-_WRAPPED_RE = re.compile(rf"\n(?<={_TOKEN_CHAR}{{16}}\n)[ \t>]{{0,8}}(?={_TOKEN_CHAR}{{4}})")
+_WRAPPED_RE = re.compile(rf"\n(?<={_TOKEN_CHAR}{{12}}\n)[ \t>]{{0,8}}(?={_TOKEN_CHAR}{{4}})")
 
 # A class run (no look-behind): the engine's fastest shape for a pattern with no literal.
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/_\-]{20,4096}={0,2}")
