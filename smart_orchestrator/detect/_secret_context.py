@@ -244,6 +244,12 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
     ("contribsys", "sidekiq-secret",
      r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[\"']?[ \t]*[:=][ \t]*[\"']?"
      r"(?P<s>[a-f0-9]{8}:[a-f0-9]{8})(?![\w])", 0.0),
+    # Azure shared access signatures: `sig=` beside the other SAS parameters.
+    ("sig=", "azure-sas-token",
+     r"(?i:[?&](?:sv|se|sp|sr|st|spr|srt|ss|skoid|sktid)=[^\s&\"'<>]{1,100}"
+     r"(?:&[a-z]{2,6}=[^\s&\"'<>]{0,100}){0,12}&sig=)(?P<s>[A-Za-z0-9%+/=]{20,120})", 3.5),
+    ("sig=", "azure-sas-token",
+     r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{20,120})(?=&(?i:sv|se|sp|sr|st)=)", 3.5),
     ("service_account", "gcp-service-account",
      r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
 )

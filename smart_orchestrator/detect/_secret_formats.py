@@ -217,6 +217,13 @@ _RULES: tuple[tuple[tuple[str, ...], TokenRule], ...] = (
                     + _END, 3.5)),
     (("vc",), _rule("vercel-token", r"vc[pkiar]_[A-Za-z0-9]{40,64}" + _END, 4.0)),
     (("cf",), _rule("cloudflare-api-token", r"cf(?:ut|at|k)_[A-Za-z0-9]{40,60}" + _END, 4.0)),
+    (("ci",), _rule("crates-io-token", r"cio[A-Za-z0-9]{32}" + _END, 4.0, check=_mixed_alnum)),
+    (("oy",), _rule("nuget-api-key", r"oy2[a-z0-9]{43}" + _END, 4.0, check=_has_digit)),
+    (("sq",), _rule("sonarqube-token", r"sq[pua]_[a-f0-9]{40}" + _END, 3.5)),
+    (("sl",), _rule("dropbox-token", r"sl\.(?:u\.)?[\w-]{120,1400}" + _END, 4.5)),
+    (("00",), _rule("salesforce-access-token", r"00D[A-Za-z0-9]{12,15}![\w.]{80,300}" + _END, 4.0)),
+    (("sk",), _rule("sk-prefixed-api-key", r"sk-(?:[a-f0-9]{32}|[A-Za-z0-9]{48})" + _END, 3.5,
+                    check=_mixed_alnum)),
     (("es",), _rule("anyscale-api-key", r"esecret_[A-Za-z0-9]{26}" + _END, 4.0)),
     (("MT", "Mz", "MZ", "Nz", "ND", "NT", "OT", "OD", "MD", "MQ", "Nj", "Mj", "ATM"),
      _rule("discord-bot-token",
@@ -288,6 +295,23 @@ _NOT_VENDOR = frozenset({
 })
 
 
+_HEX_BODY_RE = re.compile(r"[0-9a-f]{32,}")
+
+
+def _random_body(core: str, underscore: bool) -> bool:
+    """Mixed case and digits; or lower case with many digits; or long hex after `xyz_`."""
+    digits = sum(c.isdigit() for c in core)
+    if not digits:
+        return False
+    size = len(core)
+    if _HEX_BODY_RE.fullmatch(core):
+        return underscore and shannon_entropy(core) >= 3.5
+    entropy = shannon_entropy(core)
+    if core.islower() or core.isupper():
+        return size >= 24 and digits >= 4 and entropy >= min(4.0, math.log2(size) - 0.6)
+    return entropy >= min(4.0, math.log2(size) - 0.6)
+
+
 def _vendor_shape(text: str, start: int) -> Hit | None:
     m = _VENDOR_SHAPE_RE.match(text, start)
     if m is None:
@@ -296,10 +320,7 @@ def _vendor_shape(text: str, start: int) -> Hit | None:
     if prefix[:-1].replace("-", "_").split("_")[0] in _NOT_VENDOR:
         return None
     core = body.replace("_", "").replace("-", "")
-    if not (any(c.isdigit() for c in core) and any(c.isupper() for c in core)
-            and any(c.islower() for c in core)):
-        return None
-    if shannon_entropy(core) < min(4.0, math.log2(len(core)) - 0.6):
+    if not _random_body(core, prefix.endswith("_")):
         return None
     if looks_placeholder(body) or mostly_sequential(body) or looks_like_code_identifier(body):
         return None

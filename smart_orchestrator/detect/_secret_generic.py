@@ -300,6 +300,14 @@ _PROSE_RE = re.compile(r"(?:[ \t]{1,3}[A-Za-z]{1,12}){0,5}[ \t]{0,3}[:=\-\u2014]
 _PROSE_HEX_RE = re.compile(r"[0-9a-f]{32,}")
 
 
+def _random_alnum(value: str) -> bool:
+    """One case and digits spread through it: `l70sfohjtve9pz4u0cph`, `Q7ZK2M9XW4`."""
+    size = len(value)
+    digits = sum(c.isdigit() for c in value)
+    return (size >= 20 and value.isalnum() and digits >= 3 and digits <= size * 0.7
+            and shannon_entropy(value) >= min(3.8, math.log2(size) - 0.6))
+
+
 def _prose_value(text: str, ident_end: int) -> Hit | None:
     m = _PROSE_RE.match(text, ident_end)
     if m is None:
@@ -307,7 +315,7 @@ def _prose_value(text: str, ident_end: int) -> Hit | None:
     value = m.group("v").rstrip(".")
     if not _DIGIT_RE.search(value) or not _value_ok(value, "token", True):
         return None
-    if not (_mixed(value) or _PROSE_HEX_RE.fullmatch(value)):
+    if not (_mixed(value) or _PROSE_HEX_RE.fullmatch(value) or _random_alnum(value)):
         return None
     start = m.start("v")
     return Hit("secret-in-prose", start, start + len(value), "medium", PRIORITY_GENERIC,
