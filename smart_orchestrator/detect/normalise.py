@@ -150,19 +150,24 @@ def _apply(text: str, pattern: re.Pattern[str], decode: _Decoder | None,
     if len(pieces) == 1:
         return text
     found = pieces[1::2]
-    out = [""] * len(found) if decode is None else [_shorter(decode, m) for m in found]
-    pieces_out = pieces[:]
-    pieces_out[1::2] = out
     orig_lens = list(map(len, pieces))
-    norm_lens = list(map(len, pieces_out))
-    if decode is not None and any(o is m for o, m in zip(out, found, strict=True)):
-        # Matches left as they were are copies: fold them into their neighbours.
-        orig_lens, norm_lens = _fold_unchanged(orig_lens, norm_lens, out, found)
-        if len(orig_lens) == 1:
-            return text
+    if decode is None:
+        # Deletions: the view is the copied pieces, and every match has length 0 in it.
+        result = "".join(pieces[::2])
+        norm_lens = orig_lens[:]
+        norm_lens[1::2] = [0] * len(found)
+    else:
+        out = [_shorter(decode, m) for m in found]
+        pieces[1::2] = out
+        norm_lens = list(map(len, pieces))
+        if any(o is m for o, m in zip(out, found, strict=True)):
+            # Matches left as they were are copies: fold them into their neighbours.
+            orig_lens, norm_lens = _fold_unchanged(orig_lens, norm_lens, out, found)
+            if len(orig_lens) == 1:
+                return text
+        result = "".join(pieces)
     orig_starts = list(itertools.accumulate(orig_lens, initial=0))[:-1]
     norm_starts = list(itertools.accumulate(norm_lens, initial=0))[:-1]
-    result = "".join(pieces_out)
     layers.append(_Layer(orig_starts, norm_starts, len(text), len(result)))
     return result
 
