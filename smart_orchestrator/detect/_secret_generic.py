@@ -12,7 +12,7 @@ import itertools
 import math
 import re
 
-from ._candidates import PRIORITY_GENERIC, Hit
+from ._candidates import PRIORITY_CONTEXT, PRIORITY_GENERIC, Hit
 from ._text import (
     dotted_names,
     looks_like_code_identifier,
@@ -318,7 +318,8 @@ def _prose_value(text: str, ident_end: int) -> Hit | None:
     if not (_mixed(value) or _PROSE_HEX_RE.fullmatch(value) or _random_alnum(value)):
         return None
     start = m.start("v")
-    return Hit("secret-in-prose", start, start + len(value), "medium", PRIORITY_GENERIC,
+    # Named by the text, so it outranks the same token found by shape alone.
+    return Hit("secret-in-prose", start, start + len(value), "medium", PRIORITY_CONTEXT,
                (value,))
 
 

@@ -34,25 +34,27 @@ def _password_like(value: str) -> bool:
     return not mostly_sequential(value, 0.8) and shannon_entropy(value) >= 1.8
 
 
-_NETRC_RE = re.compile(r"(?:^|\s)(?:machine[ \t]+\S{1,200}|default)(?:\s+(?:login|account)\s+"
+_NETRC_RE = re.compile(r"(?:machine[ \t]+\S{1,200}|default)(?:\s+(?:login|account)\s+"
                        r"\S{1,200}){0,2}\s+password\s+" + _VALUE)
 
 
 def _netrc(text: str) -> list[Hit]:
     hits: list[Hit] = []
     for m in _NETRC_RE.finditer(text):
+        if m.start() and not text[m.start() - 1].isspace():
+            continue
         start, end, value = _value(m)
         if _password_like(value):
             hits.append(Hit("netrc-password", start, end, "high", PRIORITY_CONTEXT, (value,)))
     return hits
 
 
-_MYSQL_P_RE = re.compile(r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mariadb"
+_MYSQL_P_RE = re.compile(r"(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mariadb"
                          r"|mariadb-dump|mycli)\b[^\n|;&]{0,200}?[ \t]-p(?!assword)" + _VALUE)
-_SEPARATE_P_RE = re.compile(r"\b(?:sshpass|(?:docker|podman|helm|nerdctl)[ \t]+(?:registry[ \t]+)?"
+_SEPARATE_P_RE = re.compile(r"(?:sshpass|(?:docker|podman|helm|nerdctl)[ \t]+(?:registry[ \t]+)?"
                             r"login)\b[^\n|;&]{0,200}?[ \t]-p[ \t]*" + _VALUE)
 _LONG_FLAG_RE = re.compile(
-    r"(?<![\w-])--(?:[a-z0-9]{1,20}-){0,3}(?:password|passwd|pass|passphrase|token|secret"
+    r"--(?:[a-z0-9]{1,20}-){0,3}(?:password|passwd|pass|passphrase|token|secret"
     r"|api-key|apikey|access-key|secret-key|auth-token|client-secret)(?:=|[ \t]+)" + _VALUE)
 
 
@@ -60,11 +62,18 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     patterns = []
     if " -p" in text or "\t-p" in text:
-        patterns += [_MYSQL_P_RE, _SEPARATE_P_RE]
+        if "mysql" in lowered or "mariadb" in lowered or "mycli" in lowered:
+            patterns.append(_MYSQL_P_RE)
+        if "sshpass" in lowered or (" login" in lowered and (
+                "docker" in lowered or "podman" in lowered or "helm" in lowered)):
+            patterns.append(_SEPARATE_P_RE)
     if "--" in text:
         patterns.append(_LONG_FLAG_RE)
     for pattern in patterns:
         for m in pattern.finditer(lowered):
+            before = lowered[m.start() - 1] if m.start() else " "
+            if before.isalnum() or before in "_-":
+                continue  # inside a longer word or flag
             start, end, _ = _value(m)
             value = text[start:end]
             password = pattern is not _LONG_FLAG_RE or "pass" in lowered[m.start():start]
@@ -75,14 +84,19 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
     return hits
 
 
+_HEADER_NAMES = ("api-key", "apikey", "auth-token", "access-token", "private-token",
+                 "api-token", "client-secret")
 _KEY_HEADER_RE = re.compile(
-    r"(?<![\w-])(?:x-)?(?:api-?key|auth-token|access-token|private-token|api-token|token"
-    r"|secret|client-secret)[\"']?[ \t]{0,3}:[ \t]{0,3}" + _VALUE)
+    r"(?:x-)?(?:api-?key|auth-token|access-token|private-token|api-token|client-secret)"
+    r"[\"']?[ \t]{0,3}:[ \t]{0,3}" + _VALUE)
 
 
 def _key_headers(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     for m in _KEY_HEADER_RE.finditer(lowered):
+        before = lowered[m.start() - 1] if m.start() else " "
+        if before.isalnum() or before in "_-":
+            continue
         start, end, _ = _value(m)
         value = text[start:end]
         # A header name alone, without x-: only when written as a header (`-H "Token: v"`).
@@ -104,13 +118,17 @@ def _url_tokens(text: str) -> list[Hit]:
     return hits
 
 
-_DOCKER_ENV_RE = re.compile(r"(?m)^[ \t]*(?:ENV|ARG)[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
-                            r"[ \t]+" + _VALUE)
+_DOCKER_ENV_RES = tuple(re.compile(word + r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
+                                   r"[ \t]+" + _VALUE) for word in ("ENV", "ARG"))
 
 
 def _dockerfile(text: str) -> list[Hit]:
     hits: list[Hit] = []
-    for m in _DOCKER_ENV_RE.finditer(text):
+    matches = [m for rx in _DOCKER_ENV_RES for m in rx.finditer(text)]
+    for m in matches:
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if text[line_start:m.start()].strip():
+            continue  # an instruction starts its line
         kind = secret_kind(m.group("name"))
         start, end, value = _value(m)
         if kind is not None and value_ok(value, kind, m.group("bare") is None):
@@ -119,10 +137,12 @@ def _dockerfile(text: str) -> list[Hit]:
     return hits
 
 
-_NAME_VALUE_RE = re.compile(
-    r"\b(?:name|key)[\"']?[ \t]{0,3}[=:][ \t]{0,3}[\"']?(?P<name>[A-Za-z_][\w.-]{1,80})[\"']?"
-    r"[ \t]{0,3},?[ \t]*(?:\r?\n[ \t]{0,40}-?[ \t]{0,4})?[\"']?value[\"']?[ \t]{0,3}[=:][ \t]{0,3}"
-    + _VALUE)
+# `- name: DB_PASSWORD` then `value: ...`, or `key="ApiKey" value="..."`: found from the
+# `value` literal, then the name looked for just before it.
+_VALUE_OF_RE = re.compile(r"value[\"']?[ \t]{0,3}[=:][ \t]{0,3}" + _VALUE)
+_NAME_BEFORE_RE = re.compile(
+    r"(?<![\w-])(?:name|key)[\"']?[ \t]{0,3}[=:][ \t]{0,3}[\"']?(?P<name>[A-Za-z_][\w.-]{1,80})"
+    r"[\"']?[ \t]{0,3},?[ \t]*(?:\r?\n[ \t]{0,40}-?[ \t]{0,4})?[\"']?$")
 
 
 # Terraform: `variable "db_password" { default = "..." }`.
@@ -132,11 +152,17 @@ _TF_DEFAULT_RE = re.compile(r"variable[ \t]+\"(?P<name>[\w.-]{1,80})\"[ \t]*\{[^
 
 def _name_values(text: str) -> list[Hit]:
     hits: list[Hit] = []
-    matches = list(_NAME_VALUE_RE.finditer(text))
+    pairs: list[tuple[str, re.Match[str]]] = []
+    for m in _VALUE_OF_RE.finditer(text):
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_-"):
+            continue
+        named = _NAME_BEFORE_RE.search(text, max(0, m.start() - 200), m.start())
+        if named is not None:
+            pairs.append((named.group("name"), m))
     if "variable" in text:
-        matches += _TF_DEFAULT_RE.finditer(text)
-    for m in matches:
-        kind = secret_kind(m.group("name"))
+        pairs += [(m.group("name"), m) for m in _TF_DEFAULT_RE.finditer(text)]
+    for name, m in pairs:
+        kind = secret_kind(name)
         start, end, value = _value(m)
         if kind is not None and value_ok(value, kind, m.group("bare") is None):
             hits.append(Hit("name-value-secret", start, end, "high", PRIORITY_CONTEXT, (value,)))
@@ -146,14 +172,14 @@ def _name_values(text: str) -> list[Hit]:
 def scan_syntax(text: str, lowered: str) -> list[Hit]:
     """Hits from every tool-syntax scanner whose literal `text` holds."""
     hits: list[Hit] = []
-    if "password" in lowered and ("machine" in lowered or "default" in lowered):
+    if "machine" in lowered and "password" in lowered:
         hits += _netrc(text)
     hits += _cli_flags(text, lowered)
-    if ("key" in lowered or "token" in lowered or "secret" in lowered) and ":" in text:
+    if any(name in lowered for name in _HEADER_NAMES):
         hits += _key_headers(text, lowered)
     if "://" in text:
         hits += _url_tokens(text)
-    if "ENV" in text or "ARG" in text:
+    if "ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text:
         hits += _dockerfile(text)
     if "value" in lowered or "default" in lowered:
         hits += _name_values(text)

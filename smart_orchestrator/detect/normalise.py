@@ -55,8 +55,9 @@ _CONCAT_OP = (r"[ \t]{0,8}(?:\+|\.\.|\.|&|\|\|)?[ \t]{0,8}"
               r"(?:\\?\r?\n[ \t]{0,40}(?:\+|\.\.|\.|&|\|\|)?[ \t]{0,8})?")
 # Only where both sides of the junction are token characters: a credential cut in two,
 # not the everyday implicit concatenation of sentences.
-_CONCAT_RE = re.compile("|".join(
-    rf"""{q}(?<=[A-Za-z0-9_+/=\-]{q}){_CONCAT_OP}{q}(?=[A-Za-z0-9_+/=\-])""" for q in "\"'"))
+_CONCAT_RES = tuple(
+    re.compile(rf"""{q}(?<=[A-Za-z0-9_+/=\-]{q}){_CONCAT_OP}{q}(?=[A-Za-z0-9_+/=\-])""")
+    for q in "\"'")
 # A backslash continuation, and a long token broken at a line end and carried on at the
 # start of the next line (a wrapped terminal, an e-mail body, a quoted `> ` reply).
 _TOKEN_CHAR = r"[A-Za-z0-9_+/=\-]"
@@ -276,9 +277,35 @@ def _hex(token: str) -> str | None:
         return None
 
 
+_CHUNK = 4096
+
+
+def _non_ascii_spans(text: str) -> list[tuple[int, int]]:
+    """Merged 4 KB blocks holding a non-ASCII character (str.isascii runs word-wise in C)."""
+    spans: list[tuple[int, int]] = []
+    for lo in range(0, len(text), _CHUNK):
+        if not text[lo:lo + _CHUNK].isascii():
+            hi = min(len(text), lo + _CHUNK)
+            if spans and spans[-1][1] == lo:
+                spans[-1] = (spans[-1][0], hi)
+            else:
+                spans.append((lo, hi))
+    return spans
+
+
+def _strip_invisible(text: str, layers: list[_Layer]) -> str:
+    spans = _non_ascii_spans(text)
+    if sum(hi - lo for lo, hi in spans) > len(text) // 2:
+        return _apply(text, _INVISIBLE_RE, None, layers)
+    # Mostly ASCII: search only the blocks that are not (a run never crosses into ASCII).
+    rewrites = [(m.start(), m.end(), "") for lo, hi in spans
+                for m in _INVISIBLE_RE.finditer(text, lo, hi)]
+    return _rewrite(text, rewrites, layers)
+
+
 def _strip(text: str, layers: list[_Layer]) -> str:
-    if not text.isascii() and _INVISIBLE_RE.search(text):
-        text = _apply(text, _INVISIBLE_RE, None, layers)
+    if not text.isascii():
+        text = _strip_invisible(text, layers)
     for literal, pattern in _ANSI_RES:
         if literal in text:
             text = _apply(text, pattern, None, layers)
@@ -300,12 +327,53 @@ def _join(text: str, layers: list[_Layer]) -> str:
     if "\\\n" in text or "\\\r\n" in text:
         text = _apply(text, _CONTINUATION_RE, None, layers)
     text = _apply(text, _WRAPPED_RE, None, layers)
-    return _apply(text, _CONCAT_RE, None, layers)
+    # One pattern per quote, each starting with its literal: the engine skips to it.
+    for pattern in _CONCAT_RES:
+        text = _apply(text, pattern, None, layers)
+    return text
 
 
 def _decode(text: str, layers: list[_Layer]) -> str:
-    # Hex digits are base64 characters: one pass of the base64 class finds both.
-    return _apply(text, _BASE64_RE, _base64_or_hex, layers)
+    """Base64 and hex runs of 20 characters or more, decoded where they are text.
+
+    Candidates come from str.split, which runs in C: only words of 20 characters or
+    more reach Python, and a regex runs on each of those words alone."""
+    rewrites: list[tuple[int, int, str]] = []
+    decoded: dict[str, str | None] = {}  # a repeated run is decoded once
+    pos = 0
+    for word in [w for w in text.split() if len(w) >= 20]:
+        at = text.find(word, pos)
+        pos = at + len(word)
+        for m in _BASE64_RE.finditer(word):
+            run = m.group()
+            value = decoded[run] if run in decoded else decoded.setdefault(
+                run, _base64_or_hex(run))
+            if value is not None and len(value) < m.end() - m.start():
+                rewrites.append((at + m.start(), at + m.end(), value))
+    return _rewrite(text, rewrites, layers)
+
+
+def _rewrite(text: str, rewrites: list[tuple[int, int, str]], layers: list[_Layer]) -> str:
+    """`text` with each (start, end) span replaced, as one layer."""
+    if not rewrites:
+        return text
+    orig_lens: list[int] = []
+    norm_lens: list[int] = []
+    pieces: list[str] = []
+    pos = 0
+    for start, end, value in rewrites:
+        orig_lens += (start - pos, end - start)
+        norm_lens += (start - pos, len(value))
+        pieces += (text[pos:start], value)
+        pos = end
+    orig_lens.append(len(text) - pos)
+    norm_lens.append(len(text) - pos)
+    pieces.append(text[pos:])
+    result = "".join(pieces)
+    layers.append(_Layer(list(itertools.accumulate(orig_lens, initial=0))[:-1],
+                         list(itertools.accumulate(norm_lens, initial=0))[:-1],
+                         len(text), len(result)))
+    return result
 
 
 def _base64_or_hex(token: str) -> str | None:
@@ -314,13 +382,32 @@ def _base64_or_hex(token: str) -> str | None:
     return _base64(token)
 
 
+def _rewrite_spans(layers: list[_Layer]) -> list[tuple[int, int]]:
+    """Where the last of `layers` rewrote, in the coordinates of the text after all of them."""
+    spans: list[tuple[int, int]] = []
+    for i, layer in enumerate(layers):
+        for start, end in layer.changes():
+            for later in layers[i + 1:]:
+                start, end = later.forward(start), later.forward(end)
+            spans.append((start, end))
+    return spans
+
+
+def _rewrote_invisible(view: str, layers: list[_Layer]) -> bool:
+    if not layers or view.isascii():
+        return False
+    if sum(len(layer.norm_starts) for layer in layers) > 2048:
+        return True  # many rewrites: one search of the whole view is cheaper
+    return any(_INVISIBLE_RE.search(view, start, end) for start, end in _rewrite_spans(layers))
+
+
 def normalise(text: str) -> View:
     """`text` with disguises undone, in linear time; never longer than `text`."""
     layers: list[_Layer] = []
     view = _strip(text, layers)
     before = len(layers)
     view = _unescape(view, layers)
-    if len(layers) > before:
+    if _rewrote_invisible(view, layers[before:]):
         view = _strip(view, layers)  # escapes may have spelled invisible characters
     view = _join(view, layers)
     before = len(layers)
@@ -334,7 +421,7 @@ def normalise(text: str) -> View:
 
 def view_windows(view: View, reach: int, limit: int = 4096) -> list[tuple[int, int]]:
     """Merged spans of `view.text` worth scanning again: `reach` characters around each
-    change, widened to whole lines (up to 1,000 characters more). Past `limit` changes,
+    change, widened to whole lines (up to 200 characters more). Past `limit` changes,
     or when the windows cover most of it, the whole view: one scan then costs less."""
     text = view.text
     size = len(text)
@@ -345,9 +432,9 @@ def view_windows(view: View, reach: int, limit: int = 4096) -> list[tuple[int, i
     windows: list[tuple[int, int]] = []
     for start, end in view.changed_spans():
         lo, hi = max(0, start - reach), min(size, end + reach)
-        nl = text.rfind("\n", max(0, lo - 1000), lo)
+        nl = text.rfind("\n", max(0, lo - 200), lo)
         lo = nl + 1 if nl != -1 else lo
-        nl = text.find("\n", hi, hi + 1000)
+        nl = text.find("\n", hi, hi + 200)
         hi = nl if nl != -1 else hi
         if windows and lo <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))

@@ -15,11 +15,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from . import _secret_context, _secret_formats, _secret_generic, _secret_syntax
+from . import _secret_context, _secret_formats, _secret_generic, _secret_prose, _secret_syntax
 from ._candidates import Hit
 from ._secret_context import scan_context
 from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
+from ._secret_prose import scan_prose
 from ._secret_syntax import scan_syntax
 from ._text import LineIndex, ascii_lower
 from .normalise import View, normalise, view_windows
@@ -30,7 +31,8 @@ __all__ = ["RULE_IDS", "Allowlist", "SecretFinding", "load_baseline", "parse_bas
 
 # Every rule id a finding can carry.
 RULE_IDS: frozenset[str] = (_secret_formats.RULE_IDS | _secret_context.RULE_IDS
-                            | _secret_generic.RULE_IDS | _secret_syntax.RULE_IDS)
+                            | _secret_generic.RULE_IDS | _secret_syntax.RULE_IDS
+                            | _secret_prose.RULE_IDS)
 
 
 class SecretFinding(NamedTuple):
@@ -150,11 +152,11 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
 
 def _raw_hits(text: str, lowered: str) -> list[Hit]:
     return (scan_formats(text) + scan_context(text, lowered) + scan_syntax(text, lowered)
-            + scan_assignments(text, lowered))
+            + scan_assignments(text, lowered) + scan_prose(text))
 
 
 # Around each change in the normalised view, the longest single-line format fits.
-_VIEW_REACH = 400
+_VIEW_REACH = 320
 
 
 def _view_hits(view: View) -> list[Hit]:

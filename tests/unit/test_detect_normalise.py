@@ -226,3 +226,33 @@ def test_view_size_is_bounded_on_expanding_looking_input() -> None:
     # Entities and escapes whose decoded form is as long as the source stay as written.
     text = "&#x1F600;" * 1000 + "\\U0001F600" * 1000 + "%F0%9F%98%80" * 1000
     assert len(normalise(text).text) <= len(text)
+
+
+# Shapes that make each normalisation pass rewrite as often as it can.
+NORMALISE_SHAPES = {
+    "concatenations": "'a1' 'b2' ",
+    "lua-concatenations": '"x9" .. "y8" .. ',
+    "percent-run": "%41",
+    "percent-broken": "%4%1",
+    "entities": "&#65;&amp;",
+    "json-escapes": "\\u0041\\x42",
+    "escaped-zero-width": "\\u200bA",
+    "ansi": "\x1b[31mA",
+    "continuations": "ab\\\n",
+    "wrapped-lines": "abcdefghijk1\nabcd",
+    "base64-words": "QUJDREVGR0hJSktMTU5PUFFSU1RV ",
+    "hex-words": "41424344454647484950515253 ",
+    "random-words": "k3j5h7g9f1d3s5a7q9w2e4 ",
+    "tags": "\U000e0041a",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NORMALISE_SHAPES))
+def test_hostile_normalisation_shapes_cost_linear_bounded_work(shape: str) -> None:
+    from tests.unit.test_detect_worst_case import SIZE, _calls, _fill
+
+    for scan in (scan_text, detect_injection):
+        small = _calls(scan, _fill(NORMALISE_SHAPES[shape], SIZE))
+        large = _calls(scan, _fill(NORMALISE_SHAPES[shape], 2 * SIZE))
+        assert small <= 4 * SIZE + 20_000, (scan.__name__, small)
+        assert large <= 2.2 * small + 20_000, (scan.__name__, small, large)
