@@ -293,13 +293,29 @@ def _non_ascii_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Past this many invisible runs the text is built to be costly: its map is kept per block
+# of 256 characters (a finding there redacts whole blocks) instead of per character.
+_PRECISE_RUNS = 4096
+_BLOCK = 256
+
+
 def _strip_invisible(text: str, layers: list[_Layer]) -> str:
     spans = _non_ascii_spans(text)
-    if sum(hi - lo for lo, hi in spans) > len(text) // 2:
-        return _apply(text, _INVISIBLE_RE, None, layers)
-    # Mostly ASCII: search only the blocks that are not (a run never crosses into ASCII).
-    rewrites = [(m.start(), m.end(), "") for lo, hi in spans
-                for m in _INVISIBLE_RE.finditer(text, lo, hi)]
+    found = (m for lo, hi in spans for m in _INVISIBLE_RE.finditer(text, lo, hi))
+    runs = sum(1 for _ in itertools.islice(found, _PRECISE_RUNS + 1))
+    if not runs:
+        return text
+    if runs <= _PRECISE_RUNS:
+        # A run never crosses into an ASCII block, so searching the others finds them all.
+        return _rewrite(text, [(m.start(), m.end(), "") for lo, hi in spans
+                               for m in _INVISIBLE_RE.finditer(text, lo, hi)], layers)
+    rewrites: list[tuple[int, int, str]] = []
+    for lo, hi in spans:
+        for start in range(lo, hi, _BLOCK):
+            block = text[start:min(hi, start + _BLOCK)]
+            cleaned = _INVISIBLE_RE.sub("", block)
+            if len(cleaned) < len(block):
+                rewrites.append((start, start + len(block), cleaned))
     return _rewrite(text, rewrites, layers)
 
 

@@ -256,3 +256,14 @@ def test_hostile_normalisation_shapes_cost_linear_bounded_work(shape: str) -> No
         large = _calls(scan, _fill(NORMALISE_SHAPES[shape], 2 * SIZE))
         assert small <= 4 * SIZE + 20_000, (scan.__name__, small)
         assert large <= 2.2 * small + 20_000, (scan.__name__, small, large)
+
+
+def test_a_flood_of_invisible_characters_still_locates_the_token() -> None:
+    # Past 4,096 invisible runs the map is kept per block: redaction may take more, not less.
+    padding = "word\u200b " * 5000
+    text = padding + "key: " + _zero_width(GITHUB) + " end of text"
+    found = scan_text(text)
+    assert [f.rule_id for f in found] == ["github-token"]
+    redacted = redact_text(text, found)
+    assert GITHUB[-12:] not in normalise(redacted).text
+    assert redacted.endswith(" end of text")
