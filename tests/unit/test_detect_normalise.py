@@ -266,4 +266,4 @@ def test_a_flood_of_invisible_characters_still_locates_the_token() -> None:
     assert [f.rule_id for f in found] == ["github-token"]
     redacted = redact_text(text, found)
     assert GITHUB[-12:] not in normalise(redacted).text
-    assert redacted.startswith(padding[:40_000])  # what lies blocks away is kept
+    assert redacted.startswith(padding[:-1000])  # what lies blocks away is kept
