@@ -28,7 +28,7 @@ RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-pro
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
-    r"|login|contrase"
+    r"|login|contrase|(?<![a-z])pat\b|(?<![a-z])sk\b|dsn|hmac|privkey|mnemonic"
 )
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
@@ -57,6 +57,8 @@ _SECRET_WORDS = _PASSWORD_WORDS | frozenset({
     "secret", "token", "key", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
     "authtoken", "accesstoken", "refreshtoken", "apitoken", "clientsecret", "credential",
     "credentials", "creds", "cred", "auth", "login", "bearer", "jwt",
+    # Abbreviations and kinds people name credentials by.
+    "pat", "sk", "dsn", "hmac", "privkey", "passkey", "mnemonic", "apisecret", "signingkey",
 })
 _SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey", "accesskey", "secretkey",
                     "privatekey")
