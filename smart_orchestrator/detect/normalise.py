@@ -7,11 +7,13 @@ continued over a backslash-newline, split over two lines, or cut into concatenat
 string literals (`"sk-ant-" + "api03..."`, `'a' 'b'`, Lua `..`, PHP `.`).
 
 `normalise` undoes these in a fixed sequence of passes. Each pass is one regex split
-(the work per match stays inside the regex engine where the replacement is constant),
+(the work per match stays inside the regex engine where the replacement is constant) or,
+for base64 and hex, a check of the words `str.split` finds 20 characters or longer; it
 never lengthens the text (every decoding maps a run of characters to fewer), and keeps
 the boundaries of what it changed, so a span of the view maps back to the span of the
 original it came from (`View.original_span`): redaction then covers the original bytes,
-escapes and all. The view is scanned besides the original, never instead of it.
+escapes and all. Past 4,096 runs of invisible characters the map is kept per block of 256
+characters. The view is scanned besides the original, never instead of it.
 """
 
 from __future__ import annotations
