@@ -28,7 +28,7 @@ RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-pro
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
-    r"|login|contrase|(?<![a-z])pat\b|(?<![a-z])sk\b|dsn|hmac|privkey|mnemonic"
+    r"|login|contrase|dsn|hmac|privkey|mnemonic|_pat\b|_sk\b"
 )
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")

@@ -86,16 +86,18 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
 
 _HEADER_NAMES = ("api-key", "apikey", "auth-token", "access-token", "private-token",
                  "api-token", "client-secret")
-_KEY_HEADER_RE = re.compile(
-    r"(?:x-)?(?:api-?key|auth-token|access-token|private-token|api-token|client-secret)"
-    r"[\"']?[ \t]{0,3}:[ \t]{0,3}" + _VALUE)
+# One pattern per header name, each led by its literal.
+_KEY_HEADER_RES = {name: re.compile(re.escape(name) + r"[\"']?[ \t]{0,3}:[ \t]{0,3}" + _VALUE)
+                   for name in _HEADER_NAMES}
 
 
 def _key_headers(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
-    for m in _KEY_HEADER_RE.finditer(lowered):
-        before = lowered[m.start() - 1] if m.start() else " "
-        if before.isalnum() or before in "_-":
+    matches = [m for name, rx in _KEY_HEADER_RES.items() if name in lowered
+               for m in rx.finditer(lowered)]
+    for m in matches:
+        before = lowered[max(0, m.start() - 2):m.start()]
+        if before[-1:].isalnum() or before[-1:] == "_" or (before[-1:] == "-" and before != "x-"):
             continue
         start, end, _ = _value(m)
         value = text[start:end]

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
-from .normalise import normalise, view_windows
+from .normalise import joined_windows, normalise, place
 
 __all__ = ["SEVERITIES", "InjectionFinding", "detect_injection", "max_severity"]
 
@@ -51,10 +51,11 @@ def detect_injection(text: str) -> list[InjectionFinding]:
         return []
     findings = _detect(text)
     view = normalise(text)
-    for lo, hi in view_windows(view, _VIEW_REACH):
-        for f in _detect(view.text[lo:hi]):
-            start, end = view.original_span(lo + f.start, lo + f.end)
-            findings.append(f._replace(start=start, end=end))
+    joined, starts, los = joined_windows(view, _VIEW_REACH)
+    for f in _detect(joined) if joined else ():
+        span = place(view, starts, los, f.start, f.end)
+        if span is not None:
+            findings.append(f._replace(start=span[0], end=span[1]))
     return _dedupe(findings)
 
 

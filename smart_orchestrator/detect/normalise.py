@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["View", "normalise", "view_windows"]
+__all__ = ["View", "joined_windows", "normalise", "place", "view_windows"]
 
 # Zero-width and other invisible format characters and Unicode tags, which a reader never
 # sees inside a token; ANSI/OSC escapes, also as written in source (`\033[`, `\e[`).
@@ -461,3 +461,29 @@ def view_windows(view: View, reach: int, limit: int = 4096) -> list[tuple[int, i
     if sum(hi - lo for lo, hi in windows) > size // 2:
         return [(0, size)]
     return windows
+
+
+def joined_windows(view: View, reach: int) -> tuple[str, list[int], list[int]]:
+    """The windows of `view_windows`, joined by blank lines into one text to scan once:
+    (text, start of each window in it, start of each window in the view)."""
+    windows = view_windows(view, reach)
+    parts: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for lo, hi in windows:
+        starts.append(pos)
+        parts.append(view.text[lo:hi])
+        pos += hi - lo + 2
+    return "\n\n".join(parts), starts, [lo for lo, _ in windows]
+
+
+def place(view: View, starts: list[int], los: list[int], start: int,
+          end: int) -> tuple[int, int] | None:
+    """A span of the joined windows as a span of the original text; None across windows."""
+    i = bisect.bisect_right(starts, start) - 1
+    if i < 0:
+        return None
+    offset = los[i] - starts[i]
+    if i + 1 < len(starts) and end > starts[i + 1] - 2:
+        return None
+    return view.original_span(start + offset, end + offset)

@@ -23,7 +23,7 @@ from ._secret_generic import scan_assignments
 from ._secret_prose import scan_prose
 from ._secret_syntax import scan_syntax
 from ._text import LineIndex, ascii_lower
-from .normalise import View, normalise, view_windows
+from .normalise import View, joined_windows, normalise, place
 
 __all__ = ["RULE_IDS", "Allowlist", "SecretFinding", "load_baseline", "parse_baseline",
            "redact_text", "scan_text"]
@@ -162,11 +162,14 @@ _VIEW_REACH = 320
 def _view_hits(view: View) -> list[Hit]:
     """Hits in the normalised view, placed on the original text they were made from."""
     hits: list[Hit] = []
-    for lo, hi in view_windows(view, _VIEW_REACH):
-        chunk = view.text[lo:hi]
-        for hit in _raw_hits(chunk, ascii_lower(chunk)):
-            start, end = view.original_span(lo + hit.start, lo + hit.end)
-            hits.append(hit._replace(start=start, end=end))
+    # The windows are scanned as one text: one pass of each scanner, not one per window.
+    joined, starts, los = joined_windows(view, _VIEW_REACH)
+    if not joined:
+        return hits
+    for hit in _raw_hits(joined, ascii_lower(joined)):
+        span = place(view, starts, los, hit.start, hit.end)
+        if span is not None:
+            hits.append(hit._replace(start=span[0], end=span[1]))
     return hits
 
 
