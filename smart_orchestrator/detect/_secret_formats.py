@@ -292,6 +292,9 @@ _NOT_VENDOR = frozenset({
     "salt", "iv", "data", "base64", "b64", "hex", "test", "sha3", "integrity", "checksum",
     "cid", "etag", "build", "run", "job", "trace", "span", "req", "request", "msg", "event",
     "session", "user", "org", "project", "file", "img", "image", "asset", "chunk", "video",
+    # Object ids of APIs (Anthropic, OpenAI, Stripe): public names, not credentials.
+    "toolu", "srvtoolu", "msgbatch", "call", "chatcmpl", "asst", "thread", "batch",
+    "cus", "pi", "ch", "sub", "evt", "acct", "price", "prod", "pm", "seti", "src", "txn",
 })
 
 
@@ -318,6 +321,10 @@ def _vendor_shape(text: str, start: int) -> Hit | None:
         return None
     prefix, body = m.group("prefix"), m.group("body")
     if prefix[:-1].replace("-", "_").split("_")[0] in _NOT_VENDOR:
+        return None
+    if body.startswith("01"):
+        # Anthropic's object ids (`toolu_01…`, `msg_01…`, `req_011C…`), and any tail of
+        # one (`olu_01…`): Claude Code's tool-use ids are checked suffix by suffix.
         return None
     core = body.replace("_", "").replace("-", "")
     if not _random_body(core, prefix.endswith("_")):

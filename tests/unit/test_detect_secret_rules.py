@@ -13,6 +13,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smart_orchestrator.detect.secrets import RULE_IDS, scan_text
 
@@ -172,7 +174,8 @@ TABLE: dict[str, tuple[list[str], list[str]]] = {
     "vendor-prefixed-token": (["ACME_TOKEN is acme_live_" + b(32), "zq-" + b(40)],
                               ["sha512-" + b(86, B62) + "==", "test_getUserNameFromDatabaseRecord",
                                "build-" + b(40, HEX), "user_" + b(26, "0123456789"), "commit-" + b(40, HEX),
-                               "chunk_" + b(20, HEX)]),
+                               "chunk_" + b(20, HEX), "toolu_01" + b(22), "olu_01" + b(22),
+                               "msg_01" + b(22), "cus_" + b(14) + "x9Q2", "pi_3" + b(23)]),
     "private-key": (["-----BEGIN " + "RSA PRIVATE KEY-----\n" + b(64, B64) + "\n" + b(64, B64, "k")
                      + "\n-----END " + "RSA PRIVATE KEY-----\n"],
                     ["-----BEGIN " + "PRIVATE KEY-----\n...\n-----END " + "PRIVATE KEY-----"]),
@@ -256,3 +259,13 @@ def test_rule_ignores_its_near_miss(rule_id: str, text: str) -> None:
                                   if "x" * 20 in t or "0" * 20 in t or "<" in t or "$" in t])
 def test_masked_and_templated_values_report_nothing(text: str) -> None:
     assert scan_text(text) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=B62, min_size=22, max_size=22),
+       st.sampled_from(["toolu_01", "srvtoolu_01", "msg_01", "req_011C", "msgbatch_01"]))
+def test_api_object_ids_and_their_tails_are_not_credentials(body: str, prefix: str) -> None:
+    # The policy checks every suffix of a tool_use_id (Anthropic ids: `toolu_01…`) for
+    # credentials before storing it.
+    value = prefix + body
+    assert scan_text("\n".join(value[i:] for i in range(len(value)))) == []
