@@ -1,33 +1,46 @@
-"""Detection quality and speed on the labelled corpora.
+"""Detection quality and speed: one section per detector, each with its own floors.
 
-    .venv/bin/python benchmarks/bench_detection.py [--corpora PATH] [--json]
+    .venv/bin/python benchmarks/bench_detection.py [--corpora PATH] [--mirrors PATH]
+        [--section secrets|injection] [--json]
 
-Secrets: recall on gitleaks' true positives, false positives on gitleaks' hard negatives
-and on CPython standard-library chunks, agreement with detect-secrets' own plugin tests,
-throughput beside detect-secrets' default scan of a sample of the same text, and the
-worst time on pathological inputs of up to 1 MB. Injection: recall per attack subset and
-false positives per benign subset, at any severity and at the default deny level (high).
+Secrets (`secrets_report`): recall on held-out public fixtures (noseyparker, trufflehog,
+secretlint) overall, with each credential alone in prose, and encoded, split or escaped;
+false positives on the source trees of psf/requests and expressjs/express (code and docs);
+the same on a validation split of our own (generated credentials in many syntaxes, and
+pallets/click and koajs/koa as negatives) that no rule was tuned on; the development
+corpora; detect-secrets 1.5 on the same data; the worst time on 1 MB adversarial inputs;
+MB/s on a 5 MB benign mix. Held-out and validation repositories are read from bare git
+mirrors (`fetch github:owner/name`, see benchmarks/_secret_data.py and docs/detection.md);
+what is absent is reported as such.
 
-Exits 1 when a floor is missed; when the corpora are absent it says so and exits 0.
+Injection (`injection_report`): recall per attack subset and false positives per benign
+subset, at any severity and at the default deny level (high), and throughput.
+
+Exits 1 when a floor is missed; when the data is absent it says so and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import io
 import json
 import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _secret_data as data  # noqa: E402
 
 from smart_orchestrator.detect.injection import SEVERITIES, detect_injection  # noqa: E402
 from smart_orchestrator.detect.secrets import scan_text  # noqa: E402
@@ -50,36 +63,6 @@ def best_time(fn: Callable[[], object], runs: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - started)
     return best
-
-
-def secret_quality(corpora: Path) -> dict[str, float]:
-    gitleaks = load(corpora / "secrets" / "gitleaks_rules.jsonl")
-    secrets = [r for r in gitleaks if r["label"] == "secret"]
-    hard = [r for r in gitleaks if r["label"] == "benign"]
-    stdlib = load(corpora / "secrets" / "benign_python_stdlib.jsonl")
-    fixtures = load(corpora / "secrets" / "detect_secrets_fixtures.jsonl")
-    agree = sum(bool(scan_text(r["text"])) == (r["label"] == "secret") for r in fixtures)
-    return {
-        "gitleaks_recall": sum(bool(scan_text(r["text"])) for r in secrets) / len(secrets),
-        "gitleaks_hard_negative_fp": sum(bool(scan_text(r["text"])) for r in hard) / len(hard),
-        "stdlib_fp": sum(bool(scan_text(r["text"])) for r in stdlib) / len(stdlib),
-        "fixtures_agreement": agree / len(fixtures),
-    }
-
-
-def detect_secrets_mb_s(text: str) -> float:
-    """detect-secrets' default scan (file mode) on `text`, in MB/s."""
-    from detect_secrets.core.secrets_collection import SecretsCollection
-    from detect_secrets.settings import default_settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "sample.py")
-        Path(path).write_text(text, encoding="utf-8")
-        with default_settings():
-            started = time.perf_counter()
-            SecretsCollection().scan_file(path)
-            elapsed = time.perf_counter() - started
-    return len(text) / MB / elapsed
 
 
 def pathological() -> dict[str, str]:
@@ -119,35 +102,183 @@ def word_baseline(text: str) -> None:
         pass
 
 
-def speed(corpora: Path) -> dict[str, Any]:
-    stdlib_text = "\n".join(r["text"] for r in load(corpora / "secrets" /
-                                                     "benign_python_stdlib.jsonl"))
-    records = load(corpora / "injection" / "injection_core.jsonl")
-    prose = "\n".join(r["text"] for r in records)
-    prompts = "\n".join(r["text"] for r in records if r["subset"] == "subagent_definitions")
-    size = len(stdlib_text) / MB
-    ours = size / best_time(lambda: scan_text(stdlib_text))
-    sample = stdlib_text[:100_000]
-    theirs = detect_secrets_mb_s(sample)
+def print_floors(checks: list[Floor]) -> None:
+    for name, value, limit, sense in checks:
+        ok = value >= limit if sense == "min" else value <= limit
+        op = ">=" if sense == "min" else "<="
+        print(f"  floor {name}: {value:.4g} {op} {limit:g}: {'PASS' if ok else 'FAIL'}")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class _DetectSecrets:
+    """detect-secrets 1.5, default plugins and filters, each sample scanned as a file (its
+    `scan` mode; the line mode of `scan --string` skips the filters and flags almost
+    everything); its settings are process-global, so one instance at a time."""
+
+    def __init__(self) -> None:
+        from detect_secrets.core.secrets_collection import SecretsCollection
+        from detect_secrets.settings import default_settings
+
+        self._collection = SecretsCollection
+        self._settings = default_settings
+
+    def flags(self, texts: Iterable[str]) -> list[bool]:
+        out: list[bool] = []
+        with tempfile.TemporaryDirectory() as tmp, self._settings():
+            path = os.path.join(tmp, "sample.txt")
+            for text in texts:
+                Path(path).write_text(text, encoding="utf-8", errors="replace")
+                found = self._collection()
+                found.scan_file(path)
+                out.append(bool(found.data))
+        return out
+
+
+def _rate(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
+def _ours(texts: Iterable[str]) -> list[bool]:
+    return [bool(scan_text(t)) for t in texts]
+
+
+def _row(name: str, samples: list[data.Sample], ds: _DetectSecrets | None,
+         rows: dict[str, dict[str, float]]) -> None:
+    texts = [s.text for s in samples]
+    ours = _rate(_ours(texts))
+    theirs = _rate(ds.flags(texts)) if ds is not None and texts else float("nan")
+    rows[name] = {"n": float(len(samples)), "ours": ours, "detect_secrets": theirs}
+
+
+def _split(samples: list[data.Sample], label: str) -> list[data.Sample]:
+    return [s for s in samples if s.label == label]
+
+
+def _benign_mix(corpora: Path, size: int = 5 * MB) -> str:
+    """Code, prose and configuration-like text, repeated to `size` characters."""
+    parts = [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
+    parts += [r["text"] for r in load(corpora / "injection" / "injection_core.jsonl")
+              if r["label"] != "injection"]
+    text = "\n".join(parts)
+    return (text * (size // len(text) + 1))[:size]
+
+
+def secrets_report(corpora: Path, mirrors: Path, compare: bool = True,
+                   ) -> tuple[dict[str, Any], list[Floor]]:
+    ds = _DetectSecrets() if compare else None
+    rows: dict[str, dict[str, float]] = {}
+    held = data.noseyparker(mirrors) + data.trufflehog(mirrors) + data.secretlint(mirrors)
+    positives = _split(held, "secret")
+    if positives:
+        _row("held-out recall: fixtures as written", positives, ds, rows)
+        for source in ("noseyparker", "trufflehog", "secretlint"):
+            _row(f"  {source}", [s for s in positives if s.source.startswith(source)], None,
+                 rows)
+        prose, variants = data.prose_and_variants(positives)
+        _row("held-out recall: alone in prose", prose, ds, rows)
+        _row("held-out recall: encoded/split/escaped", variants, ds, rows)
+        for name in sorted(data.VARIANTS):
+            _row(f"  {name}", [s for s in variants if s.source.endswith("|" + name)], None,
+                 rows)
+        _row("held-out fixtures' own negatives flagged (near misses)", _split(held, "benign"),
+             ds, rows)
+    code_docs = (data.source_tree("psf/requests", mirrors, "requests")
+                 + data.source_tree("expressjs/express", mirrors, "express"))
+    if code_docs:
+        _row("held-out FP: requests + express (30-line chunks)", code_docs, ds, rows)
+        for kind in ("code", "docs"):
+            _row(f"  {kind}", [s for s in code_docs if s.source.endswith(kind)], None, rows)
+    validation = data.generated(seed=2)
+    _row("validation recall: generated, in context", [
+        s for s in validation if s.label == "secret" and s.source.split(":")[0] in
+        ("gen", "gen-bare", "gen-tool")], ds, rows)
+    _row("validation recall: generated, in prose",
+         [s for s in validation if s.source.startswith("gen-prose")], ds, rows)
+    _row("validation recall: generated, disguised",
+         [s for s in validation if s.source.startswith("gen-variant")], ds, rows)
+    _row("validation FP: generated look-alikes", _split(validation, "benign"), ds, rows)
+    val_tree = (data.source_tree("pallets/click", mirrors, "click")
+                + data.source_tree("koajs/koa", mirrors, "koa"))
+    if val_tree:
+        _row("validation FP: click + koa (30-line chunks)", val_tree, ds, rows)
+    dev: dict[str, float] = {}
+    if (corpora / "secrets" / "gitleaks_rules.jsonl").is_file():
+        gitleaks = load(corpora / "secrets" / "gitleaks_rules.jsonl")
+        stdlib = load(corpora / "secrets" / "benign_python_stdlib.jsonl")
+        dev = {
+            "gitleaks_recall": _rate(_ours(r["text"] for r in gitleaks
+                                           if r["label"] == "secret")),
+            "gitleaks_hard_negative_fp": _rate(_ours(r["text"] for r in gitleaks
+                                                     if r["label"] == "benign")),
+            "stdlib_fp": _rate(_ours(r["text"] for r in stdlib)),
+        }
+    speed = _secret_speed(corpora)
+    report = {"rows": rows, "development": dev, "speed": speed}
+    checks = _secret_floors(rows, dev, speed)
+    _print_secrets(report, checks)
+    return report, checks
+
+
+def _secret_speed(corpora: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if (corpora / "secrets").is_dir():
+        mix = _benign_mix(corpora)
+        out["mb_s_benign_mix"] = len(mix) / MB / best_time(lambda: scan_text(mix), 2)
+        out["baseline_mb_s"] = len(mix) / MB / best_time(lambda: word_baseline(mix), 2)
     worst: dict[str, float] = {}
-    worst_rows: dict[str, tuple[float, float, float]] = {}
     for name, text in pathological().items():
-        sec = best_time(partial(scan_text, text), 1)
-        inj = best_time(partial(detect_injection, text), 1)
-        worst[name] = max(sec, inj)
-        worst_rows[name] = (sec, inj, best_time(partial(word_baseline, text), 1))
-    return {
-        "secrets_mb_s": ours,
-        "detect_secrets_mb_s": theirs,
-        "detect_secrets_sample_kb": len(sample) / 1000,
-        "speedup_vs_detect_secrets": ours / theirs,
-        "injection_mb_s_code": size / best_time(lambda: detect_injection(stdlib_text)),
-        "injection_mb_s_corpus": len(prose) / MB / best_time(lambda: detect_injection(prose)),
-        "injection_mb_s_prompts": len(prompts) / MB / best_time(
-            lambda: detect_injection(prompts)),
-        "worst_case_s": worst,
-        "worst_case_rows": worst_rows,
-    }
+        worst[name] = best_time(partial(scan_text, text), 1)
+    out["worst_case_s"] = worst
+    return out
+
+
+def _secret_floors(rows: dict[str, dict[str, float]], dev: dict[str, float],
+                   speed: dict[str, Any]) -> list[Floor]:
+    checks: list[Floor] = []
+
+    def add(name: str, key: str, limit: float, sense: str) -> None:
+        if key in rows:
+            checks.append((name, rows[key]["ours"], limit, sense))
+
+    add("secrets held-out recall", "held-out recall: fixtures as written", 0.90, "min")
+    add("secrets held-out encoded/split/escaped", "held-out recall: encoded/split/escaped",
+        0.60, "min")
+    add("secrets held-out FP on code and docs",
+        "held-out FP: requests + express (30-line chunks)", 0.005, "max")
+    add("secrets validation FP on code and docs", "validation FP: click + koa (30-line chunks)",
+        0.005, "max")
+    if dev:
+        checks.append(("secrets FP on stdlib chunks", dev["stdlib_fp"], 0.005, "max"))
+    if "mb_s_benign_mix" in speed:
+        checks.append(("secrets MB/s on 5 MB benign mix", speed["mb_s_benign_mix"], 10.0,
+                       "min"))
+    checks.append(("secrets worst 1 MB input (s)", max(speed["worst_case_s"].values()), 1.0,
+                   "max"))
+    return checks
+
+
+def _print_secrets(report: dict[str, Any], checks: list[Floor]) -> None:
+    print("Secrets (share of samples with a finding; detect-secrets 1.5 beside, file mode)")
+    print(f"  {'':58s} {'n':>6s} {'ours':>8s} {'d-s':>8s}")
+    for name, row in report["rows"].items():
+        theirs = "" if row["detect_secrets"] != row["detect_secrets"] else \
+            f"{row['detect_secrets']:8.2%}"
+        print(f"  {name:58s} {row['n']:6.0f} {row['ours']:8.2%} {theirs:>8s}")
+    for name, value in report["development"].items():
+        print(f"  development corpora {name:38s} {value:8.2%}")
+    speed = report["speed"]
+    if "mb_s_benign_mix" in speed:
+        print(f"  scan_text on a 5 MB benign mix {speed['mb_s_benign_mix']:7.1f} MB/s"
+              f"  (one re.finditer(r'\\w+') pass: {speed['baseline_mb_s']:.1f} MB/s)")
+    print("  worst case per 1 MB input (ms)")
+    for name, sec_s in speed["worst_case_s"].items():
+        print(f"    {name:34s} {sec_s * 1000:8.1f}")
+    print_floors(checks)
+
+
+# --------------------------------------------------------------------------- injection
 
 
 def injection_quality(corpora: Path) -> dict[str, dict[str, float]]:
@@ -170,74 +301,71 @@ def injection_quality(corpora: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def floors(report: dict[str, Any]) -> list[Floor]:
-    sec, spd, inj = report["secrets"], report["speed"], report["injection"]
-    return [
-        ("secrets recall on gitleaks secrets", sec["gitleaks_recall"], 0.95, "min"),
-        ("secrets FP on stdlib chunks", sec["stdlib_fp"], 0.005, "max"),
-        ("secrets FP on gitleaks hard negatives", sec["gitleaks_hard_negative_fp"], 0.25, "max"),
-        ("secrets throughput on stdlib (MB/s)", spd["secrets_mb_s"], 10.0, "min"),
-        ("worst 1 MB input (s)", max(spd["worst_case_s"].values()), 1.0, "max"),
-        ("injection throughput on stdlib (MB/s)", spd["injection_mb_s_code"], 5.0, "min"),
-        ("injection FP on notinject", inj["notinject"]["any"], 0.02, "max"),
-        ("injection FP on subagent_definitions", inj["subagent_definitions"]["any"], 0.02, "max"),
-        ("injection recall on cyberseceval_pi (phrase list: 4.9%)",
-         inj["cyberseceval_pi"]["any"], 0.049, "min"),
+def injection_report(corpora: Path, mirrors: Path,
+                     ) -> tuple[dict[str, Any], list[Floor]]:
+    if not (corpora / "injection" / "injection_core.jsonl").is_file():
+        print("Injection: corpora not found; nothing measured")
+        return {}, []
+    quality = injection_quality(corpora)
+    stdlib_text = "\n".join(r["text"] for r in load(corpora / "secrets" /
+                                                     "benign_python_stdlib.jsonl"))
+    mb_s = len(stdlib_text) / MB / best_time(lambda: detect_injection(stdlib_text))
+    worst = {name: best_time(partial(detect_injection, text), 1)
+             for name, text in pathological().items()}
+    checks: list[Floor] = [
+        ("injection throughput on stdlib (MB/s)", mb_s, 5.0, "min"),
+        ("injection worst 1 MB input (s)", max(worst.values()), 1.0, "max"),
+        ("injection FP on notinject", quality["notinject"]["any"], 0.02, "max"),
+        ("injection FP on subagent_definitions", quality["subagent_definitions"]["any"], 0.02,
+         "max"),
     ]
-
-
-def print_report(report: dict[str, Any], checks: list[Floor]) -> None:
-    sec, spd, inj = report["secrets"], report["speed"], report["injection"]
-    print("Secrets")
-    print(f"  recall on gitleaks secrets        {sec['gitleaks_recall']:7.2%}")
-    print(f"  FP on gitleaks hard negatives     {sec['gitleaks_hard_negative_fp']:7.2%}")
-    print(f"  FP on stdlib chunks               {sec['stdlib_fp']:7.2%}")
-    print(f"  agreement with detect-secrets fixtures {sec['fixtures_agreement']:7.2%}"
-          "  (regression only: fixtures mix plugins)")
-    print("Speed")
-    print(f"  scan_text on stdlib text          {spd['secrets_mb_s']:7.1f} MB/s")
-    print(f"  detect-secrets default scan       {spd['detect_secrets_mb_s']:7.3f} MB/s"
-          f"  (first {spd['detect_secrets_sample_kb']:.0f} KB of the same text)")
-    print(f"  ratio                             {spd['speedup_vs_detect_secrets']:7.0f}x")
-    print(f"  detect_injection on stdlib text   {spd['injection_mb_s_code']:7.1f} MB/s")
-    print(f"  detect_injection on subagent prompts {spd['injection_mb_s_prompts']:4.1f} MB/s")
-    print(f"  detect_injection on whole corpus  {spd['injection_mb_s_corpus']:7.1f} MB/s"
-          "  (attack-dense, multilingual, astral characters)")
-    print("  worst case per 1 MB input (ms): secrets, injection, re.finditer(r'\\w+') baseline")
-    for name, (sec_s, inj_s, base_s) in spd["worst_case_rows"].items():
-        print(f"    {name:34s} {sec_s * 1000:8.1f} {inj_s * 1000:8.1f} {base_s * 1000:8.1f}")
     print("Injection (share of records with a finding: any severity / high or above)")
-    for subset, row in inj.items():
+    for subset, row in quality.items():
         kind = "recall" if row["label"] else "FP    "
         print(f"  {kind} {subset:24s} n={row['n']:4.0f}  any {row['any']:7.2%}"
               f"  high+ {row['high']:7.2%}")
-    print("Floors")
-    for name, value, limit, sense in checks:
-        ok = value >= limit if sense == "min" else value <= limit
-        op = ">=" if sense == "min" else "<="
-        print(f"  {name}: {value:.4g} {op} {limit:g}: {'PASS' if ok else 'FAIL'}")
+    print(f"  detect_injection on stdlib text {mb_s:7.1f} MB/s")
+    print("  worst case per 1 MB input (ms)")
+    for name, seconds in worst.items():
+        print(f"    {name:34s} {seconds * 1000:8.1f}")
+    print_floors(checks)
+    return {"quality": quality, "mb_s_code": mb_s, "worst_case_s": worst}, checks
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
+    parser.add_argument("--corpora", type=Path, default=next(
+        (p for p in (ROOT.parent / "shared" / "corpora", ROOT.parents[1] / "shared" / "corpora")
+         if p.is_dir()), ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--mirrors", type=Path, default=data.MIRRORS)
+    parser.add_argument("--section", choices=("secrets", "injection"))
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip detect-secrets (it takes about a minute)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    if not (args.corpora / "secrets" / "gitleaks_rules.jsonl").is_file():
-        print(f"corpora not found at {args.corpora}; nothing to measure (pass --corpora PATH)")
-        return 0
-    report: dict[str, Any] = {"secrets": secret_quality(args.corpora),
-                              "speed": speed(args.corpora),
-                              "injection": injection_quality(args.corpora)}
-    checks = floors(report)
+    reports: dict[str, Any] = {}
+    checks: list[Floor] = []
+    with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
+        _run(args, reports, checks)
     failed = [name for name, value, limit, sense in checks
               if (value < limit if sense == "min" else value > limit)]
     if args.json:
-        report["floors_failed"] = failed
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report, checks)
+        reports["floors_failed"] = failed
+        print(json.dumps(reports, indent=2))
     return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace, reports: dict[str, Any], checks: list[Floor]) -> None:
+    if args.section in (None, "secrets"):
+        reports["secrets"], found = secrets_report(args.corpora, args.mirrors,
+                                                   compare=not args.no_compare)
+        checks += found
+    if args.section in (None, "injection"):
+        reports["injection"], found = injection_report(args.corpora, args.mirrors)
+        checks += found
 
 
 if __name__ == "__main__":

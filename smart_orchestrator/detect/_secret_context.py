@@ -21,7 +21,7 @@ from ._text import (
     shannon_entropy,
 )
 
-__all__ = ["scan_context"]
+__all__ = ["RULE_IDS", "scan_context"]
 
 _KEY_BEGIN_RE = re.compile(r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
 _KEY_END_RE = re.compile(r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
@@ -244,6 +244,12 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
     ("contribsys", "sidekiq-secret",
      r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[\"']?[ \t]*[:=][ \t]*[\"']?"
      r"(?P<s>[a-f0-9]{8}:[a-f0-9]{8})(?![\w])", 0.0),
+    # Azure shared access signatures: `sig=` beside the other SAS parameters.
+    ("sig=", "azure-sas-token",
+     r"(?i:[?&](?:sv|se|sp|sr|st|spr|srt|ss|skoid|sktid)=[^\s&\"'<>]{1,100}"
+     r"(?:&[a-z]{2,6}=[^\s&\"'<>]{0,100}){0,12}&sig=)(?P<s>[A-Za-z0-9%+/=]{20,120})", 3.5),
+    ("sig=", "azure-sas-token",
+     r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{20,120})(?=&(?i:sv|se|sp|sr|st)=)", 3.5),
     ("service_account", "gcp-service-account",
      r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
 )
@@ -275,6 +281,10 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                                 PRIORITY_FORMAT, (secret,)))
     return hits
 
+
+RULE_IDS = frozenset({rule_id for _, rule_id, _, _ in _ANCHORED} | {
+    "private-key", "connection-string-password", "basic-auth-url", "authorization-header",
+    "curl-basic-auth"})
 
 # Longer than any anchored format, so a window always holds a whole secret.
 _WINDOW = 320

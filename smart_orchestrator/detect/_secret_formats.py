@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ._candidates import PRIORITY_FORMAT, Hit
-from ._text import looks_placeholder, mostly_sequential, shannon_entropy
+from ._candidates import PRIORITY_CONTEXT, PRIORITY_FORMAT, Hit
+from ._text import looks_like_code_identifier, looks_placeholder, mostly_sequential, shannon_entropy
 
-__all__ = ["TOKEN_RULES_BY_PREFIX", "VENDOR_PREFIXES", "TokenRule", "scan_formats",
+__all__ = ["RULE_IDS", "TOKEN_RULES_BY_PREFIX", "VENDOR_PREFIXES", "TokenRule", "scan_formats",
            "token_starts"]
 
 # A secret must not run on into more token characters: exact lengths stay exact.
@@ -178,6 +179,52 @@ _RULES: tuple[tuple[tuple[str, ...], TokenRule], ...] = (
     (("A3",), _rule("1password-secret-key",
                     r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})"
                     r"-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}" + _END, 3.5)),
+    # Current AI, developer-platform and cloud formats.
+    (("gs",), _rule("groq-api-key", r"gsk_[A-Za-z0-9]{52}" + _END, 4.0)),
+    (("xa",), _rule("xai-api-key", r"xai-[A-Za-z0-9]{80}" + _END, 4.0)),
+    (("sk",), _rule("openrouter-api-key", r"sk-or-v1-[a-f0-9]{64}" + _END, 3.5)),
+    (("sk",), _rule("anthropic-session-key", r"sk-ant-sid0[12]-[\w-]{80,120}" + _END, 4.0)),
+    (("nv",), _rule("nvidia-api-key", r"nvapi-[\w-]{64}" + _END, 4.0)),
+    (("pc",), _rule("pinecone-api-key", r"pcsk_[A-Za-z0-9]{4,10}_[A-Za-z0-9]{40,80}" + _END, 4.0)),
+    (("ls",), _rule("langsmith-api-key", r"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}" + _END, 3.5)),
+    (("r8",), _rule("replicate-api-token", r"r8_[A-Za-z0-9]{37}" + _END, 4.0)),
+    (("dc",), _rule("docker-pat", r"dckr_(?:pat|oat)_[\w-]{27,40}" + _END, 3.5)),
+    (("ph",), _rule("posthog-key", r"ph[cx]_[A-Za-z0-9]{39,48}" + _END, 4.0)),
+    (("sb",), _rule("supabase-token", r"sbp_(?:v0_)?[a-f0-9]{40}" + _END, 3.5)),
+    (("sb",), _rule("supabase-token", r"sb_secret_[\w-]{24,64}" + _END, 3.5)),
+    (("GO",), _rule("google-oauth-client-secret", r"GOCSPX-[\w-]{28}" + _END, 3.5)),
+    (("ya",), _rule("google-oauth-access-token", r"ya29\.[\w-]{30,2048}" + _END, 4.0)),
+    (("1/",), _rule("google-oauth-refresh-token", r"1//0[\w-]{40,512}" + _END, 4.0)),
+    (("wh",), _rule("stripe-webhook-secret", r"whsec_[A-Za-z0-9+/]{32,88}={0,2}" + _END_B64, 4.0)),
+    (("se",), _rule("notion-token", r"secret_[A-Za-z0-9]{43}" + _END, 4.0)),
+    (("tg",), _rule("together-api-key", r"tgp_v1_[\w-]{40,48}" + _END, 4.0)),
+    (("tv",), _rule("tavily-api-key", r"tvly-(?:dev-|prod-)?[A-Za-z0-9]{32}" + _END, 4.0)),
+    (("cs",), _rule("cerebras-api-key", r"csk-[a-z0-9]{48}" + _END, 4.0)),
+    (("re",), _rule("resend-api-key", r"re_[A-Za-z0-9]{8}_[A-Za-z0-9]{24}" + _END, 3.5)),
+    (("nf",), _rule("netlify-token", r"nfp_[A-Za-z0-9]{36,40}" + _END, 4.0)),
+    (("rn",), _rule("render-api-key", r"rnd_[A-Za-z0-9]{32}" + _END, 4.0)),
+    (("na",), _rule("neon-api-key", r"napi_[a-z0-9]{64}" + _END, 4.0)),
+    (("fi",), _rule("figma-token", r"figd_[\w-]{40,50}" + _END, 4.0)),
+    (("pa",), _rule("airtable-token", r"pat[A-Za-z0-9]{14}\.[a-f0-9]{64}" + _END, 3.5)),
+    (("AT",), _rule("bitbucket-token", r"ATBB[A-Za-z0-9]{28,40}" + _END, 4.0)),
+    (("AT",), _rule("atlassian-api-token", r"ATCTT3[\w=-]{186}" + _END_B64)),
+    (("sk",), _rule("mapbox-token", r"sk\.eyJ[\w-]{50,300}\.[\w-]{20,40}" + _END, 4.0)),
+    (("CF",), _rule("contentful-token", r"CFPAT-[\w-]{43}" + _END, 4.0)),
+    (("bk",), _rule("buildkite-token", r"bkua_[a-f0-9]{40}" + _END, 3.5)),
+    (("CC",), _rule("circleci-token", r"CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}" + _END, 3.5)),
+    (("ts",), _rule("tailscale-key",
+                    r"tskey-(?:api|auth|client|webhook|scim)-[A-Za-z0-9]{6,20}-[A-Za-z0-9]{20,64}"
+                    + _END, 3.5)),
+    (("vc",), _rule("vercel-token", r"vc[pkiar]_[A-Za-z0-9]{40,64}" + _END, 4.0)),
+    (("cf",), _rule("cloudflare-api-token", r"cf(?:ut|at|k)_[A-Za-z0-9]{40,60}" + _END, 4.0)),
+    (("ci",), _rule("crates-io-token", r"cio[A-Za-z0-9]{32}" + _END, 4.0, check=_mixed_alnum)),
+    (("oy",), _rule("nuget-api-key", r"oy2[a-z0-9]{43}" + _END, 4.0, check=_has_digit)),
+    (("sq",), _rule("sonarqube-token", r"sq[pua]_[a-f0-9]{40}" + _END, 3.5)),
+    (("sl",), _rule("dropbox-token", r"sl\.(?:u\.)?[\w-]{120,1400}" + _END, 4.5)),
+    (("00",), _rule("salesforce-access-token", r"00D[A-Za-z0-9]{12,15}![\w.]{80,300}" + _END, 4.0)),
+    (("sk",), _rule("sk-prefixed-api-key", r"sk-(?:[a-f0-9]{32}|[A-Za-z0-9]{48})" + _END, 3.5,
+                    check=_mixed_alnum)),
+    (("es",), _rule("anyscale-api-key", r"esecret_[A-Za-z0-9]{26}" + _END, 4.0)),
     (("MT", "Mz", "MZ", "Nz", "ND", "NT", "OT", "OD", "MD", "MQ", "Nj", "Mj", "ATM"),
      _rule("discord-bot-token",
            r"[MNOA][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}" + _END, 3.5)),
@@ -206,7 +253,10 @@ VENDOR_PREFIXES: tuple[str, ...] = (
     "doo_v1_", "dor_v1_", "dt0c01.", "EZAK", "EZTK", "FLWSECK", "fo1_", "hvs.", "hvb.",
     "HRKU-", "lin_api_", "NRAK-", "ntn_", "pplx-", "pscale_", "PMAK-", "pnu_", "rdme_",
     "rubygems_", "xkeysib-", "sntryu_", "sntrys_", "sm_pat_", "sm_aat_", "sm_sat_", "sgp_",
-    "AGE-SECRET-KEY-", "AKCp", "ATATT3", "CLOJARS_", "ops_eyJ", "sha256~",
+    "AGE-SECRET-KEY-", "AKCp", "ATATT3", "CLOJARS_", "ops_eyJ", "sha256~", "gsk_", "xai-",
+    "sk-or-v1-", "nvapi-", "pcsk_", "lsv2_pt_", "lsv2_sk_", "r8_", "dckr_pat_", "dckr_oat_",
+    "phx_", "sbp_", "sb_secret_", "GOCSPX-", "ya29.", "whsec_", "tgp_v1_", "tvly-", "csk-",
+    "nfp_", "rnd_", "napi_", "figd_", "ATBB", "ATCTT3", "CFPAT-", "bkua_", "CCIPAT_", "tskey-",
 )
 
 
@@ -230,15 +280,77 @@ def _accept(rule: TokenRule, secret: str) -> bool:
     return rule.check is None or rule.check(secret)
 
 
+# An issuer we have no rule for still marks its tokens the way the others do: a short
+# lower-case prefix (`xyz_`, `xyz-`, `xyz_live_`) before a long random body.
+_VENDOR_SHAPE_RE = re.compile(
+    r"(?P<prefix>[a-z][a-z0-9]{1,11}(?:[_-][a-z0-9]{1,8}){0,2}[_-])"
+    r"(?P<body>[A-Za-z0-9]{20,200}(?:[_-][A-Za-z0-9]{4,80}){0,2})" + _END)
+# Prefixes of digests, hashes and identifiers: random bodies that are not secrets.
+_NOT_VENDOR = frozenset({
+    "sha", "sha1", "sha224", "sha256", "sha384", "sha512", "md5", "blake2b", "blake3", "xxh",
+    "crc32", "h1", "commit", "rev", "uuid", "guid", "id", "ids", "hash", "digest", "nonce",
+    "salt", "iv", "data", "base64", "b64", "hex", "test", "sha3", "integrity", "checksum",
+    "cid", "etag", "build", "run", "job", "trace", "span", "req", "request", "msg", "event",
+    "session", "user", "org", "project", "file", "img", "image", "asset", "chunk", "video",
+    # Object ids of APIs (Anthropic, OpenAI, Stripe): public names, not credentials.
+    "toolu", "srvtoolu", "msgbatch", "call", "chatcmpl", "asst", "thread", "batch",
+    "cus", "pi", "ch", "sub", "evt", "acct", "price", "prod", "pm", "seti", "src", "txn",
+})
+
+
+_HEX_BODY_RE = re.compile(r"[0-9a-f]{32,}")
+
+
+def _random_body(core: str, underscore: bool) -> bool:
+    """Mixed case and digits; or lower case with many digits; or long hex after `xyz_`."""
+    digits = sum(c.isdigit() for c in core)
+    if not digits:
+        return False
+    size = len(core)
+    if _HEX_BODY_RE.fullmatch(core):
+        return underscore and shannon_entropy(core) >= 3.5
+    entropy = shannon_entropy(core)
+    if core.islower() or core.isupper():
+        return size >= 24 and digits >= 4 and entropy >= min(4.0, math.log2(size) - 0.6)
+    return entropy >= min(4.0, math.log2(size) - 0.6)
+
+
+def _vendor_shape(text: str, start: int) -> Hit | None:
+    m = _VENDOR_SHAPE_RE.match(text, start)
+    if m is None:
+        return None
+    prefix, body = m.group("prefix"), m.group("body")
+    if prefix[:-1].replace("-", "_").split("_")[0] in _NOT_VENDOR:
+        return None
+    if body.startswith("01"):
+        # Anthropic's object ids (`toolu_01…`, `msg_01…`, `req_011C…`), and any tail of
+        # one (`olu_01…`): Claude Code's tool-use ids are checked suffix by suffix.
+        return None
+    core = body.replace("_", "").replace("-", "")
+    if not _random_body(core, prefix.endswith("_")):
+        return None
+    if looks_placeholder(body) or mostly_sequential(body) or looks_like_code_identifier(body):
+        return None
+    return Hit("vendor-prefixed-token", start, m.end(), "medium", PRIORITY_CONTEXT,
+               (m.group(0),))
+
+
 def scan_formats(text: str) -> list[Hit]:
-    """Hits for every prefixed credential format in `text`."""
+    """Hits for every prefixed credential format in `text`, and for unknown issuers'
+    tokens of the same shape."""
     hits: list[Hit] = []
     table = TOKEN_RULES_BY_PREFIX
     verdicts: dict[tuple[int, str], bool] = {}
+    shapes = _VENDOR_SHAPE_RE.match
     for start in token_starts(text):
         rules = table.get(text[start:start + 2])
         if rules is None:
+            if "a" <= text[start] <= "z" and shapes(text, start):
+                generic = _vendor_shape(text, start)
+                if generic is not None:
+                    hits.append(generic)
             continue
+        matched = False
         for rule in rules:
             m = re.compile(rule.regex).match(text, start)
             if m is None:
@@ -251,5 +363,14 @@ def scan_formats(text: str) -> list[Hit]:
             if ok:
                 hits.append(Hit(rule.rule_id, start, m.end(), rule.severity, PRIORITY_FORMAT,
                                 (secret,)))
+                matched = True
                 break
+        if not matched and "a" <= text[start] <= "z" and shapes(text, start):
+            generic = _vendor_shape(text, start)
+            if generic is not None:
+                hits.append(generic)
     return hits
+
+
+RULE_IDS: frozenset[str] = frozenset(
+    {rule.rule_id for _, rule in _RULES} | {"vendor-prefixed-token"})

@@ -8,11 +8,11 @@ a path, a version or a placeholder.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
-from ._candidates import PRIORITY_GENERIC, Hit
-from ._secret_formats import VENDOR_PREFIXES
+from ._candidates import PRIORITY_CONTEXT, PRIORITY_GENERIC, Hit
 from ._text import (
     dotted_names,
     looks_like_code_identifier,
@@ -22,11 +22,13 @@ from ._text import (
     shannon_entropy,
 )
 
-__all__ = ["scan_assignments"]
+__all__ = ["RULE_IDS", "scan_assignments", "secret_kind", "value_ok"]
+
+RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-prose"})
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
-    r"|login|contrase"
+    r"|login|contrase|dsn|hmac|privkey|mnemonic|_pat\b|_sk\b"
 )
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
@@ -55,6 +57,8 @@ _SECRET_WORDS = _PASSWORD_WORDS | frozenset({
     "secret", "token", "key", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
     "authtoken", "accesstoken", "refreshtoken", "apitoken", "clientsecret", "credential",
     "credentials", "creds", "cred", "auth", "login", "bearer", "jwt",
+    # Abbreviations and kinds people name credentials by.
+    "pat", "sk", "dsn", "hmac", "privkey", "passkey", "mnemonic", "apisecret", "signingkey",
 })
 _SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey", "accesskey", "secretkey",
                     "privatekey")
@@ -136,6 +140,35 @@ _VAGUE_WORDS = frozenset({"key", "auth", "login"})
 
 
 _DIGIT_RE = re.compile(r"\d")
+_WORDLIKE_RE = re.compile(r"[A-Z]?[a-z]{3,}")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_$][\w$]*")
+
+
+_CAMEL_HUMP_RE = re.compile(r"[a-z][A-Z][a-z]")
+
+
+def _wordy_identifier(value: str) -> bool:
+    """camelCase words with a digit or two: `defaultToConfig2`, not `l70sfohjtve9pz4u`."""
+    if not _IDENTIFIER_RE.fullmatch(value) or sum(c.isdigit() for c in value) > 2:
+        return False
+    if not _CAMEL_HUMP_RE.search(value):
+        return False
+    letters = sum(c.isalpha() for c in value)
+    return sum(map(len, _WORDLIKE_RE.findall(value))) >= 0.7 * letters
+
+
+def _mixed(value: str) -> bool:
+    letters = [c for c in value if c.isalpha()]
+    if sum(map(len, _WORDLIKE_RE.findall(value))) >= 0.6 * len(letters):
+        return False  # `defaultToConfig2`: words, whatever their case
+    upper = sum(c.isupper() for c in letters)
+    # Case switching every few letters: `aB3dE5` rather than `MyApp2Config`, whose case
+    # changes twice a word.
+    switches = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(letters))
+    return (0 < upper < len(letters) and switches >= max(4, len(letters) // 3)
+            and shannon_entropy(value) >= 3.5)
+
+
 _HEX_RE = re.compile(r"[0-9a-fA-F-]+")
 _DIGITS_RE = re.compile(r"\d{12,}")
 
@@ -145,18 +178,20 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
     size = len(value)
     if size < (6 if kind == "password" else 10) or looks_placeholder(value):
         return False
-    if value.startswith(VENDOR_PREFIXES):
-        # A vendor's prefix on a value its own format rejected: malformed or a placeholder.
-        return False
     if "://" in value or value.startswith(("/", "./", "../", "~/", "\\")):
         return False
     if _FILE_EXT_RE.search(value) or _EMAIL_RE.fullmatch(value) or _VERSION_RE.search(value):
         return False
-    if dotted_names(value) or looks_like_code_identifier(value):
+    # Upper, lower and digits together, with a random stretch: a credential's alphabet,
+    # even with `-` or `.` inside (`Xk9-pQ2.zz`) or a word in it (Notion's `secret_...`).
+    random_part = _mixed(value) and _DIGIT_RE.search(value) is not None
+    if not random_part and (dotted_names(value) or looks_like_code_identifier(value)):
         return False
+    if not quoted and not random_part and _wordy_identifier(value):
+        return False  # `cancelToken: defaultToConfig2`: a reference to code, not a value
     if _REGEX_SYNTAX_RE.search(value) or value.lower().startswith(("password", "passw0rd")):
         return False
-    if any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
+    if not random_part and any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
         return False
     if not _DIGIT_RE.search(value) and not (
@@ -242,6 +277,10 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
             continue
         span = _value_span(text, left, ident_end)
         if span is None:
+            prose = _prose_value(text, ident_end)
+            if prose is not None:
+                hits.append(prose)
+                pos = max(pos, prose.end)
             continue
         start, end, quoted = span
         pos = max(pos, end)
@@ -253,3 +292,39 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))
+
+
+# "the token you asked for: X", "use this key for the deploy X", "credentials X": a few
+# words between the credential's name and a value that is random on its face.
+_PROSE_RE = re.compile(r"(?:[ \t]{1,3}[A-Za-z]{1,12}){0,5}[ \t]{0,3}[:=\-\u2014]?[ \t]{0,3}"
+                       r"[`'\"(<]?"
+                       r"(?P<v>[A-Za-z0-9_\-+/=.~]{16,200})(?![A-Za-z0-9_\-+/=~])")
+_PROSE_HEX_RE = re.compile(r"[0-9a-f]{32,}")
+
+
+def _random_alnum(value: str) -> bool:
+    """One case and digits spread through it: `l70sfohjtve9pz4u0cph`, `Q7ZK2M9XW4`."""
+    size = len(value)
+    digits = sum(c.isdigit() for c in value)
+    return (size >= 20 and value.isalnum() and digits >= 3 and digits <= size * 0.7
+            and shannon_entropy(value) >= min(3.8, math.log2(size) - 0.6))
+
+
+def _prose_value(text: str, ident_end: int) -> Hit | None:
+    m = _PROSE_RE.match(text, ident_end)
+    if m is None:
+        return None
+    value = m.group("v").rstrip(".")
+    if not _DIGIT_RE.search(value) or not _value_ok(value, "token", True):
+        return None
+    if not (_mixed(value) or _PROSE_HEX_RE.fullmatch(value) or _random_alnum(value)):
+        return None
+    start = m.start("v")
+    # Named by the text, so it outranks the same token found by shape alone.
+    return Hit("secret-in-prose", start, start + len(value), "medium", PRIORITY_CONTEXT,
+               (value,))
+
+
+# For scanners of other syntaxes that name a credential and give its value.
+secret_kind = _secret_kind
+value_ok = _value_ok

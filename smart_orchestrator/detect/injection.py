@@ -19,6 +19,7 @@ from typing import NamedTuple
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
+from .normalise import joined_windows, normalise, place
 
 __all__ = ["SEVERITIES", "InjectionFinding", "detect_injection", "max_severity"]
 
@@ -44,9 +45,25 @@ def max_severity(findings: list[InjectionFinding]) -> str | None:
 
 
 def detect_injection(text: str) -> list[InjectionFinding]:
-    """Every injection or dangerous-instruction pattern in `text`, in text order."""
+    """Every injection or dangerous-instruction pattern in `text`, in text order, also
+    as written with escapes, invisible characters or cut strings undone (`normalise`)."""
     if not text:
         return []
+    findings = _detect(text)
+    view = normalise(text)
+    joined, starts, los = joined_windows(view, _VIEW_REACH)
+    for f in _detect(joined) if joined else ():
+        span = place(view, starts, los, f.start, f.end)
+        if span is not None:
+            findings.append(f._replace(start=span[0], end=span[1]))
+    return _dedupe(findings)
+
+
+# Around each change of the normalised view: as far as any rule's window reaches.
+_VIEW_REACH = 400
+
+
+def _detect(text: str) -> list[InjectionFinding]:
     lowered = ascii_lower(text)
     extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
     words = _WORD_ANCHOR_RE.findall(lowered)
@@ -56,7 +73,7 @@ def detect_injection(text: str) -> list[InjectionFinding]:
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
-    return _dedupe(findings)
+    return findings
 
 
 _NEGATION_RE = re.compile(r"\b(?:never|not|don't|dont|do not|avoid|without|no|cannot|can't)\b"

@@ -15,14 +15,24 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from . import _secret_context, _secret_formats, _secret_generic, _secret_prose, _secret_syntax
 from ._candidates import Hit
 from ._secret_context import scan_context
 from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
+from ._secret_prose import scan_prose
+from ._secret_syntax import scan_syntax
 from ._text import LineIndex, ascii_lower
+from .normalise import View, joined_windows, normalise, place
 
-__all__ = ["Allowlist", "SecretFinding", "load_baseline", "parse_baseline", "redact_text",
-           "scan_text"]
+__all__ = ["RULE_IDS", "Allowlist", "SecretFinding", "load_baseline", "parse_baseline",
+           "redact_text", "scan_text"]
+
+
+# Every rule id a finding can carry.
+RULE_IDS: frozenset[str] = (_secret_formats.RULE_IDS | _secret_context.RULE_IDS
+                            | _secret_generic.RULE_IDS | _secret_syntax.RULE_IDS
+                            | _secret_prose.RULE_IDS)
 
 
 class SecretFinding(NamedTuple):
@@ -115,7 +125,10 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
     if not text:
         return []
     lowered = ascii_lower(text)
-    hits = scan_formats(text) + scan_context(text, lowered) + scan_assignments(text, lowered)
+    hits = _raw_hits(text, lowered)
+    view = normalise(text)
+    if view.changed:
+        hits += _view_hits(view)
     if not hits:
         return []
     index = LineIndex(text)
@@ -135,6 +148,29 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
         findings.append(SecretFinding(hit.rule_id, line, hit.start, hit.end,
                                       _mask(text[hit.start:hit.end]), hit.severity))
     return findings
+
+
+def _raw_hits(text: str, lowered: str) -> list[Hit]:
+    return (scan_formats(text) + scan_context(text, lowered) + scan_syntax(text, lowered)
+            + scan_assignments(text, lowered) + scan_prose(text))
+
+
+# Around each change in the normalised view, the longest single-line format fits.
+_VIEW_REACH = 320
+
+
+def _view_hits(view: View) -> list[Hit]:
+    """Hits in the normalised view, placed on the original text they were made from."""
+    hits: list[Hit] = []
+    # The windows are scanned as one text: one pass of each scanner, not one per window.
+    joined, starts, los = joined_windows(view, _VIEW_REACH)
+    if not joined:
+        return hits
+    for hit in _raw_hits(joined, ascii_lower(joined)):
+        span = place(view, starts, los, hit.start, hit.end)
+        if span is not None:
+            hits.append(hit._replace(start=span[0], end=span[1]))
+    return hits
 
 
 def _pragma_allows(index: LineIndex, line: int) -> bool:

@@ -207,7 +207,10 @@ def test_a_disguised_credential_never_reaches_the_main_agent(
     results = scripted_model.tool_results("main")
     assert len(results) == len(forms) + 1
     for form, result in zip([*forms, forms[0]], results, strict=True):
-        assert "withheld this subagent's answer" in result.text, (form, result.text)
+        # A disguise the normalised view undoes is redacted where it is written; the
+        # others withhold the whole answer.
+        assert ("withheld this subagent's answer" in result.text
+                or "[REDACTED:aws-access-key-id]" in result.text), (form, result.text)
         assert form not in result.text
     assert_main_never_saw(scripted_model, key)
     assert_nothing_on_disk(claude_dirs["home"], [key])

@@ -144,14 +144,30 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
 
 
 @pytest.mark.parametrize("form", [
-    base64.b64encode(AWS_KEY.encode()).decode(), AWS_KEY.encode().hex(), " ".join(AWS_KEY),
-    AWS_KEY[::-1], codecs.encode(AWS_KEY, "rot13"), f"{AWS_KEY[:8]} then {AWS_KEY[8:]}"],
-    ids=["base64", "hex", "spelled", "reversed", "rot13", "cut"])
+    " ".join(AWS_KEY), AWS_KEY[::-1], codecs.encode(AWS_KEY, "rot13"),
+    f"{AWS_KEY[:8]} then {AWS_KEY[8:]}"],
+    ids=["spelled", "reversed", "rot13", "cut"])
 def test_a_disguised_credential_withholds_the_whole_answer(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
     out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}"))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text == WITHHELD
+
+
+@pytest.mark.parametrize("form", [
+    base64.b64encode(AWS_KEY.encode()).decode(), AWS_KEY.encode().hex(),
+    "".join(f"\\u{ord(c):04x}" for c in AWS_KEY), "".join(f"&#{ord(c)};" for c in AWS_KEY),
+    "\u200b".join(AWS_KEY), f'"{AWS_KEY[:9]}" + "{AWS_KEY[9:]}"'],
+    ids=["base64", "hex", "json-escapes", "html-entities", "zero-width", "concatenated"])
+def test_an_encoded_credential_is_redacted_where_it_is_written(
+        store: SqliteStore, tmp_path: Path, form: str) -> None:
+    # The normalised view maps the decoded key back to its encoded bytes: they are
+    # replaced in place, and the rest of the answer is delivered.
+    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form} -- thanks"))
+    text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
+    assert text.startswith("Decode: ") and text.endswith(" -- thanks")
+    assert "[REDACTED:aws-access-key-id]" in text
+    assert form not in text and AWS_KEY[-6:] not in text
 
 
 def test_an_allowlist_pragma_in_an_answer_does_not_let_the_credential_through(

@@ -256,11 +256,20 @@ def test_send_message_secret_is_redacted_in_redact_mode(store: SqliteStore,
     assert AWS_KEY not in json.dumps(updated) and "REDACTED" in updated["message"]
 
 
-def test_base64_of_a_pem_in_a_message_is_not_caught_by_the_scanner(store: SqliteStore,
-                                                                   tmp_path: Path) -> None:
-    """What remains possible: an encoded secret is text the scanner cannot recognise."""
+def test_base64_of_a_key_in_a_message_is_denied(store: SqliteStore, tmp_path: Path) -> None:
+    # The normalised view decodes it (docs/detection.md).
     encoded = base64.b64encode(AWS_KEY.encode()).decode()
-    assert decision(engine(store, tmp_path).handle(send(f"decode {encoded}"))) is None
+    assert decision(engine(store, tmp_path).handle(send(f"decode {encoded}"))) == "deny"
+
+
+def test_base64_of_a_key_in_a_message_is_redacted_where_written(store: SqliteStore,
+                                                                 tmp_path: Path) -> None:
+    encoded = base64.b64encode(AWS_KEY.encode()).decode()
+    out = engine(store, tmp_path, secrets={"action": "redact"}).handle(
+        send(f"decode {encoded} please"))
+    assert decision(out) == "allow"
+    message = out["hookSpecificOutput"]["updatedInput"]["message"]
+    assert encoded not in message and message == "decode [REDACTED:aws-access-key-id] please"
 
 
 def test_injection_in_send_message_is_denied(store: SqliteStore, tmp_path: Path) -> None:

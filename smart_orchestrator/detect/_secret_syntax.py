@@ -1,0 +1,188 @@
+"""Credentials in the syntax of tools rather than of assignments.
+
+`.netrc` entries, password flags on command lines (`mysql -pXXX`, `--password=`,
+`sshpass -p`, `docker login -p`), API-key request headers, a token as the whole userinfo
+of a URL (`https://TOKEN@github.com`), Dockerfile `ENV NAME value`, and name/value pairs
+(`- name: DB_PASSWORD` / `value: ...` in Kubernetes and Compose files, .NET's
+`<add key="ApiKey" value="..."/>`). Each scanner is gated on a literal and bounded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._candidates import PRIORITY_CONTEXT, Hit
+from ._secret_generic import secret_kind, value_ok
+from ._text import looks_placeholder, mostly_sequential, shannon_entropy
+
+__all__ = ["RULE_IDS", "scan_syntax"]
+
+RULE_IDS = frozenset({"netrc-password", "cli-password-flag", "api-key-header", "url-token",
+                      "dockerfile-env-secret", "name-value-secret"})
+
+_VALUE = r"""(?:"(?P<dq>[^"\n]{1,300})"|'(?P<sq>[^'\n]{1,300})'|(?P<bare>[^\s"'`;|&<>]{1,300}))"""
+
+
+def _value(m: re.Match[str]) -> tuple[int, int, str]:
+    group = "dq" if m.group("dq") is not None else "sq" if m.group("sq") is not None else "bare"
+    return m.start(group), m.end(group), m.group(group)
+
+
+def _password_like(value: str) -> bool:
+    if len(value) < 4 or value[0] in "$%{<[" or looks_placeholder(value):
+        return False
+    return not mostly_sequential(value, 0.8) and shannon_entropy(value) >= 1.8
+
+
+_NETRC_RE = re.compile(r"(?:machine[ \t]+\S{1,200}|default)(?:\s+(?:login|account)\s+"
+                       r"\S{1,200}){0,2}\s+password\s+" + _VALUE)
+
+
+def _netrc(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _NETRC_RE.finditer(text):
+        if m.start() and not text[m.start() - 1].isspace():
+            continue
+        start, end, value = _value(m)
+        if _password_like(value):
+            hits.append(Hit("netrc-password", start, end, "high", PRIORITY_CONTEXT, (value,)))
+    return hits
+
+
+_MYSQL_P_RE = re.compile(r"(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mariadb"
+                         r"|mariadb-dump|mycli)\b[^\n|;&]{0,200}?[ \t]-p(?!assword)" + _VALUE)
+_SEPARATE_P_RE = re.compile(r"(?:sshpass|(?:docker|podman|helm|nerdctl)[ \t]+(?:registry[ \t]+)?"
+                            r"login)\b[^\n|;&]{0,200}?[ \t]-p[ \t]*" + _VALUE)
+_LONG_FLAG_RE = re.compile(
+    r"--(?:[a-z0-9]{1,20}-){0,3}(?:password|passwd|pass|passphrase|token|secret"
+    r"|api-key|apikey|access-key|secret-key|auth-token|client-secret)(?:=|[ \t]+)" + _VALUE)
+
+
+def _cli_flags(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    patterns = []
+    if " -p" in text or "\t-p" in text:
+        if "mysql" in lowered or "mariadb" in lowered or "mycli" in lowered:
+            patterns.append(_MYSQL_P_RE)
+        if "sshpass" in lowered or (" login" in lowered and (
+                "docker" in lowered or "podman" in lowered or "helm" in lowered)):
+            patterns.append(_SEPARATE_P_RE)
+    if "--" in text:
+        patterns.append(_LONG_FLAG_RE)
+    for pattern in patterns:
+        for m in pattern.finditer(lowered):
+            before = lowered[m.start() - 1] if m.start() else " "
+            if before.isalnum() or before in "_-":
+                continue  # inside a longer word or flag
+            start, end, _ = _value(m)
+            value = text[start:end]
+            password = pattern is not _LONG_FLAG_RE or "pass" in lowered[m.start():start]
+            ok = _password_like(value) if password else value_ok(value, "token", True)
+            if ok and not value.startswith("-"):
+                hits.append(Hit("cli-password-flag", start, end, "high", PRIORITY_CONTEXT,
+                                (value,)))
+    return hits
+
+
+_HEADER_NAMES = ("api-key", "apikey", "auth-token", "access-token", "private-token",
+                 "api-token", "client-secret")
+# One pattern per header name, each led by its literal.
+_KEY_HEADER_RES = {name: re.compile(re.escape(name) + r"[\"']?[ \t]{0,3}:[ \t]{0,3}" + _VALUE)
+                   for name in _HEADER_NAMES}
+
+
+def _key_headers(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    matches = [m for name, rx in _KEY_HEADER_RES.items() if name in lowered
+               for m in rx.finditer(lowered)]
+    for m in matches:
+        before = lowered[max(0, m.start() - 2):m.start()]
+        if before[-1:].isalnum() or before[-1:] == "_" or (before[-1:] == "-" and before != "x-"):
+            continue
+        start, end, _ = _value(m)
+        value = text[start:end]
+        # A header name alone, without x-: only when written as a header (`-H "Token: v"`).
+        if value_ok(value, "token", True):
+            hits.append(Hit("api-key-header", start, end, "high", PRIORITY_CONTEXT, (value,)))
+    return hits
+
+
+_URL_TOKEN_RE = re.compile(r"://(?P<tok>[A-Za-z0-9_\-.~%]{16,256})@(?=[A-Za-z0-9\[])")
+
+
+def _url_tokens(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _URL_TOKEN_RE.finditer(text):
+        token = m.group("tok")
+        if value_ok(token, "token", True) and any(c.isdigit() for c in token):
+            hits.append(Hit("url-token", m.start("tok"), m.end("tok"), "high", PRIORITY_CONTEXT,
+                            (token,)))
+    return hits
+
+
+_DOCKER_ENV_RES = tuple(re.compile(word + r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
+                                   r"[ \t]+" + _VALUE) for word in ("ENV", "ARG"))
+
+
+def _dockerfile(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    matches = [m for rx in _DOCKER_ENV_RES for m in rx.finditer(text)]
+    for m in matches:
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if text[line_start:m.start()].strip():
+            continue  # an instruction starts its line
+        kind = secret_kind(m.group("name"))
+        start, end, value = _value(m)
+        if kind is not None and value_ok(value, kind, m.group("bare") is None):
+            hits.append(Hit("dockerfile-env-secret", start, end, "high", PRIORITY_CONTEXT,
+                            (value,)))
+    return hits
+
+
+# `- name: DB_PASSWORD` then `value: ...`, or `key="ApiKey" value="..."`: found from the
+# `value` literal, then the name looked for just before it.
+_VALUE_OF_RE = re.compile(r"value[\"']?[ \t]{0,3}[=:][ \t]{0,3}" + _VALUE)
+_NAME_BEFORE_RE = re.compile(
+    r"(?<![\w-])(?:name|key)[\"']?[ \t]{0,3}[=:][ \t]{0,3}[\"']?(?P<name>[A-Za-z_][\w.-]{1,80})"
+    r"[\"']?[ \t]{0,3},?[ \t]*(?:\r?\n[ \t]{0,40}-?[ \t]{0,4})?[\"']?$")
+
+
+# Terraform: `variable "db_password" { default = "..." }`.
+_TF_DEFAULT_RE = re.compile(r"variable[ \t]+\"(?P<name>[\w.-]{1,80})\"[ \t]*\{[^}]{0,300}?"
+                            r"\bdefault[ \t]*=[ \t]*" + _VALUE)
+
+
+def _name_values(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    pairs: list[tuple[str, re.Match[str]]] = []
+    for m in _VALUE_OF_RE.finditer(text):
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_-"):
+            continue
+        named = _NAME_BEFORE_RE.search(text, max(0, m.start() - 200), m.start())
+        if named is not None:
+            pairs.append((named.group("name"), m))
+    if "variable" in text:
+        pairs += [(m.group("name"), m) for m in _TF_DEFAULT_RE.finditer(text)]
+    for name, m in pairs:
+        kind = secret_kind(name)
+        start, end, value = _value(m)
+        if kind is not None and value_ok(value, kind, m.group("bare") is None):
+            hits.append(Hit("name-value-secret", start, end, "high", PRIORITY_CONTEXT, (value,)))
+    return hits
+
+
+def scan_syntax(text: str, lowered: str) -> list[Hit]:
+    """Hits from every tool-syntax scanner whose literal `text` holds."""
+    hits: list[Hit] = []
+    if "machine" in lowered and "password" in lowered:
+        hits += _netrc(text)
+    hits += _cli_flags(text, lowered)
+    if any(name in lowered for name in _HEADER_NAMES):
+        hits += _key_headers(text, lowered)
+    if "://" in text:
+        hits += _url_tokens(text)
+    if "ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text:
+        hits += _dockerfile(text)
+    if "value" in lowered or "default" in lowered:
+        hits += _name_values(text)
+    return hits
