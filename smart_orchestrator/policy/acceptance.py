@@ -28,7 +28,7 @@ from .config import PolicyConfig, build_policy, config_digest, read_policy_bytes
 from .pinning import weaker_keys
 
 if TYPE_CHECKING:
-    from ..store.sqlite import SqliteStore
+    from ..store.base import WitnessedStore
 
 __all__ = ["Proposal", "answering_hooks", "baseline_sha", "prepare"]
 
@@ -66,7 +66,7 @@ class Proposal(NamedTuple):
         ]
 
 
-def prepare(store: SqliteStore, project: Path, path: Path) -> Proposal:
+def prepare(store: WitnessedStore, project: Path, path: Path) -> Proposal:
     """The file at `path` as a proposal, or an OrchestratorError saying why there is none."""
     from .trust import trusted
 

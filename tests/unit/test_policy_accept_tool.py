@@ -302,9 +302,27 @@ def test_answering_hooks_reads_claude_codes_command_line_and_environment(
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *args],
                             env=env, cwd=tmp_path)
     try:
+        _await_exec(proc.pid, "time.sleep(30)")
         found = answering_hooks(tmp_path / "project", home=tmp_path / "home",
                                 claude_pid=proc.pid, managed=())
     finally:
         proc.kill()
         proc.wait()
     assert found, how
+
+
+def _await_exec(pid: int, marker: str) -> None:
+    """Until `pid` runs its own program: between fork and exec a child shows its parent's
+    command line, and a loaded machine can keep it there a while."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"process {pid} never started its program"
+        time.sleep(0.02)
