@@ -6,8 +6,15 @@ exfiltration, data exfiltration, destructive or remote-code commands, disabling 
 safety controls, and instructions hidden in markup, invisible Unicode or encodings.
 Hidden and encoded content is decoded once and scanned with the same rules.
 
+A learned model (`_injection_model`: hashed character n-grams, a linear scorer over
+windows of the text) adds what the patterns miss: its best window alone reaches
+"high" at a threshold calibrated on held-back data, and it raises any rule
+finding to "high" when it agrees the text is an injection (its "low" threshold), which
+catches paraphrases a single rule can only rate as weak evidence.
+
 Time is linear in the input: patterns run only in windows around literal anchors and
-every gap is bounded. Findings describe the attack; they never quote the input.
+every gap is bounded; the model is a fixed number of numpy passes. Findings describe the
+attack; they never quote the input.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
+from ._injection_model import load_model
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
 
@@ -56,7 +64,27 @@ def detect_injection(text: str) -> list[InjectionFinding]:
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
+    findings += _model_findings(text, findings)
     return _dedupe(findings)
+
+
+def _model_findings(text: str, rule_findings: list[InjectionFinding]) -> list[InjectionFinding]:
+    """The learned model's verdict on `text`, alone and as corroboration of the rules."""
+    model = load_model()
+    score = model.score(text)
+    p, cut = score.probability, model.thresholds
+    found: list[InjectionFinding] = []
+    # Alone, the model speaks only at "high": below it, it flags too many short everyday
+    # requests ("keep your response under 200 words") to be worth a warning.
+    if p >= cut["high"]:
+        found.append(InjectionFinding("learned-injection", "high", score.start, score.end,
+                                      "A learned model rates this text as prompt injection."))
+    if rule_findings and p >= cut["low"] and max_severity(rule_findings) != "critical":
+        first = min(rule_findings, key=lambda f: f.start)
+        found.append(InjectionFinding("learned-injection-corroborated", "high", first.start,
+                                      first.end, "A pattern of injection that a learned "
+                                      "model also rates as likely injection."))
+    return found
 
 
 _NEGATION_RE = re.compile(r"\b(?:never|not|don't|dont|do not|avoid|without|no|cannot|can't)\b"

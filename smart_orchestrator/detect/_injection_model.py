@@ -1,0 +1,169 @@
+"""A learned prompt-injection scorer: hashed character n-grams and a linear model.
+
+The text is read in overlapping windows of `WINDOW` characters; each window's score is
+the sum of the weights of the character 3-, 4- and 5-grams starting in it, divided by
+the square root of their number, plus a bias. The text's score is its best window, so an
+injection inside a long document is judged on its own neighbourhood, not diluted by the
+rest. Every step is a fixed number of numpy passes over the text (hashing, one gather,
+one cumulative sum), so the cost is linear with a small constant and has no worst case.
+
+The weights are trained offline by scripts/train_injection.py; nothing is downloaded.
+The featuriser here is the one the trainer uses, so scores match across the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "MODEL_PATH",
+    "NGRAMS",
+    "STRIDE",
+    "WINDOW",
+    "InjectionModel",
+    "ModelScore",
+    "bucket_rows",
+    "load_model",
+    "normalise",
+    "window_starts",
+]
+
+MODEL_PATH = Path(__file__).with_name("model") / "injection_ngram.npz"
+WINDOW = 400
+STRIDE = 200
+# Characters scored per numpy pass; a multiple of STRIDE.
+SEGMENT = 256_000
+NGRAMS = (3, 4, 5)
+BITS = 18
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+_PRIME = np.uint64(1_000_003)
+_SHIFT = np.uint64(64 - BITS)
+# Digits become "0" and every whitespace character a space, one for one, so offsets in
+# the normalised text are offsets in the input.
+_FOLD = {ord(d): "0" for d in "123456789"} | {ord(c): " " for c in "\t\n\r\x0b\x0c"}
+
+U64Array = npt.NDArray[np.uint64]
+F32Array = npt.NDArray[np.float32]
+
+
+class ModelScore(NamedTuple):
+    """The best window's probability of injection and its [start, end) in the input."""
+
+    probability: float
+    start: int
+    end: int
+
+
+def normalise(text: str) -> str:
+    """Lower-cased text with digits and whitespace folded; same length as `text`."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = text.translate({c: c + 32 for c in range(65, 91)})
+    return lowered.translate(_FOLD)
+
+
+def _codes(text: str) -> U64Array:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
+        np.uint64)
+
+
+def bucket_rows(text: str) -> list[U64Array]:
+    """For each n in NGRAMS, the hash bucket of the n-gram starting at each offset.
+
+    `text` is already normalised. Row k has len(text) - NGRAMS[k] + 1 entries (none for
+    shorter text). Integer overflow wraps, which is the hash.
+    """
+    codes = _codes(text)
+    rows: list[U64Array] = []
+    acc = codes
+    width = 1
+    with np.errstate(over="ignore"):
+        for n in range(2, NGRAMS[-1] + 1):
+            if len(codes) < n:
+                break
+            acc = acc[:-1] * _PRIME + codes[n - 1:]
+            width = n
+            if width in NGRAMS:
+                salted = (acc + np.uint64(width)) * _MULT
+                rows.append(salted >> _SHIFT)
+    return rows
+
+
+def window_starts(size: int) -> list[int]:
+    """Window offsets covering `size` characters: every STRIDE, the last one flush."""
+    if size <= WINDOW:
+        return [0]
+    starts = list(range(0, size - WINDOW, STRIDE))
+    starts.append(size - WINDOW)
+    return starts
+
+
+class InjectionModel:
+    """The linear model over hashed n-grams, with the thresholds it was calibrated at."""
+
+    def __init__(self, weights: F32Array, bias: float, thresholds: dict[str, float],
+                 meta: dict[str, object]) -> None:
+        if weights.shape != (1 << BITS,):
+            raise ValueError(f"injection model: expected {1 << BITS} weights, "
+                             f"got {weights.shape}")
+        self.weights = weights
+        self.bias = bias
+        self.thresholds = thresholds
+        self.meta = meta
+
+    def score(self, text: str) -> ModelScore:
+        """The probability of injection of the most suspicious window of `text`."""
+        norm = normalise(text)
+        best = ModelScore(-math.inf, 0, len(norm))
+        # Segments overlap by a window, so every window lies whole in one of them, and
+        # bound the numpy arrays on long input.
+        for lo in range(0, max(len(norm) - WINDOW, 1), SEGMENT):
+            logit, start, end = self._best_window(norm[lo:lo + SEGMENT + WINDOW])
+            if logit > best.probability:
+                best = ModelScore(logit, lo + start, lo + end)
+        return ModelScore(_sigmoid(best.probability), best.start, best.end)
+
+    def _best_window(self, norm: str) -> tuple[float, int, int]:
+        size = len(norm)
+        rows = bucket_rows(norm)
+        if not rows:
+            return self.bias, 0, size
+        contrib = np.zeros(size + 1, dtype=np.float64)
+        count = np.zeros(size + 1, dtype=np.float64)
+        for row in rows:
+            contrib[1:len(row) + 1] += self.weights[row]
+            count[1:len(row) + 1] += 1.0
+        np.cumsum(contrib, out=contrib)
+        np.cumsum(count, out=count)
+        starts = np.asarray(window_starts(size), dtype=np.int64)
+        ends = np.minimum(starts + WINDOW, size)
+        total = contrib[ends] - contrib[starts]
+        n = np.maximum(count[ends] - count[starts], 1.0)
+        logits = total / np.sqrt(n) + self.bias
+        best = int(np.argmax(logits))
+        return float(logits[best]), int(starts[best]), int(ends[best])
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+@cache
+def load_model(path: Path = MODEL_PATH) -> InjectionModel:
+    """The shipped model; raises OSError or ValueError when the file is missing or bad."""
+    with np.load(path, allow_pickle=False) as data:
+        weights = np.asarray(data["weights"], dtype=np.float32)
+        bias = float(data["bias"])
+        meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+    thresholds = {k: float(v) for k, v in meta["thresholds"].items()}
+    return InjectionModel(weights, bias, thresholds, meta)
