@@ -14,7 +14,8 @@ __all__ = ["PLANTED_RULES"]
 _GAP = r"[^.!?\n]{0,%d}"
 _EARLIER = (r"(?:everything|anything|all|the (?:text|content|instructions?|directions|rules"
             r"|guidelines|prompt|context|task|request|conversation|messages?))?\s*(?:of\s+)?"
-            r"(?:the\s+)?(?:above|before(?: this)?|so far|prior|previous|earlier|preceding"
+            r"(?:the\s+)?(?:above|before(?: this(?: point| line| message| section)?)?|so far"
+            r"|prior|previous|earlier|preceding"
             r"|until now|up to (?:here|now|this point))")
 _VOID = (r"(?:obsolete|void|null(?: and void)?|invalid|outdated|superseded|cancell?ed|revoked"
          r"|irrelevant|deprecated|rescinded|withdrawn|no longer (?:valid|relevant|in effect"
