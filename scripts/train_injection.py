@@ -75,7 +75,7 @@ def featurise(records: list[Record], rng: random.Random) -> tuple[sparse.csr_mat
         rows = bucket_rows(normalise(record.text))
         for s, e, label in windows_of(record, rng):
             parts = [row[s:e] for row in rows if s < len(row)]
-            idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+            idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
             if not len(idx):
                 continue
             indices.append(idx.astype(np.int64))

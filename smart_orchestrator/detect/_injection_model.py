@@ -42,14 +42,16 @@ STRIDE = 200
 SEGMENT = 256_000
 NGRAMS = (3, 4, 5)
 BITS = 18
-_MULT = np.uint64(0x9E3779B97F4A7C15)
-_PRIME = np.uint64(1_000_003)
-_SHIFT = np.uint64(64 - BITS)
-# Digits become "0" and every whitespace character a space, one for one, so offsets in
-# the normalised text are offsets in the input.
-_FOLD = {ord(d): "0" for d in "123456789"} | {ord(c): " " for c in "\t\n\r\x0b\x0c"}
+_MULT = np.uint32(0x9E3779B1)
+_PRIME = np.uint32(1_000_003)
+_SHIFT = np.uint32(32 - BITS)
+# Digits become "0" and every whitespace character a space, one for one (in `_codes`),
+# so offsets in the normalised text are offsets in the input.
+_FOLD = np.arange(128, dtype=np.uint32)
+_FOLD[ord("1"):ord("9") + 1] = ord("0")
+_FOLD[[9, 10, 11, 12, 13]] = ord(" ")
 
-U64Array = npt.NDArray[np.uint64]
+U32Array = npt.NDArray[np.uint32]
 F32Array = npt.NDArray[np.float32]
 
 
@@ -62,37 +64,40 @@ class ModelScore(NamedTuple):
 
 
 def normalise(text: str) -> str:
-    """Lower-cased text with digits and whitespace folded; same length as `text`."""
+    """Lower-cased text of the same length as `text`; `_codes` folds digits and spaces."""
     lowered = text.lower()
     if len(lowered) != len(text):
         lowered = text.translate({c: c + 32 for c in range(65, 91)})
-    return lowered.translate(_FOLD)
+    return lowered
 
 
-def _codes(text: str) -> U64Array:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
-        np.uint64)
+def _codes(text: str) -> U32Array:
+    if text.isascii():
+        return _FOLD[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
+    low = codes < 128
+    codes[low] = _FOLD[codes[low]]
+    return codes
 
 
-def bucket_rows(text: str) -> list[U64Array]:
+def bucket_rows(text: str) -> list[U32Array]:
     """For each n in NGRAMS, the hash bucket of the n-gram starting at each offset.
 
     `text` is already normalised. Row k has len(text) - NGRAMS[k] + 1 entries (none for
     shorter text). Integer overflow wraps, which is the hash.
     """
     codes = _codes(text)
-    rows: list[U64Array] = []
+    rows: list[U32Array] = []
     acc = codes
-    width = 1
     with np.errstate(over="ignore"):
         for n in range(2, NGRAMS[-1] + 1):
             if len(codes) < n:
                 break
             acc = acc[:-1] * _PRIME + codes[n - 1:]
-            width = n
-            if width in NGRAMS:
-                salted = (acc + np.uint64(width)) * _MULT
-                rows.append(salted >> _SHIFT)
+            if n in NGRAMS:
+                salted = (acc + np.uint32(n)) * _MULT
+                salted >>= _SHIFT
+                rows.append(salted)
     return rows
 
 
@@ -135,18 +140,17 @@ class InjectionModel:
         rows = bucket_rows(norm)
         if not rows:
             return self.bias, 0, size
-        contrib = np.zeros(size + 1, dtype=np.float64)
-        count = np.zeros(size + 1, dtype=np.float64)
+        contrib = np.zeros(size + 1, dtype=np.float32)
         for row in rows:
             contrib[1:len(row) + 1] += self.weights[row]
-            count[1:len(row) + 1] += 1.0
-        np.cumsum(contrib, out=contrib)
-        np.cumsum(count, out=count)
+        sums = np.cumsum(contrib, dtype=np.float64)
         starts = np.asarray(window_starts(size), dtype=np.int64)
         ends = np.minimum(starts + WINDOW, size)
-        total = contrib[ends] - contrib[starts]
-        n = np.maximum(count[ends] - count[starts], 1.0)
-        logits = total / np.sqrt(n) + self.bias
+        # n-grams starting in [start, end): each n contributes up to size - n + 1 of them.
+        n = np.zeros(len(starts), dtype=np.float64)
+        for width in NGRAMS:
+            n += np.clip(np.minimum(ends, size - width + 1) - starts, 0, None)
+        logits = (sums[ends] - sums[starts]) / np.sqrt(np.maximum(n, 1.0)) + self.bias
         best = int(np.argmax(logits))
         return float(logits[best]), int(starts[best]), int(ends[best])
 

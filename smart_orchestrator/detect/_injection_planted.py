@@ -38,17 +38,24 @@ _SINK = (r"(?:https?://|ftp://|\b[\w.+-]+@[\w-]+\.[a-z]{2,}\b|webhook|pastebin|g
          r"|\bto me\b|\bback to me\b|\bfor me\b)")
 
 PLANTED_RULES: tuple[Rule, ...] = (
+    # Matched at the verdict word ("obsolete"), with the words before it checked
+    # separately: these words are common in code, and a match attempt per occurrence
+    # is cheaper than a window around each.
     Rule("ignore-previous-instructions", "high",
          "Declares the earlier instructions void in other words.",
-         ("obsolete", "void", "null", "invalid", "outdated", "superseded", "cancelled",
-          "canceled", "revoked", "irrelevant", "deprecated", "rescinded", "withdrawn", "longer"),
-         rf"(?:treat|consider|regard|deem|mark|count|view)\s+{_EARLIER}\s+(?:as\s+)?"
-         rf"(?:being\s+|now\s+)?{_VOID}"
-         rf"|{_EARLIER}\s+(?:is|are|was|were|has been|have been|should be|must be|shall be)?\s*"
-         rf"(?:now\s+|hereby\s+)?{_VOID}"
-         rf"|(?:instructions|directions|rules|guidelines|directives|orders)\s+(?:above|before"
-         rf"|you (?:were|have been) given)\s+(?:no longer|don't|do not)\s+(?:apply|count|matter)",
-         negatable=True, reach=160),
+         ("obsolete", "void", "invalid", "outdated", "superseded", "cancelled", "canceled",
+          "revoked", "irrelevant", "deprecated", "rescinded", "withdrawn", "longer"),
+         _VOID,
+         before=rf"(?:(?:treat|consider|regard|deem|mark|count|view)\s+{_EARLIER}\s+(?:as\s+)?"
+                rf"(?:being\s+|now\s+)?|{_EARLIER}\s+(?:(?:is|are|was|were|has been|have been"
+                rf"|should be|must be|shall be)\s+)?(?:now\s+|hereby\s+)?)",
+         negatable=True, at_anchor=True),
+    Rule("ignore-previous-instructions", "high",
+         "Says the earlier instructions no longer apply.",
+         ("instructions", "directions", "rules", "guidelines", "directives", "orders"),
+         r"(?:instructions|directions|rules|guidelines|directives|orders)\s+(?:above|before"
+         r"|you (?:were|have been) given)\s+(?:no longer|don't|do not)\s+(?:apply|count|matter)",
+         at_anchor=True),
     Rule("ignore-previous-instructions", "high",
          "Tells the model to ignore the rest of its input and do something else.",
          ("ignore", "disregard", "skip", "discard"),
