@@ -93,7 +93,7 @@ COMMAND_RULES: tuple[Rule, ...] = (
     Rule("conceal-from-user", "high", "Tells the model to hide its actions from the user.",
          ("tell", "telling", "inform", "informing", "notify", "notifying", "alert", "alerting"),
          r"(?:tell|telling|inform|informing|notify|notifying|alert|alerting|let on to)\s+"
-         r"(?:the\s+)?(?:user|human|operator|owner|anyone|them)\b",
+         r"(?:the\s+)?(?:user|human|operator|owner)\b",
          before=r"\b(?:do not|don't|never|without)\s+", at_anchor=True),
     Rule("conceal-from-user", "high", "Tells the model to keep something secret from the user.",
          ("mention", "reveal", "disclose", "hide", "conceal", "keep"),
