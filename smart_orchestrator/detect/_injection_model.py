@@ -80,7 +80,7 @@ def _codes(text: str) -> U32Array:
     return codes
 
 
-def bucket_rows(text: str) -> list[U32Array]:
+def bucket_rows(text: str, ngrams: tuple[int, ...] = NGRAMS) -> list[U32Array]:
     """For each n in NGRAMS, the hash bucket of the n-gram starting at each offset.
 
     `text` is already normalised. Row k has len(text) - NGRAMS[k] + 1 entries (none for
@@ -90,11 +90,11 @@ def bucket_rows(text: str) -> list[U32Array]:
     rows: list[U32Array] = []
     acc = codes
     with np.errstate(over="ignore"):
-        for n in range(2, NGRAMS[-1] + 1):
+        for n in range(2, ngrams[-1] + 1):
             if len(codes) < n:
                 break
             acc = acc[:-1] * _PRIME + codes[n - 1:]
-            if n in NGRAMS:
+            if n in ngrams:
                 salted = (acc + np.uint32(n)) * _MULT
                 salted >>= _SHIFT
                 rows.append(salted)
@@ -122,10 +122,15 @@ class InjectionModel:
         self.bias = bias
         self.thresholds = thresholds
         self.meta = meta
+        grams = meta.get("ngrams", NGRAMS)
+        self.ngrams = tuple(int(n) for n in grams) if isinstance(grams, list | tuple) else NGRAMS
 
-    def score(self, text: str) -> ModelScore:
-        """The probability of injection of the most suspicious window of `text`."""
-        norm = normalise(text)
+    def score(self, text: str, lowered: str | None = None) -> ModelScore:
+        """The probability of injection of the most suspicious window of `text`.
+
+        `lowered`, when given, is `text` already lower-cased offset for offset.
+        """
+        norm = normalise(text) if lowered is None else lowered
         best = ModelScore(-math.inf, 0, len(norm))
         # Segments overlap by a window, so every window lies whole in one of them, and
         # bound the numpy arrays on long input.
@@ -137,7 +142,7 @@ class InjectionModel:
 
     def _best_window(self, norm: str) -> tuple[float, int, int]:
         size = len(norm)
-        rows = bucket_rows(norm)
+        rows = bucket_rows(norm, self.ngrams)
         if not rows:
             return self.bias, 0, size
         contrib = np.zeros(size + 1, dtype=np.float32)
@@ -148,7 +153,7 @@ class InjectionModel:
         ends = np.minimum(starts + WINDOW, size)
         # n-grams starting in [start, end): each n contributes up to size - n + 1 of them.
         n = np.zeros(len(starts), dtype=np.float64)
-        for width in NGRAMS:
+        for width in self.ngrams:
             n += np.clip(np.minimum(ends, size - width + 1) - starts, 0, None)
         logits = (sums[ends] - sums[starts]) / np.sqrt(np.maximum(n, 1.0)) + self.bias
         best = int(np.argmax(logits))

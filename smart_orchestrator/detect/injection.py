@@ -65,7 +65,7 @@ def detect_injection(text: str) -> list[InjectionFinding]:
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
-    findings += _model_findings(text, findings)
+    findings += _model_findings(text, lowered, findings)
     return _dedupe(findings)
 
 
@@ -158,10 +158,11 @@ def _demote_quoted(lowered: str, findings: list[InjectionFinding]) -> list[Injec
     return out
 
 
-def _model_findings(text: str, rule_findings: list[InjectionFinding]) -> list[InjectionFinding]:
+def _model_findings(text: str, lowered: str, rule_findings: list[InjectionFinding],
+                    ) -> list[InjectionFinding]:
     """The learned model's verdict on `text`, alone and as corroboration of the rules."""
     model = load_model()
-    score = model.score(text)
+    score = model.score(text, lowered)
     p, cut = score.probability, model.thresholds
     found: list[InjectionFinding] = []
     # Alone, the model speaks only at "high": below it, it flags too many short everyday
