@@ -26,6 +26,8 @@ PINS = {
     "openai/grade-school-math": None,
     "tldr-pages/tldr": "08e345f42639f67d99282813247ac670dc6e87cb",
     "OWASP/CheatSheetSeries": "6b8819da79e0537d072e04296ffa3adfc94ba881",
+    "SaFoLab-WISC/InjecGuard": None,
+    "greshake/llm-security": None,
 }
 VAL_SHARE = 0.2
 
@@ -218,6 +220,22 @@ def short_lines(records: list[Record], rng: random.Random, limit: int = 2500) ->
     return [Record(text, 0, "document", "doc-lines", split) for text, split in lines[:limit]]
 
 
+def wildguard_benign(m: Mirrors) -> Iterator[Record]:
+    """WildGuardMix benign prompts as packaged by InjecGuard (many framed adversarially)."""
+    rows = json.loads(m.show("SaFoLab-WISC/InjecGuard", "datasets/wildguard.json"))
+    for row in rows:
+        text = str(row["prompt"]).strip()
+        if text and int(row["label"]) == 0:
+            yield Record(text, 0, "prompt", "wildguard-benign", hashed_split(text))
+
+
+def greshake_puzzles(m: Mirrors) -> Iterator[Record]:
+    """Indirect-injection payloads written to be planted in web pages."""
+    for path in m.ls("greshake/llm-security", "scenarios/puzzle/puzzles/"):
+        text = m.show("greshake/llm-security", path).strip()
+        yield Record(text, 1, "direct", "greshake-puzzles", hashed_split(path))
+
+
 def all_records(mirrors: Mirrors, seed: int) -> list[Record]:
     from injection_synth import synthetic  # a sibling script module
 
@@ -229,6 +247,8 @@ def all_records(mirrors: Mirrors, seed: int) -> list[Record]:
     records += tldr(mirrors, rng)
     records += owasp(mirrors)
     records += bipia(mirrors, rng)
+    records += wildguard_benign(mirrors)
+    records += greshake_puzzles(mirrors)
     docs = [r.text for r in records if r.kind == "document" and len(r.text) < 4000]
     records += short_lines(records, rng)
     records += synthetic(rng, docs)

@@ -66,13 +66,14 @@ def windows_of(record: Record, rng: random.Random) -> list[tuple[int, int, int]]
     return pos + neg[:2]
 
 
-def featurise(records: list[Record], rng: random.Random) -> tuple[sparse.csr_matrix, np.ndarray]:
+def featurise(records: list[Record], rng: random.Random, ngrams: tuple[int, ...],
+              ) -> tuple[sparse.csr_matrix, np.ndarray]:
     indptr = [0]
     indices: list[np.ndarray] = []
     data: list[np.ndarray] = []
     labels: list[int] = []
     for record in records:
-        rows = bucket_rows(normalise(record.text))
+        rows = bucket_rows(normalise(record.text), ngrams)
         for s, e, label in windows_of(record, rng):
             parts = [row[s:e] for row in rows if s < len(row)]
             idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
@@ -111,14 +112,14 @@ def calibrate(model: InjectionModel, val: list[Record],
     return thresholds, figures
 
 
-def train(records: list[Record], c: float) -> InjectionModel:
+def train(records: list[Record], c: float, ngrams: tuple[int, ...]) -> InjectionModel:
     rng = random.Random(SEED)
-    x, y = featurise([r for r in records if r.split == "train"], rng)
+    x, y = featurise([r for r in records if r.split == "train"], rng, ngrams)
     clf = LogisticRegression(C=c, solver="liblinear", class_weight="balanced", max_iter=200,
                              random_state=SEED)
     clf.fit(x, y)
     weights = clf.coef_[0].astype(np.float32)
-    return InjectionModel(weights, float(clf.intercept_[0]), {}, {"C": c})
+    return InjectionModel(weights, float(clf.intercept_[0]), {}, {"C": c, "ngrams": ngrams})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("-C", type=float, default=1.0, help="inverse regularisation")
+    parser.add_argument("--ngrams", default="3,4,5", help="character n-gram sizes")
     args = parser.parse_args(argv)
     mirrors = Mirrors(args.mirrors, PINS)
     records = all_records(mirrors, SEED)
     print(Counter((r.split, r.kind, r.label) for r in records))
-    model = train(records, args.C)
+    ngrams = tuple(int(n) for n in args.ngrams.split(","))
+    model = train(records, args.C, ngrams)
     val = [r for r in records if r.split == "val"]
     thresholds, figures = calibrate(model, val)
-    meta = {"thresholds": thresholds, "validation": figures, "C": args.C,
+    meta = {"thresholds": thresholds, "validation": figures, "C": args.C, "ngrams": ngrams,
             "sources": {repo: mirrors.commit(repo) for repo in PINS},
             "window": WINDOW, "bits": BITS, "seed": SEED}
     print(json.dumps(meta, indent=1))
