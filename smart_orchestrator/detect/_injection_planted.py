@@ -35,9 +35,34 @@ _SEND = (r"(?:send|sends|upload|post|forward|e-?mail|paste|transmit|exfiltrate|l
 _SINK = (r"(?:https?://|ftp://|\b[\w.+-]+@[\w-]+\.[a-z]{2,}\b|webhook|pastebin|gist"
          r"|\b(?:in|into|to|with|at the end of|inside)\s+(?:your|the|this|each|every)\s+"
          r"(?:reply|replies|answer|response|output|summary|message|comment|pull request|pr)\b"
-         r"|\bto me\b|\bback to me\b|\bfor me\b)")
+         r"|\bto me\b|\bback to me\b|\bfor me\b|\bhere\b|\bbelow\b"
+         r"|\bin (?:the|this) (?:chat|thread|conversation)\b)")
+_ORDER = (r"(?:must|should|shall|now|new|ignore|disregard|reveal|always|never|append|include"
+          r"|send|forward|run|execute|call|delete|remove|override|update|from now on|instead"
+          r"|required|mandatory)")
 
 PLANTED_RULES: tuple[Rule, ...] = (
+    # A line of a document or tool output posing as a system or developer turn.
+    Rule("forged-turn", "high", "A line posing as a system or developer message gives orders.",
+         ("system", "developer", "admin", "administrator", "operator"),
+         r"(?:system|developer|admin(?:istrator)?|operator)(?:\s+(?:message|note|notice"
+         r"|prompt|update))?\s*[\])>]?\s*:\s*[^\n]{0,120}?\b" + _ORDER + r"\b",
+         before=r"(?:^|\n)[ \t#>*\[(<|-]*", at_anchor=True),
+    Rule("addresses-the-model", "medium", "Speaks to the AI model reading the text.",
+         ("ai", "llm", "assistant", "chatbot", "agent", "claude", "chatgpt", "gpt", "model"),
+         r"(?:ai|llm|assistant|chatbot|language model|ai (?:agent|assistant|model)|agent|claude"
+         r"|chatgpt|gpt)s?\s*,\s*(?:when|before|after|while|please|you (?:must|should|need to"
+         r"|have to|will)|now|also|make sure|remember|do not|don't)\b",
+         before=r"(?:^|[.!?:]\s+|\n\s*)(?:dear\s+|hey\s+|hi\s+|attention\s+)?(?:the\s+)?",
+         at_anchor=True),
+    Rule("system-prompt-exfiltration", "high",
+         "Asks for the whole conversation including its hidden parts.",
+         ("conversation", "chat", "history", "transcript", "context"),
+         r"(?:print|output|show|repeat|reveal|dump|list|write out|copy|send)\s+(?:me\s+)?(?:the\s+"
+         r"|your\s+|this\s+)?(?:full\s+|entire\s+|whole\s+|complete\s+|raw\s+)?"
+         r"(?:conversation|chat|message)?\s*(?:history|transcript|log|context(?: window)?)\b"
+         r"[^.!?\n]{0,60}\b(?:hidden|system|setup|initial|internal|invisible|developer"
+         r"|instructions)\b", reach=200),
     # Matched at the verdict word ("obsolete"), with the words before it checked
     # separately: these words are common in code, and a match attempt per occurrence
     # is cheaper than a window around each.

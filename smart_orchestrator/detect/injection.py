@@ -97,14 +97,22 @@ _DEFENSIVE_AFTER_RE = re.compile(
     r"|embedded in)\s+(?:that|the|this|any|a|an)?\s*(?:[\w-]+\s+){0,2}?"
     r"(?:files?|inputs?|documents?|text|pages?|emails?|messages?|data|outputs?|content|tool"
     r"|results?|web ?pages?|user)\b")
-_DEFENSIVE_BEFORE_RE = re.compile(r"\b(?:not|never|n't)\s+(?:allow|let|permit)\b"
-                                  r"[^.!?\n]{0,40}$")
+_DEFENSIVE_BEFORE_RE = re.compile(r"(?:\b(?:not|never|n't)\s+(?:allow|let|permit)\b"
+                                  r"[^.!?\n]{0,40}|\b(?:attempts?|instructions|requests?"
+                                  r"|prompts?|attacks?|tries|trying|tricked into)\s+to\s+)$")
+# "symlinks can bypass restrictions": a description of what something can do, not an order.
+_DESCRIPTIVE_RE = re.compile(r"\b(?:can|could|may|might|would|will|cannot|attackers?|which"
+                             r"|that|to)\s+$")
 
 
 def _drop_defensive(lowered: str, findings: list[InjectionFinding]) -> list[InjectionFinding]:
-    """Override findings that are a defender's rule against other instructions."""
+    """Override findings that are a defender's rule against other instructions are dropped;
+    descriptions of bypassing a control are medium."""
     out: list[InjectionFinding] = []
     for f in findings:
+        if (f.rule_id == "disable-safety" and f.severity == "high"
+                and _DESCRIPTIVE_RE.search(lowered, max(0, f.start - 20), f.start)):
+            f = f._replace(severity="medium")
         if f.rule_id == "ignore-previous-instructions" and (
                 _DEFENSIVE_SPAN_RE.search(lowered, f.start, f.end)
                 or _DEFENSIVE_AFTER_RE.match(lowered, f.end)
