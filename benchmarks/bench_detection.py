@@ -1,12 +1,16 @@
 """Detection quality and speed on the labelled corpora.
 
-    .venv/bin/python benchmarks/bench_detection.py [--corpora PATH] [--json]
+    .venv/bin/python benchmarks/bench_detection.py [--corpora PATH] [--mirrors PATH] [--json]
 
 Secrets: recall on gitleaks' true positives, false positives on gitleaks' hard negatives
 and on CPython standard-library chunks, agreement with detect-secrets' own plugin tests,
 throughput beside detect-secrets' default scan of a sample of the same text, and the
 worst time on pathological inputs of up to 1 MB. Injection: recall per attack subset and
-false positives per benign subset, at any severity and at the default deny level (high).
+false positives per benign subset, at any severity and at the default deny level (high);
+then (`injection_report`) deny-level recall, direct and indirect, and false positives on
+benign prompts and documents, on the held-out set (benchmarks/_injection_heldout.py) and on
+the model's validation split (scripts/injection_data.py), both read from the git mirrors
+under --mirrors, the worst time on the 1 MB hostile inputs and MB/s on a 5 MB benign mix.
 
 Exits 1 when a floor is missed; when the corpora are absent it says so and exits 0.
 """
