@@ -87,15 +87,23 @@ def bucket_rows(text: str, ngrams: tuple[int, ...] = NGRAMS) -> list[U32Array]:
     shorter text). Integer overflow wraps, which is the hash.
     """
     codes = _codes(text)
+    size = len(codes)
     rows: list[U32Array] = []
-    acc = codes
+    if size < 2:
+        return rows
+    # One running hash updated in place: a handful of array passes, no temporaries.
+    acc = codes[:-1] * _PRIME
+    acc += codes[1:]
     with np.errstate(over="ignore"):
-        for n in range(2, ngrams[-1] + 1):
-            if len(codes) < n:
+        for n in range(3, ngrams[-1] + 1):
+            if size < n:
                 break
-            acc = acc[:-1] * _PRIME + codes[n - 1:]
+            acc = acc[:-1]
+            acc *= _PRIME
+            acc += codes[n - 1:]
             if n in ngrams:
-                salted = (acc + np.uint32(n)) * _MULT
+                salted = acc + np.uint32(n)
+                salted *= _MULT
                 salted >>= _SHIFT
                 rows.append(salted)
     return rows
@@ -145,10 +153,10 @@ class InjectionModel:
         rows = bucket_rows(norm, self.ngrams)
         if not rows:
             return self.bias, 0, size
-        contrib = np.zeros(size + 1, dtype=np.float32)
+        contrib = np.zeros(size + 1, dtype=np.float64)
         for row in rows:
-            contrib[1:len(row) + 1] += self.weights[row]
-        sums = np.cumsum(contrib, dtype=np.float64)
+            contrib[1:len(row) + 1] += self.weights.take(row)
+        sums = np.cumsum(contrib, out=contrib)
         starts = np.asarray(window_starts(size), dtype=np.int64)
         ends = np.minimum(starts + WINDOW, size)
         # n-grams starting in [start, end): each n contributes up to size - n + 1 of them.

@@ -26,7 +26,8 @@ _FILE = (r"(?:\.env(?:\.(?:local|prod|production|dev|development))?(?![\w.-])|\.
          r"|\.docker/config\.json|credentials\.json|secrets?\.(?:ya?ml|json|toml|env)\b"
          r"|wallet\.dat|keychain|/etc/shadow)")
 _FILE_ANCHORS = (".env", ".npmrc", ".pypirc", ".netrc", ".git-credentials", ".htpasswd",
-                 ".pgpass", "_history", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", ".ssh/",
+                 ".pgpass", ".bash_history", ".zsh_history", "id_rsa", "id_dsa", "id_ecdsa",
+                 "id_ed25519", ".ssh/",
                  ".aws/", ".kube/", ".docker/", "credentials.json", "secret.", "secrets.",
                  "wallet.dat", "keychain", "/etc/shadow")
 _SEND = (r"(?:send|sends|upload|post|forward|e-?mail|paste|transmit|exfiltrate|leak|share"
@@ -49,7 +50,7 @@ PLANTED_RULES: tuple[Rule, ...] = (
          r"|prompt|update))?\s*[\])>]?\s*:\s*[^\n]{0,120}?\b" + _ORDER + r"\b",
          before=r"(?:^|\n)[ \t#>*\[(<|-]*", at_anchor=True),
     Rule("addresses-the-model", "medium", "Speaks to the AI model reading the text.",
-         ("ai", "llm", "assistant", "chatbot", "agent", "claude", "chatgpt", "gpt", "model"),
+         ("ai,", "llm", "assistant", "chatbot", "agent", "claude", "chatgpt", "gpt", "model"),
          r"(?:ai|llm|assistant|chatbot|language model|ai (?:agent|assistant|model)|agent|claude"
          r"|chatgpt|gpt)s?\s*,\s*(?:when|before|after|while|please|you (?:must|should|need to"
          r"|have to|will)|now|also|make sure|remember|do not|don't)\b",
@@ -96,8 +97,9 @@ PLANTED_RULES: tuple[Rule, ...] = (
          r"(?:automated|ai|llm|language model|gpt|chatgpt|claude|assistant|bot|agent|model"
          r"|screening|analysis|summari[sz]ation|reviewing)\w*"
          r"(?:\s+[a-z-]+){0,3}?\s*[:,-]", at_anchor=True),
+    # Matched at the file name, the request checked in the text before it: ".env" occurs
+    # all over code (os.environ), and an attempt per occurrence beats a window around each.
     Rule("exfiltrate-data", "high", "Asks to send or reveal a credential file.",
-         _FILE_ANCHORS,
-         rf"{_SEND}\b[^!?\n]{{0,60}}?(?:~/|/|\./|\b)?[\w./-]{{0,40}}?{_FILE}[^!?\n]{{0,100}}?"
-         rf"{_SINK}", negatable=True, reach=220),
+         _FILE_ANCHORS, rf"{_FILE}[^!?\n]{{0,100}}?{_SINK}",
+         before=rf"{_SEND}\b[^!?\n]{{0,100}}", negatable=True, at_anchor=True),
 )
