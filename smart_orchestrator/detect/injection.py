@@ -93,13 +93,19 @@ _DEFENSIVE_SPAN_RE = re.compile(
     r"|additional|embedded|injected|external|untrusted|below|beyond|users?'?s?|that (?:claims?"
     r"|says?|tells?|asks?|tries|try))\b")
 _DEFENSIVE_AFTER_RE = re.compile(
-    r"\s*(?:that (?:appear|come|are)\s+)?(?:in|inside|within|from|found in|contained in"
+    r"\s+(?:that|which|who)\s+(?:claims?|says?|tells?|asks?|tries|try|attempts?|comes?|came"
+    r"|appears?|contradicts?|conflicts?)\b"
+    r"|\s*(?:that (?:appear|come|are)\s+)?(?:in|inside|within|from|found in|contained in"
     r"|embedded in)\s+(?:that|the|this|any|a|an)?\s*(?:[\w-]+\s+){0,2}?"
     r"(?:files?|inputs?|documents?|text|pages?|emails?|messages?|data|outputs?|content|tool"
     r"|results?|web ?pages?|user)\b")
 _DEFENSIVE_BEFORE_RE = re.compile(r"(?:\b(?:not|never|n't)\s+(?:allow|let|permit)\b"
-                                  r"[^.!?\n]{0,40}|\b(?:attempts?|instructions|requests?"
-                                  r"|prompts?|attacks?|tries|trying|tricked into)\s+to\s+)$")
+                                  r"[^.!?\n]{0,40}|\b(?:do not|don't|never|not|mustn't)\s+"
+                                  r"|\b(?:attempts?|instructions|requests?|prompts?|attacks?"
+                                  r"|tries|trying|tricked into)\s+to\s+)$")
+# An override naming the earlier instructions is an attack whatever follows it.
+_EARLIER_RE = re.compile(r"\b(?:previous|previously|prior|above|earlier|preceding|original"
+                         r"|initial|former|system|developer|your)\b")
 # "symlinks can bypass restrictions": a description of what something can do, not an order.
 _DESCRIPTIVE_RE = re.compile(r"\b(?:can|could|may|might|would|will|cannot|attackers?|which"
                              r"|that|to)\s+$")
@@ -114,9 +120,10 @@ def _drop_defensive(lowered: str, findings: list[InjectionFinding]) -> list[Inje
                 and _DESCRIPTIVE_RE.search(lowered, max(0, f.start - 20), f.start)):
             f = f._replace(severity="medium")
         if f.rule_id == "ignore-previous-instructions" and (
-                _DEFENSIVE_SPAN_RE.search(lowered, f.start, f.end)
-                or _DEFENSIVE_AFTER_RE.match(lowered, f.end)
-                or _DEFENSIVE_BEFORE_RE.search(lowered, max(0, f.start - 60), f.start)):
+                _DEFENSIVE_BEFORE_RE.search(lowered, max(0, f.start - 60), f.start)
+                or (not _EARLIER_RE.search(lowered, f.start, f.end)
+                    and (_DEFENSIVE_SPAN_RE.search(lowered, f.start, f.end)
+                         or _DEFENSIVE_AFTER_RE.match(lowered, f.end)))):
             continue
         out.append(f)
     return out
