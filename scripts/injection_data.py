@@ -23,11 +23,11 @@ PINS = {
     "microsoft/BIPIA": "1a2a91da6bb12838e05d1b2e54d98e2f37b835f3",
     "HumanCompatibleAI/tensor-trust-data": "e2385ea9cf448c9641b96e2e39f113ed4979a5b0",
     "yizhongw/self-instruct": "0b26ccaa415992100fa32df62d41b994cf928e23",
-    "openai/grade-school-math": None,
+    "openai/grade-school-math": "3101c7d5072418e28b9008a6636bde82a006892c",
     "tldr-pages/tldr": "08e345f42639f67d99282813247ac670dc6e87cb",
     "OWASP/CheatSheetSeries": "6b8819da79e0537d072e04296ffa3adfc94ba881",
-    "SaFoLab-WISC/InjecGuard": None,
-    "greshake/llm-security": None,
+    "SaFoLab-WISC/InjecGuard": "c7d9f9a58153db0237f8493bb792342f0344c70f",
+    "greshake/llm-security": "87f4b7ffa568b7261a79b31573068d8113319212",
 }
 VAL_SHARE = 0.2
 
