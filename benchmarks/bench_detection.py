@@ -14,7 +14,11 @@ mirrors (`fetch github:owner/name`, see benchmarks/_secret_data.py and docs/dete
 what is absent is reported as such.
 
 Injection (`injection_report`): recall per attack subset and false positives per benign
-subset, at any severity and at the default deny level (high), and throughput.
+subset of the development corpora, at any severity and at the deny level (high); deny-level
+recall, direct and indirect, and false positives on benign prompts and documents on the
+held-out set (benchmarks/_injection_heldout.py) and on the model's validation split
+(scripts/injection_data.py), both read from the git mirrors under --mirrors; the worst time
+on 1 MB hostile inputs and MB/s on a 5 MB benign mix.
 
 Exits 1 when a floor is missed; when the data is absent it says so and exits 0.
 """
@@ -301,35 +305,93 @@ def injection_quality(corpora: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _deny_shares(rows: list[tuple[str, int, str]]) -> dict[str, float]:
+    """Share of each kind reaching the deny level; rows are (text, label, kind)."""
+    hits: dict[str, list[bool]] = {}
+    for text, label, kind in rows:
+        deny = max((RANK[f.severity] for f in detect_injection(text)), default=-1) >= RANK["high"]
+        hits.setdefault(kind, []).append(deny)
+        if label:
+            hits.setdefault("attacks", []).append(deny)
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items())} | {
+        f"n_{k}": float(len(v)) for k, v in sorted(hits.items())}
+
+
+def _heldout_and_validation(corpora: Path, mirrors: Path) -> dict[str, Any]:
+    """Deny-level recall and false positives on the held-out set and the validation split,
+    the worst time on 1 MB hostile inputs, and throughput on a 5 MB benign mix."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _injection_heldout import heldout
+    from injection_data import PINS, Mirrors, all_records
+    from train_injection import SEED
+
+    report: dict[str, Any] = {}
+    if (mirrors / "NVIDIA+garak").is_dir():
+        report["heldout"] = _deny_shares([(h.text, h.label, h.kind) for h in heldout(mirrors)])
+    if (mirrors / "microsoft+BIPIA").is_dir():
+        val = [r for r in all_records(Mirrors(mirrors, PINS), SEED) if r.split == "val"]
+        report["validation"] = _deny_shares([(r.text, r.label, r.kind) for r in val])
+    worst = {name: best_time(partial(detect_injection, text), 1)
+             for name, text in pathological().items()}
+    report["worst_case_s"] = worst
+    benign = [r["text"] for r in load(corpora / "injection" / "injection_core.jsonl")
+              if r["label"] == "benign"]
+    benign += [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
+    mix = "\n\n".join(benign)
+    mix = (mix * (5 * MB // len(mix) + 1))[:5 * MB]
+    report["mb_s_benign_mix"] = 5 / best_time(lambda: detect_injection(mix), 1)
+    return report
+
+
+def print_injection_report(report: dict[str, Any]) -> None:
+    print("Injection at the deny level (high): held out, and the validation split")
+    for name in ("heldout", "validation"):
+        shares = report.get(name)
+        if shares is None:
+            print(f"  {name}: mirrors absent (pass --mirrors)")
+            continue
+        for kind in ("attacks", "direct", "indirect", "prompt", "document"):
+            if kind in shares:
+                what = "recall" if kind in ("attacks", "direct", "indirect") else "FP    "
+                print(f"  {name:10s} {what} {kind:9s} {shares[kind]:7.2%}"
+                      f"  n={shares['n_' + kind]:.0f}")
+    print(f"  worst 1 MB hostile input      {max(report['worst_case_s'].values()):7.3f} s")
+    print(f"  5 MB benign mix               {report['mb_s_benign_mix']:7.1f} MB/s")
+
+
 def injection_report(corpora: Path, mirrors: Path,
                      ) -> tuple[dict[str, Any], list[Floor]]:
+    """The development corpora (any severity and the deny level), then the held-out set and
+    the model's validation split at the deny level, worst case and throughput."""
     if not (corpora / "injection" / "injection_core.jsonl").is_file():
         print("Injection: corpora not found; nothing measured")
         return {}, []
     quality = injection_quality(corpora)
-    stdlib_text = "\n".join(r["text"] for r in load(corpora / "secrets" /
-                                                     "benign_python_stdlib.jsonl"))
-    mb_s = len(stdlib_text) / MB / best_time(lambda: detect_injection(stdlib_text))
-    worst = {name: best_time(partial(detect_injection, text), 1)
-             for name, text in pathological().items()}
-    checks: list[Floor] = [
-        ("injection throughput on stdlib (MB/s)", mb_s, 5.0, "min"),
-        ("injection worst 1 MB input (s)", max(worst.values()), 1.0, "max"),
-        ("injection FP on notinject", quality["notinject"]["any"], 0.02, "max"),
-        ("injection FP on subagent_definitions", quality["subagent_definitions"]["any"], 0.02,
-         "max"),
-    ]
-    print("Injection (share of records with a finding: any severity / high or above)")
+    print("Injection on the development corpora (share with a finding: any / high or above)")
     for subset, row in quality.items():
         kind = "recall" if row["label"] else "FP    "
         print(f"  {kind} {subset:24s} n={row['n']:4.0f}  any {row['any']:7.2%}"
               f"  high+ {row['high']:7.2%}")
-    print(f"  detect_injection on stdlib text {mb_s:7.1f} MB/s")
-    print("  worst case per 1 MB input (ms)")
-    for name, seconds in worst.items():
-        print(f"    {name:34s} {seconds * 1000:8.1f}")
+    report = _heldout_and_validation(corpora, mirrors)
+    report["quality"] = quality
+    print_injection_report(report)
+    checks: list[Floor] = [
+        ("injection worst 1 MB input (s)", max(report["worst_case_s"].values()), 1.0, "max"),
+        ("injection MB/s on a 5 MB benign mix", report["mb_s_benign_mix"], 5.0, "min"),
+        ("injection FP at deny on notinject", quality["notinject"]["high"], 0.02, "max"),
+        ("injection FP at deny on subagent_definitions",
+         quality["subagent_definitions"]["high"], 0.02, "max")]
+    for name in ("heldout", "validation"):
+        shares = report.get(name)
+        if shares is None:
+            continue
+        checks += [(f"{name} deny recall, attacks", shares["attacks"], 0.60, "min"),
+                   (f"{name} deny recall, indirect", shares.get("indirect", 0.0), 0.50, "min")]
+        checks += [(f"{name} FP at deny, {k}", shares[k], 0.02, "max")
+                   for k in ("prompt", "document") if k in shares]
     print_floors(checks)
-    return {"quality": quality, "mb_s_code": mb_s, "worst_case_s": worst}, checks
+    return report, checks
 
 
 # --------------------------------------------------------------------------- main

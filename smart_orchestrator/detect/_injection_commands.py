@@ -42,11 +42,16 @@ COMMAND_RULES: tuple[Rule, ...] = (
          r"|net_connections\(\)[\s\S]{0,120}\.terminate\(\)|networkadapter[\s\S]{0,120}\.disable\(\)"
          r"|(?:os\.system|subprocess\.\w+)\(\s*[\[\"'][^)\n]{0,30}\b(?:shutdown|reboot)\b"
          r"|sudo\s+(?:shutdown|reboot|halt|poweroff)\b", reach=200),
+    # Install pages pipe curl to a shell as a matter of course: alone this is a warning,
+    # raised to high when the learned model also reads the text as an injection.
+    Rule("remote-code-execution", "medium", "Pipes a download straight into a shell.",
+         ("curl", "wget"),
+         r"(?:curl|wget)\b[^\n|;]{0,200}\|\s*(?:sudo\s+)?(?:-\w+\s+)?(?:ba|z|k|da|fi)?sh\b",
+         reach=240),
     Rule("remote-code-execution", "high", "Downloads code and runs it without review.",
          ("curl", "wget", "iex", "invoke-expression", "downloadstring", "pickle.load",
           "requests.", "urlopen("),
-         r"(?:curl|wget)\b[^\n|;]{0,200}\|\s*(?:sudo\s+)?(?:-\w+\s+)?(?:ba|z|k|da|fi)?sh\b"
-         r"|(?:ba|z)?sh\s+(?:-c\s+)?[\"']?<?\(\s*(?:curl|wget)\b|eval\s+\"?\$\(\s*(?:curl|wget)"
+         r"(?:ba|z)?sh\s+(?:-c\s+)?[\"']?<?\(\s*(?:curl|wget)\b|eval\s+\"?\$\(\s*(?:curl|wget)"
          r"|iex\s*\(?\s*(?:\(?\s*new-object\s+net\.webclient|iwr|invoke-webrequest|irm)"
          r"|invoke-expression[^\n]{0,80}downloadstring|downloadstring\([^\n]{0,120}\|\s*iex"
          r"|pickle\.loads?\(\s*(?:requests|urllib|urlopen|response\.content|r\.content)"
@@ -80,13 +85,15 @@ COMMAND_RULES: tuple[Rule, ...] = (
          r"|permission (?:checks|prompts)|approvals?|audit(?:ing)?(?: logs?)?|logging|monitoring"
          r"|antivirus|windows defender|firewall|selinux|apparmor)\b", negatable=True,
          at_anchor=True),
-    Rule("disable-safety", "high", "Uses a flag that skips permission prompts or hooks.",
-         ("dangerously", "no-verify"),
-         r"--dangerously-skip-permissions|--dangerously-\w+|git\s+commit\b[^\n]{0,80}--no-verify"),
+    Rule("disable-safety", "high", "Uses a flag that skips permission prompts.",
+         ("dangerously",), r"--dangerously-skip-permissions|--dangerously-\w+"),
+    # Contributing guides document `--no-verify`; as with curl | sh, the model decides.
+    Rule("disable-safety", "medium", "Commits without running the git hooks.",
+         ("no-verify",), r"git\s+commit\b[^\n]{0,80}--no-verify"),
     Rule("conceal-from-user", "high", "Tells the model to hide its actions from the user.",
          ("tell", "telling", "inform", "informing", "notify", "notifying", "alert", "alerting"),
          r"(?:tell|telling|inform|informing|notify|notifying|alert|alerting|let on to)\s+"
-         r"(?:the\s+)?(?:user|human|operator|owner|anyone|them)\b",
+         r"(?:the\s+)?(?:user|human|operator|owner)\b",
          before=r"\b(?:do not|don't|never|without)\s+", at_anchor=True),
     Rule("conceal-from-user", "high", "Tells the model to keep something secret from the user.",
          ("mention", "reveal", "disclose", "hide", "conceal", "keep"),

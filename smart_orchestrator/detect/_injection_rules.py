@@ -11,6 +11,7 @@ phrasings that are rarely innocent are high or critical.
 from __future__ import annotations
 
 from ._injection_commands import COMMAND_RULES
+from ._injection_planted import PLANTED_RULES
 from ._injection_rule import Rule
 
 __all__ = ["RULES", "Rule"]
@@ -384,4 +385,5 @@ _INDIRECT: tuple[Rule, ...] = (
          r"(?:base ?64|rot-?13|hex(?:adecimal)?|binary|morse(?: code)?|caesar cipher|cipher)"),
 )
 
-RULES: tuple[Rule, ...] = _OVERRIDE + _PERSONA + _EXFILTRATION + COMMAND_RULES + _INDIRECT
+RULES: tuple[Rule, ...] = (_OVERRIDE + _PERSONA + _EXFILTRATION + COMMAND_RULES + _INDIRECT
+                          + PLANTED_RULES)
