@@ -36,7 +36,7 @@ META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
 PROMPT = ("Review the module for error handling gaps and list each with a line number. "
           * 60)[:4096]
 POLICY = ("[admission]\nspawns_per_minute = 100000\nmax_in_flight_session = 64\n"
-          "max_in_flight_machine = 64\n")
+          "max_in_flight_machine = 64\nmax_load_percent = 100000\nmin_available_memory_mb = 0\n")
 
 
 class Client:
