@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ class AppState:
     store_error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _engines: dict[str, EngineFactory] = field(default_factory=dict)
+    # Hook calls are decided in parallel worker threads: two first calls of a project must
+    # not build two factories (each engine remembers what its sessions were given).
+    _engines_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def require_store(self) -> WitnessedStore:
         if self.store is None:
@@ -27,8 +31,9 @@ class AppState:
     def engine_factory(self) -> EngineFactory:
         """One per project: each project has its own policy file."""
         project = project_dir()
-        factory = self._engines.get(str(project))
-        if factory is None:
-            factory = self._engines[str(project)] = EngineFactory(
-                self.require_store(), source="server", project_dir=project)
+        with self._engines_lock:
+            factory = self._engines.get(str(project))
+            if factory is None:
+                factory = self._engines[str(project)] = EngineFactory(
+                    self.require_store(), source="server", project_dir=project)
         return factory

@@ -118,13 +118,32 @@ def hook_answer(event: str, payload: Any) -> str:
     decider, in this process, on the data folder the environment names."""
     from mcp_server.policy_tools import decide_hook
     from mcp_server.state import AppState
+    from smart_orchestrator.errors import StoreError
     from smart_orchestrator.store import open_store
 
-    state = AppState(open_store())
+    try:  # as the service's lifespan opens it: a broken store is a reason, not a crash
+        state = AppState(open_store())
+    except StoreError as exc:
+        state = AppState(None, exc.one_line())
     try:
         text, refused = decide_hook(state, mcp_hook_args(event, payload))
     finally:
-        assert state.store is not None
-        state.store.close()
+        if state.store is not None:
+            state.store.close()
     assert not refused, text
     return text
+
+
+# A hook event answered by the service's decision in a fresh process (for resource limits).
+HOOK_SNIPPET = ("import json, sys; from tests.reliability._util import hook_answer; "
+                "print(hook_answer(sys.argv[1], json.loads(sys.stdin.read())))")
+
+
+def run_hook(event: str, payload: bytes, *, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    full = dict(os.environ)
+    full.update(env or {})
+    full["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.run([PYTHON, "-c", HOOK_SNIPPET, event], input=payload,
+                          capture_output=True, timeout=timeout, env=full, cwd=REPO_ROOT,
+                          check=False)

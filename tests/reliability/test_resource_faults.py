@@ -36,7 +36,7 @@ from tests.wave_fakes import ScriptedRunner, Step
 
 from ..unit.policy_payloads import post_agent, pre_agent
 from ._figures import Figures
-from ._util import PYTHON, REPO_ROOT, denied, one_line, run_cli
+from ._util import HOOK_SNIPPET, PYTHON, REPO_ROOT, denied, one_line, run_cli, run_hook
 
 SUITE = "resource_faults"
 
@@ -63,7 +63,10 @@ def _seed(path: Path, n: int = 10) -> None:
 def _project(tmp: Path, admission: str = "wait_timeout_s = 0") -> Path:
     project = tmp / "project"
     (project / ".claude").mkdir(parents=True, exist_ok=True)
-    (project / ".claude" / "smart-orchestrator.toml").write_text(f"[admission]\n{admission}\n")
+    # The machine's own load is not what these tests are about: a shared machine's would
+    # deny for CPU load.
+    (project / ".claude" / "smart-orchestrator.toml").write_text(
+        f"[admission]\n{admission}\nmax_load_percent = 100000\n")
     return project
 
 
@@ -145,7 +148,7 @@ def test_hook_on_a_full_disk_denies_the_subagent_call(tmp_path: Path, figures: F
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SMART_ORCHESTRATOR_DATA": str(data),
            "CLAUDE_PROJECT_DIR": str(_project(tmp_path))}
     env.pop("SMART_ORCHESTRATOR_DB", None)
-    out = subprocess.run([PYTHON, "-m", "smart_orchestrator.cli", "hook", "PreToolUse"],
+    out = subprocess.run([PYTHON, "-c", HOOK_SNIPPET, "PreToolUse"],
                          input=json.dumps(pre_agent(tool_use_id="toolu_full")).encode(),
                          capture_output=True, timeout=60, env=env, cwd=REPO_ROOT,
                          preexec_fn=_fsize_limit(1024), check=False)
@@ -262,7 +265,7 @@ def test_a_briefly_locked_database_only_delays_the_hook(tmp_path: Path, figures:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
            "CLAUDE_PROJECT_DIR": str(_project(tmp_path))}
     with _locked(data / "state.db", 1.0):
-        out = subprocess.run([PYTHON, "-m", "smart_orchestrator.cli", "hook", "PreToolUse"],
+        out = subprocess.run([PYTHON, "-c", HOOK_SNIPPET, "PreToolUse"],
                              input=json.dumps(pre_agent(tool_use_id="toolu_wait")).encode(),
                              capture_output=True, timeout=60, env=env, cwd=REPO_ROOT,
                              check=False)
@@ -299,8 +302,8 @@ def test_a_read_only_data_folder_gives_one_line_and_denies(read_only_data: Path,
     assert one_line(message) and "read-only" in message, message
     env = {"SMART_ORCHESTRATOR_DATA": str(read_only_data),
            "CLAUDE_PROJECT_DIR": str(_project(tmp_path))}
-    out = run_cli("hook", "PreToolUse", env=env,
-                  stdin=json.dumps(pre_agent(tool_use_id="toolu_ro")).encode())
+    out = run_hook("PreToolUse", json.dumps(pre_agent(tool_use_id="toolu_ro")).encode(),
+                   env=env)
     assert out.returncode == 0 and b"Traceback" not in out.stderr
     decision = json.loads(out.stdout)
     assert denied(decision) and "read-only" in \
