@@ -308,3 +308,12 @@ def test_answering_hooks_reads_claude_codes_command_line_and_environment(
         proc.kill()
         proc.wait()
     assert found, how
+
+
+async def test_a_client_that_cannot_ask_the_user_gets_one_line(db_path: Path,
+                                                               project: Path) -> None:
+    (project / ".claude" / "smart-orchestrator.toml").write_text(WEAK)
+    async with Client(build_server()) as client:  # declares no elicitation
+        result = await client.call_tool("policy_accept", {})
+    assert result.is_error and "policy accept` in a terminal" in str(result.content)
+    assert _trusted_secrets_mode(db_path, project) != "off"
