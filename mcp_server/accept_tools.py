@@ -46,6 +46,12 @@ class PolicyAcceptResult(BaseModel):
 
 
 def proposal(ctx: Context[AppState, Any]) -> Proposal:
+    caps = ctx.client_capabilities
+    elicitation = caps.elicitation if caps is not None else None
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        raise ToolError("policy_accept needs a client that can ask the user (MCP form "
+                        "elicitation); this one cannot: run `smart-orchestrator policy "
+                        "accept` in a terminal of your own")
     info = current()
     try:
         hooks = answering_hooks(info.project_dir, claude_pid=info.claude_pid)

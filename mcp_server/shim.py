@@ -175,15 +175,17 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        if hook and not guarded(args) and args.get("event") != "UserPromptSubmit":
+        checked = hook and _main_result_to_check(args)
+        if hook and not guarded(args) and not checked and \
+                args.get("event") != "UserPromptSubmit":
             # Nothing here starts or feeds an agent (a Stop, the session's end, a
             # compaction): answered now, never holding up the session for the service.
             self._send(_text_result(msg["id"], json.dumps(self._fail_closed(args))))
             return
         # A prompt waits a little: the model acts right after it, and the service pins the
         # session's policy as the session connects, which must come first.
-        wait = (self.hold_s if guarded(args) else min(PROMPT_WAIT_S, self.hold_s)) if hook \
-            else TOOL_WAIT_S
+        wait = (self.hold_s if guarded(args) or checked else min(PROMPT_WAIT_S, self.hold_s)) \
+            if hook else TOOL_WAIT_S
         token = (params.get("_meta") or {}).get("progressToken") \
             if isinstance(params.get("_meta"), dict) else None
         deadline = time.monotonic() + wait
@@ -206,6 +208,16 @@ class Shim:
             self._send(_text_result(msg["id"], self._unavailable(), error=True))
 
     def _fail_closed(self, args: dict[str, Any]) -> dict[str, Any]:
+        if _main_result_to_check(args):
+            try:
+                response = json.loads(str(args.get("tool_response") or "null"))
+            except (ValueError, RecursionError):
+                response = None
+            return {"hookSpecificOutput": {"hookEventName": "PostToolUse",
+                                           "updatedToolOutput": _strings_withheld(
+                                               "" if response is None else response)},
+                    "systemMessage": "Smart Orchestrator withheld a tool result: " +
+                    self._unavailable()}
         return fail_closed(args, "Smart Orchestrator cannot check this call: " +
                            self._unavailable())
 
@@ -349,8 +361,36 @@ def _nothing_to_redact(msg: dict[str, Any]) -> bool:
     if args.get("agent_id"):
         return True
     transcript = str(args.get("transcript_path") or "")
+    return transcript.endswith(".jsonl") and not _has_subagents(args)
+
+
+def _has_subagents(args: dict[str, Any]) -> bool:
+    transcript = str(args.get("transcript_path") or "")
     return transcript.endswith(".jsonl") and \
-        not Path(transcript[: -len(".jsonl")], "subagents").is_dir()
+        Path(transcript[: -len(".jsonl")], "subagents").is_dir()
+
+
+def _main_result_to_check(args: dict[str, Any]) -> bool:
+    """The main agent's own tool result in a session whose subagents left transcripts:
+    the service redacts their credentials from it, so without the service it is
+    withheld (a model that kills the service must not read them meanwhile)."""
+    return args.get("event") == "PostToolUse" and not args.get("agent_id") and \
+        str(args.get("tool_name") or "") not in AGENT_TOOLS and _has_subagents(args)
+
+
+def _strings_withheld(value: Any, depth: int = 0) -> Any:
+    """`value` in its own shape (Claude Code ignores a rewrite of another shape) with
+    every string replaced."""
+    if isinstance(value, str):
+        return ("[Smart Orchestrator withheld this result: its service could not check it "
+                "for credentials from subagent transcripts.]")
+    if depth > 50:
+        return None
+    if isinstance(value, dict):
+        return {k: _strings_withheld(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings_withheld(v, depth + 1) for v in value]
+    return value
 
 
 def _peer_is_me(sock: socket.socket) -> bool:

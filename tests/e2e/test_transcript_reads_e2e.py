@@ -142,3 +142,37 @@ def test_reading_the_output_file_the_launch_names_comes_back_redacted(
     assert len(redacted) >= 2, {i: results[i].text[-300:] for i in ids}
     assert_main_never_saw(scripted_model, key)
     assert wait_for_audit(home, "transcript.redacted", len(redacted))
+
+
+def test_killing_the_service_before_reading_withholds_the_result(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The model kills the service and keeps it from coming back (it holds the service's
+    lock), then reads the transcript: the shim cannot have it checked, so withholds it."""
+    from mcp_server.service_wire import service_lock
+
+    from .plugin_env import plugin_data
+
+    key = aws_key()
+    data = plugin_data(claude_dirs["home"])
+    lock = shlex.quote(str(service_lock(data)))
+    ready = shlex.quote(str(data / "service.json"))
+    pid = f"{shlex.quote(sys.executable)} -c \"import json,sys; " \
+        f"print(json.load(open(sys.argv[1]))['pid'])\" {ready}"
+    scripted_model.main([
+        _bash("sleep 6; echo the service is up"),  # the shim holds calls only 3 s here
+        agent_call("TRX-KILL: find the key", background=True),
+        _bash("sleep 8; echo waited"),
+        _bash(f"(flock {lock} sleep 40 &) ; sleep 1; kill -9 $({pid}); sleep 1; "
+              f"cat {OUTPUT}"),
+        _bash(f"grep -rhoa 'AKIA[A-Z0-9]*' {TRANSCRIPTS}"),
+        text("done")])
+    scripted_model.subagent("TRX-KILL", repeating(key))
+    run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash",),
+               extra_args=["--permission-mode", "bypassPermissions"],
+               env={"IS_SANDBOX": "1", "SMART_ORCHESTRATOR_SHIM_HOLD_S": "3"})
+    reads = [r for r in scripted_model.tool_results("main") if r.tool_name == "Bash"][2:]
+    assert len(reads) == 2
+    assert all(key not in r.text for r in reads)
+    assert any("withheld this result" in r.text for r in reads), [r.text[:300] for r in reads]
+    assert_main_never_saw(scripted_model, key)

@@ -120,9 +120,11 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "`sed`, and Claude Code's own files of large tool results",
      "Every credential found in the session's subagent transcripts (as written and JSON-"
      "decoded) is redacted from each of the main agent's tool results (PostToolUse "
-     "`updatedToolOutput`), whatever path or program reached it",
-     "`tests/e2e/test_transcript_reads_e2e.py` (3 runs, 14 reads), "
-     "`test_transcript_guard.py` (5)"),
+     "`updatedToolOutput`), whatever path or program reached it; without the service such "
+     "results are withheld",
+     "`tests/e2e/test_transcript_reads_e2e.py` (4 runs, 16 reads; one with the service "
+     "killed), "
+     "`test_transcript_guard.py` (6)"),
     ("No raw secret on disk",
      "Distinct credentials planted in every field of every surface (Agent, SendMessage, wave "
      "plans and outputs, subagent answers)",

@@ -326,3 +326,12 @@ def _await_exec(pid: int, marker: str) -> None:
             pass
         assert time.monotonic() < deadline, f"process {pid} never started its program"
         time.sleep(0.02)
+
+
+async def test_a_client_that_cannot_ask_the_user_gets_one_line(db_path: Path,
+                                                               project: Path) -> None:
+    (project / ".claude" / "smart-orchestrator.toml").write_text(WEAK)
+    async with Client(build_server()) as client:  # declares no elicitation
+        result = await client.call_tool("policy_accept", {})
+    assert result.is_error and "policy accept` in a terminal" in str(result.content)
+    assert _trusted_secrets_mode(db_path, project) != "off"

@@ -80,3 +80,24 @@ def test_the_shim_answers_tool_results_nothing_needs(tmp_path: Path) -> None:
     assert not _nothing_to_redact(_call(**{**post, "tool_name": "Agent"}))
     assert not _nothing_to_redact(_call(**{**post, "event": "PreToolUse"}))
     assert not _nothing_to_redact(_call(**{**post, "transcript_path": ""}))
+
+
+def test_the_shim_withholds_a_main_result_it_cannot_have_checked(tmp_path: Path) -> None:
+    import io
+
+    from mcp_server.shim import Shim
+
+    main = tmp_path / "sess.jsonl"
+    main.write_text("")
+    (tmp_path / "sess" / "subagents").mkdir(parents=True)
+    shim = Shim(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO(), env={}, hold_s=0)
+    response = {"stdout": f"x {KEY}", "stderr": "", "interrupted": False}
+    out = shim._fail_closed({"event": "PostToolUse", "tool_name": "Bash",
+                             "transcript_path": str(main),
+                             "tool_response": json.dumps(response)})
+    updated = out["hookSpecificOutput"]["updatedToolOutput"]
+    assert set(updated) == set(response) and updated["interrupted"] is False
+    assert KEY not in json.dumps(out) and "withheld" in updated["stdout"]
+    # A subagent's result, or one before any subagent ran, is not held.
+    assert shim._fail_closed({"event": "PostToolUse", "tool_name": "Bash", "agent_id": "a",
+                              "transcript_path": str(main)}) == {}
