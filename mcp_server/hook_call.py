@@ -51,6 +51,9 @@ class PostToolUseArgs(_Tool):
     event: Literal["PostToolUse"]
     tool_response: str
     duration_ms: str
+    # The main agent's results are redacted of credentials in the session's subagent
+    # transcripts, which lie beside this one.
+    transcript_path: str
 
 
 class PostToolUseFailureArgs(_Tool):
