@@ -55,6 +55,8 @@ class WaveContext:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     tick_s: float = 0.25
     notify: Callable[[str], None] = lambda _run_id: None
+    # Runs a task's body durably (a DBOS workflow per task); None runs it in place.
+    run_task: Callable[[WaveRun, str], Awaitable[object]] | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +77,8 @@ class WaveRun:
         self._tasks = {t.id: t for t in plan.tasks}
         self._status: dict[str, str] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._bodies: dict[str, anyio.CancelScope] = {}
+        self._loaded = anyio.Event()
         self._stop: _Stop | None = None
         self._cancel_reason: str | None = None
         self._compensate_on_cancel = False
@@ -118,9 +122,29 @@ class WaveRun:
         self._ctx.state.set_run_state(self.run_id, "cancelling", reason=reason)
         self._cancel_reason = reason
         self._compensate_on_cancel = compensate
-        for scope in self._scopes.values():
+        for scope in [*self._scopes.values(), *self._bodies.values()]:
             scope.cancel()
         self._wake.set()
+
+    def shutdown(self) -> None:
+        """The server stops: agents are killed, the store keeps every task as it is."""
+        for scope in [*self._scopes.values(), *self._bodies.values()]:
+            scope.cancel()
+
+    async def execute(self, task_id: str) -> str:
+        """A task's body: its attempts. Run once per task workflow; a body that runs again
+        (a resumed workflow) finds a finished task finished and leaves it."""
+        await self._loaded.wait()
+        if self._status[task_id] not in ("pending", "retrying") or task_id in self._bodies:
+            return self._status[task_id]
+        scope = anyio.CancelScope()
+        self._bodies[task_id] = scope
+        try:
+            with scope:
+                await self._driver.run(self._tasks[task_id])
+        finally:
+            self._bodies.pop(task_id, None)
+        return self._status[task_id]
 
     # -- driving ---------------------------------------------------------------------------
     async def drive(self) -> str:
@@ -133,6 +157,7 @@ class WaveRun:
     async def _drive(self) -> str:
         state = self._ctx.state
         self._status = {t.task_id: t.state for t in state.tasks(self.run_id)}
+        self._loaded.set()
         run = state.run(self.run_id)
         if run.state == "compensating":
             return await self._finish(resumed=run)
@@ -202,7 +227,16 @@ class WaveRun:
     async def _run_task(self, task: TaskSpec, scope: anyio.CancelScope) -> None:
         try:
             with scope:
-                await self._driver.run(task)
+                if self._ctx.run_task is None:
+                    await self.execute(task.id)
+                else:
+                    await self._ctx.run_task(self, task.id)
+                    if self.may_retry() and self._status[task.id] in ("pending", "retrying"):
+                        # The durable engine returned a recorded end without running the
+                        # body: launching it again would loop, so the task fails, said so.
+                        self._close(task.id, "failed", ErrorClass.CRASH,
+                                    "the durable engine recorded this task's workflow as "
+                                    "ended, but the store holds no end")
         finally:
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
