@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ..audit import AuditLog
 from ..canonical import digest_text
+from ..errors import OrchestratorError
+from ..store.base import Store
 from ._breaker import Breaker
 from .admission import ResourceManager
 from .agents import AgentRunner
@@ -36,10 +39,12 @@ class RunOptions:
     cwd: str
     max_concurrency: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    workspaces: dict[str, Any] | None = None  # Workspaces.to_json(), None: shared folder
 
     def to_json(self) -> dict[str, Any]:
         # The environment is not stored: it may hold credentials.
-        return {"cwd": self.cwd, "max_concurrency": self.max_concurrency}
+        return {"cwd": self.cwd, "max_concurrency": self.max_concurrency,
+                "workspaces": self.workspaces}
 
 
 @dataclass(slots=True)
@@ -262,10 +267,16 @@ class WaveRun:
                                                and self._compensate_on_cancel)
         if compensate and any(t.state == "succeeded" for t in tasks):
             final, reason = await self._compensate(final, reason, stop_class)
-        stats = {"max_running": self.max_running,
-                 "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
-                 "memory_budget_bytes": self._ctx.resources.budget_bytes,
-                 "bash_sandbox": self._ctx.runner.bash_sandbox.note}
+        stats: dict[str, Any] = {
+            "max_running": self.max_running,
+            "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
+            "memory_budget_bytes": self._ctx.resources.budget_bytes,
+            "bash_sandbox": self._ctx.runner.bash_sandbox.note}
+        if self._options.workspaces is not None:
+            merged = await anyio.to_thread.run_sync(self._merged_result, final)
+            stats.update(merged)
+            if "gates" in merged:
+                reason = f"{reason}; gates on the merged result: {merged['gates']['reason']}"
         state.merge_stats(self.run_id, stats)
         self._finished = True  # from here a cancel comes too late
         state.set_run_state(self.run_id, final, reason=reason,
@@ -276,6 +287,24 @@ class WaveRun:
         self._ctx.audit.record("wave.end", run_id=self.run_id, state=final,
                                reason=digest_text(reason), tasks=counts, **stats)
         return final
+
+    def _merged_result(self, final: str) -> dict[str, Any]:
+        """Gates on the result branch, branches pushed, worktrees of failed tasks kept."""
+        from .worktrees import Workspaces
+
+        spaces = Workspaces.from_json(self.run_id, self._options.workspaces)
+        assert spaces is not None
+        out: dict[str, Any] = {}
+        tasks = self._ctx.state.tasks(self.run_id)
+        if self._plan.gates and final != "cancelled" and any(
+                t.state == "succeeded" for t in tasks):
+            out["gates"] = run_gates(self._ctx.state.store, spaces.result_tree())
+        keep = [t.task_id for t in tasks if t.state in ("failed", "cancelled")]
+        try:
+            out["worktrees"] = spaces.finish(keep=keep)
+        except OrchestratorError as exc:
+            out["worktrees"] = {"error": exc.reason}
+        return out
 
     def _verdict(self, tasks: list[TaskRecord]) -> tuple[str, str]:
         """Honest status: completed only if every task succeeded."""
@@ -307,6 +336,18 @@ class WaveRun:
         if self._cancel_reason is not None and final != "cancelled":
             return "cancelled", f"{self._cancel_reason} (while compensating after: {reason})"
         return final, reason
+
+
+def run_gates(store: Store, tree: Path) -> dict[str, Any]:
+    """The project's quality gates (gate_status) on the merged tree, as one record."""
+    from ..gates import GateRunner
+
+    try:
+        report = GateRunner(store, tree).evaluate()
+    except OrchestratorError as exc:
+        return {"passed": False, "reason": f"gates could not run: {exc.reason}"}
+    return {"passed": report.passed, "blocking_tier": report.blocking_tier,
+            "reason": report.reason, "tree": report.tree}
 
 
 def _saga_summary(tasks: list[TaskRecord]) -> str:

@@ -168,7 +168,12 @@ class WaveService:
         self._require_sandbox(plan)
         portal = self._ensure_loop()
         run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        options = RunOptions(cwd=cwd, max_concurrency=max_concurrency)
+        from .worktrees import Workspaces, worktrees_root
+
+        spaces = Workspaces.prepare(run_id, cwd, remote=plan.remote, mode=plan.workspace,
+                                    root=worktrees_root())
+        options = RunOptions(cwd=cwd, max_concurrency=max_concurrency,
+                             workspaces=spaces.to_json() if spaces else None)
         self._state.create_run(run_id, plan, options.to_json(), self._owner)
         plan_digest = sha256_hex(canonical_json(plan.model_dump(mode="json")))
         self._ctx.audit.record("wave.start", run_id=run_id, tasks=len(plan.tasks),
@@ -297,7 +302,8 @@ class WaveService:
                                killed_leftover_processes=len(killed))
         plan = run.plan()
         options = RunOptions(cwd=str(run.options["cwd"]),
-                             max_concurrency=run.options.get("max_concurrency"))
+                             max_concurrency=run.options.get("max_concurrency"),
+                             workspaces=run.options.get("workspaces"))
         portal = self._ensure_loop()
         assert self._engine is not None
         portal.call(self._launch, run_id, plan, options)
