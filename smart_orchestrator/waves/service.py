@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,7 @@ class WaveService:
         self._portal: BlockingPortal | None = None
         self._engine: WaveEngine | None = None
         self._futures: list[Future[Any]] = []
+        self._sampling: Future[Any] | None = None
         self._drive_scopes: dict[str, anyio.CancelScope] = {}
         self._start_lock = threading.Lock()
 
@@ -91,9 +93,12 @@ class WaveService:
             wave_engine.attach(self._store.location)
             self._engine = wave_engine
             self._portal = wave_engine.portal()
-            self._futures.append(self._portal.start_task_soon(self._sampler))
+            self._sampling = self._portal.start_task_soon(self._sampler)
             atexit.register(self.close)
             return self._portal
+
+    def _track(self, future: Future[Any]) -> None:
+        self._futures = [f for f in self._futures if not f.done()] + [future]
 
     async def _sampler(self) -> None:
         while True:
@@ -111,8 +116,10 @@ class WaveService:
         with contextlib.suppress(RuntimeError):  # the loop already ended
             portal.call(self._stop_all)
         self.wait_idle(timeout_s)
-        for future in self._futures:
-            future.cancel()
+        # Not cancelled: a wave that just ended is still recording its workflow's end.
+        futures.wait(self._futures, timeout_s)
+        if self._sampling is not None:
+            self._sampling.cancel()
         assert self._engine is not None
         for run_id in driven:  # nobody drives them now: any server may resume them
             self._engine.unbind(run_id, self)
@@ -179,7 +186,7 @@ class WaveService:
         self._ctx.audit.record("wave.start", run_id=run_id, tasks=len(plan.tasks),
                                plan_sha256=plan_digest, on_failure=plan.on_failure)
         portal.call(self._launch, run_id, plan, options)
-        self._futures.append(portal.start_task_soon(self._run_wave, run_id))
+        self._track(portal.start_task_soon(self._run_wave, run_id))
         return run_id
 
     def _launch(self, run_id: str, plan: WavePlan, options: RunOptions) -> None:
@@ -197,6 +204,10 @@ class WaveService:
             await self._engine.run_wave(run_id)
         except Exception as exc:  # the system database failed: the run must not hang live
             await self._fail(run_id, f"durable engine failed: {type(exc).__name__}: {exc}")
+            return
+        if run_id in self._live:  # DBOS returned a recorded end: the body did not run here
+            await self._fail(run_id, "the durable engine recorded this wave's workflow as "
+                                     "ended, but the store holds no end")
 
     # -- called by the workflows (durable.py) ----------------------------------------------
     async def drive_run(self, run_id: str) -> str:
@@ -237,6 +248,8 @@ class WaveService:
             self._state.set_run_state(run_id, "failed", reason=reason)
         with self._cond:
             self._live.pop(run_id, None)
+        if self._engine is not None:
+            self._engine.unbind(run_id, self)
         self._notify(run_id)
 
     async def _run_task_workflow(self, run: WaveRun, task_id: str) -> None:
@@ -310,7 +323,7 @@ class WaveService:
         # DBOS re-runs the workflows the stopped server left PENDING; a wave whose own
         # workflow is not among them (stopped before it began) is invoked here.
         if run_id not in self._engine.resume(run_id):
-            self._futures.append(portal.start_task_soon(self._run_wave, run_id))
+            self._track(portal.start_task_soon(self._run_wave, run_id))
 
     def admission(self) -> AdmissionStats:
         return self._resources.stats()

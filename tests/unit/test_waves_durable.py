@@ -40,6 +40,16 @@ def workflows(db: Path) -> dict[str, tuple[str, str]]:
         conn.close()
 
 
+def settle(db: Path) -> dict[str, tuple[str, str]]:
+    """The wave's workflow records its end just after the run's: wait for it, bounded."""
+    deadline = time.monotonic() + 30
+    found = workflows(db)
+    while any(s == "PENDING" for _, s in found.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = workflows(db)
+    return found
+
+
 def test_the_system_database_is_a_file_beside_the_store_or_the_team_postgresql() -> None:
     assert system_database_url("/x/data/state.db") == "sqlite:////x/data/dbos.sqlite"
     team = "postgresql://so@db.example:5432/team"
@@ -52,7 +62,7 @@ def test_a_wave_and_each_of_its_tasks_are_workflows_named_by_run_and_task(
     run_id = service.spawn(plan(t("a"), t("b", "a"), t("c", "a")), cwd=str(services.workdir))
     assert service.wait_until_done(run_id, 20)
     assert service.status(run_id).state == "completed"
-    found = workflows(services.db)
+    found = settle(services.db)
     assert found[run_id] == ("smart_orchestrator.wave", "SUCCESS")
     for task_id in ("a", "b", "c"):
         assert found[task_workflow_id(run_id, task_id)] == ("smart_orchestrator.wave_task",
@@ -79,11 +89,7 @@ def test_a_stopped_server_leaves_its_workflows_pending_and_resume_runs_them_in_d
     assert second.status(run_id).state == "completed"
     assert runner.calls_for("a") == []
     assert len(runner.calls_for("b")) == 1 and len(runner.calls_for("c")) == 1
-    # The wave's workflow records its end just after the run's: wait for it, bounded.
-    deadline = time.monotonic() + 30
-    while "PENDING" in {s for _, s in workflows(services.db).values()} and \
-            time.monotonic() < deadline:
-        time.sleep(0.05)
+    settle(services.db)
     assert {wid: s for wid, (_, s) in workflows(services.db).items()} == {
         wid: "SUCCESS" for wid in (run_id, *(task_workflow_id(run_id, x) for x in "abc"))}
 
@@ -126,3 +132,23 @@ def test_neither_the_service_nor_the_hook_path_imports_dbos() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_wave_whose_workflow_ended_is_not_driven_twice_and_does_not_hang(
+        services: Services) -> None:
+    first = services.new(ScriptedRunner())
+    run_id = first.spawn(plan(t("a")), cwd=str(services.workdir))
+    assert first.wait_until_done(run_id, 20)
+    conn = sqlite3.connect(services.db)
+    with conn:
+        conn.execute("UPDATE wave_runs SET state = 'running', finished_us = NULL, "
+                     "owner = NULL WHERE run_id = ?", (run_id,))
+    conn.close()
+    runner = ScriptedRunner()
+    second = services.new(runner, owner="second-server-token")
+    second.resume(run_id)
+    assert second.wait_until_done(run_id, 30) and not second.busy()
+    final = second.status(run_id)
+    assert final.state == "failed" and "recorded this wave's workflow as ended" in (
+        final.reason or "")
+    assert runner.calls == []
