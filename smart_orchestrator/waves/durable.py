@@ -52,6 +52,14 @@ def task_workflow_id(run_id: str, task_id: str) -> str:
 def system_database_url(store_location: str) -> str:
     """The DBOS system database for a store: same PostgreSQL, or a SQLite file beside it."""
     if store_location.startswith(("postgresql://", "postgres://")):
+        # A store's location is its DSN without the password: the configured one, when it
+        # names the same database, carries it (else libpq's PGPASSWORD or ~/.pgpass do).
+        configured = os.environ.get("SMART_ORCHESTRATOR_STORE", "")
+        if configured.startswith(("postgresql://", "postgres://")):
+            from ..store.postgres import redact
+
+            if redact(configured) == store_location:
+                return configured
         return store_location
     return "sqlite:///" + str(Path(store_location).resolve().with_name("dbos.sqlite"))
 

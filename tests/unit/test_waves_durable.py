@@ -4,6 +4,7 @@ import path of the service and the hooks."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from smart_orchestrator.waves import WaveService
 from smart_orchestrator.waves.durable import system_database_url, task_workflow_id
-from tests.unit.test_waves_service import Services, plan, t
-from tests.wave_fakes import ScriptedRunner, Step
+from tests.unit.test_waves_service import CONFIG, Services, plan, t
+from tests.wave_fakes import FixedMetrics, ScriptedRunner, Step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,3 +154,30 @@ def test_a_wave_whose_workflow_ended_is_not_driven_twice_and_does_not_hang(
     assert final.state == "failed" and "recorded this wave's workflow as ended" in (
         final.reason or "")
     assert runner.calls == []
+
+
+@pytest.mark.skipif(not os.environ.get("SMART_ORCHESTRATOR_TEST_PG_DSN"),
+                    reason="no throwaway PostgreSQL (SMART_ORCHESTRATOR_TEST_PG_DSN)")
+def test_on_the_team_postgresql_the_same_code_keeps_its_workflows_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from smart_orchestrator.store import open_store
+
+    dsn = os.environ["SMART_ORCHESTRATOR_TEST_PG_DSN"]
+    monkeypatch.setenv("SMART_ORCHESTRATOR_STORE", dsn)
+    store = open_store()
+    service = WaveService(store, ScriptedRunner(), CONFIG, metrics=FixedMetrics())
+    try:
+        run_id = service.spawn(plan(t("a"), t("b", "a")), cwd=str(tmp_path))
+        assert service.wait_until_done(run_id, 60)
+        assert service.status(run_id).state == "completed"
+    finally:
+        service.close()
+        store.close()
+    with psycopg.connect(dsn) as conn:
+        rows = dict(conn.execute(
+            "SELECT workflow_uuid, status FROM dbos.workflow_status WHERE workflow_uuid "
+            "LIKE %s", (run_id + "%",)).fetchall())
+    assert rows == {run_id: "SUCCESS", task_workflow_id(run_id, "a"): "SUCCESS",
+                    task_workflow_id(run_id, "b"): "SUCCESS"}
