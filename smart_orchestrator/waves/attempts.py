@@ -18,6 +18,7 @@ from tenacity import RetryCallState
 
 from ..canonical import canonical_json, digest_text
 from ..context import ContextCache
+from ..errors import OrchestratorError
 from ._proc import agent_marker
 from .agents import AgentOutcome, AgentRequest
 from .contracts import Contract
@@ -25,6 +26,7 @@ from .plan import TaskSpec
 from .prompts import build_prompt, level_for_attempt
 from .recovery import BREAKER_COUNTS, AttemptFailed, ErrorClass
 from .sandbox import may_run_bash
+from .worktrees import MergeConflict, Workspaces
 
 if TYPE_CHECKING:
     from .scheduler import RunOptions, WaveContext
@@ -58,6 +60,7 @@ class TaskDriver:
         self._context_cache = ContextCache()
         project = Path(options.cwd)
         self._project_dir = project if project.is_dir() else None
+        self._spaces = Workspaces.from_json(run_id, options.workspaces)
 
     async def run(self, task: TaskSpec) -> None:
         if not self._wave.may_retry():
@@ -91,6 +94,9 @@ class TaskDriver:
             build_prompt, task, self._dependency_results(task), level,
             project_dir=self._project_dir, cache=self._context_cache))
         prompt = built.text
+        cwd = self._options.cwd
+        if self._spaces is not None:
+            cwd = str(await anyio.to_thread.run_sync(self._spaces.open, task.id))
         attempt = ctx.state.start_attempt(self._run_id, task.id, level.label)
         self._wave.set_status(task.id, "running")
         ctx.audit.record("wave.agent_start", run_id=self._run_id, task_id=task.id,
@@ -104,7 +110,7 @@ class TaskDriver:
         contract = Contract(task.output_schema) if task.output_schema is not None else None
         request = AgentRequest(
             run_id=self._run_id, task_id=task.id, attempt=attempt, prompt=prompt,
-            agent=task.agent, cwd=self._options.cwd, timeout_s=task.timeout_s,
+            agent=task.agent, cwd=cwd, timeout_s=task.timeout_s,
             marker=agent_marker(self._run_id, task.id, attempt),
             allowed_tools=tuple(task.allowed_tools), max_turns=task.max_turns,
             budget_usd=task.budget_usd, env=self._options.env,
@@ -126,6 +132,8 @@ class TaskDriver:
             outcome = AgentOutcome(False, error_class=ErrorClass.CRASH,
                                    reason=f"agent runner error: {type(exc).__name__}: {exc}")
         outcome, output = _judge(outcome, contract)
+        if outcome.ok and self._spaces is not None:
+            outcome = await self._deliver(task, outcome)
         self._end(task, attempt, outcome, started, output,
                   reformats=contract.reformats if contract else 0)
         if not outcome.ok:
@@ -162,6 +170,20 @@ class TaskDriver:
         if error_class is not None and error_class.stops_wave:
             self._wave.stop_wave(f"{error_class.value} error in task {task.id!r}: "
                                  f"{outcome.reason}", error_class)
+
+    async def _deliver(self, task: TaskSpec, outcome: AgentOutcome) -> AgentOutcome:
+        """Merge the task's branch into the result; a conflict is the task's outcome."""
+        assert self._spaces is not None
+        try:
+            await anyio.to_thread.run_sync(self._spaces.deliver, task.id)
+        except MergeConflict as exc:
+            return dataclasses.replace(outcome, ok=False, error_class=ErrorClass.MERGE_CONFLICT,
+                                       reason=exc.reason)
+        except OrchestratorError as exc:
+            return dataclasses.replace(outcome, ok=False, error_class=ErrorClass.CRASH,
+                                       reason=f"could not merge the task's branch: {exc.reason}")
+        await anyio.to_thread.run_sync(self._spaces.remove, task.id)
+        return outcome
 
     def _give_up(self, task: TaskSpec, exc: AttemptFailed, tries: int) -> None:
         reason = exc.reason if tries <= 1 else f"gave up after {tries} attempts: {exc.reason}"

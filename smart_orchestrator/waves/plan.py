@@ -116,6 +116,18 @@ class WavePlan(_Strict):
         default="continue",
         description="continue: independent tasks go on and the wave may end partial; "
                     "compensate: the first failure stops the wave and undoes completed tasks")
+    workspace: Literal["auto", "worktree", "shared"] = Field(
+        default="auto",
+        description="worktree: each task in a git worktree of its own, branched from the "
+                    "project's HEAD (or `remote`) and merged back into a result branch; "
+                    "shared: every task in the project folder; auto: worktree when the "
+                    "project is a git repository with a commit, else shared")
+    remote: Annotated[str | None, Field(
+        max_length=2000, pattern=r"^(https://|ssh://|git@[\w.-]+:|file://|/)[^\s]*$",
+        description="a git repository (URL or absolute path) the wave branches from and "
+                    "pushes its branches to, instead of the project's HEAD")] = None
+    gates: bool = Field(default=True, description="run the quality gates on the merged "
+                                                  "result of a worktree wave")
 
     @model_validator(mode="after")
     def _graph_is_sound(self) -> WavePlan:

@@ -48,6 +48,7 @@ class ErrorClass(StrEnum):
     MAX_TURNS = "max_turns"
     BUDGET = "budget"
     BREAKER_OPEN = "breaker_open"
+    MERGE_CONFLICT = "merge_conflict"
     CANCELLED = "cancelled"
 
     @property

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ..audit import AuditLog
 from ..canonical import digest_text
+from ..errors import OrchestratorError
+from ..store.base import Store
 from ._breaker import Breaker
 from .admission import ResourceManager
 from .agents import AgentRunner
@@ -36,10 +39,12 @@ class RunOptions:
     cwd: str
     max_concurrency: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    workspaces: dict[str, Any] | None = None  # Workspaces.to_json(), None: shared folder
 
     def to_json(self) -> dict[str, Any]:
         # The environment is not stored: it may hold credentials.
-        return {"cwd": self.cwd, "max_concurrency": self.max_concurrency}
+        return {"cwd": self.cwd, "max_concurrency": self.max_concurrency,
+                "workspaces": self.workspaces}
 
 
 @dataclass(slots=True)
@@ -55,6 +60,8 @@ class WaveContext:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     tick_s: float = 0.25
     notify: Callable[[str], None] = lambda _run_id: None
+    # Runs a task's body durably (a DBOS workflow per task); None runs it in place.
+    run_task: Callable[[WaveRun, str], Awaitable[object]] | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +82,8 @@ class WaveRun:
         self._tasks = {t.id: t for t in plan.tasks}
         self._status: dict[str, str] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._bodies: dict[str, anyio.CancelScope] = {}
+        self._loaded = anyio.Event()
         self._stop: _Stop | None = None
         self._cancel_reason: str | None = None
         self._compensate_on_cancel = False
@@ -118,9 +127,29 @@ class WaveRun:
         self._ctx.state.set_run_state(self.run_id, "cancelling", reason=reason)
         self._cancel_reason = reason
         self._compensate_on_cancel = compensate
-        for scope in self._scopes.values():
+        for scope in [*self._scopes.values(), *self._bodies.values()]:
             scope.cancel()
         self._wake.set()
+
+    def shutdown(self) -> None:
+        """The server stops: agents are killed, the store keeps every task as it is."""
+        for scope in [*self._scopes.values(), *self._bodies.values()]:
+            scope.cancel()
+
+    async def execute(self, task_id: str) -> str:
+        """A task's body: its attempts. Run once per task workflow; a body that runs again
+        (a resumed workflow) finds a finished task finished and leaves it."""
+        await self._loaded.wait()
+        if self._status[task_id] not in ("pending", "retrying") or task_id in self._bodies:
+            return self._status[task_id]
+        scope = anyio.CancelScope()
+        self._bodies[task_id] = scope
+        try:
+            with scope:
+                await self._driver.run(self._tasks[task_id])
+        finally:
+            self._bodies.pop(task_id, None)
+        return self._status[task_id]
 
     # -- driving ---------------------------------------------------------------------------
     async def drive(self) -> str:
@@ -133,6 +162,7 @@ class WaveRun:
     async def _drive(self) -> str:
         state = self._ctx.state
         self._status = {t.task_id: t.state for t in state.tasks(self.run_id)}
+        self._loaded.set()
         run = state.run(self.run_id)
         if run.state == "compensating":
             return await self._finish(resumed=run)
@@ -202,7 +232,16 @@ class WaveRun:
     async def _run_task(self, task: TaskSpec, scope: anyio.CancelScope) -> None:
         try:
             with scope:
-                await self._driver.run(task)
+                if self._ctx.run_task is None:
+                    await self.execute(task.id)
+                else:
+                    await self._ctx.run_task(self, task.id)
+                    if self.may_retry() and self._status[task.id] in ("pending", "retrying"):
+                        # The durable engine returned a recorded end without running the
+                        # body: launching it again would loop, so the task fails, said so.
+                        self._close(task.id, "failed", ErrorClass.CRASH,
+                                    "the durable engine recorded this task's workflow as "
+                                    "ended, but the store holds no end")
         finally:
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
@@ -228,10 +267,16 @@ class WaveRun:
                                                and self._compensate_on_cancel)
         if compensate and any(t.state == "succeeded" for t in tasks):
             final, reason = await self._compensate(final, reason, stop_class)
-        stats = {"max_running": self.max_running,
-                 "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
-                 "memory_budget_bytes": self._ctx.resources.budget_bytes,
-                 "bash_sandbox": self._ctx.runner.bash_sandbox.note}
+        stats: dict[str, Any] = {
+            "max_running": self.max_running,
+            "peak_tree_rss_bytes": self._ctx.resources.peak_for(self.run_id),
+            "memory_budget_bytes": self._ctx.resources.budget_bytes,
+            "bash_sandbox": self._ctx.runner.bash_sandbox.note}
+        if self._options.workspaces is not None:
+            merged = await anyio.to_thread.run_sync(self._merged_result, final)
+            stats.update(merged)
+            if "gates" in merged:
+                reason = f"{reason}; gates on the merged result: {merged['gates']['reason']}"
         state.merge_stats(self.run_id, stats)
         self._finished = True  # from here a cancel comes too late
         state.set_run_state(self.run_id, final, reason=reason,
@@ -242,6 +287,24 @@ class WaveRun:
         self._ctx.audit.record("wave.end", run_id=self.run_id, state=final,
                                reason=digest_text(reason), tasks=counts, **stats)
         return final
+
+    def _merged_result(self, final: str) -> dict[str, Any]:
+        """Gates on the result branch, branches pushed, worktrees of failed tasks kept."""
+        from .worktrees import Workspaces
+
+        spaces = Workspaces.from_json(self.run_id, self._options.workspaces)
+        assert spaces is not None
+        out: dict[str, Any] = {}
+        tasks = self._ctx.state.tasks(self.run_id)
+        if self._plan.gates and final != "cancelled" and any(
+                t.state == "succeeded" for t in tasks):
+            out["gates"] = run_gates(self._ctx.state.store, spaces.result_tree())
+        keep = [t.task_id for t in tasks if t.state in ("failed", "cancelled")]
+        try:
+            out["worktrees"] = spaces.finish(keep=keep)
+        except OrchestratorError as exc:
+            out["worktrees"] = {"error": exc.reason}
+        return out
 
     def _verdict(self, tasks: list[TaskRecord]) -> tuple[str, str]:
         """Honest status: completed only if every task succeeded."""
@@ -273,6 +336,18 @@ class WaveRun:
         if self._cancel_reason is not None and final != "cancelled":
             return "cancelled", f"{self._cancel_reason} (while compensating after: {reason})"
         return final, reason
+
+
+def run_gates(store: Store, tree: Path) -> dict[str, Any]:
+    """The project's quality gates (gate_status) on the merged tree, as one record."""
+    from ..gates import GateRunner
+
+    try:
+        report = GateRunner(store, tree).evaluate()
+    except OrchestratorError as exc:
+        return {"passed": False, "reason": f"gates could not run: {exc.reason}"}
+    return {"passed": report.passed, "blocking_tier": report.blocking_tier,
+            "reason": report.reason, "tree": report.tree}
 
 
 def _saga_summary(tasks: list[TaskRecord]) -> str:

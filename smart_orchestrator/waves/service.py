@@ -15,11 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 
 from ..audit import AuditLog
@@ -37,6 +38,9 @@ from .sandbox import may_run_bash
 from .scheduler import RunOptions, WaveContext, WaveRun
 from .snapshot import RunSummary, WaveSnapshot, snapshot, summary
 from .state import TERMINAL_RUN_STATES, WaveState
+
+if TYPE_CHECKING:
+    from .durable import WaveEngine
 
 __all__ = ["WaveService"]
 
@@ -64,38 +68,37 @@ class WaveService:
         self._ctx = WaveContext(
             state=self._state, audit=AuditLog(store), runner=runner,
             resources=self._resources, breaker=breaker,
-            retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify)
+            retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify,
+            run_task=self._run_task_workflow)
+        self._store = store
         self._live: dict[str, WaveRun] = {}
         self._versions: dict[str, int] = {}
         self._cond = threading.Condition()
         self._portal: BlockingPortal | None = None
-        self._tg: TaskGroup | None = None
-        self._thread: threading.Thread | None = None
+        self._engine: WaveEngine | None = None
+        self._futures: list[Future[Any]] = []
+        self._sampling: Future[Any] | None = None
+        self._drive_scopes: dict[str, anyio.CancelScope] = {}
         self._start_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def _ensure_loop(self) -> BlockingPortal:
+        """The process's wave loop with DBOS launched on it (imported here, not before)."""
         with self._start_lock:
             if self._portal is not None:
                 return self._portal
-            ready = threading.Event()
-            self._thread = threading.Thread(target=anyio.run, args=(self._main, ready),
-                                            name="smart-orchestrator-waves", daemon=True)
-            self._thread.start()
-            if not ready.wait(10) or self._portal is None:
-                raise OrchestratorError("the wave event loop did not start")
+            from .durable import engine
+
+            wave_engine = engine()
+            wave_engine.attach(self._store.location)
+            self._engine = wave_engine
+            self._portal = wave_engine.portal()
+            self._sampling = self._portal.start_task_soon(self._sampler)
             atexit.register(self.close)
             return self._portal
 
-    async def _main(self, ready: threading.Event) -> None:
-        async with BlockingPortal() as portal:
-            self._portal = portal
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                tg.start_soon(self._sampler)
-                ready.set()
-                await portal.sleep_until_stopped()
-                tg.cancel_scope.cancel()
+    def _track(self, future: Future[Any]) -> None:
+        self._futures = [f for f in self._futures if not f.done()] + [future]
 
     async def _sampler(self) -> None:
         while True:
@@ -103,7 +106,7 @@ class WaveService:
             await anyio.sleep(self._config.sample_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop every agent; unfinished waves stay in the store, resumable."""
+        """Stop every agent; unfinished waves stay in the store and in DBOS, resumable."""
         atexit.unregister(self.close)
         portal, self._portal = self._portal, None
         if portal is None:
@@ -111,12 +114,28 @@ class WaveService:
         with self._cond:
             driven = list(self._live)
         with contextlib.suppress(RuntimeError):  # the loop already ended
-            portal.call(portal.stop, True)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+            portal.call(self._stop_all)
+        self.wait_idle(timeout_s)
+        # Not cancelled: a wave that just ended is still recording its workflow's end.
+        futures.wait(self._futures, timeout_s)
+        if self._sampling is not None:
+            self._sampling.cancel()
+        assert self._engine is not None
         for run_id in driven:  # nobody drives them now: any server may resume them
+            self._engine.unbind(run_id, self)
             with contextlib.suppress(OrchestratorError):
                 self._state.claim(run_id, None, previous=self._owner)
+        self._engine.detach()
+
+    def _stop_all(self) -> None:
+        for scope in list(self._drive_scopes.values()):
+            scope.cancel()
+        for run in list(self._live.values()):
+            run.shutdown()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._live, timeout_s)
 
     def busy(self) -> bool:
         """Whether a wave is being driven now."""
@@ -156,34 +175,86 @@ class WaveService:
         self._require_sandbox(plan)
         portal = self._ensure_loop()
         run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        options = RunOptions(cwd=cwd, max_concurrency=max_concurrency)
+        from .worktrees import Workspaces, worktrees_root
+
+        spaces = Workspaces.prepare(run_id, cwd, remote=plan.remote, mode=plan.workspace,
+                                    root=worktrees_root())
+        options = RunOptions(cwd=cwd, max_concurrency=max_concurrency,
+                             workspaces=spaces.to_json() if spaces else None)
         self._state.create_run(run_id, plan, options.to_json(), self._owner)
         plan_digest = sha256_hex(canonical_json(plan.model_dump(mode="json")))
         self._ctx.audit.record("wave.start", run_id=run_id, tasks=len(plan.tasks),
                                plan_sha256=plan_digest, on_failure=plan.on_failure)
         portal.call(self._launch, run_id, plan, options)
+        self._track(portal.start_task_soon(self._run_wave, run_id))
         return run_id
 
     def _launch(self, run_id: str, plan: WavePlan, options: RunOptions) -> None:
         """Runs on the wave loop: anyio primitives are made where they are used."""
+        assert self._engine is not None
         run = WaveRun(self._ctx, run_id, plan, replace(options, env=self._agent_env))
         with self._cond:
             self._live[run_id] = run
-        assert self._tg is not None
-        self._tg.start_soon(self._drive, run)
+        self._engine.bind(run_id, self)
 
-    async def _drive(self, run: WaveRun) -> None:
+    async def _run_wave(self, run_id: str) -> None:
+        """Invoke the wave's workflow here (it is new, or was not left PENDING)."""
+        assert self._engine is not None
         try:
-            await run.drive()
+            await self._engine.run_wave(run_id)
+        except Exception as exc:  # the system database failed: the run must not hang live
+            await self._fail(run_id, f"durable engine failed: {type(exc).__name__}: {exc}")
+            return
+        if run_id in self._live:  # DBOS returned a recorded end: the body did not run here
+            await self._fail(run_id, "the durable engine recorded this wave's workflow as "
+                                     "ended, but the store holds no end")
+
+    # -- called by the workflows (durable.py) ----------------------------------------------
+    async def drive_run(self, run_id: str) -> str:
+        run = self._live.get(run_id)
+        if run is None:  # ended or shut down meanwhile: the store keeps the run as it is
+            return self._state.run(run_id).state
+        with anyio.CancelScope() as scope:
+            self._drive_scopes[run_id] = scope
+            try:
+                return await self._drive(run)
+            finally:
+                self._drive_scopes.pop(run_id, None)
+        # Shut down: ending as cancelled leaves the workflow PENDING in DBOS, resumable.
+        raise anyio.get_cancelled_exc_class()("the server driving the wave stopped")
+
+    async def run_task_body(self, run_id: str, task_id: str) -> str:
+        run = self._live.get(run_id)
+        if run is None:
+            raise OrchestratorError(f"wave {run_id} is not driven here")
+        return await run.execute(task_id)
+
+    async def _drive(self, run: WaveRun) -> str:
+        try:
+            return await run.drive()
         except Exception as exc:  # a bug or a store failure must not take the loop down
-            reason = f"wave driver failed: {type(exc).__name__}: {exc}"
-            print(f"smart-orchestrator: {run.run_id}: {reason}", file=sys.stderr)
-            with contextlib.suppress(OrchestratorError):
-                self._state.set_run_state(run.run_id, "failed", reason=reason)
+            await self._fail(run.run_id, f"wave driver failed: {type(exc).__name__}: {exc}")
+            return "failed"
         finally:
             with self._cond:
                 self._live.pop(run.run_id, None)
+            assert self._engine is not None
+            self._engine.unbind(run.run_id, self)
             self._notify(run.run_id)
+
+    async def _fail(self, run_id: str, reason: str) -> None:
+        print(f"smart-orchestrator: {run_id}: {reason}", file=sys.stderr)
+        with contextlib.suppress(OrchestratorError):
+            self._state.set_run_state(run_id, "failed", reason=reason)
+        with self._cond:
+            self._live.pop(run_id, None)
+        if self._engine is not None:
+            self._engine.unbind(run_id, self)
+        self._notify(run_id)
+
+    async def _run_task_workflow(self, run: WaveRun, task_id: str) -> None:
+        assert self._engine is not None
+        await self._engine.run_task(run.run_id, task_id)
 
     def status(self, run_id: str, *, output_chars: int = 2000) -> WaveSnapshot:
         run = self._state.run(run_id)
@@ -244,8 +315,15 @@ class WaveService:
                                killed_leftover_processes=len(killed))
         plan = run.plan()
         options = RunOptions(cwd=str(run.options["cwd"]),
-                             max_concurrency=run.options.get("max_concurrency"))
-        self._ensure_loop().call(self._launch, run_id, plan, options)
+                             max_concurrency=run.options.get("max_concurrency"),
+                             workspaces=run.options.get("workspaces"))
+        portal = self._ensure_loop()
+        assert self._engine is not None
+        portal.call(self._launch, run_id, plan, options)
+        # DBOS re-runs the workflows the stopped server left PENDING; a wave whose own
+        # workflow is not among them (stopped before it began) is invoked here.
+        if run_id not in self._engine.resume(run_id):
+            self._track(portal.start_task_soon(self._run_wave, run_id))
 
     def admission(self) -> AdmissionStats:
         return self._resources.stats()

@@ -99,6 +99,10 @@ class WaveState:
         self._waves = store.waves
         self._now = clock_us
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     # -- runs ----------------------------------------------------------------------------
     def create_run(self, run_id: str, plan: WavePlan, options: dict[str, Any],
                    owner: str) -> None:
