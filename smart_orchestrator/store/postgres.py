@@ -37,6 +37,7 @@ from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from ._sql import POSTGRES, Dialect
+from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
 from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
@@ -108,6 +109,8 @@ class PgStore:
         self.trust = SqlTrust(self)
         self.waves = SqlWaves(self)
         self.gates = SqlGates(self)
+        self.ledger = SqlLedger(self)
+        self.rate_gate = SqlRateGate(self)
         self.witness_problem: str | None = None
         with self._lock:
             self._connection()
