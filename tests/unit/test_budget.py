@@ -141,7 +141,8 @@ def test_day_cap_says_when_the_window_resets_and_it_does(store: SqliteStore,
                                                          tmp_path: Path) -> None:
     clock = FakeClock()
     engine = make_engine(store, tmp_path, clock=clock, budget={"day_usd": 1.0})
-    assert decision(engine.handle(pre_agent(tool_use_id="tu1"))) is None  # $0.63: the default estimate
+    # The default estimate is $0.63.
+    assert decision(engine.handle(pre_agent(tool_use_id="tu1"))) is None
     out = engine.handle(pre_agent(tool_use_id="tu2"))
     assert decision(out) == "deny" and "UTC (in" in reason(out) and "Retry in about" in reason(out)
     clock.now += 86_400
