@@ -37,10 +37,17 @@ class BudgetVerdict(NamedTuple):
 
 
 def subagent_transcript(session_transcript: str, agent_id: str) -> Path | None:
+    """Where Claude Code keeps a subagent's transcript: beside the session's, or one
+    folder down when the agent's runner names a subfolder (workflows do)."""
     if not session_transcript.endswith(".jsonl") or not agent_id or "/" in agent_id \
             or agent_id.startswith("."):
         return None
-    return Path(session_transcript[:-len(".jsonl")]) / "subagents" / f"agent-{agent_id}.jsonl"
+    folder = Path(session_transcript[:-len(".jsonl")]) / "subagents"
+    direct = folder / f"agent-{agent_id}.jsonl"
+    if direct.is_file():
+        return direct
+    nested = sorted(folder.glob(f"*/agent-{agent_id}.jsonl"))
+    return nested[0] if nested else direct
 
 
 class BudgetChecks:
@@ -115,7 +122,11 @@ class BudgetChecks:
         entry_id = self.e.store.ledger.open_for_agent(agent_id) if agent_id else None
         if entry_id is None:
             return None
-        found = transcript_usage(str(p.get("agent_transcript_path") or ""))
+        # The hook's own `agent_transcript_path` is not among the fields our mcp_tool
+        # hooks pass; the session's transcript path names the same file.
+        path = str(p.get("agent_transcript_path") or "") or subagent_transcript(
+            str(p.get("transcript_path") or ""), agent_id)
+        found = transcript_usage(path) if path else None
         if found is None:
             return None
         return self._settle(entry_id, found[0], found[1] or "inherit")
