@@ -82,6 +82,8 @@ class TaskDriver:
 
     async def _attempt(self, task: TaskSpec, tries: int) -> None:
         ctx = self._ctx
+        if ctx.budget is not None and (wait := ctx.budget.gate_wait_s()) > 0:
+            await ctx.sleep(wait)  # a retry waits out a rate limit with everyone else
         allowed, why = ctx.breaker.allow(task.agent_type)
         if not allowed:
             raise AttemptFailed(ErrorClass.BREAKER_OPEN, why)
@@ -157,6 +159,8 @@ class TaskDriver:
             cost_usd=outcome.cost_usd, output=output,
             audit=(ctx.audit, "wave.agent_end", end_fields))
         self._wave.set_status(task.id, task_state)
+        if ctx.budget is not None:
+            ctx.budget.attempt_ended(self._run_id, task.id, outcome)
         if outcome.ok or error_class in BREAKER_COUNTS:
             ctx.breaker.record(task.agent_type, outcome.ok)
         if error_class is not None and error_class.stops_wave:

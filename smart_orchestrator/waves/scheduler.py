@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from ..audit import AuditLog
+from ..budget.waves import WaveBudget
 from ..canonical import digest_text
 from ._breaker import Breaker
 from .admission import ResourceManager
@@ -55,6 +56,7 @@ class WaveContext:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     tick_s: float = 0.25
     notify: Callable[[str], None] = lambda _run_id: None
+    budget: WaveBudget | None = None  # caps and the rate gate, at task admission
 
 
 @dataclass(slots=True)
@@ -187,6 +189,9 @@ class WaveRun:
             if cap is not None and len(self._scopes) >= cap:
                 self.waiting_reason = f"at this wave's cap of {cap} agents"
                 return
+            if (held := self._budget_hold(task)) is not None:
+                self.waiting_reason = held
+                return
             decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id,
                                                      agent_type=task.agent_type)
             if not decision.admitted:
@@ -199,11 +204,24 @@ class WaveRun:
             self.max_running = max(self.max_running, len(self._scopes))
             tg.start_soon(self._run_task, task, scope)
 
+    def _budget_hold(self, task: TaskSpec) -> str | None:
+        """Why the budget holds the wave (it waits; nothing fails), once in the audit."""
+        if self._ctx.budget is None:
+            return None
+        held = self._ctx.budget.admit(self.run_id, task.id, task.agent_type,
+                                      task.agent.model, task.prompt)
+        if held is not None and self.waiting_reason != held:
+            self._ctx.audit.record("wave.paused", run_id=self.run_id, task_id=task.id,
+                                   reason=held)
+        return held
+
     async def _run_task(self, task: TaskSpec, scope: anyio.CancelScope) -> None:
         try:
             with scope:
                 await self._driver.run(task)
         finally:
+            if self._ctx.budget is not None:
+                self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
             if self._cancel_reason is not None and self._status[task.id] in (
@@ -233,6 +251,8 @@ class WaveRun:
                  "memory_budget_bytes": self._ctx.resources.budget_bytes,
                  "bash_sandbox": self._ctx.runner.bash_sandbox.note}
         state.merge_stats(self.run_id, stats)
+        if self._ctx.budget is not None:
+            self._ctx.budget.finish_run(self.run_id)
         self._finished = True  # from here a cancel comes too late
         state.set_run_state(self.run_id, final, reason=reason,
                             stop_class=stop_class.value if stop_class else None)

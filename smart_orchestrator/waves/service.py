@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 
 from ..audit import AuditLog
+from ..budget.waves import WaveBudget
 from ..canonical import canonical_json, sha256_hex
 from ..errors import ConfigError, OrchestratorError
 from ..store.base import Store
@@ -46,7 +47,7 @@ class WaveService:
                  config: WaveConfig | None = None, *, metrics: Metrics | None = None,
                  breaker: Breaker | None = None, slots: Slots | None = None,
                  agent_env: Mapping[str, str] | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, budget: WaveBudget | None = None) -> None:
         """`breaker` and `slots` default to the policy's, shared through the store with
         the hooks and every other server (`smart_orchestrator.policy.shared`)."""
         self._config = config or WaveConfig()
@@ -60,11 +61,13 @@ class WaveService:
             factory = EngineFactory(store, source="wave")
             breaker = breaker or PolicyBreaker(lambda: factory.get()[0])
             slots = slots or PolicySlots(lambda: factory.get()[0])
+            budget = budget or WaveBudget(store, lambda: factory.get()[0].budgets.budget)
         self._resources = ResourceManager(self._config.admission, metrics, slots)
         self._ctx = WaveContext(
             state=self._state, audit=AuditLog(store), runner=runner,
             resources=self._resources, breaker=breaker,
-            retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify)
+            retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify,
+            budget=budget)
         self._live: dict[str, WaveRun] = {}
         self._versions: dict[str, int] = {}
         self._cond = threading.Condition()

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .harness import ClaudeRun, ScriptedModel, agent_call, text
+import pytest
+
+from smart_orchestrator.budget import Budget
+from smart_orchestrator.budget.waves import WaveBudget
+from smart_orchestrator.policy.config import BudgetPolicy
+from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.waves import WaveConfig, WaveService
+from smart_orchestrator.waves.admission import MIB, AdmissionConfig
+from smart_orchestrator.waves.recovery import RetryPolicy
+from smart_orchestrator.waves.runner import SdkAgentRunner
+from tests.wave_fakes import shared_policy
+
+from .harness import ClaudeRun, ScriptedModel, agent_call, offline_env, rate_limit_error, text
 from .plugin_env import audit_rows, plugin_data, run_plugin
+from .test_waves_e2e import Waves, plan, t
 
 # 500k input and 100k output tokens: $3.00 on Sonnet, $15 on an unknown model (Opus
 # rates); over a $2 cap either way.
@@ -74,3 +88,117 @@ def test_a_background_agent_is_settled_at_its_stop(
     rows = _ledger(home)
     assert len(rows) == 1 and rows[0]["state"] == "settled", rows
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"]) == (1234, 56)
+
+
+# -- waves ----------------------------------------------------------------------------------
+class _Policy:
+    """The budget section in force; a test changes it as `policy accept` would."""
+
+    def __init__(self, store: SqliteStore, project: str, **values: object) -> None:
+        self.store, self.project, self.values = store, project, dict(values)
+
+    def budget(self) -> Budget:
+        return Budget(self.store, BudgetPolicy(**self.values),  # type: ignore[arg-type]
+                      project=self.project)
+
+
+@pytest.fixture
+def waves(tmp_path: Path, scripted_model: ScriptedModel, claude_dirs: dict[str, Path],
+          claude_bin: Path) -> Iterator[Waves]:
+    w = Waves(tmp_path, scripted_model, claude_dirs, claude_bin)
+    yield w
+    w.close()
+
+
+def _wave_service(waves: Waves, policy: _Policy) -> WaveService:
+    env = offline_env(model_url=waves.model.base_url, home=waves.dirs["home"],
+                      tmpdir=waves.dirs["cctmp"])
+    store = SqliteStore(waves.tmp / "state.db")
+    config = WaveConfig(admission=AdmissionConfig(max_agents=4,
+                                                  memory_budget_bytes=3072 * MIB),
+                        retry=RetryPolicy(initial_s=0.05, max_backoff_s=0.2), tick_s=0.1)
+    runner = SdkAgentRunner(cli_path=waves.claude_bin, extra_env=env)
+    service = WaveService(store, runner, config, budget=WaveBudget(store, policy.budget),
+                          **shared_policy(store))
+    waves._open.append((service, store))
+    return service
+
+
+SONNET = {"name": "worker", "model": "claude-sonnet-4-5"}
+# 100k input, 10k output on Sonnet: $0.45 a task.
+TASK_USAGE = {"input": 100_000, "output": 10_000}
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_a_cap_reached_mid_wave_pauses_it_and_raising_the_cap_resumes_it(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    for name in "ABCD":
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}", usage=TASK_USAGE)])
+    policy = _Policy(waves.store, "proj", project_usd=1.0)
+    service = _wave_service(waves, policy)
+    wave = plan(*(t(n, agent=SONNET) for n in "abcd"))
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=1)
+    # Two tasks fit under $1 (the second is estimated from the first: $0.45); the third
+    # would take the project past it, so the wave waits.
+    assert _wait(lambda: any(r.kind == "wave.paused" for r in waves.store.iter_audit()))
+    paused = service.status(run_id)
+    assert paused.state == "running", paused
+    assert "paused at a budget cap" in (paused.admission or ""), paused.admission
+    assert [t_.state for t_ in paused.tasks] == ["succeeded", "succeeded", "pending",
+                                                 "pending"]
+    assert scripted_model.requests_for("TASK-C:") == []
+    spent = waves.store.ledger.charged(project="proj")[0]
+    assert 0.85 < spent <= 1.0, spent
+    policy.values["project_usd"] = 10.0
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    done = service.status(run_id)
+    assert done.state == "completed", done
+    for name in "ABCD":
+        assert len(scripted_model.requests_for(f"TASK-{name}:")) == 1, name
+    assert all(t_.attempts == 1 for t_ in done.tasks)
+    rows = waves.store.ledger.rows(run_id=run_id)
+    assert [r.state for r in rows] == ["settled"] * 4
+    assert all((r.input_tokens, r.output_tokens) == (100_000, 10_000) for r in rows), rows
+    assert all(r.priced == "table:sonnet-4" for r in rows)
+
+
+def test_parallel_wave_agents_back_off_together_after_a_429(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=3), text("made it")])
+    for name in "XYZ":
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
+    # The SDK's result carries no Retry-After: the gate takes its default, capped here.
+    policy = _Policy(waves.store, "proj", max_backoff_s=6.0)
+    service = _wave_service(waves, policy)
+    # r runs first (priority); the others become ready when it has been answered once.
+    wave = plan(t("r", agent=SONNET, priority=5),
+                *(t(n, "gate", agent=SONNET) for n in "xyz"),
+                t("gate", agent=SONNET))
+    scripted_model.agent("TASK-GATE:", [text("open", delay=2.0)])
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=4)
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    status = service.status(run_id)
+    assert status.state == "completed", status
+    gate = waves.store.rate_gate.get("api")
+    assert gate is not None and gate.status == 429
+    first, retried = scripted_model.requests_for("TASK-R:")
+    assert type(first.reply).__name__ == "ApiError"
+    # The model log keeps monotonic times; the gate keeps wall-clock ones.
+    opened = gate.until_us / 1e6 - (time.time() - time.monotonic())
+    assert first.answered_at is not None and opened - first.answered_at >= 5.0
+    # Every agent that started after the 429, the retry included, waited for the gate.
+    later = [retried, *(r for n in ("TASK-X:", "TASK-Y:", "TASK-Z:")
+                        for r in scripted_model.requests_for(n))]
+    assert len(later) == 4
+    assert all(r.received_at >= opened - 0.05 for r in later), \
+        (opened, [r.received_at for r in later])
+    paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
+    assert all("rate limited" in str(p["reason"]) for p in paused)
