@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..store.base import Store
 from .ledger import Budget, task_kind
+from .preview import PlannedAgent, preview
 from .pricing import Tokens
 
 __all__ = ["RATE_SCOPE", "WaveBudget", "close_rate_gate"]
@@ -75,6 +76,9 @@ class WaveBudget:
         self._budget = budget
         self._session = session_id
         self._used: dict[tuple[str, str], _Used] = {}
+
+    def preview(self, run_id: str, agents: Sequence[PlannedAgent]) -> dict[str, Any]:
+        return preview(self._budget(), agents, session_id=self._session(run_id))
 
     def gate_wait_s(self) -> float:
         """How long the shared rate gate stays closed (0: open)."""

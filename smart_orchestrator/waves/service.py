@@ -154,6 +154,24 @@ class WaveService:
                                   f"sandbox is required but {confinement.note}")
 
     # -- operations ------------------------------------------------------------------------
+    def preview(self, plan: WavePlan) -> WaveSnapshot:
+        """What the plan is expected to use; nothing is started or stored."""
+        from ..budget.preview import PlannedAgent
+        from .plan import dependency_levels
+
+        _refuse_credentials(plan)
+        budget = self._ctx.budget
+        if budget is None:
+            raise OrchestratorError("no budget is configured for waves, so no preview")
+        data = budget.preview("preview", [PlannedAgent(t.id, t.agent_type, t.agent.model,
+                                                       t.prompt) for t in plan.tasks])
+        return WaveSnapshot(run_id="", name=plan.name, state="preview",
+                            reason="preview: nothing was started", stop_class=None,
+                            created_us=time.time_ns() // 1000, finished_us=None,
+                            counts={"pending": len(plan.tasks)}, tasks=(),
+                            levels=[list(level) for level in dependency_levels(plan)],
+                            admission=None, stats={}, version=0, preview=data)
+
     def spawn(self, plan: WavePlan, *, cwd: str, max_concurrency: int | None = None) -> str:
         _refuse_credentials(plan)
         self._require_sandbox(plan)

@@ -202,3 +202,40 @@ def test_parallel_wave_agents_back_off_together_after_a_429(
         (opened, [r.received_at for r in later])
     paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
     assert all("rate limited" in str(p["reason"]) for p in paused)
+
+
+def test_the_preview_of_a_repeated_plan_is_within_a_quarter_of_the_run(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    policy = _Policy(waves.store, "proj", project_usd=20.0, confirm_above_usd=0.5)
+    service = _wave_service(waves, policy)
+    wave = plan(t("a", agent=SONNET), t("b", "a", agent=SONNET), t("c", agent=SONNET))
+    before = service.preview(wave)
+    assert before.preview is not None and before.preview["history"] == 0
+    assert all(r["basis"].startswith("default estimate") for r in before.preview["tasks"])
+    assert waves.store.waves.runs(limit=5) == [], "a preview runs and stores nothing"
+    assert scripted_model.requests == []
+    # The first run: each task's own usage; the second reports about 10% more.
+    usage = {"a": (80_000, 8_000), "b": (120_000, 4_000), "c": (50_000, 20_000)}
+    for round_, scale in ((1, 1.0), (2, 1.1)):
+        for name, (inp, out) in usage.items():
+            scripted_model.agent(f"TASK-{name.upper()}: do it", [text(
+                f"round {round_} {name}",
+                usage={"input": int(inp * scale), "output": int(out * scale)})],
+                name=f"{name}{round_}")
+        if round_ == 2:
+            repeated = service.preview(wave)
+        run_id = service.spawn(wave, cwd=str(waves.dirs["work"]))
+        assert service.wait_until_done(run_id, 180), service.status(run_id)
+        assert service.status(run_id).state == "completed"
+    preview = repeated.preview
+    assert preview is not None and preview["history"] == 3
+    assert all("of this task" in r["basis"] for r in preview["tasks"]), preview["tasks"]
+    actual = waves.store.ledger.charged(since_us=0)[0]
+    first_run = sum(r.cost_usd for r in waves.store.ledger.rows() if r.run_id != run_id)
+    second_run = actual - first_run
+    assert abs(preview["expected_usd"] - second_run) <= 0.25 * second_run, \
+        (preview["expected_usd"], second_run)
+    assert preview["by_model"]["claude-sonnet-4-5"]["agents"] == 3
+    share = preview["caps"]["project"]
+    assert share["limit_usd"] == 20.0 and 0 < share["share"] < 1
+    assert preview["confirm"] is True  # above the $0.50 threshold
