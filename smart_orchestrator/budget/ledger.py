@@ -19,7 +19,7 @@ from ..policy.config import BudgetPolicy
 from ..store.base import Store
 from ..store.hostid import host_id
 from ..store.repos import LedgerRow, LedgerUsage
-from .pricing import Tokens, cost_usd
+from .pricing import Tokens, cost_usd, price_for
 
 __all__ = ["CAPS", "Breach", "Budget", "Estimate", "Reservation", "task_kind"]
 
@@ -158,6 +158,7 @@ class Budget:
         `entry_id#k` for several) in one transaction; an enforced breach reserves none."""
         estimate = self.estimate(kind, model)
         ids = [entry_id] if count == 1 else [f"{entry_id}#{k}" for k in range(count)]
+        priced = "estimate:" + price_for(model)[1]
         with self._store.transaction():
             now = self.now_us()
             breaches = tuple(self.breaches(session_id, estimate.usd * count, now))
@@ -166,7 +167,7 @@ class Budget:
             for one in ids:
                 self._store.ledger.reserve(LedgerRow(
                     one, session_id, self.project, host_id(), None, agent_type, kind, model,
-                    "reserved", estimate.usd, estimate.tokens, 0, 0, 0, 0, 0.0, "estimate",
+                    "reserved", estimate.usd, estimate.tokens, 0, 0, 0, 0, 0.0, priced,
                     source, run_id, task_id, now, None))
         return Reservation(entry_id, estimate, breaches, True)
 

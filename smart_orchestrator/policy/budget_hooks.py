@@ -111,6 +111,8 @@ class BudgetChecks:
     def finished(self, p: Mapping[str, Any], entry_id: str, agent_id: str,
                  model: str) -> dict[str, Any] | None:
         """A foreground agent's end: settle from its transcript."""
+        if agent_id:
+            self.e.store.ledger.bind(entry_id, agent_id)
         path = subagent_transcript(str(p.get("transcript_path") or ""), agent_id)
         found = transcript_usage(path) if path is not None else None
         if found is None:

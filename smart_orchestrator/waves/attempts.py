@@ -149,6 +149,8 @@ class TaskDriver:
             error_class=error_class and error_class.value,
             duration_ms=int((time.monotonic() - started) * 1000),
             input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            cache_read_tokens=outcome.cache_read_tokens,
+            cache_write_tokens=outcome.cache_write_tokens, model=outcome.model,
             cost_usd=outcome.cost_usd,
             output=digest_text(output) if output is not None else None)
         ctx.state.end_attempt(

@@ -242,3 +242,34 @@ def test_bad_budget_values_are_refused_by_name(bad: dict[str, Any]) -> None:
 
     with pytest.raises(ConfigError, match="budget"):
         build_policy({"budget": bad}, "p.toml")
+
+
+# -- per-agent cost in status, metrics and the audit ---------------------------------------
+def test_status_and_metrics_show_each_agents_cost_with_the_token_split(
+        store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as _time
+
+    from smart_orchestrator.budget.summary import cost_summary, render_costs
+    from smart_orchestrator.status import collect_status, render_markdown
+
+    clock = FakeClock()
+    clock.now = _time.time()
+    engine = make_engine(store, tmp_path, clock=clock)
+    engine.handle(pre_agent(tool_use_id="tu1"))
+    engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1", messages=[
+        ("m", {**BIG, "cache_read_input_tokens": 5_000, "cache_creation_input_tokens": 700})]))
+    engine.handle(pre_agent(tool_use_id="tu2", background=True))  # still at its estimate
+    summary = cost_summary(store)
+    assert (summary["agents"], summary["settled"], summary["estimated"]) == (2, 1, 1)
+    newest = {a["agent_id"] or a["id"]: a for a in summary["newest"]}
+    a1 = newest["a1"]
+    assert (a1["input_tokens"], a1["output_tokens"], a1["cache_read_tokens"],
+            a1["cache_write_tokens"]) == (100_000, 20_000, 5_000, 700)
+    assert summary["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in newest.values()))
+    assert summary["unknown_models"] == ["inherit"]  # the one still at its estimate
+    text = "\n".join(render_costs(summary))
+    assert "| 100000 | 20000 | 5000 | 700 |" in text
+    monkeypatch.setenv("SMART_ORCHESTRATOR_DATA", str(tmp_path / "data"))
+    status = collect_status(store.location)
+    assert status["costs_today"]["agents"] == 2
+    assert "Agent costs today" in render_markdown(status)
