@@ -142,5 +142,15 @@ class BudgetChecks:
                 "cache_read_tokens": usage.cache_read_tokens,
                 "cache_write_tokens": usage.cache_write_tokens}
 
-    def session_ended(self, session_id: str) -> list[str]:
+    def session_ended(self, p: Mapping[str, Any], session_id: str) -> list[str]:
+        """Settle what the session's agents' transcripts say; the rest stays charged at
+        its estimate. Returns the ids left at their estimate."""
+        ledger = self.e.store.ledger
+        for entry_id in ledger.open_ids(session_id):
+            row = ledger.get(entry_id)
+            path = subagent_transcript(str(p.get("transcript_path") or ""),
+                                       row.agent_id or "") if row is not None else None
+            found = transcript_usage(path) if path is not None else None
+            if found is not None:
+                self._settle(entry_id, found[0], found[1] or (row.model if row else "inherit"))
         return self.budget.abandon_session(session_id)

@@ -436,7 +436,7 @@ class PolicyEngine:
 
     def session_end(self, p: Mapping[str, Any]) -> dict[str, Any]:
         released = self.admission.release_session(_s(p.get("session_id")))
-        abandoned = self.budgets.session_ended(_s(p.get("session_id")))
+        abandoned = self.budgets.session_ended(p, _s(p.get("session_id")))
         self.audit.record("session.end", session_id=_s(p.get("session_id")),
                           released_leases=released, unsettled_reservations=len(abandoned),
                           source=self.source)

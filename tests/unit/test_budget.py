@@ -273,3 +273,36 @@ def test_status_and_metrics_show_each_agents_cost_with_the_token_split(
     status = collect_status(store.location)
     assert status["costs_today"]["agents"] == 2
     assert "Agent costs today" in render_markdown(status)
+
+
+def _session_transcript(tmp_path: Path, agent_id: str, usage: dict[str, int]) -> str:
+    _transcript(tmp_path / "proj" / SESSION / "subagents" / f"agent-{agent_id}.jsonl",
+                [("m", usage)])
+    return str(tmp_path / "proj" / f"{SESSION}.jsonl")
+
+
+def test_task_stop_settles_the_stopped_agents_usage(store: SqliteStore, tmp_path: Path) -> None:
+    engine = make_engine(store, tmp_path)
+    engine.handle(pre_agent(tool_use_id="tu3", background=True))
+    engine.handle(post_agent(tool_use_id="tu3", status="async_launched", agent_id="bg3"))
+    transcript = _session_transcript(tmp_path, "bg3", BIG)
+    engine.handle({"session_id": SESSION, "hook_event_name": "PostToolUse",
+                   "tool_name": "TaskStop", "tool_input": {"task_id": "bg3"},
+                   "tool_response": {"task_id": "bg3"}, "tool_use_id": "tu4",
+                   "transcript_path": transcript})
+    row = store.ledger.get(f"{SESSION}:tu3")
+    assert row is not None and row.state == "settled" and row.input_tokens == 100_000
+    assert audit_rows(store, "surface.end")[-1]["cost"]["input_tokens"] == 100_000
+
+
+def test_session_end_settles_what_transcripts_say_before_abandoning(
+        store: SqliteStore, tmp_path: Path) -> None:
+    engine = make_engine(store, tmp_path)
+    engine.handle(pre_agent(tool_use_id="tu5", background=True))
+    engine.handle(post_agent(tool_use_id="tu5", status="async_launched", agent_id="bg5"))
+    engine.handle(pre_agent(tool_use_id="tu6", background=True))  # never launched
+    transcript = _session_transcript(tmp_path, "bg5", BIG)
+    engine.handle({"session_id": SESSION, "hook_event_name": "SessionEnd",
+                   "transcript_path": transcript})
+    states = {r.id.rsplit(":", 1)[1]: r.state for r in store.ledger.rows(session_id=SESSION)}
+    assert states == {"tu5": "settled", "tu6": "abandoned"}
