@@ -124,9 +124,17 @@ class WaveBudget:
         used.model = model or used.model
 
     def settle(self, run_id: str, task_id: str, fallback_model: str | None) -> None:
-        used = self._used.pop((run_id, task_id), _Used())
-        self._budget().settle(self.entry_id(run_id, task_id), used.tokens,
-                              used.model or fallback_model or "inherit")
+        """A task's end. One that never started is charged nothing; one whose agents
+        reported no usage (killed by a cancel or a timeout before their result) keeps its
+        estimate charged, since what they used is unknown."""
+        used = self._used.pop((run_id, task_id), None)
+        budget, entry = self._budget(), self.entry_id(run_id, task_id)
+        if used is None:
+            budget.release(entry)
+        elif used.tokens.total == 0:
+            self._store.ledger.abandon(entry, budget.now_us())
+        else:
+            budget.settle(entry, used.tokens, used.model or fallback_model or "inherit")
 
     def rate_limited(self, status: int, reason: str, retry_after_s: float | None) -> float:
         return close_rate_gate(self._store, status, reason, retry_after_s,

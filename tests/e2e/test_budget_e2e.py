@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,17 @@ from smart_orchestrator.waves.recovery import RetryPolicy
 from smart_orchestrator.waves.runner import SdkAgentRunner
 from tests.wave_fakes import shared_policy
 
-from .harness import ClaudeRun, ScriptedModel, agent_call, offline_env, rate_limit_error, text
+from .harness import (
+    ClaudeRun,
+    ScriptedModel,
+    agent_call,
+    offline_env,
+    rate_limit_error,
+    text,
+    tool_use,
+)
 from .plugin_env import audit_rows, plugin_data, run_plugin
-from .test_waves_e2e import Waves, plan, t
+from .test_waves_e2e import Waves, _agent_processes, _seen, plan, t
 
 # 500k input and 100k output tokens: $3.00 on Sonnet, $15 on an unknown model (Opus
 # rates); over a $2 cap either way.
@@ -110,15 +119,15 @@ def waves(tmp_path: Path, scripted_model: ScriptedModel, claude_dirs: dict[str, 
     w.close()
 
 
-def _wave_service(waves: Waves, policy: _Policy) -> WaveService:
+def _wave_service(waves: Waves, policy: _Policy, **runner: Any) -> WaveService:
     env = offline_env(model_url=waves.model.base_url, home=waves.dirs["home"],
                       tmpdir=waves.dirs["cctmp"])
     store = SqliteStore(waves.tmp / "state.db")
     config = WaveConfig(admission=AdmissionConfig(max_agents=4,
                                                   memory_budget_bytes=3072 * MIB),
                         retry=RetryPolicy(initial_s=0.05, max_backoff_s=0.2), tick_s=0.1)
-    runner = SdkAgentRunner(cli_path=waves.claude_bin, extra_env=env)
-    service = WaveService(store, runner, config, budget=WaveBudget(store, policy.budget),
+    agents = SdkAgentRunner(cli_path=waves.claude_bin, extra_env=env, **runner)
+    service = WaveService(store, agents, config, budget=WaveBudget(store, policy.budget),
                           **shared_policy(store))
     waves._open.append((service, store))
     return service
@@ -239,3 +248,31 @@ def test_the_preview_of_a_repeated_plan_is_within_a_quarter_of_the_run(
     share = preview["caps"]["project"]
     assert share["limit_usd"] == 20.0 and 0 < share["share"] < 1
     assert preview["confirm"] is True  # above the $0.50 threshold
+
+
+def test_cancel_stops_every_descendant_releases_slots_and_settles(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    # Each agent starts a long command, a child of its CLI, and waits in it.
+    for name in "XY":
+        scripted_model.agent(f"TASK-{name}:", [
+            tool_use("Bash", {"command": "tail -f /dev/null", "timeout": 600000}),
+            text("too late")])
+    seen = [_seen(scripted_model, f"TASK-{n}:") for n in "XY"]
+    service = _wave_service(waves, _Policy(waves.store, "proj"), sandbox="off")
+    wave = plan(*(t(n, agent=SONNET, allowed_tools=["Bash"]) for n in "xy"))
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]))
+    assert all(event.wait(60) for event in seen)
+    assert _wait(lambda: sum(p.name() == "tail" for p in _agent_processes(run_id)) == 2,
+                 timeout=60), ([p.name() for p in _agent_processes(run_id)],
+                               scripted_model.tool_results("TASK-X:"), service.status(run_id))
+    started = time.monotonic()
+    status = service.cancel(run_id, reason="stop now", wait_s=30)
+    assert _wait(lambda: _agent_processes(run_id) == [], timeout=30)
+    gone_s = time.monotonic() - started
+    print(f"process trees gone {gone_s:.2f} s after cancel_wave")
+    assert status.state == "cancelled", status
+    assert service.admission().running == 0, "slots released"
+    rows = waves.store.ledger.rows(run_id=run_id)
+    # Killed before a result: what they used is unknown, so their estimate stays charged.
+    assert [r.state for r in rows] == ["abandoned", "abandoned"], rows
+    assert all(r.charged_usd == r.reserved_usd > 0 for r in rows)
