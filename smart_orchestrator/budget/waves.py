@@ -9,6 +9,7 @@ user accepts it: `smart-orchestrator policy accept`) or the window resets.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -150,8 +151,74 @@ class WaveBudget:
         self.used(run_id, task_id, Tokens(outcome.input_tokens, outcome.output_tokens,
                                           outcome.cache_read_tokens,
                                           outcome.cache_write_tokens), outcome.model)
+        if str(outcome.error_class) == "session_limit":
+            return  # a usage limit, not a rate limit: `usage_limited` holds the gate
         status = outcome.api_status
         limited = status in (429, 529) or (outcome.error_class is not None and str(
             outcome.error_class) == "rate_limit") or "overloaded" in outcome.reason.lower()
         if limited and self._budget().config.rate_limit != "off":
             self.rate_limited(status or 429, outcome.reason or "rate limited", None)
+
+    def usage_limited(self, reason: str) -> float | None:
+        """A usage limit that names its reset: the gate holds every new agent until then
+        (no backoff cap: the time is known). Returns the reset (epoch seconds), or None."""
+        if self._budget().config.mode == "off":
+            return None
+        now = time.time()
+        reset = usage_limit_reset(reason, now)
+        if reset is None:
+            return None
+        self._store.rate_gate.close_until(RATE_SCOPE, int(reset * 1e6), 429,
+                                          "usage limit until its reset", int(now * 1e6))
+        return reset
+
+
+_EPOCH = re.compile(r"\|\s*(\d{10})\b")
+_ISO = re.compile(r"\b(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)")
+_CLOCK = re.compile(r"resets?\s+(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)?"
+                    r"(?:\s*\(([A-Za-z_/+-]{1,40})\))?", re.I)
+_LONGEST_WAIT_S = 8 * 86_400.0  # a reset further off than a week and a day is not believed
+
+
+def usage_limit_reset(text: str, now: float) -> float | None:
+    """When a usage limit resets, from the error's text: `...|<epoch>`, an ISO time, or
+    `resets [at] 3pm (Europe/Paris)` (the next such time; UTC when no zone is named)."""
+    import datetime as dt
+
+    found: float | None = None
+    if m := _EPOCH.search(text):
+        found = float(m.group(1))
+    elif m := _ISO.search(text):
+        try:
+            stamp = dt.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        found = (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
+    elif m := _CLOCK.search(text):
+        found = _next_clock(int(m.group(1)), int(m.group(2) or 0), m.group(3), m.group(4),
+                            now)
+    if found is None or not now < found <= now + _LONGEST_WAIT_S:
+        return None
+    return found
+
+
+def _next_clock(hour: int, minute: int, half: str | None, zone: str | None,
+                now: float) -> float | None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if half:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half.lower() == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    try:
+        tz: dt.tzinfo = ZoneInfo(zone) if zone else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    local = dt.datetime.fromtimestamp(now, tz)
+    at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at.timestamp() <= now:
+        at += dt.timedelta(days=1)
+    return at.timestamp()

@@ -47,6 +47,10 @@ class _Wave(Protocol):
     def cancel_reason(self) -> str | None: ...
 
 
+class _Held(Exception):
+    """The attempt hit a usage limit with a known reset: the task is pending again."""
+
+
 class TaskDriver:
     def __init__(self, ctx: WaveContext, run_id: str, options: RunOptions,
                  wave: _Wave) -> None:
@@ -73,6 +77,8 @@ class TaskDriver:
                     await self._attempt(task, tries)
         except AttemptFailed as exc:
             self._give_up(task, exc, tries)
+        except _Held:
+            pass  # pending again: the wave starts it when the usage limit resets
 
     def _before_sleep(self, task: TaskSpec, retry_state: RetryCallState) -> None:
         delay = retry_state.upcoming_sleep
@@ -128,16 +134,22 @@ class TaskDriver:
             outcome = AgentOutcome(False, error_class=ErrorClass.CRASH,
                                    reason=f"agent runner error: {type(exc).__name__}: {exc}")
         outcome, output = _judge(outcome, contract)
-        self._end(task, attempt, outcome, started, output,
-                  reformats=contract.reformats if contract else 0)
+        if self._end(task, attempt, outcome, started, output,
+                     reformats=contract.reformats if contract else 0):
+            raise _Held(outcome.reason)
         if not outcome.ok:
             assert outcome.error_class is not None
             raise AttemptFailed(outcome.error_class, outcome.reason)
 
     def _end(self, task: TaskSpec, attempt: int, outcome: AgentOutcome, started: float,
-             output: str | None, *, reformats: int) -> None:
+             output: str | None, *, reformats: int) -> bool:
+        """Record the attempt's end; True when the task went back to pending (held)."""
         ctx, error_class = self._ctx, outcome.error_class
-        if outcome.ok:
+        if error_class == ErrorClass.SESSION_LIMIT and ctx.budget is not None and \
+                ctx.budget.usage_limited(outcome.reason) is not None:
+            # Not a failure: the task waits, with the whole wave, for the named reset.
+            task_state = "pending"
+        elif outcome.ok:
             task_state = "succeeded"
         elif error_class == ErrorClass.CANCELLED:
             task_state = "cancelled"
@@ -165,9 +177,12 @@ class TaskDriver:
             ctx.budget.attempt_ended(self._run_id, task.id, outcome)
         if outcome.ok or error_class in BREAKER_COUNTS:
             ctx.breaker.record(task.agent_type, outcome.ok)
+        if task_state == "pending":
+            return True
         if error_class is not None and error_class.stops_wave:
             self._wave.stop_wave(f"{error_class.value} error in task {task.id!r}: "
                                  f"{outcome.reason}", error_class)
+        return False
 
     def _give_up(self, task: TaskSpec, exc: AttemptFailed, tries: int) -> None:
         reason = exc.reason if tries <= 1 else f"gave up after {tries} attempts: {exc.reason}"

@@ -220,7 +220,8 @@ class WaveRun:
             with scope:
                 await self._driver.run(task)
         finally:
-            if self._ctx.budget is not None:
+            if self._ctx.budget is not None and self._status[task.id] != "pending":
+                # A task held for a usage limit settles when it finally ends.
                 self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)

@@ -26,6 +26,7 @@ from .harness import (
     ClaudeRun,
     ScriptedModel,
     agent_call,
+    api_error,
     offline_env,
     rate_limit_error,
     text,
@@ -276,3 +277,26 @@ def test_cancel_stops_every_descendant_releases_slots_and_settles(
     # Killed before a result: what they used is unknown, so their estimate stays charged.
     assert [r.state for r in rows] == ["abandoned", "abandoned"], rows
     assert all(r.charged_usd == r.reserved_usd > 0 for r in rows)
+
+
+def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    reset = int(time.time()) + 8
+    limit = api_error(429, "rate_limit_error", f"Claude AI usage limit reached|{reset}")
+    scripted_model.agent("TASK-U:", [limit, text("after the reset")])
+    scripted_model.agent("TASK-V:", [text("v done")])
+    service = _wave_service(waves, _Policy(waves.store, "proj"))
+    # v depends on nothing but has lower priority: it starts while u is held or after.
+    run_id = service.spawn(plan(t("u", agent=SONNET, priority=2), t("v", "u", agent=SONNET)),
+                           cwd=str(waves.dirs["work"]))
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    status = service.status(run_id)
+    assert status.state == "completed", status
+    u = next(x for x in status.tasks if x.id == "u")
+    assert u.output == "after the reset" and u.attempts == 2
+    first, second = scripted_model.requests_for("TASK-U:")
+    offset = time.time() - time.monotonic()
+    assert second.received_at + offset >= reset - 0.05, "started again only after the reset"
+    paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
+    assert paused and "usage limit until its reset" in str(paused[0]["reason"])
+    assert [r.state for r in waves.store.ledger.rows(run_id=run_id)] == ["settled"] * 2

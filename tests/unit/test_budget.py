@@ -306,3 +306,30 @@ def test_session_end_settles_what_transcripts_say_before_abandoning(
                    "transcript_path": transcript})
     states = {r.id.rsplit(":", 1)[1]: r.state for r in store.ledger.rows(session_id=SESSION)}
     assert states == {"tu5": "settled", "tu6": "abandoned"}
+
+
+# -- usage limits name their reset ---------------------------------------------------------
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Claude AI usage limit reached|1800003600", NOW + 3600),
+    ("usage limit reached, resets at 2027-01-15T10:30:00Z", NOW + 2.5 * 3600),
+    ("usage limit reached, resets 2027-01-15 09:00+01:00", None),  # 08:00 UTC: past
+    ("5-hour limit reached ∙ resets 3pm", NOW + 7 * 3600),
+    ("You've hit your limit · resets 9am (Europe/Paris)", NOW + 24 * 3600),  # 9am is now
+    ("limit will reset: resets at 7:30am", NOW + 23.5 * 3600),
+    ("resets 13pm", None), ("resets 25:00", None), ("resets 3pm (Mars/Olympus)", None),
+    ("Claude AI usage limit reached|1900000000", None),  # years away: not believed
+    ("Claude AI usage limit reached|1700000000", None),  # in the past
+    ("usage limit reached", None),
+])
+def test_usage_limit_reset_times_are_read_from_the_message(text: str,
+                                                           expected: float | None) -> None:
+    from smart_orchestrator.budget.waves import usage_limit_reset
+
+    found = usage_limit_reset(text, NOW)
+    if expected is None or expected <= NOW:
+        assert found is None
+    else:
+        assert found == pytest.approx(expected)
