@@ -294,7 +294,8 @@ def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
     assert status.state == "completed", status
     u = next(x for x in status.tasks if x.id == "u")
     assert u.output == "after the reset" and u.attempts == 2
-    first, second = scripted_model.requests_for("TASK-U:")
+    limited, second = scripted_model.requests_for("TASK-U:")
+    assert type(limited.reply).__name__ == "ApiError"
     offset = time.time() - time.monotonic()
     assert second.received_at + offset >= reset - 0.05, "started again only after the reset"
     paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
