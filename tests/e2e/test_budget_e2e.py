@@ -31,6 +31,7 @@ from .harness import (
     rate_limit_error,
     text,
     tool_use,
+    turn,
 )
 from .plugin_env import audit_rows, plugin_data, run_plugin
 from .test_waves_e2e import Waves, _agent_processes, _seen, plan, t
@@ -81,6 +82,29 @@ def test_a_session_cap_reached_by_native_agents_denies_the_next_one(
     denials = [json.loads(d) for *_, d in audit_rows(home, "policy.decision")]
     assert [d["decision"] for d in denials] == ["allow", "deny"]
     assert denials[1]["denied_by"] == ["budget:cap-session"]
+
+
+def test_parallel_agents_in_one_message_cannot_overshoot_a_cap_together(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    # Each is estimated at $0.63 (no history, model unknown): two fit under $1.30. Their
+    # PreToolUse hooks run at once; each checks and reserves in one transaction.
+    _policy(claude_dirs["work"], "[budget]\nsession_usd = 1.3\n"
+                                 "[admission]\nmax_in_flight_session = 8\n")
+    calls = [agent_call(f"PAR-{i}: part {i}", description=f"part {i}") for i in range(4)]
+    scripted_model.main([turn(*calls), text("merged")])
+    for i in range(4):
+        scripted_model.subagent(f"PAR-{i}", [text(f"part {i} done")])
+    run = run_plugin(run_claude, repo_root, "fan out", timeout=240)
+    run.assert_success(allow_denials=True)
+    results = scripted_model.tool_results("main")
+    assert len(results) == 4
+    denied = [r for r in results if r.is_error]
+    assert len(denied) == 2, [r.text for r in results]
+    assert all("session budget cap of $1.30" in r.text for r in denied)
+    started = sum(1 for i in range(4) if scripted_model.requests_for(f"PAR-{i}"))
+    assert started == 2
+    assert len(_ledger(claude_dirs["home"])) == 2
 
 
 def test_a_background_agent_is_settled_at_its_stop(
