@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,27 +33,41 @@ def transcript_usage(path: str | Path) -> tuple[Tokens, str | None] | None:
     """The usage summed over an agent's transcript (one entry per API message: Claude Code
     writes a line per content block, all carrying the message's usage), and the model of
     its last message. None when the file cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_TRANSCRIPT_BYTES)
-    except OSError:
-        return None
     by_message: dict[str, Tokens] = {}
     model: str | None = None
-    for n, line in enumerate(data.splitlines()):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        message = entry.get("message") if isinstance(entry, dict) else None
-        if not isinstance(message, dict) or entry.get("type") != "assistant":
-            continue
-        raw_id = message.get("id")
-        key = raw_id if isinstance(raw_id, str) else f"line{n}"
-        by_message[key] = tokens_from_usage(message.get("usage"))
-        if isinstance(message.get("model"), str):
-            model = message["model"]
+    try:
+        # A FIFO or a device put in the transcript's place must not hang the service.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            # Line by line: the service holds one line at a time, not the transcript.
+            for n, line in enumerate(fh):
+                if fh.tell() > MAX_TRANSCRIPT_BYTES:
+                    break
+                model = _read_line(line, n, by_message) or model
+    except OSError:
+        return None
     total = Tokens()
     for tokens in by_message.values():
         total = total + tokens
     return total, model
+
+
+def _read_line(line: bytes, n: int, by_message: dict[str, Tokens]) -> str | None:
+    """Record an assistant entry's usage under its message id; its model, if it names one."""
+    if b'"assistant"' not in line:
+        return None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    message = entry.get("message") if isinstance(entry, dict) else None
+    if not isinstance(message, dict) or entry.get("type") != "assistant":
+        return None
+    raw_id = message.get("id")
+    key = raw_id if isinstance(raw_id, str) else f"line{n}"
+    by_message[key] = tokens_from_usage(message.get("usage"))
+    model = message.get("model")
+    return model if isinstance(model, str) else None

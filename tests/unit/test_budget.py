@@ -333,3 +333,11 @@ def test_usage_limit_reset_times_are_read_from_the_message(text: str,
         assert found is None
     else:
         assert found == pytest.approx(expected)
+
+
+def test_a_fifo_in_place_of_a_transcript_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "agent-x.jsonl"
+    os.mkfifo(fifo)
+    assert transcript_usage(fifo) is None  # returns at once: no writer would ever come
