@@ -23,13 +23,13 @@ from .pricing import Tokens
 __all__ = ["RATE_SCOPE", "WaveBudget", "close_rate_gate"]
 
 RATE_SCOPE = "api"
-_DEFAULT_BACKOFF_S = 30.0
+_DEFAULT_BACKOFF_S = 5.0  # when the reply names no Retry-After
 
 
 def close_rate_gate(store: Store, status: int, reason: str, retry_after_s: float | None, *,
                     max_backoff_s: float, now: float | None = None,
                     jitter: Callable[[], float] = random.random) -> float:
-    """Close the shared gate for the reply's Retry-After (30 s when it names none), plus up
+    """Close the shared gate for the reply's Retry-After (5 s when it names none), plus up
     to a quarter more at random so the waiting agents do not all return at once. Returns
     the wait chosen (a gate already closed longer stays so)."""
     base = retry_after_s if retry_after_s is not None and retry_after_s >= 0 \

@@ -209,7 +209,7 @@ def test_parallel_wave_agents_back_off_together_after_a_429(
     scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=3), text("made it")])
     for name in "XYZ":
         scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
-    # The SDK's result carries no Retry-After: the gate takes its default, capped here.
+    # The SDK's result carries no Retry-After: the gate takes its default (5 s), capped here.
     policy = _Policy(waves.store, "proj", max_backoff_s=6.0)
     service = _wave_service(waves, policy)
     # r runs first (priority); the others become ready when it has been answered once.
