@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from smart_orchestrator.budget.summary import cost_summary, render_costs
 from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.metrics import (
     DEFAULT_CONTEXT_WINDOW,
@@ -44,6 +45,9 @@ class MetricsResult(BaseModel):
     columns: list[ColumnOut]
     notes: list[str]
     table: str = Field(description="the same figures as a Markdown table")
+    costs: dict[str, Any] = Field(default_factory=dict, description=(
+        "agents' cost in the window from the ledger: total dollars, per model, and the "
+        "newest agents with input, output, cache-read and cache-write tokens"))
 
 
 def register_metrics_tools(server: MCPServer[AppState]) -> None:
@@ -65,6 +69,7 @@ def register_metrics_tools(server: MCPServer[AppState]) -> None:
         try:
             report = compute_metrics(store, since_us=since, until_us=until,
                                      context_window_tokens=context_window_tokens)
+            costs = cost_summary(store, since_us=since, until_us=until)
         except OrchestratorError as exc:
             raise ToolError(exc.one_line()) from exc
         return MetricsResult(
@@ -72,4 +77,6 @@ def register_metrics_tools(server: MCPServer[AppState]) -> None:
             columns=[ColumnOut(name=c.name, label=c.label, counts=dict(c.counts),
                                metrics=[MetricOut.model_validate(m, from_attributes=True)
                                         for m in c.metrics]) for c in report.columns],
-            notes=list(report.notes), table=render_markdown(report))
+            notes=list(report.notes),
+            table=render_markdown(report) + "\n\n" + "\n".join(render_costs(costs)),
+            costs=costs)

@@ -137,14 +137,19 @@ def register_wave_tools(server: MCPServer[AppState],
     async def spawn_wave(plan: WavePlan, ctx: Context[AppState, Any],
                          cwd: str | None = None,
                          max_concurrency: Annotated[int | None, Field(ge=1, le=64)] = None,
-                         wait_s: WaitS = 0.0) -> WaveSnapshot:
+                         wait_s: WaitS = 0.0, preview: bool = False) -> WaveSnapshot:
         """Run a plan of dependent tasks as waves of agents, in the background.
 
         Validates the plan (unknown dependencies and cycles are refused), returns the
         `run_id` at once and, with `wait_s`, reports progress while the call is open.
-        Follow with `wave_status`; stop with `cancel_wave`.
+        Follow with `wave_status`; stop with `cancel_wave`. With `preview`, runs nothing:
+        `preview` holds the expected tokens and dollars and each budget cap's share;
+        when its `confirm` is true, ask the user before running the plan.
         """
         service = service_of(ctx)
+        if preview:
+            previewed: WaveSnapshot = await _call(service.preview, plan)
+            return previewed
         run_id = await _call(service.spawn, plan, cwd=_workdir(cwd),
                              max_concurrency=max_concurrency)
         return await _follow(ctx, service, run_id, wait_s)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
+from .errors import StoreError
 from .paths import locate_data_dir
 from .policy.claims import BEAT_STALE_S
 from .resources import sample_system
@@ -64,7 +65,18 @@ def _collect(store: Store) -> dict[str, Any]:
         "checkpoints": len(store.list_checkpoints()),
         "wave_bash_sandbox": _wave_sandbox(),
         "integrity": {"ok": not problems, "problems": problems},
+        "costs_today": _costs_today(store, now_us),
     }
+
+
+def _costs_today(store: Store, now_us: int) -> dict[str, Any]:
+    from .budget.ledger import day_start_us
+    from .budget.summary import cost_summary
+
+    try:
+        return cost_summary(store, since_us=day_start_us(now_us), agents=10)
+    except StoreError:  # a store from before the ledger, opened read-only
+        return {}
 
 
 def _service(data: Path) -> dict[str, Any]:
@@ -158,6 +170,10 @@ def render_markdown(s: dict[str, Any]) -> str:
     lines += _table(["when", "type", "denied by", "reason"],
                     [[d["when"], d["agent_type"] or "-", ", ".join(d["denied_by"]),
                       d["reason"] or "-"] for d in s["recent_denials"]])
+    if s.get("costs_today"):
+        from .budget.summary import render_costs
+
+        lines += ["", *render_costs(s["costs_today"], "Agent costs today (UTC)")]
     lines += ["", "**Circuit breakers**"]
     lines += _table(["agent type", "state", "recent failures"],
                     [[b["agent_type"], b["state"], b["recent_failures"]] for b in s["breakers"]])

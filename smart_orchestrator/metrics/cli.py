@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 __all__ = ["register_metrics_command"]
 
@@ -33,7 +34,27 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         report = compute_metrics(store, since_us=since, until_us=until,
                                  context_window_tokens=args.context_window
                                  or DEFAULT_CONTEXT_WINDOW)
+        costs = _costs(store, since, until)
     finally:
         store.close()
-    print(json.dumps(asdict(report), indent=2) if args.json else render_markdown(report))
+    if args.json:
+        print(json.dumps({**asdict(report), "costs": costs}, indent=2))
+    else:
+        print(render_markdown(report) + _cost_lines(costs))
     return 0
+
+
+def _costs(store: Any, since: int, until: int) -> dict[str, Any]:
+    from ..budget.summary import cost_summary
+    from ..errors import StoreError
+
+    try:
+        return cost_summary(store, since_us=since, until_us=until)
+    except StoreError:  # a store from before the ledger, opened read-only
+        return {}
+
+
+def _cost_lines(costs: dict[str, Any]) -> str:
+    from ..budget.summary import render_costs
+
+    return ("\n\n" + "\n".join(render_costs(costs))) if costs else ""

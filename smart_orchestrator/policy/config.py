@@ -105,6 +105,28 @@ class SurfacesPolicy(NamedTuple):
     max_fork_context_mb: Annotated[int, Ge(1)] = 64
 
 
+class BudgetPolicy(NamedTuple):
+    """Dollar caps on agents (docs/budgets.md). A cap of None is no cap; each cap has its
+    own mode, under the section's."""
+    mode: Mode = "enforce"
+    on_error: OnError = "deny"
+    session_usd: Annotated[float, Ge(0)] | None = None   # the session's agents, ever
+    day_usd: Annotated[float, Ge(0)] | None = None       # this machine's agents, per UTC day
+    project_usd: Annotated[float, Ge(0)] | None = None   # the project's agents, per UTC day
+    team_usd: Annotated[float, Ge(0)] | None = None      # everyone's in the store, per UTC day
+    session_mode: Mode = "enforce"
+    day_mode: Mode = "enforce"
+    project_mode: Mode = "enforce"
+    team_mode: Mode = "enforce"
+    # What an agent is expected to use when no similar one has run before.
+    default_estimate_tokens: Annotated[int, Ge(1)] = 30_000
+    # A wave preview above this many dollars asks the user to confirm.
+    confirm_above_usd: Annotated[float, Ge(0)] = 1.0
+    # New agents wait out a 429/529/overloaded reply any agent got.
+    rate_limit: Mode = "enforce"
+    max_backoff_s: Annotated[float, Gt(0), Le(3600)] = 300.0
+
+
 class PolicyConfig(NamedTuple):
     preset: Literal["default", "strict", "permissive"] = "default"
     prompt: PromptPolicy = PromptPolicy()
@@ -114,6 +136,7 @@ class PolicyConfig(NamedTuple):
     output: OutputPolicy = OutputPolicy()
     tools: ToolsPolicy = ToolsPolicy()
     surfaces: SurfacesPolicy = SurfacesPolicy()
+    budget: BudgetPolicy = BudgetPolicy()
     # Where each effective value came from: "section.key" -> "default" | "preset:X" | path.
     # Filled in by the loader, never read from the file.
     sources: dict[str, str] | None = None
@@ -279,6 +302,9 @@ def config_values(config: PolicyConfig) -> dict[str, Any]:
 def config_from_values(values: Any) -> PolicyConfig:
     """Rebuild what `config_values` wrote (a cache or the store); KeyError/TypeError if
     the shape is not this version's."""
+    # Pins and trust rows written before budgets existed hold no budget section: theirs
+    # is the default one.
+    values = {"budget": {}, **values} if isinstance(values, dict) else values
     sections = {name: cls(**{k: tuple(v) if isinstance(v, list) else v
                              for k, v in values[name].items()})
                 for name, cls in SECTIONS.items()}

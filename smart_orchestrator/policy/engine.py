@@ -26,6 +26,7 @@ from ..store.base import Store
 from .admission import Admission, LeaseRequest
 from .agent_types import canonical_agent_type
 from .breaker import CircuitBreakers
+from .budget_hooks import BudgetChecks, BudgetVerdict
 from .checks import Finding, check_injection, check_prompt, load_allowlist, scan_secrets
 from .config import PolicyConfig
 from .outputs import OutputChecks, deny, hook_output
@@ -58,6 +59,11 @@ class PolicyEngine:
         self.conversation_credentials: set[str] = set()
         self.outputs = OutputChecks(self)
         self.surfaces = SurfaceChecks(self)
+        from ..budget import Budget
+        from .trust import project_key
+
+        self.budgets = BudgetChecks(self, Budget(store, config.budget,
+                                                 project=project_key(project_dir), clock=clock))
 
     # -- entry -------------------------------------------------------------------------
     def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,12 +186,22 @@ class PolicyEngine:
                 self._settle_trials(trials, None)
                 return tripped
         lease_id = _lease_id(p)
+        spent = self._reserve_budget(ti, base, lease_id, slots) if slots else None
+        if spent is not None and spent.enforced:
+            self._settle_trials(trials, None)
+            return self._deny_findings(base, spent.enforced, warned, findings,
+                                       retry_after=spent.retry_after_s)
+        warned += spent.warned if spent is not None else []
         try:
             admitted = (self._admit(p, lease_id, base, warned, findings, slots, group)
                         if slots else (0, 1, ""))
         except BaseException:
             self._settle_trials(trials, None)
+            if spent is not None and spent.reserved:
+                self.budgets.release(lease_id, slots)
             raise
+        if isinstance(admitted, dict) and spent is not None and spent.reserved:
+            self.budgets.release(lease_id, slots)  # denied: it never runs, nothing charged
         self._settle_trials(trials, None if isinstance(admitted, dict) else
                             (f"{lease_id}#0" if group else lease_id))
         if isinstance(admitted, dict):
@@ -199,6 +215,13 @@ class PolicyEngine:
             notes.append(admitted[2])
         return hook_output("PreToolUse", allow_with=updated_input if redact else None,
                            system_message=_notes(notes))
+
+    def _reserve_budget(self, ti: Mapping[str, Any], base: dict[str, Any], lease_id: str,
+                        slots: int) -> BudgetVerdict:
+        try:
+            return self.budgets.reserve(ti, base, lease_id, slots)
+        except Exception as exc:  # e.g. a locked store: decided by the section's on_error
+            return BudgetVerdict(self._check_failed("budget", exc), [], False)
 
     def _breakers(self, base: dict[str, Any], agent_types: Sequence[str],
                   warned: list[Finding], findings: list[Finding],
@@ -282,7 +305,7 @@ class PolicyEngine:
             "breaker": cfg.breaker.mode, "tools": cfg.tools.mode,
             "output-secrets": cfg.output.secrets, "output-injection": cfg.output.injection,
             "secrets-split": cfg.secrets.mode, "fork-context": cfg.secrets.mode,
-            "surfaces": cfg.surfaces.mode,
+            "surfaces": cfg.surfaces.mode, "budget": cfg.budget.mode,
         }.get(check, "enforce")
 
     def _guard(self, section: str, fn: Callable[[], list[Finding]]) -> list[Finding]:
@@ -415,8 +438,10 @@ class PolicyEngine:
 
     def session_end(self, p: Mapping[str, Any]) -> dict[str, Any]:
         released = self.admission.release_session(_s(p.get("session_id")))
+        abandoned = self.budgets.session_ended(p, _s(p.get("session_id")))
         self.audit.record("session.end", session_id=_s(p.get("session_id")),
-                          released_leases=released, source=self.source)
+                          released_leases=released, unsettled_reservations=len(abandoned),
+                          source=self.source)
         return {}
 
 

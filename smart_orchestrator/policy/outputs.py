@@ -103,6 +103,7 @@ class OutputChecks:
                 "source": e.source}
         if status == "async_launched":
             e.admission.attach_agent(_lease_id(p), _s(resp.get("agentId")), now_us)
+            e.budgets.launched(_lease_id(p), _s(resp.get("agentId")))
             e.audit.record("agent.launched", **base, background=True)
             return {}
         e.admission.release(lease_id=_lease_id(p), now_us=now_us)
@@ -112,7 +113,9 @@ class OutputChecks:
         secrets, injection, updated = self._gate(resp, text, base["session_id"])
         usage = resp.get("usage") if isinstance(resp.get("usage"), Mapping) else {}
         assert isinstance(usage, Mapping)
-        e.audit.record("agent.end", **base, status=status, ok=ok,
+        cost = e.budgets.finished(p, _lease_id(p), base["agent_id"],
+                                  _s(resp.get("resolvedModel") or ti.get("model")) or "inherit")
+        e.audit.record("agent.end", **base, status=status, ok=ok, cost=cost,
                        duration_ms=_int(p.get("duration_ms") or resp.get("totalDurationMs")),
                        total_tokens=_int(resp.get("totalTokens")),
                        input_tokens=_int(usage.get("input_tokens")),
@@ -257,8 +260,10 @@ class OutputChecks:
         released = e.admission.release(agent_id=agent_id, now_us=now_us)
         text = _s(p.get("last_assistant_message"))
         secrets, injection = self._scan(text, _s(p.get("session_id")))
+        cost = e.budgets.stopped(p, agent_id)
         e.audit.record("agent.stop", session_id=_s(p.get("session_id")), agent_id=agent_id,
                        agent_type=scrub_label(_s(p.get("agent_type"))), released_lease=released,
+                       cost=cost,
                        output=digest_text(text) if text else None,
                        flags=[f"{f.check}:{f.rule_id}" for f in secrets + injection],
                        source=e.source)

@@ -50,6 +50,15 @@ KEY_KINDS: dict[str, str] = {
     "breaker.window_s": "higher", "breaker.cooldown_s": "higher",
     "output.secrets": "mode", "output.injection": "mode",
     "tools.deny_credential_reads": "bool",
+    # A cap of None (no cap) is junk to "lower": the weakest value.
+    "budget.session_usd": "lower", "budget.day_usd": "lower",
+    "budget.project_usd": "lower", "budget.team_usd": "lower",
+    "budget.session_mode": "mode", "budget.day_mode": "mode",
+    "budget.project_mode": "mode", "budget.team_mode": "mode",
+    # A larger estimate reserves more, so caps deny sooner.
+    "budget.default_estimate_tokens": "higher",
+    "budget.confirm_above_usd": "lower",
+    "budget.rate_limit": "mode", "budget.max_backoff_s": "higher",
 }
 for _section in SECTIONS:
     KEY_KINDS.setdefault(f"{_section}.mode", "mode")

@@ -246,6 +246,7 @@ class SurfaceChecks:
         now_us = int(e.clock() * 1e6)
         released = 0
         bound = ""
+        cost: dict[str, Any] | None = None
         if tool == "Workflow":
             task = _s(resp.get("taskId"))
             if failed or not task:
@@ -273,9 +274,12 @@ class SurfaceChecks:
             if task:
                 released = e.admission.release_group(_workflow_group(session, task))
                 released += int(e.admission.release(agent_id=task, now_us=now_us))
+                # A stopped agent fires no SubagentStop: its usage so far settles here.
+                cost = e.budgets.stopped(p, task)
         e.audit.record("surface.end", session_id=session, tool=tool,
                        tool_use_id=_s(p.get("tool_use_id")), failed=failed,
-                       released_leases=released, bound=bound or None, source=e.source)
+                       released_leases=released, bound=bound or None, source=e.source,
+                       **({"cost": cost} if cost else {}))
         return {}
 
     def stop(self, p: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..audit import AuditLog, VerifyReport
 from ..errors import OrchestratorError
@@ -72,6 +73,8 @@ class RunData:
     audit_events: int
     audit: VerifyReport
     generated_us: int
+    # The ledger's rows of the run: per agent, the token split and dollars by model.
+    ledger: tuple[dict[str, Any], ...] = ()
 
 
 def _require_wave_tables(store: Store) -> None:
@@ -113,7 +116,18 @@ def load_run(store: Store, run_id: str, *, now_us: int | None = None) -> RunData
     return RunData(snapshot=snap, attempts=attempts, attempt_costs=_attempt_costs(store, run_id),
                    gates=_gates(store, snap.created_us, until), gates_until_us=until,
                    audit_events=_count_events(store, run_id),
-                   audit=AuditLog(store).verify(), generated_us=now)
+                   audit=AuditLog(store).verify(), generated_us=now,
+                   ledger=_ledger(store, run_id))
+
+
+def _ledger(store: Store, run_id: str) -> tuple[dict[str, Any], ...]:
+    from ..budget.summary import agent_row
+    from ..errors import StoreError
+
+    try:
+        return tuple(agent_row(r) for r in store.ledger.rows(run_id=run_id))
+    except StoreError:  # a store from before the ledger, opened read-only
+        return ()
 
 
 

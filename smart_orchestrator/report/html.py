@@ -229,6 +229,22 @@ def _tasks_table(data: RunData) -> str:
                   rows, "tasks")
 
 
+def _ledger_table(data: RunData) -> str:
+    if not data.ledger:
+        return '<p class="note">No ledger rows for this run.</p>'
+    rows = [f"<tr {_task_attrs(str(a['task_id']))}><td>{escape(str(a['task_id']))}</td>"
+            f"<td>{escape(str(a['model']))}</td><td>{escape(str(a['state']))}</td>"
+            f'<td class="num">{a["input_tokens"]:,}</td>'
+            f'<td class="num">{a["output_tokens"]:,}</td>'
+            f'<td class="num">{a["cache_read_tokens"]:,}</td>'
+            f'<td class="num">{a["cache_write_tokens"]:,}</td>'
+            f'<td class="num">${a["estimated_usd"]:.4f}</td>'
+            f'<td class="num">${a["cost_usd"]:.4f}</td><td>{escape(str(a["priced"]))}</td>'
+            "</tr>" for a in data.ledger]
+    return _table(["task", "model", "ledger", "input", "output", "cache read", "cache write",
+                   "estimated", "cost", "priced"], rows, "ledger")
+
+
 def _gates_section(gates: Sequence[GateRun], until_us: int, generated_us: int) -> str:
     window = "until the next wave started" if until_us < generated_us else \
         "until this report was made"
@@ -296,6 +312,7 @@ later bars on the same row); hover for the outcome and reason.</p>
 <aside id="detail"><h2>Task</h2><p class="note">Select a task in the timeline, the graph or
 the table.</p></aside></section>
 <section><h2>Tasks, tokens and cost</h2>{_tasks_table(data)}</section>
+<section><h2>Cost per agent (ledger)</h2>{_ledger_table(data)}</section>
 <section><h2>Quality gates</h2>{_gates_section(data.gates, data.gates_until_us,
                                                   data.generated_us)}</section>
 <footer><p>{data.audit_events} audit events for this run; {audit} (checked when the report

@@ -34,6 +34,7 @@ __all__ = [
     "text",
     "tool_use",
     "turn",
+    "with_usage",
     "workflow_call",
 ]
 
@@ -70,6 +71,9 @@ class Turn:
     blocks: tuple[Block, ...]
     delay: float = 0.0
     stop_reason: str | None = None
+    # Token counts the message reports (input, output, cache_read, cache_write); None: a
+    # token's worth. Budgets are tested against what the model says it used.
+    usage: Mapping[str, int] | None = None
 
     @property
     def effective_stop_reason(self) -> str:
@@ -96,8 +100,14 @@ class ApiError:
 Reply = Turn | ApiError
 
 
-def text(value: str, *, delay: float = 0.0) -> Turn:
-    return Turn((TextBlock(value),), delay=delay)
+def text(value: str, *, delay: float = 0.0, usage: Mapping[str, int] | None = None) -> Turn:
+    return Turn((TextBlock(value),), delay=delay, usage=usage)
+
+
+def with_usage(reply: Turn, **tokens: int) -> Turn:
+    """The same message reporting these token counts (`input`, `output`, `cache_read`,
+    `cache_write`)."""
+    return Turn(reply.blocks, reply.delay, reply.stop_reason, dict(tokens))
 
 
 def tool_use(
@@ -146,12 +156,13 @@ def task_stop(task_id: str, *, delay: float = 0.0) -> Turn:
     return tool_use("TaskStop", {"task_id": task_id}, delay=delay)
 
 
-def turn(*parts: Turn | Block, delay: float = 0.0, stop_reason: str | None = None) -> Turn:
+def turn(*parts: Turn | Block, delay: float = 0.0, stop_reason: str | None = None,
+         usage: Mapping[str, int] | None = None) -> Turn:
     """Merge blocks into one assistant message, e.g. several parallel `agent_call`s."""
     blocks: list[Block] = []
     for part in parts:
         blocks.extend(part.blocks if isinstance(part, Turn) else (part,))
-    return Turn(tuple(blocks), delay=delay, stop_reason=stop_reason)
+    return Turn(tuple(blocks), delay=delay, stop_reason=stop_reason, usage=usage)
 
 
 def api_error(
@@ -203,12 +214,13 @@ def credit_balance_error(*, times: int | None = 1) -> ApiError:
 
 # ---- wire encoding -------------------------------------------------------------------------
 
-def _usage(output_tokens: int) -> dict[str, Any]:
+def _usage(output_tokens: int, scripted: Mapping[str, int] | None = None) -> dict[str, Any]:
+    given = scripted or {}
     return {
-        "input_tokens": 10,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "output_tokens": output_tokens,
+        "input_tokens": int(given.get("input", 10)),
+        "cache_creation_input_tokens": int(given.get("cache_write", 0)),
+        "cache_read_input_tokens": int(given.get("cache_read", 0)),
+        "output_tokens": int(given.get("output", output_tokens)),
     }
 
 
@@ -228,7 +240,8 @@ def materialize(reply: Turn) -> list[dict[str, Any]]:
     return content
 
 
-def message_json(content: list[dict[str, Any]], stop_reason: str, model: str) -> dict[str, Any]:
+def message_json(content: list[dict[str, Any]], stop_reason: str, model: str,
+                 usage: Mapping[str, int] | None = None) -> dict[str, Any]:
     return {
         "id": new_id("msg"),
         "type": "message",
@@ -237,7 +250,7 @@ def message_json(content: list[dict[str, Any]], stop_reason: str, model: str) ->
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": _usage(5),
+        "usage": _usage(5, usage),
     }
 
 
@@ -245,8 +258,12 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def sse_body(content: list[dict[str, Any]], stop_reason: str, model: str) -> bytes:
-    start = message_json([], stop_reason, model) | {"stop_reason": None, "usage": _usage(1)}
+def sse_body(content: list[dict[str, Any]], stop_reason: str, model: str,
+             usage: Mapping[str, int] | None = None) -> bytes:
+    # The input and cache counts come with message_start, the output count with
+    # message_delta, as the API streams them.
+    first = _usage(1, usage)
+    start = message_json([], stop_reason, model) | {"stop_reason": None, "usage": first}
     events = [_event("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(content):
         opening: dict[str, Any]
@@ -267,7 +284,7 @@ def sse_body(content: list[dict[str, Any]], stop_reason: str, model: str) -> byt
         _event("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": 5},
+            "usage": {"output_tokens": _usage(5, usage)["output_tokens"]},
         }),
         _event("message_stop", {"type": "message_stop"}),
     ]

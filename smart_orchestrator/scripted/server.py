@@ -287,8 +287,9 @@ class ScriptedModel:
         content = materialize(reply)
         if body.get("stream"):
             headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
-            return 200, headers, sse_body(content, reply.effective_stop_reason, model)
-        message = message_json(content, reply.effective_stop_reason, model)
+            return 200, headers, sse_body(content, reply.effective_stop_reason, model,
+                                           reply.usage)
+        message = message_json(content, reply.effective_stop_reason, model, reply.usage)
         return 200, {"content-type": "application/json"}, json.dumps(message).encode()
 
     def _answered(self, request: ModelRequest) -> None:

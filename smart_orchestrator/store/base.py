@@ -18,6 +18,8 @@ if TYPE_CHECKING:
         ClaimRepo,
         GateRepo,
         LeaseRepo,
+        LedgerRepo,
+        RateGateRepo,
         TrustRepo,
         WaveRepo,
     )
@@ -86,6 +88,12 @@ class Store(Protocol):
 
     @property
     def gates(self) -> GateRepo: ...
+
+    @property
+    def ledger(self) -> LedgerRepo: ...
+
+    @property
+    def rate_gate(self) -> RateGateRepo: ...
 
     @property
     def location(self) -> str: ...

@@ -184,4 +184,41 @@ ALTER TABLE leases ADD COLUMN host TEXT;
 ALTER TABLE claims ADD COLUMN host TEXT;
 CREATE INDEX leases_by_host ON leases (host);
 """),
+    (9, "the token and dollar ledger; the shared rate-limit gate", """
+CREATE TABLE ledger (
+    id                 TEXT PRIMARY KEY,
+    session_id         TEXT    NOT NULL,
+    project            TEXT    NOT NULL,
+    host               TEXT    NOT NULL,
+    agent_id           TEXT,
+    agent_type         TEXT    NOT NULL,
+    kind               TEXT    NOT NULL,
+    model              TEXT    NOT NULL,
+    state              TEXT    NOT NULL,
+    reserved_usd       REAL    NOT NULL,
+    reserved_tokens    INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL DEFAULT 0,
+    output_tokens      INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd           REAL    NOT NULL DEFAULT 0,
+    priced             TEXT    NOT NULL,
+    source             TEXT    NOT NULL,
+    run_id             TEXT,
+    task_id            TEXT,
+    created_us         INTEGER NOT NULL,
+    settled_us         INTEGER
+);
+CREATE INDEX ledger_by_created ON ledger (created_us);
+CREATE INDEX ledger_by_session ON ledger (session_id, state);
+CREATE INDEX ledger_by_agent ON ledger (agent_id, state);
+CREATE INDEX ledger_by_kind ON ledger (kind, state, settled_us);
+CREATE TABLE rate_gate (
+    scope      TEXT PRIMARY KEY,
+    until_us   INTEGER NOT NULL,
+    status     INTEGER NOT NULL,
+    reason     TEXT    NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+"""),
 )

@@ -193,4 +193,42 @@ CREATE TABLE policy_changes (
     PRIMARY KEY (session_id, change)
 );
 """),
+    (2, "the token and dollar ledger; the shared rate-limit gate", """
+CREATE TABLE ledger (
+    id                 TEXT PRIMARY KEY,
+    session_id         TEXT    NOT NULL,
+    project            TEXT    NOT NULL,
+    host               TEXT    NOT NULL,
+    agent_id           TEXT,
+    agent_type         TEXT    NOT NULL,
+    kind               TEXT    NOT NULL,
+    model              TEXT    NOT NULL,
+    state              TEXT    NOT NULL,
+    reserved_usd       DOUBLE PRECISION    NOT NULL,
+    reserved_tokens    BIGINT NOT NULL,
+    input_tokens       BIGINT  NOT NULL DEFAULT 0,
+    output_tokens      BIGINT  NOT NULL DEFAULT 0,
+    cache_read_tokens  BIGINT  NOT NULL DEFAULT 0,
+    cache_write_tokens BIGINT  NOT NULL DEFAULT 0,
+    cost_usd           DOUBLE PRECISION    NOT NULL DEFAULT 0,
+    priced             TEXT    NOT NULL,
+    source             TEXT    NOT NULL,
+    run_id             TEXT,
+    task_id            TEXT,
+    created_us         BIGINT NOT NULL,
+    settled_us         BIGINT,
+    writer TEXT DEFAULT current_setting('smart_orchestrator.writer', true)
+);
+CREATE INDEX ledger_by_created ON ledger (created_us);
+CREATE INDEX ledger_by_session ON ledger (session_id, state);
+CREATE INDEX ledger_by_agent ON ledger (agent_id, state);
+CREATE INDEX ledger_by_kind ON ledger (kind, state, settled_us);
+CREATE TABLE rate_gate (
+    scope      TEXT PRIMARY KEY,
+    until_us   BIGINT NOT NULL,
+    status     INTEGER NOT NULL,
+    reason     TEXT    NOT NULL,
+    updated_us BIGINT NOT NULL
+);
+"""),
 )

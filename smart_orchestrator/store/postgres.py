@@ -37,6 +37,7 @@ from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from ._sql import POSTGRES, Dialect
+from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
 from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
@@ -110,6 +111,8 @@ class PgStore:
         self.trust = SqlTrust(self)
         self.waves = SqlWaves(self)
         self.gates = SqlGates(self)
+        self.ledger = SqlLedger(self)
+        self.rate_gate = SqlRateGate(self)
         self.witness_problem: str | None = None
         with self._lock:
             self._connection()
@@ -394,13 +397,16 @@ def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
 
 
 def _migrate(conn: psycopg.Connection[Any], schema: str) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                 "name TEXT NOT NULL, applied_us BIGINT NOT NULL)")
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    if row is not None and row[0] >= _LATEST:
-        return
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() not in (None, (None,)):
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        if row is not None and row[0] >= _LATEST:
+            return
     with conn.transaction():
         conn.execute(_BEGIN_LOCKED.removeprefix("BEGIN; "))
+        # Created under the lock: machines opening a new schema at once would otherwise
+        # race in CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
+                     "KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)")
         # Re-read under the lock: another machine may have migrated meanwhile.
         row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations"
                            ).fetchone()

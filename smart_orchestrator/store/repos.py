@@ -25,6 +25,11 @@ __all__ = [
     "GateRow",
     "LeaseRepo",
     "LeaseRow",
+    "LedgerRepo",
+    "LedgerRow",
+    "LedgerUsage",
+    "RateGateRepo",
+    "RateGateRow",
     "RunRow",
     "TaskRow",
     "TrustRepo",
@@ -322,3 +327,109 @@ class GateRepo(Protocol):
 
     def put(self, tree: str, key: str, name: str, tier: int, row: GateRow, *, now_us: int,
             keep_after_us: int) -> None: ...
+
+
+# -- the token and dollar ledger -----------------------------------------------------------
+class LedgerRow(NamedTuple):
+    """One agent's reservation and, once settled, its real usage. `charged_usd` is what
+    counts against caps: the estimate while reserved, the real cost once settled."""
+
+    id: str
+    session_id: str
+    project: str
+    host: str
+    agent_id: str | None
+    agent_type: str
+    kind: str  # what similar tasks share, for estimates from history
+    model: str
+    state: str  # reserved | settled | abandoned
+    reserved_usd: float
+    reserved_tokens: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    priced: str  # "table:<family>" or "unknown:<model>"
+    source: str  # native | wave
+    run_id: str | None
+    task_id: str | None
+    created_us: int
+    settled_us: int | None
+
+    @property
+    def charged_usd(self) -> float:
+        return self.reserved_usd if self.state == "reserved" else self.cost_usd
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
+                + self.cache_write_tokens)
+
+
+class LedgerUsage(NamedTuple):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    model: str
+    priced: str
+
+
+class LedgerRepo(Protocol):
+    """Reservations settle exactly once: `settle` and `abandon` are compare-and-sets on the
+    reserved state. Callers check a cap and reserve inside one `store.transaction()`."""
+
+    def reserve(self, row: LedgerRow) -> bool:
+        """Insert a reservation; False when the id is already there (a replayed hook)."""
+        ...
+
+    def bind(self, entry_id: str, agent_id: str) -> bool: ...
+
+    def open_for_agent(self, agent_id: str) -> str | None:
+        """The id of the agent's reservation not settled yet."""
+        ...
+
+    def open_ids(self, session_id: str) -> list[str]: ...
+
+    def settle(self, entry_id: str, usage: LedgerUsage, now_us: int) -> bool: ...
+
+    def abandon(self, entry_id: str, now_us: int) -> bool:
+        """Close a reservation whose usage will never be known: its estimate stays charged."""
+        ...
+
+    def get(self, entry_id: str) -> LedgerRow | None: ...
+
+    def charged(self, *, since_us: int | None = None, session_id: str | None = None,
+                project: str | None = None, host: str | None = None) -> tuple[float, int]:
+        """(dollars, entries) charged by the rows created since `since_us` that match."""
+        ...
+
+    def history(self, kind: str, *, limit: int, prefix: bool = False) -> list[LedgerRow]:
+        """The newest settled rows of this kind (of kinds starting so, with `prefix`),
+        agents that never started left out."""
+        ...
+
+    def rows(self, *, session_id: str | None = None, run_id: str | None = None,
+             since_us: int | None = None, limit: int = 500) -> list[LedgerRow]: ...
+
+
+# -- the shared rate-limit gate ------------------------------------------------------------
+class RateGateRow(NamedTuple):
+    scope: str
+    until_us: int
+    status: int
+    reason: str
+    updated_us: int
+
+
+class RateGateRepo(Protocol):
+    """When new agents may start again after a rate limit anyone hit."""
+
+    def get(self, scope: str) -> RateGateRow | None: ...
+
+    def close_until(self, scope: str, until_us: int, status: int, reason: str,
+                    now_us: int) -> RateGateRow:
+        """Hold the gate closed until `until_us`, or later if it already is; the row now."""
+        ...

@@ -27,6 +27,7 @@ from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from . import witnessing
 from ._files import abandon, folder_lock, ident, move_aside, sidecars
 from ._sql import SQLITE, Dialect
+from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
 from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
@@ -71,6 +72,8 @@ class SqliteStore:
         self.trust = SqlTrust(self)
         self.waves = SqlWaves(self)
         self.gates = SqlGates(self)
+        self.ledger = SqlLedger(self)
+        self.rate_gate = SqlRateGate(self)
         self._ident = ident(self._path)
         self._side_idents = [ident(p) for p in sidecars(self._path)]
         if not readonly:

@@ -52,6 +52,10 @@ class AgentOutcome:
     turns: int = 0
     session_id: str | None = None
     pid: int | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    model: str | None = None  # the model that answered, when the CLI said
+    api_status: int | None = None  # the HTTP status of the API error that ended it
 
 
 class AgentRunner(Protocol):

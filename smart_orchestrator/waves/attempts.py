@@ -49,6 +49,10 @@ class _Wave(Protocol):
     def cancel_reason(self) -> str | None: ...
 
 
+class _Held(Exception):
+    """The attempt hit a usage limit with a known reset: the task is pending again."""
+
+
 class TaskDriver:
     def __init__(self, ctx: WaveContext, run_id: str, options: RunOptions,
                  wave: _Wave) -> None:
@@ -76,6 +80,8 @@ class TaskDriver:
                     await self._attempt(task, tries)
         except AttemptFailed as exc:
             self._give_up(task, exc, tries)
+        except _Held:
+            pass  # pending again: the wave starts it when the usage limit resets
 
     def _before_sleep(self, task: TaskSpec, retry_state: RetryCallState) -> None:
         delay = retry_state.upcoming_sleep
@@ -85,6 +91,8 @@ class TaskDriver:
 
     async def _attempt(self, task: TaskSpec, tries: int) -> None:
         ctx = self._ctx
+        if ctx.budget is not None and (wait := ctx.budget.gate_wait_s()) > 0:
+            await ctx.sleep(wait)  # a retry waits out a rate limit with everyone else
         allowed, why = ctx.breaker.allow(task.agent_type)
         if not allowed:
             raise AttemptFailed(ErrorClass.BREAKER_OPEN, why)
@@ -134,16 +142,22 @@ class TaskDriver:
         outcome, output = _judge(outcome, contract)
         if outcome.ok and self._spaces is not None:
             outcome = await self._deliver(task, outcome)
-        self._end(task, attempt, outcome, started, output,
-                  reformats=contract.reformats if contract else 0)
+        if self._end(task, attempt, outcome, started, output,
+                     reformats=contract.reformats if contract else 0):
+            raise _Held(outcome.reason)
         if not outcome.ok:
             assert outcome.error_class is not None
             raise AttemptFailed(outcome.error_class, outcome.reason)
 
     def _end(self, task: TaskSpec, attempt: int, outcome: AgentOutcome, started: float,
-             output: str | None, *, reformats: int) -> None:
+             output: str | None, *, reformats: int) -> bool:
+        """Record the attempt's end; True when the task went back to pending (held)."""
         ctx, error_class = self._ctx, outcome.error_class
-        if outcome.ok:
+        if error_class == ErrorClass.SESSION_LIMIT and ctx.budget is not None and \
+                ctx.budget.usage_limited(outcome.reason) is not None:
+            # Not a failure: the task waits, with the whole wave, for the named reset.
+            task_state = "pending"
+        elif outcome.ok:
             task_state = "succeeded"
         elif error_class == ErrorClass.CANCELLED:
             task_state = "cancelled"
@@ -155,6 +169,8 @@ class TaskDriver:
             error_class=error_class and error_class.value,
             duration_ms=int((time.monotonic() - started) * 1000),
             input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            cache_read_tokens=outcome.cache_read_tokens,
+            cache_write_tokens=outcome.cache_write_tokens, model=outcome.model,
             cost_usd=outcome.cost_usd,
             output=digest_text(output) if output is not None else None)
         ctx.state.end_attempt(
@@ -165,11 +181,16 @@ class TaskDriver:
             cost_usd=outcome.cost_usd, output=output,
             audit=(ctx.audit, "wave.agent_end", end_fields))
         self._wave.set_status(task.id, task_state)
+        if ctx.budget is not None:
+            ctx.budget.attempt_ended(self._run_id, task.id, outcome)
         if outcome.ok or error_class in BREAKER_COUNTS:
             ctx.breaker.record(task.agent_type, outcome.ok)
+        if task_state == "pending":
+            return True
         if error_class is not None and error_class.stops_wave:
             self._wave.stop_wave(f"{error_class.value} error in task {task.id!r}: "
                                  f"{outcome.reason}", error_class)
+        return False
 
     async def _deliver(self, task: TaskSpec, outcome: AgentOutcome) -> AgentOutcome:
         """Merge the task's branch into the result; a conflict is the task's outcome."""

@@ -45,8 +45,11 @@ class _Driver(Protocol):
     async def run_task_body(self, run_id: str, task_id: str) -> str: ...
 
 
-def task_workflow_id(run_id: str, task_id: str) -> str:
-    return f"{run_id}/{task_id}"
+def task_workflow_id(run_id: str, task_id: str, holds: int = 0) -> str:
+    """A task's workflow id. `holds` counts the times a usage limit sent the task back to
+    pending: its workflow ended then, and the task's next run is a new workflow (the
+    ended one would hand back its recorded result without running)."""
+    return f"{run_id}/{task_id}" if not holds else f"{run_id}/{task_id}~held{holds}"
 
 
 def system_database_url(store_location: str) -> str:
@@ -143,7 +146,7 @@ class WaveEngine:
         with SetWorkflowID(run_id):
             await _wave_workflow(run_id)
 
-    async def run_task(self, run_id: str, task_id: str) -> str:
+    async def run_task(self, run_id: str, task_id: str, holds: int = 0) -> str:
         """Run a task's workflow here, or wait for it where it already runs; a finished one
         returns its recorded result without running again."""
         from dbos import SetWorkflowID
@@ -151,7 +154,7 @@ class WaveEngine:
         # Tasks are top-level workflows, not children of the wave's: the wave body is
         # re-run from the store on resume, in whatever order tasks become ready, and a
         # child is found by its position in the parent, which would then differ.
-        with _outside_workflow(), SetWorkflowID(task_workflow_id(run_id, task_id)):
+        with _outside_workflow(), SetWorkflowID(task_workflow_id(run_id, task_id, holds)):
             return str(await _task_workflow(run_id, task_id))
 
     def resume(self, run_id: str) -> list[str]:

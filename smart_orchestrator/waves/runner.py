@@ -53,6 +53,10 @@ class _Tally:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    model: str | None = None
+    api_status: int | None = None
     turns: int = 0
     session_id: str | None = None
     text: str = ""
@@ -64,6 +68,11 @@ class _Tally:
         self.results += 1
         self.input_tokens += int(usage.get("input_tokens") or 0)
         self.output_tokens += int(usage.get("output_tokens") or 0)
+        self.cache_read_tokens += int(usage.get("cache_read_input_tokens") or 0)
+        self.cache_write_tokens += int(usage.get("cache_creation_input_tokens") or 0)
+        if msg.model_usage:
+            self.model = str(next(iter(msg.model_usage)))
+        self.api_status = msg.api_error_status or self.api_status
         # The CLI reports the session's running total with each result.
         self.cost_usd = max(self.cost_usd, float(msg.total_cost_usd or 0.0))
         self.turns += msg.num_turns
@@ -79,7 +88,9 @@ class _Tally:
         error = error or self.error
         common: dict[str, Any] = dict(
             input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd, turns=self.turns, session_id=self.session_id, pid=pid)
+            cost_usd=self.cost_usd, turns=self.turns, session_id=self.session_id, pid=pid,
+            cache_read_tokens=self.cache_read_tokens, cache_write_tokens=self.cache_write_tokens,
+            model=self.model, api_status=self.api_status)
         if error is not None:
             return AgentOutcome(False, self.text, error[0], error[1], **common)
         if self.results == 0:

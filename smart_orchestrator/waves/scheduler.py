@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from ..audit import AuditLog
+from ..budget.waves import WaveBudget
 from ..canonical import digest_text
 from ..errors import OrchestratorError
 from ..store.base import Store
@@ -62,6 +63,7 @@ class WaveContext:
     notify: Callable[[str], None] = lambda _run_id: None
     # Runs a task's body durably (a DBOS workflow per task); None runs it in place.
     run_task: Callable[[WaveRun, str], Awaitable[object]] | None = None
+    budget: WaveBudget | None = None  # caps and the rate gate, at task admission
 
 
 @dataclass(slots=True)
@@ -135,6 +137,11 @@ class WaveRun:
         """The server stops: agents are killed, the store keeps every task as it is."""
         for scope in [*self._scopes.values(), *self._bodies.values()]:
             scope.cancel()
+
+    def holds(self, task_id: str) -> int:
+        """How often a usage limit sent the task back to pending (its held attempts)."""
+        return sum(1 for a in self._ctx.state.attempts(self.run_id)
+                   if a.task_id == task_id and a.outcome == "pending")
 
     async def execute(self, task_id: str) -> str:
         """A task's body: its attempts. Run once per task workflow; a body that runs again
@@ -217,6 +224,9 @@ class WaveRun:
             if cap is not None and len(self._scopes) >= cap:
                 self.waiting_reason = f"at this wave's cap of {cap} agents"
                 return
+            if (held := self._budget_hold(task)) is not None:
+                self.waiting_reason = held
+                return
             decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id,
                                                      agent_type=task.agent_type)
             if not decision.admitted:
@@ -229,20 +239,36 @@ class WaveRun:
             self.max_running = max(self.max_running, len(self._scopes))
             tg.start_soon(self._run_task, task, scope)
 
+    def _budget_hold(self, task: TaskSpec) -> str | None:
+        """Why the budget holds the wave (it waits; nothing fails), once in the audit."""
+        if self._ctx.budget is None:
+            return None
+        held = self._ctx.budget.admit(self.run_id, task.id, task.agent_type,
+                                      task.agent.model, task.prompt)
+        if held is not None and self.waiting_reason != held:
+            self._ctx.audit.record("wave.paused", run_id=self.run_id, task_id=task.id,
+                                   reason=held)
+        return held
+
     async def _run_task(self, task: TaskSpec, scope: anyio.CancelScope) -> None:
         try:
             with scope:
                 if self._ctx.run_task is None:
                     await self.execute(task.id)
                 else:
+                    holds = self.holds(task.id)
                     await self._ctx.run_task(self, task.id)
-                    if self.may_retry() and self._status[task.id] in ("pending", "retrying"):
+                    if self.may_retry() and self._status[task.id] in ("pending", "retrying") \
+                            and self.holds(task.id) == holds:
                         # The durable engine returned a recorded end without running the
                         # body: launching it again would loop, so the task fails, said so.
                         self._close(task.id, "failed", ErrorClass.CRASH,
                                     "the durable engine recorded this task's workflow as "
                                     "ended, but the store holds no end")
         finally:
+            if self._ctx.budget is not None and self._status[task.id] != "pending":
+                # A task held for a usage limit settles when it finally ends.
+                self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
             if self._cancel_reason is not None and self._status[task.id] in (
@@ -278,6 +304,8 @@ class WaveRun:
             if "gates" in merged:
                 reason = f"{reason}; gates on the merged result: {merged['gates']['reason']}"
         state.merge_stats(self.run_id, stats)
+        if self._ctx.budget is not None:
+            self._ctx.budget.finish_run(self.run_id)
         self._finished = True  # from here a cancel comes too late
         state.set_run_state(self.run_id, final, reason=reason,
                             stop_class=stop_class.value if stop_class else None)

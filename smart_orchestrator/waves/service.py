@@ -24,6 +24,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ..audit import AuditLog
+from ..budget.waves import WaveBudget
 from ..canonical import canonical_json, sha256_hex
 from ..errors import ConfigError, OrchestratorError
 from ..store.base import Store
@@ -50,7 +51,7 @@ class WaveService:
                  config: WaveConfig | None = None, *, metrics: Metrics | None = None,
                  breaker: Breaker | None = None, slots: Slots | None = None,
                  agent_env: Mapping[str, str] | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, budget: WaveBudget | None = None) -> None:
         """`breaker` and `slots` default to the policy's, shared through the store with
         the hooks and every other server (`smart_orchestrator.policy.shared`)."""
         self._config = config or WaveConfig()
@@ -64,12 +65,13 @@ class WaveService:
             factory = EngineFactory(store, source="wave")
             breaker = breaker or PolicyBreaker(lambda: factory.get()[0])
             slots = slots or PolicySlots(lambda: factory.get()[0])
+            budget = budget or WaveBudget(store, lambda: factory.get()[0].budgets.budget)
         self._resources = ResourceManager(self._config.admission, metrics, slots)
         self._ctx = WaveContext(
             state=self._state, audit=AuditLog(store), runner=runner,
             resources=self._resources, breaker=breaker,
             retry=self._config.retry, tick_s=self._config.tick_s, notify=self._notify,
-            run_task=self._run_task_workflow)
+            run_task=self._run_task_workflow, budget=budget)
         self._store = store
         self._live: dict[str, WaveRun] = {}
         self._versions: dict[str, int] = {}
@@ -170,6 +172,24 @@ class WaveService:
                                   f"sandbox is required but {confinement.note}")
 
     # -- operations ------------------------------------------------------------------------
+    def preview(self, plan: WavePlan) -> WaveSnapshot:
+        """What the plan is expected to use; nothing is started or stored."""
+        from ..budget.preview import PlannedAgent
+        from .plan import dependency_levels
+
+        _refuse_credentials(plan)
+        budget = self._ctx.budget
+        if budget is None:
+            raise OrchestratorError("no budget is configured for waves, so no preview")
+        data = budget.preview("preview", [PlannedAgent(t.id, t.agent_type, t.agent.model,
+                                                       t.prompt) for t in plan.tasks])
+        return WaveSnapshot(run_id="", name=plan.name, state="preview",
+                            reason="preview: nothing was started", stop_class=None,
+                            created_us=time.time_ns() // 1000, finished_us=None,
+                            counts={"pending": len(plan.tasks)}, tasks=(),
+                            levels=[list(level) for level in dependency_levels(plan)],
+                            admission=None, stats={}, version=0, preview=data)
+
     def spawn(self, plan: WavePlan, *, cwd: str, max_concurrency: int | None = None) -> str:
         _refuse_credentials(plan)
         self._require_sandbox(plan)
@@ -254,7 +274,7 @@ class WaveService:
 
     async def _run_task_workflow(self, run: WaveRun, task_id: str) -> None:
         assert self._engine is not None
-        await self._engine.run_task(run.run_id, task_id)
+        await self._engine.run_task(run.run_id, task_id, run.holds(task_id))
 
     def status(self, run_id: str, *, output_chars: int = 2000) -> WaveSnapshot:
         run = self._state.run(run_id)

@@ -63,6 +63,10 @@ class WaveSnapshot(_View):
     admission: str | None
     stats: dict[str, Any]
     version: int = Field(description="grows with every change to the wave")
+    preview: dict[str, Any] | None = Field(
+        default=None, description="with spawn_wave(preview=true) only, when nothing ran: agents x "
+        "model x expected tokens and dollars with each estimate's basis, each cap's share, "
+        "and `confirm` (ask the user first)")
 
     @property
     def done(self) -> bool:

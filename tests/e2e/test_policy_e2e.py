@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.store.hostid import host_id
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text, tool_use, turn
 from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
@@ -193,8 +194,10 @@ def test_a_service_killed_while_deciding_blocks_the_call_and_restarts(
     store = SqliteStore(db)
     try:  # the one machine-wide slot, held by a live process of another session
         with store.transaction() as conn:
-            conn.execute("INSERT INTO leases VALUES ('other:toolu_x', 'other', NULL, 'general', "
-                         "?, 1, 0, 0, ?)", (os.getpid(), 2**62))
+            conn.execute("INSERT INTO leases (id, session_id, agent_id, agent_type, owner_pid, "
+                         "depth, background, acquired_us, expires_us, host) VALUES "
+                         "('other:toolu_x', 'other', NULL, 'general', ?, 1, 0, 0, ?, ?)",
+                         (os.getpid(), 2**62, host_id()))
     finally:
         store.close()
     killed: list[int] = []

@@ -1,0 +1,156 @@
+"""Budgets for the agents Claude Code starts: reserve at PreToolUse, settle after.
+
+Claude Code's Agent result carries the usage of the agent's *last* API message only
+(`tool_response.usage`, and `totalTokens` derived from it: CLI 2.1.332), so an agent's
+real usage is summed from its transcript, one entry per API message:
+
+- foreground: PostToolUse(Agent) names the agent; its transcript is
+  `<session transcript without .jsonl>/subagents/agent-<id>.jsonl`;
+- background: PostToolUse says `async_launched` and names the agent (the reservation is
+  bound to it); SubagentStop gives the transcript path and settles it;
+- a reservation nobody settles (the transcript unreadable, an agent stopped unseen, a
+  workflow's agents) is abandoned when the session ends: its estimate stays charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..budget import Budget, Tokens, task_kind, transcript_usage
+from .checks import Finding
+
+if TYPE_CHECKING:
+    from .engine import PolicyEngine
+
+__all__ = ["RATE_SCOPE", "BudgetChecks", "BudgetVerdict", "subagent_transcript"]
+
+RATE_SCOPE = "api"
+
+
+class BudgetVerdict(NamedTuple):
+    enforced: list[Finding]
+    warned: list[Finding]
+    reserved: bool
+    retry_after_s: float | None = None
+
+
+def subagent_transcript(session_transcript: str, agent_id: str) -> Path | None:
+    """Where Claude Code keeps a subagent's transcript: beside the session's, or one
+    folder down when the agent's runner names a subfolder (workflows do)."""
+    if not session_transcript.endswith(".jsonl") or not agent_id or "/" in agent_id \
+            or agent_id.startswith("."):
+        return None
+    folder = Path(session_transcript[:-len(".jsonl")]) / "subagents"
+    direct = folder / f"agent-{agent_id}.jsonl"
+    if direct.is_file():
+        return direct
+    nested = sorted(folder.glob(f"*/agent-{agent_id}.jsonl"))
+    return nested[0] if nested else direct
+
+
+class BudgetChecks:
+    def __init__(self, engine: PolicyEngine, budget: Budget) -> None:
+        self.e = engine
+        self.budget = budget
+
+    # -- before ----------------------------------------------------------------------
+    def reserve(self, ti: Mapping[str, Any], base: dict[str, Any], entry_id: str,
+                slots: int) -> BudgetVerdict:
+        if self.budget.config.mode == "off":
+            return BudgetVerdict([], [], False)
+        gate = self._rate_gate()
+        if gate.enforced:
+            return gate
+        enforced: list[Finding] = []
+        warned, retry_after = list(gate.warned), None
+        model = str(ti.get("model") or "inherit")
+        prompt = ti.get("prompt")
+        kind = task_kind(base["agent_type"], model,
+                         prompt if isinstance(prompt, str) else base["tool"])
+        res = self.budget.reserve(entry_id, session_id=base["session_id"],
+                                  agent_type=base["agent_type"], kind=kind, model=model,
+                                  source="native", count=slots)
+        now = self.budget.now_us()
+        for b in res.breaches:
+            f = Finding("budget", f"cap-{b.cap}", "high", b.reason(res.estimate.usd * slots,
+                                                                   now), True)
+            (enforced if b.mode == "enforce" else warned).append(f)
+            if b.mode == "enforce" and b.resets_us is not None:
+                retry_after = (b.resets_us - now) / 1e6
+        base["estimate_usd"] = round(res.estimate.usd * slots, 6)
+        return BudgetVerdict(enforced, warned, res.reserved, retry_after)
+
+    def _rate_gate(self) -> BudgetVerdict:
+        cfg = self.budget.config
+        if cfg.rate_limit == "off":
+            return BudgetVerdict([], [], False)
+        row = self.e.store.rate_gate.get(RATE_SCOPE)
+        now = self.budget.now_us()
+        if row is None or row.until_us <= now:
+            return BudgetVerdict([], [], False)
+        wait = min((row.until_us - now) / 1e6, cfg.max_backoff_s)
+        f = Finding("budget", "rate-limited", "high",
+                    f"an agent got {row.status} ({row.reason}) from the API; new agents wait "
+                    f"{wait:.0f} s so they do not all hit the limit again", True)
+        if cfg.rate_limit == "enforce":
+            return BudgetVerdict([f], [], False, wait)
+        return BudgetVerdict([], [f], False)
+
+    def release(self, entry_id: str, slots: int) -> None:
+        ids = [entry_id] if slots == 1 else [f"{entry_id}#{k}" for k in range(slots)]
+        for one in ids:
+            self.budget.release(one)
+
+    # -- after -----------------------------------------------------------------------
+    def launched(self, entry_id: str, agent_id: str) -> None:
+        if agent_id:
+            self.e.store.ledger.bind(entry_id, agent_id)
+
+    def finished(self, p: Mapping[str, Any], entry_id: str, agent_id: str,
+                 model: str) -> dict[str, Any] | None:
+        """A foreground agent's end: settle from its transcript."""
+        if agent_id:
+            self.e.store.ledger.bind(entry_id, agent_id)
+        path = subagent_transcript(str(p.get("transcript_path") or ""), agent_id)
+        found = transcript_usage(path) if path is not None else None
+        if found is None:
+            return None  # abandoned at session end: the estimate stays charged
+        return self._settle(entry_id, found[0], found[1] or model)
+
+    def stopped(self, p: Mapping[str, Any], agent_id: str) -> dict[str, Any] | None:
+        """A background agent's SubagentStop: settle its bound reservation."""
+        entry_id = self.e.store.ledger.open_for_agent(agent_id) if agent_id else None
+        if entry_id is None:
+            return None
+        # The hook's own `agent_transcript_path` is not among the fields our mcp_tool
+        # hooks pass; the session's transcript path names the same file.
+        path = str(p.get("agent_transcript_path") or "") or subagent_transcript(
+            str(p.get("transcript_path") or ""), agent_id)
+        found = transcript_usage(path) if path else None
+        if found is None:
+            return None
+        return self._settle(entry_id, found[0], found[1] or "inherit")
+
+    def _settle(self, entry_id: str, tokens: Tokens, model: str) -> dict[str, Any] | None:
+        usage = self.budget.settle(entry_id, tokens, model)
+        if usage is None:
+            return None
+        return {"cost_usd": usage.cost_usd, "model": usage.model, "priced": usage.priced,
+                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens}
+
+    def session_ended(self, p: Mapping[str, Any], session_id: str) -> list[str]:
+        """Settle what the session's agents' transcripts say; the rest stays charged at
+        its estimate. Returns the ids left at their estimate."""
+        ledger = self.e.store.ledger
+        for entry_id in ledger.open_ids(session_id):
+            row = ledger.get(entry_id)
+            path = subagent_transcript(str(p.get("transcript_path") or ""),
+                                       row.agent_id or "") if row is not None else None
+            found = transcript_usage(path) if path is not None else None
+            if found is not None:
+                self._settle(entry_id, found[0], found[1] or (row.model if row else "inherit"))
+        return self.budget.abandon_session(session_id)

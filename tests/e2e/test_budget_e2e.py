@@ -1,0 +1,327 @@
+"""Budgets on real subagent calls inside Claude Code, against the scripted model reporting
+usage."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smart_orchestrator.budget import Budget
+from smart_orchestrator.budget.waves import WaveBudget
+from smart_orchestrator.policy.config import BudgetPolicy
+from smart_orchestrator.store import SqliteStore
+from smart_orchestrator.waves import WaveConfig, WaveService
+from smart_orchestrator.waves.admission import MIB, AdmissionConfig
+from smart_orchestrator.waves.recovery import RetryPolicy
+from smart_orchestrator.waves.runner import SdkAgentRunner
+from tests.wave_fakes import shared_policy
+
+from .harness import (
+    ClaudeRun,
+    ScriptedModel,
+    agent_call,
+    api_error,
+    offline_env,
+    rate_limit_error,
+    text,
+    tool_use,
+    turn,
+)
+from .plugin_env import audit_rows, plugin_data, run_plugin
+from .test_waves_e2e import Waves, _agent_processes, _seen, plan, t
+
+# 500k input and 100k output tokens: $3.00 on Sonnet, $15 on an unknown model (Opus
+# rates); over a $2 cap either way.
+HEAVY = {"input": 500_000, "output": 100_000, "cache_read": 7_000, "cache_write": 3_000}
+
+
+def _policy(work: Path, body: str) -> None:
+    (work / ".claude").mkdir(exist_ok=True)
+    (work / ".claude" / "smart-orchestrator.toml").write_text(body)
+
+
+def _ledger(home: Path) -> list[dict[str, object]]:
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY created_us")]
+    finally:
+        conn.close()
+
+
+def test_a_session_cap_reached_by_native_agents_denies_the_next_one(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    _policy(claude_dirs["work"], "[budget]\nsession_usd = 2.0\n")
+    scripted_model.main([agent_call("COST-1: summarise part 1"),
+                         agent_call("COST-2: summarise part 2"), text("done")])
+    scripted_model.subagent("COST-1", [text("part 1 summarised", usage=HEAVY)])
+    scripted_model.subagent("COST-2", [text("part 2 summarised")])
+    run = run_plugin(run_claude, repo_root, "summarise both parts")
+    run.assert_success(allow_denials=True)
+    first, second = scripted_model.tool_results("main")
+    assert not first.is_error and "part 1 summarised" in first.text
+    assert second.is_error and "session budget cap of $2.00" in second.text, second.text
+    assert "resets when the session ends" in second.text
+    assert scripted_model.requests_for("COST-2") == [], "the denied agent must not start"
+    home = claude_dirs["home"]
+    rows = _ledger(home)
+    assert [r["state"] for r in rows] == ["settled"], rows
+    # Settled from the subagent's transcript: the scripted usage, every kind of token.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["cache_read_tokens"],
+            rows[0]["cache_write_tokens"]) == (500_000, 100_000, 7_000, 3_000)
+    assert float(rows[0]["cost_usd"]) >= 3.0  # type: ignore[arg-type]
+    ends = [json.loads(d) for *_, d in audit_rows(home, "agent.end")]
+    assert ends[0]["cost"]["input_tokens"] == 500_000
+    denials = [json.loads(d) for *_, d in audit_rows(home, "policy.decision")]
+    assert [d["decision"] for d in denials] == ["allow", "deny"]
+    assert denials[1]["denied_by"] == ["budget:cap-session"]
+
+
+def test_parallel_agents_in_one_message_cannot_overshoot_a_cap_together(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    # Each is estimated at $0.63 (no history, model unknown): two fit under $1.30. Their
+    # PreToolUse hooks run at once; each checks and reserves in one transaction.
+    _policy(claude_dirs["work"], "[budget]\nsession_usd = 1.3\n"
+                                 "[admission]\nmax_in_flight_session = 8\n")
+    calls = [agent_call(f"PAR-{i}: part {i}", description=f"part {i}") for i in range(4)]
+    scripted_model.main([turn(*calls), text("merged")])
+    for i in range(4):
+        scripted_model.subagent(f"PAR-{i}", [text(f"part {i} done")])
+    run = run_plugin(run_claude, repo_root, "fan out", timeout=240)
+    run.assert_success(allow_denials=True)
+    results = scripted_model.tool_results("main")
+    assert len(results) == 4
+    denied = [r for r in results if r.is_error]
+    assert len(denied) == 2, [r.text for r in results]
+    assert all("session budget cap of $1.30" in r.text for r in denied)
+    started = sum(1 for i in range(4) if scripted_model.requests_for(f"PAR-{i}"))
+    assert started == 2
+    assert len(_ledger(claude_dirs["home"])) == 2
+
+
+def test_a_background_agent_is_settled_at_its_stop(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    scripted_model.main([agent_call("BG-1: index the docs", background=True),
+                         text("launched", delay=3.0), text("all done")])
+    scripted_model.subagent("BG-1", [text("indexed", usage={"input": 1234, "output": 56})])
+    run = run_plugin(run_claude, repo_root, "index in the background")
+    run.assert_success()
+    home = claude_dirs["home"]
+    from .plugin_env import wait_for_audit
+
+    wait_for_audit(home, "agent.stop")
+    rows = _ledger(home)
+    assert len(rows) == 1 and rows[0]["state"] == "settled", rows
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"]) == (1234, 56)
+
+
+# -- waves ----------------------------------------------------------------------------------
+class _Policy:
+    """The budget section in force; a test changes it as `policy accept` would."""
+
+    def __init__(self, store: SqliteStore, project: str, **values: object) -> None:
+        self.store, self.project, self.values = store, project, dict(values)
+
+    def budget(self) -> Budget:
+        return Budget(self.store, BudgetPolicy(**self.values),  # type: ignore[arg-type]
+                      project=self.project)
+
+
+@pytest.fixture
+def waves(tmp_path: Path, scripted_model: ScriptedModel, claude_dirs: dict[str, Path],
+          claude_bin: Path) -> Iterator[Waves]:
+    w = Waves(tmp_path, scripted_model, claude_dirs, claude_bin)
+    yield w
+    w.close()
+
+
+def _wave_service(waves: Waves, policy: _Policy, **runner: Any) -> WaveService:
+    env = offline_env(model_url=waves.model.base_url, home=waves.dirs["home"],
+                      tmpdir=waves.dirs["cctmp"])
+    store = SqliteStore(waves.tmp / "state.db")
+    config = WaveConfig(admission=AdmissionConfig(max_agents=4,
+                                                  memory_budget_bytes=3072 * MIB),
+                        retry=RetryPolicy(initial_s=0.05, max_backoff_s=0.2), tick_s=0.1)
+    agents = SdkAgentRunner(cli_path=waves.claude_bin, extra_env=env, **runner)
+    service = WaveService(store, agents, config, budget=WaveBudget(store, policy.budget),
+                          **shared_policy(store))
+    waves._open.append((service, store))
+    return service
+
+
+SONNET = {"name": "worker", "model": "claude-sonnet-4-5"}
+# 100k input, 10k output on Sonnet: $0.45 a task.
+TASK_USAGE = {"input": 100_000, "output": 10_000}
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_a_cap_reached_mid_wave_pauses_it_and_raising_the_cap_resumes_it(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    for name in "ABCD":
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}", usage=TASK_USAGE)])
+    policy = _Policy(waves.store, "proj", project_usd=1.0)
+    service = _wave_service(waves, policy)
+    wave = plan(*(t(n, agent=SONNET) for n in "abcd"))
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=1)
+    # Two tasks fit under $1 (the second is estimated from the first: $0.45); the third
+    # would take the project past it, so the wave waits.
+    assert _wait(lambda: any(r.kind == "wave.paused" for r in waves.store.iter_audit()))
+    paused = service.status(run_id)
+    assert paused.state == "running", paused
+    assert "paused at a budget cap" in (paused.admission or ""), paused.admission
+    assert [t_.state for t_ in paused.tasks] == ["succeeded", "succeeded", "pending",
+                                                 "pending"]
+    assert scripted_model.requests_for("TASK-C:") == []
+    spent = waves.store.ledger.charged(project="proj")[0]
+    assert 0.85 < spent <= 1.0, spent
+    policy.values["project_usd"] = 10.0
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    done = service.status(run_id)
+    assert done.state == "completed", done
+    for name in "ABCD":
+        assert len(scripted_model.requests_for(f"TASK-{name}:")) == 1, name
+    assert all(t_.attempts == 1 for t_ in done.tasks)
+    rows = waves.store.ledger.rows(run_id=run_id)
+    assert [r.state for r in rows] == ["settled"] * 4
+    assert all((r.input_tokens, r.output_tokens) == (100_000, 10_000) for r in rows), rows
+    assert all(r.priced == "table:sonnet-4" for r in rows)
+
+
+def test_parallel_wave_agents_back_off_together_after_a_429(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=3), text("made it")])
+    for name in "XYZ":
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
+    # The SDK's result carries no Retry-After: the gate takes its default (5 s), capped here.
+    policy = _Policy(waves.store, "proj", max_backoff_s=6.0)
+    service = _wave_service(waves, policy)
+    # r runs first (priority); the others become ready when it has been answered once.
+    wave = plan(t("r", agent=SONNET, priority=5),
+                *(t(n, "gate", agent=SONNET) for n in "xyz"),
+                t("gate", agent=SONNET))
+    scripted_model.agent("TASK-GATE:", [text("open", delay=2.0)])
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=4)
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    status = service.status(run_id)
+    assert status.state == "completed", status
+    gate = waves.store.rate_gate.get("api")
+    assert gate is not None and gate.status == 429
+    first, retried = scripted_model.requests_for("TASK-R:")
+    assert type(first.reply).__name__ == "ApiError"
+    # The model log keeps monotonic times; the gate keeps wall-clock ones.
+    opened = gate.until_us / 1e6 - (time.time() - time.monotonic())
+    assert first.answered_at is not None and opened - first.answered_at >= 5.0
+    # Every agent that started after the 429, the retry included, waited for the gate.
+    later = [retried, *(r for n in ("TASK-X:", "TASK-Y:", "TASK-Z:")
+                        for r in scripted_model.requests_for(n))]
+    assert len(later) == 4
+    assert all(r.received_at >= opened - 0.05 for r in later), \
+        (opened, [r.received_at for r in later])
+    paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
+    assert all("rate limited" in str(p["reason"]) for p in paused)
+
+
+def test_the_preview_of_a_repeated_plan_is_within_a_quarter_of_the_run(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    policy = _Policy(waves.store, "proj", project_usd=20.0, confirm_above_usd=0.5)
+    service = _wave_service(waves, policy)
+    wave = plan(t("a", agent=SONNET), t("b", "a", agent=SONNET), t("c", agent=SONNET))
+    before = service.preview(wave)
+    assert before.preview is not None and before.preview["history"] == 0
+    assert all(r["basis"].startswith("default estimate") for r in before.preview["tasks"])
+    assert waves.store.waves.runs(limit=5) == [], "a preview runs and stores nothing"
+    assert scripted_model.requests == []
+    # The first run: each task's own usage; the second reports about 10% more.
+    usage = {"a": (80_000, 8_000), "b": (120_000, 4_000), "c": (50_000, 20_000)}
+    for round_, scale in ((1, 1.0), (2, 1.1)):
+        for name, (inp, out) in usage.items():
+            scripted_model.agent(f"TASK-{name.upper()}: do it", [text(
+                f"round {round_} {name}",
+                usage={"input": int(inp * scale), "output": int(out * scale)})],
+                name=f"{name}{round_}")
+        if round_ == 2:
+            repeated = service.preview(wave)
+        run_id = service.spawn(wave, cwd=str(waves.dirs["work"]))
+        assert service.wait_until_done(run_id, 180), service.status(run_id)
+        assert service.status(run_id).state == "completed"
+    preview = repeated.preview
+    assert preview is not None and preview["history"] == 3
+    assert all("of this task" in r["basis"] for r in preview["tasks"]), preview["tasks"]
+    actual = waves.store.ledger.charged(since_us=0)[0]
+    first_run = sum(r.cost_usd for r in waves.store.ledger.rows() if r.run_id != run_id)
+    second_run = actual - first_run
+    assert abs(preview["expected_usd"] - second_run) <= 0.25 * second_run, \
+        (preview["expected_usd"], second_run)
+    assert preview["by_model"]["claude-sonnet-4-5"]["agents"] == 3
+    share = preview["caps"]["project"]
+    assert share["limit_usd"] == 20.0 and 0 < share["share"] < 1
+    assert preview["confirm"] is True  # above the $0.50 threshold
+
+
+def test_cancel_stops_every_descendant_releases_slots_and_settles(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    # Each agent starts a long command, a child of its CLI, and waits in it.
+    for name in "XY":
+        scripted_model.agent(f"TASK-{name}:", [
+            tool_use("Bash", {"command": "tail -f /dev/null", "timeout": 600000}),
+            text("too late")])
+    seen = [_seen(scripted_model, f"TASK-{n}:") for n in "XY"]
+    service = _wave_service(waves, _Policy(waves.store, "proj"), sandbox="off")
+    wave = plan(*(t(n, agent=SONNET, allowed_tools=["Bash"]) for n in "xy"))
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]))
+    assert all(event.wait(60) for event in seen)
+    assert _wait(lambda: sum(p.name() == "tail" for p in _agent_processes(run_id)) == 2,
+                 timeout=60), ([p.name() for p in _agent_processes(run_id)],
+                               scripted_model.tool_results("TASK-X:"), service.status(run_id))
+    started = time.monotonic()
+    status = service.cancel(run_id, reason="stop now", wait_s=30)
+    assert _wait(lambda: _agent_processes(run_id) == [], timeout=30)
+    gone_s = time.monotonic() - started
+    print(f"process trees gone {gone_s:.2f} s after cancel_wave")
+    assert status.state == "cancelled", status
+    assert service.admission().running == 0, "slots released"
+    rows = waves.store.ledger.rows(run_id=run_id)
+    # Killed before a result: what they used is unknown, so their estimate stays charged.
+    assert [r.state for r in rows] == ["abandoned", "abandoned"], rows
+    assert all(r.charged_usd == r.reserved_usd > 0 for r in rows)
+
+
+def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    reset = int(time.time()) + 8
+    limit = api_error(429, "rate_limit_error", f"Claude AI usage limit reached|{reset}")
+    scripted_model.agent("TASK-U:", [limit, text("after the reset")])
+    scripted_model.agent("TASK-V:", [text("v done")])
+    service = _wave_service(waves, _Policy(waves.store, "proj"))
+    # v depends on nothing but has lower priority: it starts while u is held or after.
+    run_id = service.spawn(plan(t("u", agent=SONNET, priority=2), t("v", "u", agent=SONNET)),
+                           cwd=str(waves.dirs["work"]))
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    status = service.status(run_id)
+    assert status.state == "completed", status
+    u = next(x for x in status.tasks if x.id == "u")
+    assert u.output == "after the reset" and u.attempts == 2
+    limited, second = scripted_model.requests_for("TASK-U:")
+    assert type(limited.reply).__name__ == "ApiError"
+    offset = time.time() - time.monotonic()
+    assert second.received_at + offset >= reset - 0.05, "started again only after the reset"
+    paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
+    assert paused and "usage limit until its reset" in str(paused[0]["reason"])
+    assert [r.state for r in waves.store.ledger.rows(run_id=run_id)] == ["settled"] * 2
