@@ -77,6 +77,8 @@ class SubagentStopArgs(TypedDict):
     agent_type: str
     last_assistant_message: str
     stop_hook_active: str
+    # The agent's transcript lies beside the session's: its usage settles the ledger.
+    transcript_path: str
 
 
 class UserPromptSubmitArgs(TypedDict):
@@ -94,6 +96,7 @@ class StopArgs(TypedDict):
 class SessionEndArgs(TypedDict):
     event: Literal["SessionEnd"]
     session_id: str
+    transcript_path: str  # the session's agents' transcripts settle what they used
 
 
 class PreCompactArgs(TypedDict):
