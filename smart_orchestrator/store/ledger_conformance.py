@@ -8,17 +8,16 @@ reserved in one transaction is never overshot.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .base import WitnessedStore
+from .conformance import _DEADLINE_S, _run_processes
 from .repos import LedgerRow, LedgerUsage
 
 __all__ = ["LEDGER_CHECKS"]
 
-_DEADLINE_S = 300.0  # generous: a loaded 2-core machine, several processes each
 _WORKERS = 4
 
 
@@ -55,19 +54,6 @@ def _reserve_worker(queue: Any, barrier: Any, location: str, name: str) -> None:
             store.ledger.reserve(_row(name, project="capped"))
     queue.put(granted)
     store.close()
-
-
-def _run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> list[Any]:
-    ctx = multiprocessing.get_context("spawn")
-    queue, barrier = ctx.Queue(), ctx.Barrier(len(args))
-    procs = [ctx.Process(target=target, args=(queue, barrier, *a)) for a in args]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=_DEADLINE_S) for _ in procs]
-    for p in procs:
-        p.join(timeout=_DEADLINE_S)
-        assert p.exitcode == 0, f"a worker exited with {p.exitcode}"
-    return results
 
 
 def _settles_exactly_once_across_processes(location: str) -> None:
