@@ -64,6 +64,15 @@ PLANTED_RULES: tuple[Rule, ...] = (
          r"(?:conversation|chat|message)?\s*(?:history|transcript|log|context(?: window)?)\b"
          r"[^.!?\n]{0,60}\b(?:hidden|system|setup|initial|internal|invisible|developer"
          r"|instructions)\b", reach=200),
+    # The setup instructions asked for by what they are, not by the words "system prompt".
+    Rule("system-prompt-exfiltration", "high",
+         "Asks for the instructions the model was set up with.",
+         ("instructions", "directions", "guidelines", "rules", "prompt"),
+         r"(?:repeat|recite|print|output|reveal|show|dump|write out|copy|quote|list|tell me)"
+         r"\b[^.!?\n]{0,40}?\b(?:instructions|directions|guidelines|rules|prompt)\s+"
+         r"(?:that\s+)?you\s+(?:were|have been|'ve been|got|received)\s+(?:initiali[sz]ed"
+         r"|configured|given|set up|started|programmed|primed|loaded|told)\b",
+         negatable=True, reach=160),
     # Matched at the verdict word ("obsolete"), with the words before it checked
     # separately: these words are common in code, and a match attempt per occurrence
     # is cheaper than a window around each.

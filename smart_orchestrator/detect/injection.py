@@ -197,10 +197,11 @@ def _model_findings(text: str, lowered: str, rule_findings: list[InjectionFindin
     score = model.score(text, lowered)
     p, cut = score.probability, model.thresholds
     found: list[InjectionFinding] = []
-    # Alone, the model speaks only at "high": below it, it flags too many short everyday
-    # requests ("keep your response under 200 words") to be worth a warning.
+    # Alone, the model warns (medium) and only above its "high" threshold: it rates some
+    # short everyday requests ("Summarise the README") as injections, and a deny needs a
+    # pattern it agrees with (below).
     if p >= cut["high"]:
-        found.append(InjectionFinding("learned-injection", "high", score.start, score.end,
+        found.append(InjectionFinding("learned-injection", "medium", score.start, score.end,
                                       "A learned model rates this text as prompt injection."))
     evidence = [f for f in rule_findings if (f.rule_id, f.severity) not in _COMMON_IN_DOCS]
     if evidence and p >= cut["low"] and max_severity(evidence) != "critical":

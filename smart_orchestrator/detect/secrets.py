@@ -128,7 +128,7 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
     hits = _raw_hits(text, lowered)
     view = normalise(text)
     if view.changed:
-        hits += _view_hits(view)
+        hits += _view_hits(view, text)
     if not hits:
         return []
     index = LineIndex(text)
@@ -159,7 +159,13 @@ def _raw_hits(text: str, lowered: str) -> list[Hit]:
 _VIEW_REACH = 320
 
 
-def _view_hits(view: View) -> list[Hit]:
+# Rules that judge a token by its shape alone: joined across a line break, two lines of
+# identifiers (a UUID above a word) look like one random token. A wrapped key is still
+# found by the rules that know its format or its name.
+_SHAPE_ONLY = frozenset({"random-token-in-prose", "secret-in-prose"})
+
+
+def _view_hits(view: View, text: str) -> list[Hit]:
     """Hits in the normalised view, placed on the original text they were made from."""
     hits: list[Hit] = []
     # The windows are scanned as one text: one pass of each scanner, not one per window.
@@ -168,7 +174,8 @@ def _view_hits(view: View) -> list[Hit]:
         return hits
     for hit in _raw_hits(joined, ascii_lower(joined)):
         span = place(view, starts, los, hit.start, hit.end)
-        if span is not None:
+        if span is not None and not (hit.rule_id in _SHAPE_ONLY
+                                     and "\n" in text[span[0]:span[1]]):
             hits.append(hit._replace(start=span[0], end=span[1]))
     return hits
 

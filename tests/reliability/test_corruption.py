@@ -200,7 +200,8 @@ def _build_reference(path: Path) -> Reference:
     with store.transaction() as conn:
         conn.execute("INSERT INTO claims (key, owner, ts_us) "
                      "VALUES ('PreToolUse:s:t', 'server', 1)")
-        conn.execute("INSERT INTO leases VALUES ('s:t', 's', NULL, 'general', NULL, 1, 0, 1, 2)")
+        conn.execute("INSERT INTO leases VALUES "
+                     "('s:t', 's', NULL, 'general', NULL, 1, 0, 1, 2, NULL)")
     store.close()
     audit, head, cps_rows, other, sound = _dump(path)
     assert sound

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smart_orchestrator.detect.injection import detect_injection, max_severity
+from smart_orchestrator.detect.injection import detect_injection
 from smart_orchestrator.detect.normalise import normalise, view_windows
 from smart_orchestrator.detect.secrets import redact_text, scan_text
 
@@ -148,10 +148,9 @@ def test_disguised_secret_is_found_and_redacted_in_the_original(name: str, token
 ])
 def test_injection_detector_reads_the_normalised_view(text: str) -> None:
     found = detect_injection(text)
-    # The rule itself, or (an order inside a string literal reads as a quoted example to
-    # the rules) the learned model, at the deny level.
-    assert any(f.rule_id == "ignore-previous-instructions" for f in found) or \
-        max_severity(found) in ("high", "critical")
+    # The rule itself, or, for an order inside a string literal, the rule read as a
+    # quoted example.
+    assert any(f.rule_id in ("ignore-previous-instructions", "quoted-attack") for f in found)
     assert all(0 <= f.start < f.end <= len(text) for f in found)
 
 

@@ -348,3 +348,14 @@ def test_a_key_block_diluted_with_comments_is_still_a_key(decoration: str) -> No
              body(40, B62 + "+/"), "-----END " + "RSA PRIVATE KEY-----"]
     text = "\n".join(line + decoration for line in lines)
     assert [f.rule_id for f in scan_text(text)] == ["private-key"]
+
+
+@pytest.mark.parametrize("text", [
+    "/work\nd21cc623-d85e-438b-9790-3993e2b04499\n2.1.332\nHEAD\n"
+    "2d99a066-4bc8-42f7-910c-c19ff286c0fd\nskill_listing\n",
+    "build 9f2d35a4c1e8b7d6a5f40312e9c8b7a6d5e4f3a2\nrelease_notes\n",
+])
+def test_identifiers_on_consecutive_lines_are_not_one_random_token(text: str) -> None:
+    # The normalised view joins a token wrapped over two lines; a token judged by its shape
+    # alone must not be made of two lines of identifiers.
+    assert scan_text(text) == []
