@@ -7,8 +7,8 @@ safety controls, and instructions hidden in markup, invisible Unicode or encodin
 Hidden and encoded content is decoded once and scanned with the same rules.
 
 A learned model (`_injection_model`: hashed character n-grams, a linear scorer over
-windows of the text) adds what the patterns miss: its best window alone reaches
-"high" at a threshold calibrated on held-back data, and it raises any rule
+windows of the text) adds what the patterns miss: its best window alone warns
+("medium") above a threshold calibrated on held-back data, and it raises any rule
 finding to "high" when it agrees the text is an injection (its "low" threshold), which
 catches paraphrases a single rule can only rate as weak evidence.
 
