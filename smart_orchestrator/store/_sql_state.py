@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..audit import chain_hash
 from ..canonical import GENESIS_HASH
+from ._sql import Executor
 from .base import AuditRecord
 from .repos import AttemptRow, GateRow, RunRow, TaskRow
 
 if TYPE_CHECKING:
     from ._sql import Dialect, SqlBackend
 
-__all__ = ["SqlAuditQueries", "SqlGates", "SqlWaves", "audit_record"]
+__all__ = ["SqlAuditQueries", "SqlGates", "SqlWaves", "append_link", "audit_record",
+           "iter_audit_rows"]
 
 
 def audit_record(row: Sequence[Any]) -> AuditRecord:
     seq, ts_us, kind, data, prev, digest = row
     return AuditRecord(seq, _int(ts_us), _text(kind), _loads(data), _text(prev), _text(digest))
+
+
+def append_link(conn: Executor, kind: str, data: Mapping[str, Any], ts_us: int, *,
+                head_lock: str = "") -> AuditRecord:
+    """The chain's next row and head, written through `conn` inside the caller's
+    transaction. `head_lock` is appended to the head's SELECT (PostgreSQL's FOR UPDATE)."""
+    head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1" + head_lock
+                        ).fetchone()
+    count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
+    seq = last_seq + 1
+    digest = chain_hash(prev, seq, ts_us, kind, data)
+    conn.execute("INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) "
+                 "VALUES (?,?,?,?,?,?)",
+                 (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
+    conn.execute("INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
+                 "ON CONFLICT (id) DO UPDATE SET count = excluded.count, "
+                 "seq = excluded.seq, hash = excluded.hash", (count + 1, seq, digest))
+    return AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+
+
+def iter_audit_rows(query: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]],
+                    after_seq: int = 0) -> Iterator[AuditRecord]:
+    """The chain from `after_seq` on, read in batches so a long chain is never held whole."""
+    batch = 1000
+    while True:
+        rows = query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
+                     "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
+        for row in rows:
+            yield audit_record(row)
+        if len(rows) < batch:
+            return
+        after_seq = rows[-1][0]
 
 
 def _loads(text: object) -> Mapping[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import threading
 import time
@@ -32,14 +31,13 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from ..audit import chain_hash
 from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from ._sql import POSTGRES, Dialect
 from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
-from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
+from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, append_link, iter_audit_rows
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .hostid import host_id
 from .pg_schema import PG_MIGRATIONS
@@ -263,31 +261,12 @@ class PgStore:
         with self.transaction() as conn:
             # The lock taken by the outermost transaction already serialises appenders;
             # the head row's lock says so where it matters, should that ever change.
-            head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1 "
-                                "FOR UPDATE").fetchone()
-            count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
-            seq, ts_us = last_seq + 1, self._clock_us()
-            digest = chain_hash(prev, seq, ts_us, kind, data)
-            conn.execute("INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) "
-                         "VALUES (?,?,?,?,?,?)",
-                         (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
-            conn.execute("INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
-                         "ON CONFLICT (id) DO UPDATE SET count = excluded.count, "
-                         "seq = excluded.seq, hash = excluded.hash", (count + 1, seq, digest))
-            record = AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+            record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE")
             self._pending.append(record)
             return record
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
-        batch = 1000
-        while True:
-            rows = self.query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
-                              "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
-            for row in rows:
-                yield audit_record(row)
-            if len(rows) < batch:
-                return
-            after_seq = rows[-1][0]
+        return iter_audit_rows(self.query, after_seq)
 
     def audit_head(self) -> AuditHead:
         rows = self.query("SELECT count, seq, hash FROM audit_head WHERE id = 1")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import sqlite3
 import threading
@@ -20,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..audit import chain_hash
 from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
@@ -29,7 +27,7 @@ from ._files import abandon, folder_lock, ident, move_aside, sidecars
 from ._sql import SQLITE, Dialect
 from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
-from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, audit_record
+from ._sql_state import SqlAuditQueries, SqlGates, SqlWaves, append_link, iter_audit_rows
 from .base import AuditHead, AuditRecord, CheckpointBlob, CheckpointMeta
 from .migrations import APPLICATION_ID, MIGRATIONS
 
@@ -287,31 +285,12 @@ class SqliteStore:
 
     def _append(self, conn: sqlite3.Connection, kind: str,
                 data: Mapping[str, Any]) -> AuditRecord:
-        head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1").fetchone()
-        count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
-        seq, ts_us = last_seq + 1, self._clock_us()
-        digest = chain_hash(prev, seq, ts_us, kind, data)
-        conn.execute(
-            "INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-            (seq, ts_us, kind, json.dumps(data, sort_keys=True), prev, digest))
-        conn.execute(
-            "INSERT INTO audit_head (id, count, seq, hash) VALUES (1, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET count = excluded.count, seq = excluded.seq, "
-            "hash = excluded.hash", (count + 1, seq, digest))
-        record = AuditRecord(seq, ts_us, kind, dict(data), prev, digest)
+        record = append_link(conn, kind, data, self._clock_us())
         self._pending.append(record)
         return record
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
-        batch = 1000
-        while True:
-            rows = self.query("SELECT seq, ts_us, kind, data, prev_hash, hash FROM audit "
-                              "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, batch))
-            for row in rows:
-                yield audit_record(row)
-            if len(rows) < batch:
-                return
-            after_seq = rows[-1][0]
+        return iter_audit_rows(self.query, after_seq)
 
     def audit_head(self) -> AuditHead:
         row = self._read(lambda c: c.execute(
