@@ -50,7 +50,11 @@ def _cli(repo_root: Path) -> str:
 
 
 def _pty_attempts(repo_root: Path) -> list[str]:
-    """Terminals the model makes for `policy accept`, each typing every code it is shown."""
+    """Terminals the model makes for `policy accept`, each typing every code it is shown.
+
+    The driver starts the launcher with this test's interpreter, which has the
+    dependencies: under `env -i` the shebang's `python3` would be the system one, and the
+    launcher would first build a private environment (minutes on a fresh machine)."""
     cli = _cli(repo_root)
     py = shlex.quote(sys.executable)
     # Answers whatever code the prompt shows, as `expect` would.
@@ -59,8 +63,8 @@ def _pty_attempts(repo_root: Path) -> list[str]:
         "env = {k: v for k, v in os.environ.items() if not k.startswith('CLAUDE')}\n"
         "pid, fd = pty.fork()\n"
         "if pid == 0:\n"
-        f"    os.execve({str(repo_root / 'bin' / 'smart-orchestrator')!r}, "
-        "['smart-orchestrator', 'policy', 'accept'], env)\n"
+        f"    os.execve({sys.executable!r}, [{sys.executable!r}, "
+        f"{str(repo_root / 'bin' / 'smart-orchestrator')!r}, 'policy', 'accept'], env)\n"
         "out = log = b''\n"
         "while True:\n"
         "    try: chunk = os.read(fd, 4096)\n"

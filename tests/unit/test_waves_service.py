@@ -256,7 +256,8 @@ def test_outputs_and_failure_reasons_are_stored_without_credentials(
         "a": Step(answers=(f"found {key}  # pragma: allowlist secret",)),
         "b": Step(error=ErrorClass.CONFIG, reason=f"agent crashed printing {key}")})
     service = services.new(runner)
-    run_id = service.spawn(plan(t("a"), t("b")), cwd=str(services.workdir))
+    # b after a: a failure that ends the wave would otherwise skip a if it came first.
+    run_id = service.spawn(plan(t("a"), t("b", "a")), cwd=str(services.workdir))
     assert service.wait_until_done(run_id, 10)
     on_disk = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert key.encode() not in on_disk
