@@ -44,7 +44,7 @@ def workflows(db: Path) -> dict[str, tuple[str, str]]:
 
 def settle(db: Path) -> dict[str, tuple[str, str]]:
     """The wave's workflow records its end just after the run's: wait for it, bounded."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     found = workflows(db)
     while any(s == "PENDING" for _, s in found.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -62,7 +62,7 @@ def test_a_wave_and_each_of_its_tasks_are_workflows_named_by_run_and_task(
         services: Services) -> None:
     service = services.new(ScriptedRunner())
     run_id = service.spawn(plan(t("a"), t("b", "a"), t("c", "a")), cwd=str(services.workdir))
-    assert service.wait_until_done(run_id, 20)
+    assert service.wait_until_done(run_id, 60)
     assert service.status(run_id).state == "completed"
     found = settle(services.db)
     assert found[run_id] == ("smart_orchestrator.wave", "SUCCESS")
@@ -87,7 +87,7 @@ def test_a_stopped_server_leaves_its_workflows_pending_and_resume_runs_them_in_d
     runner = ScriptedRunner()
     second = services.new(runner, owner="second-server-token")
     second.resume(run_id)
-    assert second.wait_until_done(run_id, 30)
+    assert second.wait_until_done(run_id, 90)
     assert second.status(run_id).state == "completed"
     assert runner.calls_for("a") == []
     assert len(runner.calls_for("b")) == 1 and len(runner.calls_for("c")) == 1
@@ -102,7 +102,7 @@ def test_a_task_whose_workflow_ended_is_not_run_again_even_if_the_store_disagree
     run a second time; it fails, saying why, and the wave does not loop on it."""
     first = services.new(ScriptedRunner())
     run_id = first.spawn(plan(t("a"), t("b", "a")), cwd=str(services.workdir))
-    assert first.wait_until_done(run_id, 20)
+    assert first.wait_until_done(run_id, 60)
     conn = sqlite3.connect(services.db)
     with conn:
         conn.execute("UPDATE wave_runs SET state = 'running', finished_us = NULL, "
@@ -119,7 +119,7 @@ def test_a_task_whose_workflow_ended_is_not_run_again_even_if_the_store_disagree
     runner = ScriptedRunner()
     second = services.new(runner, owner="second-server-token")
     second.resume(run_id)
-    assert second.wait_until_done(run_id, 30)
+    assert second.wait_until_done(run_id, 90)
     assert runner.calls_for("b") == []
     final = second.status(run_id)
     b = next(v for v in final.tasks if v.id == "b")
@@ -140,7 +140,7 @@ def test_a_wave_whose_workflow_ended_is_not_driven_twice_and_does_not_hang(
         services: Services) -> None:
     first = services.new(ScriptedRunner())
     run_id = first.spawn(plan(t("a")), cwd=str(services.workdir))
-    assert first.wait_until_done(run_id, 20)
+    assert first.wait_until_done(run_id, 60)
     conn = sqlite3.connect(services.db)
     with conn:
         conn.execute("UPDATE wave_runs SET state = 'running', finished_us = NULL, "
@@ -149,7 +149,7 @@ def test_a_wave_whose_workflow_ended_is_not_driven_twice_and_does_not_hang(
     runner = ScriptedRunner()
     second = services.new(runner, owner="second-server-token")
     second.resume(run_id)
-    assert second.wait_until_done(run_id, 30) and not second.busy()
+    assert second.wait_until_done(run_id, 90) and not second.busy()
     final = second.status(run_id)
     assert final.state == "failed" and "recorded this wave's workflow as ended" in (
         final.reason or "")

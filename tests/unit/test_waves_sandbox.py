@@ -85,7 +85,7 @@ def test_resuming_on_a_server_without_the_required_sandbox_is_refused(
     second = WaveService(store, ScriptedRunner(bash_sandbox=missing), metrics=FixedMetrics())
     try:
         run_id = first.spawn(_plan(["Bash"]), cwd=str(tmp_path))
-        assert first.wait_until_done(run_id, 10)
+        assert first.wait_until_done(run_id, 60)
         # As if the first server had died mid-wave.
         with store.transaction() as conn:
             conn.execute("UPDATE wave_runs SET state = 'running' WHERE run_id = ?", (run_id,))

@@ -74,7 +74,7 @@ def test_spawn_returns_at_once_and_the_wave_runs_in_the_background(
     assert running.state == "running" and running.counts == {"running": 1, "pending": 1}
     assert running.admission is not None and "1 agents running" in running.admission
     gate.set()
-    assert service.wait_until_done(run_id, 10)
+    assert service.wait_until_done(run_id, 60)
     done = service.status(run_id)
     assert done.state == "completed" and done.reason == "all 2 tasks succeeded"
     assert done.levels == [["a"], ["b"]]
@@ -97,9 +97,9 @@ def test_progress_waiters_wake_on_every_change(services: Services) -> None:
 def test_list_runs_newest_first_with_counts(services: Services) -> None:
     service = services.new(ScriptedRunner())
     first = service.spawn(plan(t("a")), cwd=str(services.workdir))
-    service.wait_until_done(first, 10)
+    service.wait_until_done(first, 60)
     second = service.spawn(plan(t("a"), t("b")), cwd=str(services.workdir))
-    service.wait_until_done(second, 10)
+    service.wait_until_done(second, 60)
     runs = service.list_runs(limit=10)
     assert [r.run_id for r in runs[:2]] == [second, first]
     assert runs[0].counts == {"succeeded": 2} and runs[0].state == "completed"
@@ -127,7 +127,7 @@ def test_resume_reruns_only_interrupted_and_unstarted_tasks(services: Services) 
     before = service.status(run_id)
     assert before.state == "interrupted" and "resume_wave" in (before.reason or "")
     service.resume(run_id)
-    assert service.wait_until_done(run_id, 10)
+    assert service.wait_until_done(run_id, 60)
     after = service.status(run_id)
     assert after.state == "completed"
     assert runner.calls_for("a") == []
@@ -150,7 +150,7 @@ def test_a_stopped_server_leaves_its_wave_resumable(services: Services) -> None:
     second = services.new(runner, owner="second-server-token")
     assert second.status(run_id).state == "interrupted"
     second.resume(run_id)
-    assert second.wait_until_done(run_id, 10)
+    assert second.wait_until_done(run_id, 60)
     final = second.status(run_id)
     assert final.state == "completed"
     assert runner.calls_for("a") == [] and len(runner.calls_for("b")) == 1
@@ -161,7 +161,7 @@ def test_resume_refuses_finished_waves_and_waves_a_live_server_drives(
         services: Services) -> None:
     service = services.new(ScriptedRunner())
     done = service.spawn(plan(t("a")), cwd=str(services.workdir))
-    service.wait_until_done(done, 10)
+    service.wait_until_done(done, 60)
     with pytest.raises(OrchestratorError, match="already ended"):
         service.resume(done)
     store = SqliteStore(services.db)
@@ -199,7 +199,7 @@ def test_quota_stop_is_reported_with_its_class(services: Services) -> None:
     runner = ScriptedRunner({"a": Step(error=ErrorClass.QUOTA, reason="Credit balance is too low")})
     service = services.new(runner)
     run_id = service.spawn(plan(t("a"), t("b", "a")), cwd=str(services.workdir))
-    service.wait_until_done(run_id, 10)
+    service.wait_until_done(run_id, 60)
     status = service.status(run_id)
     assert (status.state, status.stop_class) == ("failed", "quota")
     assert "Credit balance is too low" in (status.reason or "")
@@ -224,7 +224,7 @@ def test_resume_finishes_a_saga_a_crash_interrupted(services: Services) -> None:
     runner = ScriptedRunner()
     service = services.new(runner)
     service.resume("w-saga")
-    assert service.wait_until_done("w-saga", 10)
+    assert service.wait_until_done("w-saga", 60)
     status = service.status("w-saga")
     assert status.state == "failed" and runner.calls == []
     assert log.read_text() == "a\n"
@@ -258,7 +258,7 @@ def test_outputs_and_failure_reasons_are_stored_without_credentials(
     service = services.new(runner)
     # b after a: a failure that ends the wave would otherwise skip a if it came first.
     run_id = service.spawn(plan(t("a"), t("b", "a")), cwd=str(services.workdir))
-    assert service.wait_until_done(run_id, 10)
+    assert service.wait_until_done(run_id, 60)
     on_disk = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert key.encode() not in on_disk
     view = {v.id: v for v in service.status(run_id).tasks}

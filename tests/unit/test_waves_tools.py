@@ -82,7 +82,7 @@ async def test_spawn_returns_the_run_id_at_once_then_status_follows(
         assert body is not None and body["state"] == "running"
         run_id = body["run_id"]
         gate.set()
-        waves.services[0].wait_until_done(run_id, 10)
+        waves.services[0].wait_until_done(run_id, 60)
         status = await client.call_tool("wave_status", {"run_id": run_id})
         listed = await client.call_tool("list_runs", {})
     assert status.structured_content is not None
