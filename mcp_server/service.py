@@ -58,6 +58,9 @@ from .service_wire import (
 __all__ = ["main"]
 
 IDLE_EXIT_S = 15 * 60.0
+# How long a session's Claude Code process may outlive its last connection and still
+# count as ended by it (`-p` closes its MCP servers just before it exits).
+SESSION_EXIT_WAIT_S = 30.0
 
 
 class _Service:
@@ -69,6 +72,8 @@ class _Service:
         self.connections = 0
         self.last_active = time.monotonic()
         self.beacons: dict[str, tuple[ServerBeacon, int]] = {}
+        self.open_sessions: dict[str, int] = {}  # session id -> its open connections
+        self.seen = _SessionsSeen()
         self.stopping: anyio.Event | None = None
 
     async def handle(self, stream: anyio.abc.SocketStream, server: Any, state: Any) -> None:
@@ -97,16 +102,43 @@ class _Service:
             await _send_line(stream, {"ok": True, "pid": os.getpid(), "since": self.started})
             self.connections += 1
             self._hold_beacon(info.session_id)
+            self.open_sessions[info.session_id] = self.open_sessions.get(info.session_id, 0) + 1
             token = session.bind(info)
             try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_pin_policy, state, info.session_id)
-                    await _serve_mcp(buffered, stream, server, state)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_pin_policy, state, info.session_id)
+                        await _serve_mcp(buffered, stream, server, state, self.seen)
+                finally:
+                    left = self.open_sessions[info.session_id] - 1
+                    if left:
+                        self.open_sessions[info.session_id] = left
+                    else:
+                        del self.open_sessions[info.session_id]
+                await self._end_if_gone(info, state)
             finally:
                 session.unbind(token)
                 self._drop_beacon(info.session_id)
                 self.connections -= 1
                 self.last_active = time.monotonic()
+
+    async def _end_if_gone(self, info: session.SessionInfo, state: Any) -> None:
+        """End the session here when its Claude Code process exits without its SessionEnd
+        hook having reached us. `claude -p` closes its MCP servers before it runs that
+        hook, so an `mcp_tool` SessionEnd never arrives there: without this its leases
+        stay held until they expire, its reservations unsettled and its open agents
+        uncounted. Decided through the hook's own path, so it is recorded as one."""
+        sid = info.session_id
+        if not sid or info.claude_pid is None or self.open_sessions.get(sid) \
+                or self.seen.ended(sid):
+            return
+        if not await anyio.to_thread.run_sync(_exited, info.claude_pid, SESSION_EXIT_WAIT_S):
+            return  # still running: the MCP server was only restarted
+        if self.open_sessions.get(sid) or self.seen.ended(sid):
+            return
+        args = {"event": "SessionEnd", "session_id": sid,
+                "transcript_path": self.seen.transcript(sid)}
+        await anyio.to_thread.run_sync(_decide_hook, state, args)
 
     def _hold_beacon(self, session_id: str) -> None:
         # The beacon tells `status` that this session's server is up; several connections
@@ -171,8 +203,53 @@ def _waves_running(state: Any) -> bool:
     return waves_running(state)
 
 
+class _SessionsSeen:
+    """What the hook calls told the service about each session: whether its SessionEnd
+    hook arrived, and its transcript (beside which its subagents' transcripts lie)."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._ended: set[str] = set()
+        self._transcripts: dict[str, str] = {}
+
+    def note(self, args: dict[str, Any]) -> None:
+        sid = str(args.get("session_id") or "")
+        if not sid:
+            return
+        if args.get("event") == "SessionEnd":
+            if len(self._ended) >= self.MAX:
+                self._ended.clear()
+            self._ended.add(sid)
+        path = args.get("transcript_path")
+        if isinstance(path, str) and path:
+            if len(self._transcripts) >= self.MAX:
+                self._transcripts.pop(next(iter(self._transcripts)))
+            self._transcripts[sid] = path
+
+    def ended(self, session_id: str) -> bool:
+        return session_id in self._ended
+
+    def transcript(self, session_id: str) -> str:
+        return self._transcripts.get(session_id, "")
+
+
+def _exited(pid: int, within_s: float) -> bool:
+    import psutil
+
+    try:
+        psutil.Process(pid).wait(timeout=within_s)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.Error:
+        return False
+    return True
+
+
 async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.SocketStream,
-                     server: Any, state: Any) -> None:
+                     server: Any, state: Any, seen: _SessionsSeen) -> None:
     """MCP's stdio framing over the socket (as `mcp.server.stdio.stdio_server` does over
     the process's own stdin and stdout). Hook calls are answered directly (`hook_call.py`);
     every other message goes through the SDK."""
@@ -188,6 +265,8 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
 
     async def answer(call: HookCall) -> None:
         text, refused = await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
+        if not refused:
+            seen.note(call.arguments)
         await send(tool_result(call.msg_id, text, server_info, error=refused))
 
     async def reader(tg: anyio.abc.TaskGroup) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from smart_orchestrator.scripted import ModelRequest, Turn
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text, tool_use, turn
-from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin
+from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin, wait_for_audit
 
 POLICY_CHECK = f"{MCP_PREFIX}__policy_check"
 
@@ -147,6 +147,13 @@ def test_agents_that_end_as_print_mode_exits_are_recorded_as_succeeded(
     decisions = [json.loads(d) for *_, d in audit_rows(home, "policy.decision")]
     allowed = {d["tool_use_id"] for d in decisions if d["decision"] == "allow"}
     assert {e["tool_use_id"] for e in ends} == allowed
+    counts = _metrics_counts(home)
+    assert (counts["allowed"], counts["ok"], counts["failed"], counts["crashes"]) == \
+        (4, 4, 0, 0), counts
+    # `-p` closes its MCP servers before its SessionEnd hook, which so never arrives:
+    # the service ends the session when its process exits, once, and counts nothing lost.
+    [(_, _, _, data)] = wait_for_audit(home, "session.end", timeout=90)
+    assert json.loads(data)["session_id"] == _session_id(home)
     counts = _metrics_counts(home)
     assert (counts["allowed"], counts["ok"], counts["failed"], counts["crashes"]) == \
         (4, 4, 0, 0), counts
