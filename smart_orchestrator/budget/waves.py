@@ -125,19 +125,30 @@ class WaveBudget:
         used.tokens = used.tokens + tokens
         used.model = model or used.model
 
-    def settle(self, run_id: str, task_id: str, fallback_model: str | None) -> None:
+    def settle(self, run_id: str, task_id: str, fallback_model: str | None
+               ) -> dict[str, Any] | None:
         """A task's end. One that never started is charged nothing; one whose agents
         reported no usage (killed by a cancel or a timeout before their result) keeps its
-        estimate charged, since what they used is unknown."""
+        estimate charged, since what they used is unknown. Returns what the ledger now
+        charges the task, with its token split (None when it was settled before)."""
         used = self._used.pop((run_id, task_id), None)
         self._jitter.pop((run_id, task_id), None)
         budget, entry = self._budget(), self.entry_id(run_id, task_id)
         if used is None:
-            budget.release(entry)
+            changed = budget.release(entry)
         elif used.tokens.total == 0:
-            self._store.ledger.abandon(entry, budget.now_us())
+            changed = self._store.ledger.abandon(entry, budget.now_us())
         else:
-            budget.settle(entry, used.tokens, used.model or fallback_model or "inherit")
+            changed = budget.settle(entry, used.tokens,
+                                    used.model or fallback_model or "inherit") is not None
+        row = self._store.ledger.get(entry) if changed else None
+        if row is None:
+            return None
+        return {"state": row.state, "model": row.model, "priced": row.priced,
+                "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
+                "cache_read_tokens": row.cache_read_tokens,
+                "cache_write_tokens": row.cache_write_tokens,
+                "estimated_usd": row.reserved_usd, "cost_usd": round(row.charged_usd, 6)}
 
     def rate_limited(self, status: int, reason: str, retry_after_s: float | None) -> float:
         """Any agent's 429/529 (as it happens, or at its end): every new agent waits. The

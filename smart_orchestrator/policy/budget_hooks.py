@@ -102,20 +102,21 @@ class BudgetChecks:
             return BudgetVerdict([], [], False)
         jitter = self.random()
         bound = self.e.config.admission.wait_timeout_s if cfg.rate_limit == "enforce" else 0.0
-        started = self.budget.now_us()
+        started, slept = self.budget.now_us(), False
         while True:
             row = self.e.store.rate_gate.get(RATE_SCOPE)
             now = self.budget.now_us()
             if row is None or gate_deadline_us(row, jitter) <= now:  # never before until_us
-                if now > started:
+                if slept and row is not None:
                     self.e.audit.record("rate.waited", waited_ms=(now - started) // 1000,
-                                        status=row.status if row else None)
+                                        status=row.status, reason=row.reason)
                 return BudgetVerdict([], [], False)
             wait = min((row.until_us - now) / 1e6, cfg.max_backoff_s)
             mine = (gate_deadline_us(row, jitter) - now) / 1e6
             if (now - started) / 1e6 + mine > bound:
                 break
             self.e.sleep(max(0.01, mine))
+            slept = True
         f = Finding("budget", "rate-limited", "high",
                     f"an agent got {row.status} ({row.reason}) from the API; new agents wait "
                     f"{max(wait, 0.0):.0f} s so they do not all hit the limit again", True)
