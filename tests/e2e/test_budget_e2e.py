@@ -3,9 +3,13 @@ usage."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +42,7 @@ from .harness import (
     tool_use,
     turn,
 )
-from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
+from .plugin_env import audit_rows, plugin_data, plugin_env, run_plugin, wait_for_audit
 from .test_waves_e2e import Waves, _agent_processes, _seen, plan, t
 
 # 500k input and 100k output tokens: $3.00 on Sonnet, $15 on an unknown model (Opus
@@ -541,3 +545,45 @@ def test_task_stop_leaves_no_process_of_the_stopped_agent_within_5_s(
     print(f"stopped agent's processes gone {gone_within[0]:.2f} s after TaskStop returned")
     ends = [json.loads(d) for *_, d in wait_for_audit(claude_dirs["home"], "surface.end")]
     assert any(e["tool"] == "TaskStop" for e in ends), ends
+
+
+def test_the_end_of_a_session_leaves_no_process_of_its_agents_within_5_s(
+        scripted_model: ScriptedModel, claude_bin: Path, repo_root: Path,
+        claude_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The user ends the session (SIGTERM to Claude Code) while a background agent waits in
+    a long command. Run outside the harness, which kills the process group after a run
+    and would hide a survivor."""
+    marker = f"endme-{tmp_path.name}"
+    scripted_model.subagent("END-BG", [
+        tool_use("Bash", {"command": f"tail -f /dev/null # {marker}", "timeout": 600000}),
+        text("too late")])
+    scripted_model.main([agent_call("END-BG: wait a while", background=True),
+                         text("waiting for it", delay=1.0), text("still waiting")])
+    env = offline_env(model_url=scripted_model.base_url, home=claude_dirs["home"],
+                      tmpdir=claude_dirs["cctmp"],
+                      extra=plugin_env({"ENABLE_TOOL_SEARCH": "false"}))
+    cli = subprocess.Popen(
+        [str(claude_bin), "-p", "start it", "--output-format", "stream-json", "--verbose",
+         "--plugin-dir", str(repo_root), "--allowedTools", "Bash"],
+        cwd=claude_dirs["work"], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tree: list[psutil.Process] = []
+    try:
+        assert _wait(lambda: bool(_processes_with(marker)), timeout=120)
+        for proc in _processes_with(marker):
+            tree.extend([proc, *proc.children(recursive=True)])
+        assert len(tree) >= 2
+        cli.send_signal(signal.SIGTERM)
+        cli.wait(timeout=60)
+        started = time.monotonic()
+        gone = _wait(lambda: not any(_alive(p) for p in tree), timeout=5.0)
+        print(f"the agents' processes gone {time.monotonic() - started:.2f} s after "
+              "Claude Code exited")
+        survivors = [p.pid for p in tree if _alive(p)]
+        assert gone, f"still running after the session ended: {survivors}"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(cli.pid, signal.SIGKILL)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
