@@ -218,7 +218,11 @@ def test_a_cap_reached_mid_wave_pauses_it_and_raising_the_cap_resumes_it(
     page = render_html(load_run(waves.store, run_id))
     assert "Cost per agent (ledger)" in page
     assert page.count("<td>table:sonnet-4</td>") == 4
-    assert page.count('<td class="num">100,000</td><td class="num">10,000</td>') == 4
+    # The ledger's columns: input, output, cache read, cache write, estimated, cost.
+    split = ('<td class="num">100,000</td><td class="num">10,000</td>'
+             '<td class="num">0</td><td class="num">0</td>')
+    assert page.count(split) == 4
+    assert page.count('<td class="num">$0.4500</td><td>table:sonnet-4</td>') == 4
     summary = cost_summary(waves.store, since_us=0)
     assert summary["by_model"]["claude-sonnet-4-5"]["agents"] == 4
     table = "\n".join(render_costs(summary))
