@@ -33,7 +33,8 @@ from ..store.base import Store
 from ..store.repos import RateGateRow
 
 __all__ = ["DEFAULT_BACKOFF_S", "NATIVE_GAVE_UP_S", "RATE_SCOPE", "ApiFailure",
-           "close_rate_gate", "gate_deadline_us", "last_retry_delay_s", "native_failure"]
+           "close_rate_gate", "gate_deadline_us", "is_api_error_text", "last_retry_delay_s",
+           "native_failure"]
 
 RATE_SCOPE = "api"
 DEFAULT_BACKOFF_S = 5.0  # a wave agent's 429 that named no delay we could read
@@ -77,6 +78,11 @@ _OVERLOADED = re.compile(r"\boverloaded\b", re.I)
 _API_ERROR = re.compile(r"(?:Agent terminated early due to an API error: )?API Error\b")
 
 
+def is_api_error_text(text: str) -> bool:
+    """The text begins the way Claude Code words an API error it gave up on."""
+    return _API_ERROR.match(text.lstrip()) is not None
+
+
 def native_failure(kind: str, text: str) -> ApiFailure | None:
     """A rate limit or overload from what Claude Code reports when an agent failed for good:
     the `StopFailure` error kind (`rate_limit`, `overloaded`, `server_error`...) and the
@@ -89,7 +95,7 @@ def native_failure(kind: str, text: str) -> ApiFailure | None:
         return ApiFailure(429, "rate limit (429)")
     if kind == "overloaded":
         return ApiFailure(529, "overloaded (529)")
-    if kind not in ("", "server_error") or not _API_ERROR.match(text.lstrip()):
+    if kind not in ("", "server_error") or not is_api_error_text(text):
         return None
     head = text.lstrip()[:400]
     if m := _STATUS_IN_TEXT.search(head):

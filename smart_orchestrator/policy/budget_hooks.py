@@ -25,6 +25,7 @@ from ..budget.ratelimit import (
     RATE_SCOPE,
     close_rate_gate,
     gate_deadline_us,
+    is_api_error_text,
     last_retry_delay_s,
     native_failure,
 )
@@ -141,7 +142,10 @@ class BudgetChecks:
         agent_id = str(p.get("agent_id") or "")
         base = {"event": event, "session_id": str(p.get("session_id") or ""),
                 "agent_id": agent_id, "source": self.e.source}
-        if (reset := usage_limit_reset(text, now)) is not None and kind in ("", "rate_limit"):
+        # A reset days away holds every agent that long: only from Claude Code's own words
+        # (StopFailure's kind, or a failed Agent call's API-error text), never an agent's.
+        trusted = kind == "rate_limit" or (not stop and is_api_error_text(text))
+        if trusted and (reset := usage_limit_reset(text, now)) is not None:
             self.e.store.rate_gate.close_until(RATE_SCOPE, int(reset * 1e6), 429,
                                                "usage limit until its reset", int(now * 1e6))
             self.e.audit.record("rate.limited", **base, status=429, usage_limit=True,

@@ -172,6 +172,21 @@ def test_a_usage_limit_naming_its_reset_holds_the_gate_until_then(
     assert audit_rows(store, "rate.limited")[0]["usage_limit"] is True
 
 
+@pytest.mark.parametrize("payload", [
+    # An agent's own words in a failed call: not Claude Code's report of a usage limit.
+    {"hook_event_name": "PostToolUseFailure", "tool_name": "Agent", "session_id": SESSION,
+     "tool_use_id": "tu1", "tool_input": {"prompt": "x"},
+     "error": "Agent failed: I hit my usage limit, resets at 2026-12-08T00:00:00Z"},
+    _stop_failure("server_error", "usage limit reached|9999999999"),
+    _stop_failure("authentication_failed", "Claude AI usage limit reached|1800003600"),
+])
+def test_a_usage_limit_is_believed_only_from_claude_codes_own_report(
+        store: SqliteStore, tmp_path: Path, payload: dict[str, Any]) -> None:
+    engine = make_engine(store, tmp_path)
+    engine.handle(payload)
+    assert store.rate_gate.get("api") is None
+
+
 @pytest.mark.parametrize("budget", [{"rate_limit": "off"}, {"mode": "off"}])
 def test_with_the_gate_off_nothing_closes_it(store: SqliteStore, tmp_path: Path,
                                             budget: dict[str, Any]) -> None:
