@@ -93,6 +93,19 @@ class StopArgs(TypedDict):
     background_tasks: str
 
 
+class StopFailureArgs(TypedDict):
+    """An agent (the main one, or a subagent: `agent_id`) that Claude Code gave up on
+    after its own retries; a rate limit or overload closes the shared rate gate."""
+
+    event: Literal["StopFailure"]
+    session_id: str
+    agent_id: str
+    agent_type: str
+    error: str  # the kind: rate_limit, overloaded, server_error, ...
+    last_assistant_message: str  # the error as shown: "API Error: ... (429) ..."
+    transcript_path: str  # the main agent's retries, with the delays chosen, are in it
+
+
 class SessionEndArgs(TypedDict):
     event: Literal["SessionEnd"]
     session_id: str
@@ -107,14 +120,14 @@ class PreCompactArgs(TypedDict):
 
 
 HookArgs = (PreToolUseArgs | PostToolUseArgs | PostToolUseFailureArgs | SubagentStartArgs |
-            SubagentStopArgs | UserPromptSubmitArgs | StopArgs | SessionEndArgs |
-            PreCompactArgs)
+            SubagentStopArgs | UserPromptSubmitArgs | StopArgs | StopFailureArgs |
+            SessionEndArgs | PreCompactArgs)
 # Event name -> the fields its hook passes.
 EVENT_ARGS: dict[str, frozenset[str]] = {
     get_type_hints(t)["event"].__args__[0]: frozenset(get_type_hints(t))
     for t in (PreToolUseArgs, PostToolUseArgs, PostToolUseFailureArgs, SubagentStartArgs,
-              SubagentStopArgs, UserPromptSubmitArgs, StopArgs, SessionEndArgs,
-              PreCompactArgs)}
+              SubagentStopArgs, UserPromptSubmitArgs, StopArgs, StopFailureArgs,
+              SessionEndArgs, PreCompactArgs)}
 
 
 class HookCall(NamedTuple):

@@ -16,29 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..store.base import Store
+from ..store.repos import RateGateRow
 from .ledger import Budget, task_kind
 from .preview import PlannedAgent, preview
 from .pricing import Tokens
+from .ratelimit import RATE_SCOPE, close_rate_gate, gate_deadline_us
 
-__all__ = ["RATE_SCOPE", "WaveBudget", "close_rate_gate"]
-
-RATE_SCOPE = "api"
-_DEFAULT_BACKOFF_S = 5.0  # when the reply names no Retry-After
-
-
-def close_rate_gate(store: Store, status: int, reason: str, retry_after_s: float | None, *,
-                    max_backoff_s: float, now: float | None = None,
-                    jitter: Callable[[], float] = random.random) -> float:
-    """Close the shared gate for the reply's Retry-After (5 s when it names none), plus up
-    to a quarter more at random so the waiting agents do not all return at once. Returns
-    the wait chosen (a gate already closed longer stays so)."""
-    base = retry_after_s if retry_after_s is not None and retry_after_s >= 0 \
-        else _DEFAULT_BACKOFF_S
-    wait = min(max_backoff_s, base * (1.0 + 0.25 * jitter()))
-    now = time.time() if now is None else now
-    store.rate_gate.close_until(RATE_SCOPE, int((now + wait) * 1e6), status, reason[:200],
-                                int(now * 1e6))
-    return wait
+__all__ = ["RATE_SCOPE", "WaveBudget", "close_rate_gate", "usage_limit_reset"]
 
 
 class AttemptUsage(Protocol):
@@ -60,6 +44,8 @@ class AttemptUsage(Protocol):
     def error_class(self) -> object | None: ...
     @property
     def reason(self) -> str: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
 
 
 @dataclass(slots=True)
@@ -77,18 +63,32 @@ class WaveBudget:
         self._budget = budget
         self._session = session_id
         self._used: dict[tuple[str, str], _Used] = {}
+        # Each waiting task's own share of the jitter, drawn once per closing of the gate.
+        self._jitter: dict[tuple[str, str], tuple[int, float]] = {}
+        self._random = random.random
 
     def preview(self, run_id: str, agents: Sequence[PlannedAgent]) -> dict[str, Any]:
         return preview(self._budget(), agents, session_id=self._session(run_id))
 
-    def gate_wait_s(self) -> float:
-        """How long the shared rate gate stays closed (0: open)."""
+    def gate_wait_s(self, run_id: str = "", task_id: str = "") -> float:
+        """How long this task waits for the shared rate gate (0: open): until it opens,
+        plus the task's own jitter."""
         cfg = self._budget().config
         if cfg.mode == "off" or cfg.rate_limit != "enforce":
             return 0.0
         gate = self._store.rate_gate.get(RATE_SCOPE)
-        wait = 0.0 if gate is None else (gate.until_us - time.time_ns() // 1000) / 1e6
-        return min(max(0.0, wait), cfg.max_backoff_s)
+        if gate is None:
+            return 0.0
+        wait = (self._deadline_us(gate, run_id, task_id) - time.time_ns() // 1000) / 1e6
+        return min(max(0.0, wait), cfg.max_backoff_s * 1.25)
+
+    def _deadline_us(self, gate: RateGateRow, run_id: str, task_id: str) -> int:
+        key = (run_id, task_id)
+        drawn = self._jitter.get(key)
+        if drawn is None or drawn[0] != gate.until_us:
+            drawn = (gate.until_us, self._random())
+            self._jitter[key] = drawn
+        return gate_deadline_us(gate, drawn[1])
 
     @staticmethod
     def entry_id(run_id: str, task_id: str) -> str:
@@ -103,9 +103,10 @@ class WaveBudget:
             return None
         gate = self._store.rate_gate.get(RATE_SCOPE) if cfg.rate_limit == "enforce" else None
         now = budget.now_us()
-        if gate is not None and gate.until_us > now:
+        if gate is not None and self._deadline_us(gate, run_id, task_id) > now:
             return (f"rate limited: an agent got {gate.status} ({gate.reason}); new agents "
-                    f"wait {(gate.until_us - now) / 1e6:.0f} s")
+                    f"wait {max(0, gate.until_us - now) / 1e6:.0f} s")
+        self._jitter.pop((run_id, task_id), None)
         entry = self.entry_id(run_id, task_id)
         if self._store.ledger.get(entry) is not None:
             return None  # reserved before (a resumed wave)
@@ -124,22 +125,39 @@ class WaveBudget:
         used.tokens = used.tokens + tokens
         used.model = model or used.model
 
-    def settle(self, run_id: str, task_id: str, fallback_model: str | None) -> None:
+    def settle(self, run_id: str, task_id: str, fallback_model: str | None
+               ) -> dict[str, Any] | None:
         """A task's end. One that never started is charged nothing; one whose agents
         reported no usage (killed by a cancel or a timeout before their result) keeps its
-        estimate charged, since what they used is unknown."""
+        estimate charged, since what they used is unknown. Returns what the ledger now
+        charges the task, with its token split (None when it was settled before)."""
         used = self._used.pop((run_id, task_id), None)
+        self._jitter.pop((run_id, task_id), None)
         budget, entry = self._budget(), self.entry_id(run_id, task_id)
         if used is None:
-            budget.release(entry)
+            changed = budget.release(entry)
         elif used.tokens.total == 0:
-            self._store.ledger.abandon(entry, budget.now_us())
+            changed = self._store.ledger.abandon(entry, budget.now_us())
         else:
-            budget.settle(entry, used.tokens, used.model or fallback_model or "inherit")
+            changed = budget.settle(entry, used.tokens,
+                                    used.model or fallback_model or "inherit") is not None
+        row = self._store.ledger.get(entry) if changed else None
+        if row is None:
+            return None
+        return {"state": row.state, "model": row.model, "priced": row.priced,
+                "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
+                "cache_read_tokens": row.cache_read_tokens,
+                "cache_write_tokens": row.cache_write_tokens,
+                "estimated_usd": row.reserved_usd, "cost_usd": round(row.charged_usd, 6)}
 
     def rate_limited(self, status: int, reason: str, retry_after_s: float | None) -> float:
+        """Any agent's 429/529 (as it happens, or at its end): every new agent waits. The
+        wait chosen, 0 when the gate is off."""
+        cfg = self._budget().config
+        if cfg.mode == "off" or cfg.rate_limit == "off":
+            return 0.0
         return close_rate_gate(self._store, status, reason, retry_after_s,
-                               max_backoff_s=self._budget().config.max_backoff_s)
+                               max_backoff_s=cfg.max_backoff_s)
 
     def finish_run(self, run_id: str) -> int:
         """Tasks of a finished wave that never ran: nothing charged."""
@@ -157,7 +175,8 @@ class WaveBudget:
         limited = status in (429, 529) or (outcome.error_class is not None and str(
             outcome.error_class) == "rate_limit") or "overloaded" in outcome.reason.lower()
         if limited and self._budget().config.rate_limit != "off":
-            self.rate_limited(status or 429, outcome.reason or "rate limited", None)
+            self.rate_limited(status or 429, outcome.reason or "rate limited",
+                              outcome.retry_after_s)
 
     def usage_limited(self, reason: str) -> float | None:
         """A usage limit that names its reset: the gate holds every new agent until then

@@ -14,19 +14,28 @@ real usage is summed from its transcript, one entry per API message:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..budget import Budget, Tokens, task_kind, transcript_usage
+from ..budget.ratelimit import (
+    NATIVE_GAVE_UP_S,
+    RATE_SCOPE,
+    close_rate_gate,
+    gate_deadline_us,
+    is_api_error_text,
+    last_retry_delay_s,
+    native_failure,
+)
+from ..budget.waves import usage_limit_reset
 from .checks import Finding
 
 if TYPE_CHECKING:
     from .engine import PolicyEngine
 
 __all__ = ["RATE_SCOPE", "BudgetChecks", "BudgetVerdict", "subagent_transcript"]
-
-RATE_SCOPE = "api"
 
 
 class BudgetVerdict(NamedTuple):
@@ -54,6 +63,7 @@ class BudgetChecks:
     def __init__(self, engine: PolicyEngine, budget: Budget) -> None:
         self.e = engine
         self.budget = budget
+        self.random = random.random
 
     # -- before ----------------------------------------------------------------------
     def reserve(self, ti: Mapping[str, Any], base: dict[str, Any], entry_id: str,
@@ -83,20 +93,80 @@ class BudgetChecks:
         return BudgetVerdict(enforced, warned, res.reserved, retry_after)
 
     def _rate_gate(self) -> BudgetVerdict:
+        """While the gate is closed a new agent waits for it here, if it opens within the
+        admission wait (`[admission] wait_timeout_s`), then goes after its own random share
+        of a quarter of the wait so parallel agents do not all start at once; past that it
+        is denied with when to retry. A gate closed further while waiting is waited for
+        again."""
         cfg = self.budget.config
         if cfg.rate_limit == "off":
             return BudgetVerdict([], [], False)
-        row = self.e.store.rate_gate.get(RATE_SCOPE)
-        now = self.budget.now_us()
-        if row is None or row.until_us <= now:
-            return BudgetVerdict([], [], False)
-        wait = min((row.until_us - now) / 1e6, cfg.max_backoff_s)
+        jitter = self.random()
+        bound = self.e.config.admission.wait_timeout_s if cfg.rate_limit == "enforce" else 0.0
+        started, slept = self.budget.now_us(), False
+        while True:
+            row = self.e.store.rate_gate.get(RATE_SCOPE)
+            now = self.budget.now_us()
+            if row is None or gate_deadline_us(row, jitter) <= now:  # never before until_us
+                if slept and row is not None:
+                    self.e.audit.record("rate.waited", waited_ms=(now - started) // 1000,
+                                        status=row.status, reason=row.reason)
+                return BudgetVerdict([], [], False)
+            wait = min((row.until_us - now) / 1e6, cfg.max_backoff_s)
+            mine = (gate_deadline_us(row, jitter) - now) / 1e6
+            if (now - started) / 1e6 + mine > bound:
+                break
+            self.e.sleep(max(0.01, mine))
+            slept = True
         f = Finding("budget", "rate-limited", "high",
                     f"an agent got {row.status} ({row.reason}) from the API; new agents wait "
-                    f"{wait:.0f} s so they do not all hit the limit again", True)
+                    f"{max(wait, 0.0):.0f} s so they do not all hit the limit again", True)
         if cfg.rate_limit == "enforce":
-            return BudgetVerdict([f], [], False, wait)
+            return BudgetVerdict([f], [], False, max(wait, 1.0))
         return BudgetVerdict([], [f], False)
+
+    # -- an agent's API failure ------------------------------------------------------
+    def api_failed(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """An agent Claude Code gave up on: `StopFailure` (the main agent or a subagent;
+        `error` is the kind, `last_assistant_message` the text shown) or
+        `PostToolUseFailure(Agent)` (`error` is the text). A rate limit or an overload
+        closes the shared gate; a usage limit that names its reset holds it until then."""
+        cfg = self.budget.config
+        if cfg.mode == "off" or cfg.rate_limit == "off":
+            return {}
+        event = str(p.get("hook_event_name") or "")
+        stop = event == "StopFailure"
+        kind = str(p.get("error") or "") if stop else ""
+        text = str(p.get("last_assistant_message") or "") if stop else str(p.get("error") or "")
+        now = self.budget.now_us() / 1e6
+        agent_id = str(p.get("agent_id") or "")
+        base = {"event": event, "session_id": str(p.get("session_id") or ""),
+                "agent_id": agent_id, "source": self.e.source}
+        # A reset days away holds every agent that long: only from Claude Code's own words
+        # (StopFailure's kind, or a failed Agent call's API-error text), never an agent's.
+        trusted = kind == "rate_limit" or (not stop and is_api_error_text(text))
+        if trusted and (reset := usage_limit_reset(text, now)) is not None:
+            self.e.store.rate_gate.close_until(RATE_SCOPE, int(reset * 1e6), 429,
+                                               "usage limit until its reset", int(now * 1e6))
+            self.e.audit.record("rate.limited", **base, status=429, usage_limit=True,
+                                gate_s=round(reset - now, 3))
+            return {}
+        failure = native_failure(kind, text)
+        if failure is None:
+            return {}
+        # Only the main agent's retries are written where a hook can read them.
+        delay = None
+        transcript = str(p.get("transcript_path") or "")
+        if stop and not agent_id and transcript.endswith(".jsonl"):
+            delay = last_retry_delay_s(transcript, max_s=cfg.max_backoff_s)
+        wait = close_rate_gate(self.e.store, failure.status,
+                               f"{failure.reason}, {'a subagent' if agent_id else 'an agent'} "
+                               "gave up after Claude Code's retries",
+                               NATIVE_GAVE_UP_S if delay is None else delay,
+                               max_backoff_s=cfg.max_backoff_s, now=now, jitter=self.random)
+        self.e.audit.record("rate.limited", **base, status=failure.status,
+                            retry_delay_s=delay, gate_s=round(wait, 3))
+        return {}
 
     def release(self, entry_id: str, slots: int) -> None:
         ids = [entry_id] if slots == 1 else [f"{entry_id}#{k}" for k in range(slots)]

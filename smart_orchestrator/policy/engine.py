@@ -51,6 +51,7 @@ class PolicyEngine:
         self.project_dir = project_dir
         self.source = source
         self.clock = clock
+        self.sleep = sleep
         self.admission = Admission(store, config.admission, clock=clock, sleep=sleep,
                                    metrics=metrics)
         self.breakers = CircuitBreakers(store, config.breaker, clock)
@@ -76,6 +77,8 @@ class PolicyEngine:
                 if tool in PRE_TOOLS:
                     return self.surfaces.pre(payload)
                 return self.pre_tool(payload)
+            if event == "PostToolUseFailure" and tool in ("Agent", "Task"):
+                self.budgets.api_failed(payload)
             if event in ("PostToolUse", "PostToolUseFailure") and tool in AGENT_TOOLS:
                 return self.outputs.post_agent(payload)
             if event in ("PostToolUse", "PostToolUseFailure") and tool in POST_TOOLS:
@@ -84,6 +87,8 @@ class PolicyEngine:
                 return self.outputs.main_tool_result(payload)
             if event == "Stop":
                 return self.surfaces.stop(payload)
+            if event == "StopFailure":
+                return self.budgets.api_failed(payload)
             if event == "SubagentStart":
                 return self.subagent_start(payload)
             if event == "SubagentStop":

@@ -37,8 +37,9 @@ __all__ = ["FORK_TYPE", "GATED_TOOLS", "POST_TOOLS", "PRE_TOOLS", "UNCLAIMED_EVE
            "WORKFLOW_AGENT_TYPE", "SurfaceChecks", "find_fork_skill"]
 
 # Events that decide nothing and are safe to handle twice: both hooks run them, unclaimed
-# (a Stop carries no id of its own, so a claim would let only a session's first one run).
-UNCLAIMED_EVENTS = frozenset({"Stop"})
+# (a Stop carries no id of its own, so a claim would let only a session's first one run;
+# a StopFailure only closes the rate gate, and a gate closed twice stays closed).
+UNCLAIMED_EVENTS = frozenset({"Stop", "StopFailure"})
 PRE_TOOLS = frozenset({"Workflow", "SendMessage", "Skill"})
 POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop", "Skill"})
 # PreToolUse of these starts or feeds agents: a failed check denies them.

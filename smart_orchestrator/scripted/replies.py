@@ -185,8 +185,9 @@ def rate_limit_error(*, retry_after: float | None = 0, times: int | None = 1) ->
     )
 
 
-def overloaded_error(*, times: int | None = 1) -> ApiError:
-    return api_error(529, "overloaded_error", "Overloaded", times=times)
+def overloaded_error(*, retry_after: float | None = None, times: int | None = 1) -> ApiError:
+    return api_error(529, "overloaded_error", "Overloaded", retry_after=retry_after,
+                     times=times)
 
 
 def server_error(*, times: int | None = 1) -> ApiError:

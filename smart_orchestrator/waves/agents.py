@@ -36,6 +36,8 @@ class AgentRequest:
     follow_up: Callable[[str], str | None] | None = None
     # Called once with the agent's process id, as soon as it is known.
     on_spawn: Callable[[int], None] | None = None
+    # Called as the agent's CLI is about to retry a 429/529: (status, its delay in s).
+    on_rate_limit: Callable[[int, float], None] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     network_domains: tuple[str, ...] = ()
 
@@ -56,6 +58,8 @@ class AgentOutcome:
     cache_write_tokens: int = 0
     model: str | None = None  # the model that answered, when the CLI said
     api_status: int | None = None  # the HTTP status of the API error that ended it
+    # The delay the CLI chose for its last retry of a 429/529 (the reply's Retry-After).
+    retry_after_s: float | None = None
 
 
 class AgentRunner(Protocol):

@@ -91,7 +91,8 @@ class TaskDriver:
 
     async def _attempt(self, task: TaskSpec, tries: int) -> None:
         ctx = self._ctx
-        if ctx.budget is not None and (wait := ctx.budget.gate_wait_s()) > 0:
+        while ctx.budget is not None and (wait := ctx.budget.gate_wait_s(
+                self._run_id, task.id)) > 0:
             await ctx.sleep(wait)  # a retry waits out a rate limit with everyone else
         allowed, why = ctx.breaker.allow(task.agent_type)
         if not allowed:
@@ -124,7 +125,8 @@ class TaskDriver:
             budget_usd=task.budget_usd, env=self._options.env,
             network_domains=tuple(task.network_domains),
             follow_up=contract.follow_up if contract else None,
-            on_spawn=partial(self._spawned, task.id, attempt))
+            on_spawn=partial(self._spawned, task.id, attempt),
+            on_rate_limit=partial(self._rate_limited, task.id, attempt))
         started = time.monotonic()
         try:
             outcome = await ctx.runner.run(request)
@@ -147,7 +149,19 @@ class TaskDriver:
             raise _Held(outcome.reason)
         if not outcome.ok:
             assert outcome.error_class is not None
-            raise AttemptFailed(outcome.error_class, outcome.reason)
+            raise AttemptFailed(outcome.error_class, outcome.reason,
+                                retry_after=outcome.retry_after_s)
+
+    def _rate_limited(self, task_id: str, attempt: int, status: int, delay_s: float) -> None:
+        """The agent's CLI got a 429/529 and waits `delay_s` before retrying: so does every
+        other new agent, of this wave and any other."""
+        if self._ctx.budget is None:
+            return
+        wait = self._ctx.budget.rate_limited(status, f"{status} from task {task_id!r}",
+                                             delay_s)
+        self._ctx.audit.record("wave.rate_limited", run_id=self._run_id, task_id=task_id,
+                               attempt=attempt, status=status, retry_delay_s=round(delay_s, 3),
+                               gate_s=round(wait, 3))
 
     def _end(self, task: TaskSpec, attempt: int, outcome: AgentOutcome, started: float,
              output: str | None, *, reformats: int) -> bool:

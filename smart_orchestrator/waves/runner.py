@@ -26,6 +26,7 @@ from claude_agent_sdk import (
     ProcessError,
     ResultError,
     ResultMessage,
+    SystemMessage,
     query,
 )
 
@@ -57,6 +58,7 @@ class _Tally:
     cache_write_tokens: int = 0
     model: str | None = None
     api_status: int | None = None
+    retry_after_s: float | None = None
     turns: int = 0
     session_id: str | None = None
     text: str = ""
@@ -90,7 +92,7 @@ class _Tally:
             input_tokens=self.input_tokens, output_tokens=self.output_tokens,
             cost_usd=self.cost_usd, turns=self.turns, session_id=self.session_id, pid=pid,
             cache_read_tokens=self.cache_read_tokens, cache_write_tokens=self.cache_write_tokens,
-            model=self.model, api_status=self.api_status)
+            model=self.model, api_status=self.api_status, retry_after_s=self.retry_after_s)
         if error is not None:
             return AgentOutcome(False, self.text, error[0], error[1], **common)
         if self.results == 0:
@@ -212,7 +214,9 @@ class SdkAgentRunner:
                 if agent.pid is None and (pid := agent.find()) is not None \
                         and request.on_spawn:
                     request.on_spawn(pid)
-                if isinstance(message, ResultMessage):
+                if isinstance(message, SystemMessage) and message.subtype == "api_retry":
+                    _api_retry(message.data, tally, request)
+                elif isinstance(message, ResultMessage):
                     tally.add(message)
                     follow = None
                     if not message.is_error and request.follow_up is not None:
@@ -268,6 +272,19 @@ async def _prompts(first: str, more: MemoryObjectReceiveStream[str | None]
 def _user(text: str) -> dict[str, Any]:
     return {"type": "user", "message": {"role": "user", "content": text},
             "parent_tool_use_id": None}
+
+
+def _api_retry(data: Mapping[str, Any], tally: _Tally, request: AgentRequest) -> None:
+    """The CLI is about to retry a failed request; for a 429/529 its delay is the reply's
+    Retry-After (plus the CLI's jitter) when the reply named one. The wave hears of it now,
+    not when the attempt ends, so every other agent can back off while this one waits."""
+    status, delay_ms = data.get("error_status"), data.get("retry_delay_ms")
+    if status not in (429, 529) or not isinstance(delay_ms, int | float) \
+            or isinstance(delay_ms, bool) or delay_ms < 0:
+        return
+    tally.retry_after_s = delay_ms / 1000.0
+    if request.on_rate_limit is not None:
+        request.on_rate_limit(int(status), tally.retry_after_s)
 
 
 def _sdk_error(exc: BaseException, tally: _Tally) -> tuple[ErrorClass, str]:

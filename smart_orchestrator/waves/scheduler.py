@@ -268,7 +268,11 @@ class WaveRun:
         finally:
             if self._ctx.budget is not None and self._status[task.id] != "pending":
                 # A task held for a usage limit settles when it finally ends.
-                self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
+                cost = self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
+                if cost is not None:
+                    self._ctx.audit.record("wave.agent_cost", run_id=self.run_id,
+                                           task_id=task.id, agent_type=task.agent_type,
+                                           cost=cost)
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
             if self._cancel_reason is not None and self._status[task.id] in (

@@ -3,18 +3,26 @@ usage."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from smart_orchestrator.budget import Budget
+from smart_orchestrator.budget.summary import cost_summary, render_costs
 from smart_orchestrator.budget.waves import WaveBudget
 from smart_orchestrator.policy.config import BudgetPolicy
+from smart_orchestrator.report import load_run, render_html
 from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.waves import WaveConfig, WaveService
 from smart_orchestrator.waves.admission import MIB, AdmissionConfig
@@ -29,11 +37,12 @@ from .harness import (
     api_error,
     offline_env,
     rate_limit_error,
+    task_stop,
     text,
     tool_use,
     turn,
 )
-from .plugin_env import audit_rows, plugin_data, run_plugin
+from .plugin_env import audit_rows, plugin_data, plugin_env, run_plugin, wait_for_audit
 from .test_waves_e2e import Waves, _agent_processes, _seen, plan, t
 
 # 500k input and 100k output tokens: $3.00 on Sonnet, $15 on an unknown model (Opus
@@ -116,8 +125,6 @@ def test_a_background_agent_is_settled_at_its_stop(
     run = run_plugin(run_claude, repo_root, "index in the background")
     run.assert_success()
     home = claude_dirs["home"]
-    from .plugin_env import wait_for_audit
-
     wait_for_audit(home, "agent.stop")
     rows = _ledger(home)
     assert len(rows) == 1 and rows[0]["state"] == "settled", rows
@@ -202,6 +209,24 @@ def test_a_cap_reached_mid_wave_pauses_it_and_raising_the_cap_resumes_it(
     assert [r.state for r in rows] == ["settled"] * 4
     assert all((r.input_tokens, r.output_tokens) == (100_000, 10_000) for r in rows), rows
     assert all(r.priced == "table:sonnet-4" for r in rows)
+    # Each agent's cost with its token split: in the audit, the run report and metrics.
+    costs = {e.data["task_id"]: e.data["cost"] for e in waves.store.iter_audit()
+             if e.kind == "wave.agent_cost"}
+    assert sorted(costs) == ["a", "b", "c", "d"]
+    assert all((c["input_tokens"], c["output_tokens"], c["state"], c["cost_usd"])
+               == (100_000, 10_000, "settled", 0.45) for c in costs.values()), costs
+    page = render_html(load_run(waves.store, run_id))
+    assert "Cost per agent (ledger)" in page
+    assert page.count("<td>table:sonnet-4</td>") == 4
+    # The ledger's columns: input, output, cache read, cache write, estimated, cost.
+    split = ('<td class="num">100,000</td><td class="num">10,000</td>'
+             '<td class="num">0</td><td class="num">0</td>')
+    assert page.count(split) == 4
+    assert page.count('<td class="num">$0.4500</td><td>table:sonnet-4</td>') == 4
+    summary = cost_summary(waves.store, since_us=0)
+    assert summary["by_model"]["claude-sonnet-4-5"]["agents"] == 4
+    table = "\n".join(render_costs(summary))
+    assert table.count("| 100000 | 10000 | 0 | 0 | 0.4500 |") == 4, table
 
 
 def test_parallel_wave_agents_back_off_together_after_a_429(
@@ -212,11 +237,12 @@ def test_parallel_wave_agents_back_off_together_after_a_429(
     # The SDK's result carries no Retry-After: the gate takes its default (5 s), capped here.
     policy = _Policy(waves.store, "proj", max_backoff_s=6.0)
     service = _wave_service(waves, policy)
-    # r runs first (priority); the others become ready when it has been answered once.
+    # r runs first (priority); the others become ready when `gate` ends, which it does
+    # only once r's 429 closed the shared gate.
     wave = plan(t("r", agent=SONNET, priority=5),
                 *(t(n, "gate", agent=SONNET) for n in "xyz"),
                 t("gate", agent=SONNET))
-    scripted_model.agent("TASK-GATE:", [text("open", delay=2.0)])
+    scripted_model.on(_after_the_gate_closed(waves, "TASK-GATE:", text("open")))
     run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=4)
     assert service.wait_until_done(run_id, 180), service.status(run_id)
     status = service.status(run_id)
@@ -225,8 +251,7 @@ def test_parallel_wave_agents_back_off_together_after_a_429(
     assert gate is not None and gate.status == 429
     first, retried = scripted_model.requests_for("TASK-R:")
     assert type(first.reply).__name__ == "ApiError"
-    # The model log keeps monotonic times; the gate keeps wall-clock ones.
-    opened = gate.until_us / 1e6 - (time.time() - time.monotonic())
+    opened = _monotonic_of(gate.until_us)
     assert first.answered_at is not None and opened - first.answered_at >= 5.0
     # Every agent that started after the 429, the retry included, waited for the gate.
     later = [retried, *(r for n in ("TASK-X:", "TASK-Y:", "TASK-Z:")
@@ -250,12 +275,20 @@ def test_the_preview_of_a_repeated_plan_is_within_a_quarter_of_the_run(
     assert scripted_model.requests == []
     # The first run: each task's own usage; the second reports about 10% more.
     usage = {"a": (80_000, 8_000), "b": (120_000, 4_000), "c": (50_000, 20_000)}
-    for round_, scale in ((1, 1.0), (2, 1.1)):
+    scale = [1.0]
+
+    def reply(request: Any) -> Any:
+        # Scripts match the first conversation whose text fits: a rule answers each round
+        # with that round's usage.
         for name, (inp, out) in usage.items():
-            scripted_model.agent(f"TASK-{name.upper()}: do it", [text(
-                f"round {round_} {name}",
-                usage={"input": int(inp * scale), "output": int(out * scale)})],
-                name=f"{name}{round_}")
+            if f"TASK-{name.upper()}: do it" in request.first_user_text:
+                return text(f"{name} at x{scale[0]}", usage={
+                    "input": int(inp * scale[0]), "output": int(out * scale[0])})
+        return None
+
+    scripted_model.on(reply)
+    for round_, factor in ((1, 1.0), (2, 1.1)):
+        scale[0] = factor
         if round_ == 2:
             repeated = service.preview(wave)
         run_id = service.spawn(wave, cwd=str(waves.dirs["work"]))
@@ -267,8 +300,11 @@ def test_the_preview_of_a_repeated_plan_is_within_a_quarter_of_the_run(
     actual = waves.store.ledger.charged(since_us=0)[0]
     first_run = sum(r.cost_usd for r in waves.store.ledger.rows() if r.run_id != run_id)
     second_run = actual - first_run
+    print(f"preview ${preview['expected_usd']:.4f}, run ${second_run:.4f}: "
+          f"{preview['expected_usd'] / second_run - 1:+.1%}")
     assert abs(preview["expected_usd"] - second_run) <= 0.25 * second_run, \
         (preview["expected_usd"], second_run)
+    assert second_run == pytest.approx(first_run * 1.1, rel=0.01), "the runs differ by 10%"
     assert preview["by_model"]["claude-sonnet-4-5"]["agents"] == 3
     share = preview["caps"]["project"]
     assert share["limit_usd"] == 20.0 and 0 < share["share"] < 1
@@ -292,7 +328,7 @@ def test_cancel_stops_every_descendant_releases_slots_and_settles(
                                scripted_model.tool_results("TASK-X:"), service.status(run_id))
     started = time.monotonic()
     status = service.cancel(run_id, reason="stop now", wait_s=30)
-    assert _wait(lambda: _agent_processes(run_id) == [], timeout=30)
+    assert _wait(lambda: _agent_processes(run_id) == [], timeout=5)
     gone_s = time.monotonic() - started
     print(f"process trees gone {gone_s:.2f} s after cancel_wave")
     assert status.state == "cancelled", status
@@ -325,3 +361,244 @@ def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
     paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
     assert paused and "usage limit until its reset" in str(paused[0]["reason"])
     assert [r.state for r in waves.store.ledger.rows(run_id=run_id)] == ["settled"] * 2
+
+
+# -- the rate gate, fed by native agents ---------------------------------------------------
+def _monotonic_of(wall_us: int) -> float:
+    """The model log keeps monotonic times; the gate keeps wall-clock ones."""
+    return wall_us / 1e6 - (time.time() - time.monotonic())
+
+
+def test_parallel_native_agents_back_off_together_after_a_subagent_gives_up_on_429s(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    # RL-A's every request gets a 429 naming Retry-After 2 s; Claude Code retries once
+    # (honouring it) and gives up. The main agent then starts three agents at once.
+    _policy(claude_dirs["work"], "[budget]\nmax_backoff_s = 6\n"
+                                 "[admission]\nmax_in_flight_session = 8\n")
+    scripted_model.main([
+        agent_call("RL-A: look around"),
+        turn(*[agent_call(f"RL-{n}: part {n}", description=f"part {n}") for n in "BCD"]),
+        text("merged")])
+    scripted_model.subagent("RL-A", [rate_limit_error(retry_after=2, times=None)])
+    for n in "BCD":
+        scripted_model.subagent(f"RL-{n}", [text(f"{n} done")])
+    run = run_plugin(run_claude, repo_root, "fan out", timeout=240,
+                     env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    run.assert_success(allow_denials=True)
+    home = claude_dirs["home"]
+    limited = [r.received_at for r in scripted_model.requests_for("RL-A")]
+    assert len(limited) == 2, "one try and Claude Code's own retry"
+    assert limited[1] - limited[0] >= 2.0, "Claude Code honoured the Retry-After itself"
+    # The failed Agent call closed the gate before the main agent's next turn; the
+    # subagent's StopFailure (Claude Code does not wait for that hook) closes it too.
+    rows = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited", count=2)]
+    assert {r["event"] for r in rows} == {"PostToolUseFailure", "StopFailure"}, rows
+    assert all(r["status"] == 429 for r in rows)
+    stop = next(r for r in rows if r["event"] == "StopFailure")
+    assert stop["agent_id"], "the subagent's StopFailure names it"
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    try:
+        until_us, status = conn.execute(
+            "SELECT until_us, status FROM rate_gate WHERE scope = 'api'").fetchone()
+    finally:
+        conn.close()
+    assert status == 429
+    first_close = min(r["gate_s"] for r in rows)
+    assert first_close == 6.0, "no Retry-After reaches a hook: the backoff cap, bounded"
+    opened = _monotonic_of(until_us)
+    answered = scripted_model.requests_for("RL-A")[-1].answered_at
+    assert answered is not None and opened - answered >= 5.0
+    # Every agent started after the 429s waited for the gate, then started: none before.
+    later = [r for n in "BCD" for r in scripted_model.requests_for(f"RL-{n}")]
+    assert len(later) == 3
+    assert all(r.received_at >= opened - 0.05 for r in later), \
+        (opened, [r.received_at for r in later])
+    results = scripted_model.tool_results("main")
+    assert [r.is_error for r in results] == [True, False, False, False], \
+        [r.text[:200] for r in results]
+    waited = [json.loads(d) for *_, d in audit_rows(home, "rate.waited")]
+    assert len(waited) == 3 and all(w["waited_ms"] > 0 for w in waited)
+
+
+def test_the_main_agent_giving_up_on_429s_holds_other_sessions_for_its_retry_delay(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    _policy(claude_dirs["work"], "[budget]\nmax_backoff_s = 60\n")
+    scripted_model.agent("FIRST SESSION", [rate_limit_error(retry_after=8, times=None)])
+    scripted_model.main([agent_call("RL-N: after the limit"), text("done")])
+    scripted_model.subagent("RL-N", [text("n done")])
+    first = run_plugin(run_claude, repo_root, "FIRST SESSION", timeout=240,
+                       env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    assert first.is_error and "429" in first.result_text
+    home = claude_dirs["home"]
+    [row] = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited")]
+    assert row["event"] == "StopFailure" and not row.get("agent_id")
+    # The delay Claude Code chose for its retry (the Retry-After plus its jitter) is in
+    # the session's transcript; the gate holds that long (plus up to a quarter more).
+    [transcript] = (home / ".claude" / "projects").glob("*/*.jsonl")
+    delays = [json.loads(line)["retryInMs"] / 1000 for line in
+              transcript.read_text().splitlines() if '"subtype":"api_error"' in line]
+    assert delays and delays[-1] >= 8.0
+    assert row["retry_delay_s"] == delays[-1]
+    assert delays[-1] <= row["gate_s"] <= delays[-1] * 1.25 + 0.01
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    try:
+        until_us = conn.execute("SELECT until_us FROM rate_gate").fetchone()[0]
+    finally:
+        conn.close()
+    second = run_plugin(run_claude, repo_root, "start one more agent", timeout=240)
+    second.assert_success()
+    [started] = scripted_model.requests_for("RL-N")
+    assert started.received_at >= _monotonic_of(until_us) - 0.05
+
+
+def _after_the_gate_closed(waves: Waves, match: str, reply: Any) -> Callable[[Any], Any]:
+    """A rule answering `match`'s agent only once the shared gate has closed: the order
+    the test needs, made explicit instead of left to timing."""
+    def rule(request: Any) -> Any:
+        if match not in request.first_user_text:
+            return None
+        _wait(lambda: waves.store.rate_gate.get("api") is not None, timeout=120)
+        return reply
+    return rule
+
+
+def test_a_wave_agents_429_backs_the_whole_wave_off_for_its_retry_after(
+        waves: Waves, scripted_model: ScriptedModel) -> None:
+    # With one CLI retry, the CLI reads the reply's Retry-After and says, as it starts to
+    # wait, how long: the wave closes the shared gate for that long at once.
+    scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=4), text("made it")])
+    scripted_model.on(_after_the_gate_closed(waves, "TASK-GATE:", text("open")))
+    for name in "XYZ":
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
+    service = _wave_service(waves, _Policy(waves.store, "proj", max_backoff_s=60.0),
+                            cli_max_retries=1)
+    # x, y and z become ready when `gate` ends, which is after the gate closed.
+    wave = plan(t("r", agent=SONNET, priority=5), t("gate", agent=SONNET),
+                *(t(n, "gate", agent=SONNET) for n in "xyz"))
+    run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=5)
+    assert service.wait_until_done(run_id, 180), service.status(run_id)
+    status = service.status(run_id)
+    assert status.state == "completed", status
+    r = next(x for x in status.tasks if x.id == "r")
+    assert (r.attempts, r.output) == (1, "made it"), "the CLI's own retry succeeded"
+    [heard] = [e.data for e in waves.store.iter_audit() if e.kind == "wave.rate_limited"]
+    assert heard["task_id"] == "r" and heard["status"] == 429
+    assert heard["retry_delay_s"] >= 4.0, "the Retry-After the reply named"
+    assert heard["retry_delay_s"] <= heard["gate_s"] <= heard["retry_delay_s"] * 1.25 + 0.01
+    gate = waves.store.rate_gate.get("api")
+    assert gate is not None and gate.status == 429
+    opened = _monotonic_of(gate.until_us)
+    limited = scripted_model.requests_for("TASK-R:")[0]
+    assert limited.answered_at is not None and opened - limited.answered_at >= 4.0
+    later = [req for n in "XYZ" for req in scripted_model.requests_for(f"TASK-{n}:")]
+    assert len(later) == 3
+    assert all(req.received_at >= opened - 0.05 for req in later), \
+        (opened, [req.received_at for req in later])
+    paused = [e.data for e in waves.store.iter_audit() if e.kind == "wave.paused"]
+    assert paused and all("rate limited" in str(p["reason"]) for p in paused)
+
+
+# -- stop means stop: native agents ---------------------------------------------------------
+def _processes_with(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if marker in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:  # is_running also checks the pid was not reused
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_task_stop_leaves_no_process_of_the_stopped_agent_within_5_s(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path], tmp_path: Path) -> None:
+    marker = f"stopme-{tmp_path.name}"
+    # A background agent waits in a long command; the main agent stops it with TaskStop.
+    scripted_model.subagent("TS-LONG", [
+        tool_use("Bash", {"command": f"tail -f /dev/null # {marker}", "timeout": 600000}),
+        text("too late")])
+    gone_within: list[float | None] = []
+    tree: list[psutil.Process] = []
+
+    def main(request: Any) -> Any:
+        if request.kind != "main":
+            return None
+        if request.turn == 0:
+            return agent_call("TS-LONG: wait a while", background=True)
+        if request.turn == 1:
+            # Stop it only once its command runs: the order the test needs, explicit.
+            assert _wait(lambda: bool(_processes_with(marker)), timeout=60)
+            for proc in _processes_with(marker):
+                tree.extend([proc, *proc.children(recursive=True)])
+            launched = " ".join(r.text for r in request.tool_results)
+            found = re.search(r"agentId: (a[0-9a-f]+)", launched)
+            return task_stop(found.group(1) if found else "no-agent-id")
+        # The TaskStop's result is back: its agent's processes must be gone within 5 s.
+        started = time.monotonic()
+        gone = _wait(lambda: not any(_alive(p) for p in tree), timeout=5.0)
+        gone_within.append(time.monotonic() - started if gone else None)
+        return text("stopped")
+
+    scripted_model.on(main)
+    run = run_plugin(run_claude, repo_root, "start and stop", timeout=240,
+                     allowed_tools=["Bash"], env={"ENABLE_TOOL_SEARCH": "false"})
+    run.assert_success(allow_denials=True)
+    stopped = [r for r in scripted_model.tool_results("main") if r.tool_name == "TaskStop"]
+    assert stopped and not stopped[0].is_error, stopped
+    assert len(tree) >= 2, "the command's shell and what it runs"
+    assert gone_within and gone_within[0] is not None, "the stopped agent's command still ran"
+    print(f"stopped agent's processes gone {gone_within[0]:.2f} s after TaskStop returned")
+    ends = [json.loads(d) for *_, d in wait_for_audit(claude_dirs["home"], "surface.end")]
+    assert any(e["tool"] == "TaskStop" for e in ends), ends
+
+
+def test_the_end_of_a_session_leaves_no_process_of_its_agents_within_5_s(
+        scripted_model: ScriptedModel, claude_bin: Path, repo_root: Path,
+        claude_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The user ends the session (SIGTERM to Claude Code) while a background agent waits in
+    a long command. Run outside the harness, which kills the process group after a run
+    and would hide a survivor."""
+    marker = f"endme-{tmp_path.name}"
+    scripted_model.subagent("END-BG", [
+        tool_use("Bash", {"command": f"tail -f /dev/null # {marker}", "timeout": 600000}),
+        text("too late")])
+    scripted_model.main([agent_call("END-BG: wait a while", background=True),
+                         text("waiting for it", delay=1.0), text("still waiting")])
+    env = offline_env(model_url=scripted_model.base_url, home=claude_dirs["home"],
+                      tmpdir=claude_dirs["cctmp"],
+                      extra=plugin_env({"ENABLE_TOOL_SEARCH": "false"}))
+    cli = subprocess.Popen(
+        [str(claude_bin), "-p", "start it", "--output-format", "stream-json", "--verbose",
+         "--plugin-dir", str(repo_root), "--allowedTools", "Bash"],
+        cwd=claude_dirs["work"], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tree: list[psutil.Process] = []
+    try:
+        assert _wait(lambda: bool(_processes_with(marker)), timeout=120)
+        for proc in _processes_with(marker):
+            tree.extend([proc, *proc.children(recursive=True)])
+        assert len(tree) >= 2
+        cli.send_signal(signal.SIGTERM)
+        cli.wait(timeout=60)
+        started = time.monotonic()
+        gone = _wait(lambda: not any(_alive(p) for p in tree), timeout=5.0)
+        print(f"the agents' processes gone {time.monotonic() - started:.2f} s after "
+              "Claude Code exited")
+        survivors = [p.pid for p in tree if _alive(p)]
+        assert gone, f"still running after the session ended: {survivors}"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(cli.pid, signal.SIGKILL)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
