@@ -110,6 +110,13 @@ class Store(Protocol):
         writes. The outermost serialises writers (no read-then-write race)."""
         ...
 
+    def decision(self) -> AbstractContextManager[None]:
+        """One decision's work, which may span several transactions and reads. A backend
+        far away sends its statements together and confirms the commits once at the end
+        (raising then if one failed, so the decision fails closed); a local one has
+        nothing to gain and runs each as it comes. Nests: only the outermost counts."""
+        ...
+
     # Audit: insert-only, hash-chained. The store computes the chain link inside the
     # same transaction that reads the previous head, so concurrent writers never fork it.
     # Inside a caller's transaction the row commits with the caller's writes or not at all.

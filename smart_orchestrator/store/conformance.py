@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..audit import AuditLog
 from ..canonical import sha256_hex
+from ..errors import StoreError
 from .base import WitnessedStore
+from .repos import Census
 
 if TYPE_CHECKING:
     from ._sql import Executor
@@ -227,6 +229,73 @@ def _lease_expiry_and_release(location: str) -> None:
     store.close()
 
 
+def _census_counts_what_admission_reads(location: str) -> None:
+    store = _open(location)
+    leases, me = store.leases, os.getpid()
+    leases.put(["a", "b"], session_id="s1", agent_type="explore", owner_pid=me, depth=1,
+               background=False, now_us=1_000, expires_us=10**15)
+    leases.put(["c"], session_id="s2", agent_type="plan", owner_pid=None, depth=1,
+               background=False, now_us=2_000, expires_us=10**15)
+    store.kv_set("limit.set", "7")
+    census = leases.census("s1", 500, owner_gone=lambda pid: False,
+                           limit_keys=("limit.set", "limit.unset"))
+    assert census == Census(3, 2, 3, 2, 1_000, 3, 1_000, ("7", None)), census
+    census = leases.census("s2", 1_000, owner_gone=lambda pid: False)
+    assert census == Census(3, 1, 3, 1, 2_000, 1, 2_000, ()), census
+    census = leases.census("nobody", 5_000, owner_gone=lambda pid: False)
+    assert census == Census(3, 0, 3, 0, None, 0, None, ()), census
+    # Leases of a process that is gone are dropped before anything is counted.
+    census = leases.census("s1", 0, owner_gone=lambda pid: pid == me)
+    assert census[:3] == (1, 0, 1), census
+    assert [r.id for r in leases.rows()] == ["c"]
+    assert census.session_spawns == 2  # a spawn stays in the rate window all the same
+    store.close()
+
+
+def _a_decision_confirms_its_transactions_and_fails_whole(location: str) -> None:
+    store, other = _open(location), _open(location)
+    log = AuditLog(store)
+    with store.decision():
+        with store.transaction():
+            store.kv_set("first", "1")
+            log.record("first")
+        assert store.kv_get("first") == "1"  # its own writes, read back in the same decision
+        with store.decision():  # nested: part of the outer one
+            assert store.claims.claim("event", "me", 1)
+            assert not store.claims.claim("event", "you", 2)
+    assert other.kv_get("first") == "1" and other.claims.get("event") == ("me", None)
+    try:
+        with store.decision():
+            with store.transaction():
+                store.kv_set("kept", "1")
+            with store.transaction() as conn:
+                store.kv_set("undone", "1")
+                log.record("undone")
+                cast("Executor", conn).execute("INSERT INTO kv (key, value) VALUES (?, ?)",
+                                               ("kept", "twice"))
+    except StoreError:
+        pass
+    else:
+        raise AssertionError("a statement that failed inside a decision went unnoticed")
+    assert store.kv_get("kept") == "1" and store.kv_get("undone") is None
+    with store.decision():
+        log.record("after")
+    assert [r.kind for r in other.iter_audit()] == ["first", "after"]
+    assert AuditLog(other).verify().ok
+    # The savepoint contract holds inside a decision too.
+    with store.decision(), store.transaction():
+        try:
+            with store.transaction():
+                store.kv_set("inner", "1")
+                raise _Inner
+        except _Inner:
+            pass
+        store.kv_set("outer", "1")
+    assert other.kv_get("outer") == "1" and other.kv_get("inner") is None
+    store.close()
+    other.close()
+
+
 def _admit_worker(queue: Any, barrier: Any, location: str, host: str, session: str,
                   tries: int, machine_limit: int) -> None:
     from ..policy.admission import Admission, LeaseRequest
@@ -383,6 +452,9 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "audit_chain_stays_one_chain_under_many_writers":
         _audit_chain_stays_one_chain_under_many_writers,
     "threads_share_one_store": _threads_share_one_store,
+    "census_counts_what_admission_reads": _census_counts_what_admission_reads,
+    "a_decision_confirms_its_transactions_and_fails_whole":
+        _a_decision_confirms_its_transactions_and_fails_whole,
 }
 
 

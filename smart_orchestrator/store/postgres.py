@@ -48,8 +48,8 @@ __all__ = ["PgStore", "is_postgres_url", "redact"]
 # database, as the tests make, do not wait for each other).
 _LOCK_CLASS = 0x534D4F52
 _LATEST = PG_MIGRATIONS[-1][0]
-_BEGIN_LOCKED = (f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_CLASS}, "
-                 "hashtext(current_schema()))")
+_LOCK = f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(current_schema()))"
+_BEGIN_LOCKED = f"BEGIN; {_LOCK}"
 
 
 def is_postgres_url(text: str) -> bool:
@@ -80,11 +80,36 @@ def _pg(sql: str) -> str:
 class _Exec:
     """The connection as the repositories use it: `execute(sql, args)` with `?`."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any],
+                 pipe: psycopg.Pipeline | None = None) -> None:
         self._conn = conn
+        self._pipe = pipe
 
-    def execute(self, sql: str, args: Any = (), /) -> psycopg.Cursor[Any]:
-        return self._conn.execute(_pg(sql), tuple(args))
+    def execute(self, sql: str, args: Any = (), /) -> Any:
+        cur = self._conn.execute(_pg(sql), tuple(args))
+        return cur if self._pipe is None else _Piped(cur, self._pipe)
+
+
+class _Piped:
+    """A statement sent in a decision's pipeline. Rows are waited for by the cursor
+    itself when read; the count of changed rows only once asked for, so a write whose
+    count nobody reads costs no round trip of its own."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipe = pipe
+
+    @property
+    def rowcount(self) -> int:
+        if self._cur.pgresult is None:
+            self._pipe.sync()
+        return self._cur.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
 
 
 class PgStore:
@@ -101,6 +126,12 @@ class PgStore:
         self._depth = 0
         self._pending: list[AuditRecord] = []
         self._conn: psycopg.Connection[Any] | None = None
+        # An open decision (`decision()`): its statements share a pipeline, and its
+        # commits are confirmed, and its chain rows witnessed, when it ends.
+        self._decisions = 0
+        self._pipe: psycopg.Pipeline | None = None
+        self._pipe_exit: contextlib.ExitStack | None = None
+        self._unconfirmed: list[AuditRecord] = []
         self.dialect: Dialect = POSTGRES
         self.audit = SqlAuditQueries(self)
         self.leases = SqlLeases(self)
@@ -170,9 +201,59 @@ class PgStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget the connection and whatever it had in flight: the server rolls back the
+        open transaction of a connection that closes, so nothing half done commits."""
+        conn, self._conn = self._conn, None
+        # Chain rows whose commit was not confirmed yet may not exist: not witnessed.
+        self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    # -- decisions ---------------------------------------------------------------------
+    @contextmanager
+    def decision(self) -> Iterator[None]:
+        """The statements of one decision travel together: each is sent as it comes, and
+        the client waits only where it reads a result. Transactions keep their meaning
+        (the server runs BEGIN, the writers' lock, the writes and COMMIT as they arrive,
+        in order); only the confirmation of their COMMITs is awaited once, at the end,
+        and a failure then raises here, so the caller's decision fails closed. Chain rows
+        are witnessed after that confirmation."""
+        with self._lock:
+            if self._decisions:
+                self._decisions += 1
+                try:
+                    yield
+                finally:
+                    self._decisions -= 1
+                return
+            conn = self._connection()
+            stack = contextlib.ExitStack()
+            try:
+                self._pipe = stack.enter_context(conn.pipeline())
+            except psycopg.Error as exc:
+                self._drop()
+                raise self._error(exc) from exc
+            self._pipe_exit, self._decisions, self._unconfirmed = stack, 1, []
+            try:
+                yield
+            finally:
+                self._decisions = 0
+                confirmed, self._unconfirmed = self._unconfirmed[-1:], []
+                if self._pipe_exit is stack:
+                    self._pipe, self._pipe_exit = None, None
+                    try:
+                        stack.close()  # one Sync: every COMMIT sent is answered
+                    except psycopg.Error as exc:
+                        # Which statements ran is unknown: the connection goes, and with
+                        # it any transaction still open there.
+                        self._drop()
+                        raise self._error(exc) from exc
+        if confirmed:
+            self._witness(confirmed[0])
 
     # -- transactions ----------------------------------------------------------------
     def _begin(self) -> psycopg.Connection[Any]:
@@ -199,7 +280,14 @@ class PgStore:
         a savepoint whose failure undoes only its own writes."""
         with self._lock:
             level = self._depth
-            if level == 0:
+            pipe = self._pipe
+            if pipe is not None:
+                conn = self._connection()
+                # Queued, not awaited: the first result read waits for these too.
+                conn.execute("BEGIN" if level == 0 else f"SAVEPOINT sp{level}")
+                if level == 0:
+                    conn.execute(_LOCK)
+            elif level == 0:
                 conn = self._begin()
             else:
                 conn = self._connection()
@@ -210,11 +298,16 @@ class PgStore:
             mark = len(self._pending)
             self._depth = level + 1
             try:
-                yield _Exec(conn)
+                yield _Exec(conn, pipe)
                 conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
             except BaseException as exc:
                 del self._pending[mark:]
-                if level == 0:
+                if pipe is not None and (isinstance(exc, (psycopg.Error, StoreError))
+                                         or self._pipe is not pipe):
+                    # A statement failed somewhere in the pipeline: which of them ran is
+                    # unknown here, so the whole connection goes, and its transaction.
+                    self._drop()
+                elif level == 0:
                     _rollback_quietly(conn)
                 elif not conn.broken:
                     try:
@@ -230,6 +323,9 @@ class PgStore:
             if level:
                 return
             pending, self._pending = self._pending[-1:], []
+            if pipe is not None:
+                self._unconfirmed += pending
+                return
         if pending:
             self._witness(pending[0])
 
@@ -237,7 +333,7 @@ class PgStore:
     def atomic(self) -> Iterator[_Exec]:
         with self._lock:
             if self._depth:
-                yield _Exec(self._connection())
+                yield _Exec(self._connection(), self._pipe)
                 return
         with self.transaction() as conn:
             yield conn
@@ -249,10 +345,16 @@ class PgStore:
                 try:
                     return conn.execute(_pg(sql), args).fetchall()
                 except psycopg.OperationalError as exc:
-                    # A read outside a transaction is safe to repeat once the link is back.
+                    # A read outside a transaction is safe to repeat once the link is back;
+                    # not in a pipeline, where writes may have gone before it.
+                    if self._pipe is not None:
+                        self._drop()
+                        raise self._error(exc) from exc
                     if attempt == 2 or self._depth or not conn.broken:
                         raise self._error(exc) from exc
                 except psycopg.Error as exc:
+                    if self._pipe is not None:
+                        self._drop()
                     raise self._error(exc) from exc
         raise AssertionError("unreachable")
 

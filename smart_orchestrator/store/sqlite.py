@@ -261,6 +261,10 @@ class SqliteStore:
     _write = transaction
 
     @contextmanager
+    def decision(self) -> Iterator[None]:
+        yield  # each statement is a function call away: nothing to batch
+
+    @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._depth:
