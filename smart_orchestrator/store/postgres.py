@@ -34,6 +34,7 @@ from psycopg import conninfo
 from ..canonical import GENESIS_HASH
 from ..errors import StoreError
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
+from . import witnessing
 from ._sql import POSTGRES, Dialect
 from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
@@ -146,7 +147,11 @@ class PgStore:
         with self._lock:
             self._connection()
         self.witness = witness if witness is not None else _local_witness(dsn, self._schema)
-        self._enroll_witness()
+        try:
+            self.reconcile_witness()
+        except StoreError as exc:
+            # An unreadable chain is named by verify; opening must still work.
+            self.witness_problem = f"could not check the witness: {exc.reason}"
 
     # -- connection ------------------------------------------------------------------
     @property
@@ -242,7 +247,7 @@ class PgStore:
                 yield
             finally:
                 self._decisions = 0
-                confirmed, self._unconfirmed = self._unconfirmed[-1:], []
+                confirmed, self._unconfirmed = _to_witness(self._unconfirmed), []
                 if self._pipe_exit is stack:
                     self._pipe, self._pipe_exit = None, None
                     try:
@@ -252,8 +257,8 @@ class PgStore:
                         # it any transaction still open there.
                         self._drop()
                         raise self._error(exc) from exc
-        if confirmed:
-            self._witness(confirmed[0])
+        for rec in confirmed:
+            self._witness(rec)
 
     # -- transactions ----------------------------------------------------------------
     def _begin(self) -> psycopg.Connection[Any]:
@@ -322,12 +327,12 @@ class PgStore:
                 self._depth = level
             if level:
                 return
-            pending, self._pending = self._pending[-1:], []
+            pending, self._pending = _to_witness(self._pending), []
             if pipe is not None:
                 self._unconfirmed += pending
                 return
-        if pending:
-            self._witness(pending[0])
+        for rec in pending:
+            self._witness(rec)
 
     @contextmanager
     def atomic(self) -> Iterator[_Exec]:
@@ -363,9 +368,35 @@ class PgStore:
         with self.transaction() as conn:
             # The lock taken by the outermost transaction already serialises appenders;
             # the head row's lock says so where it matters, should that ever change.
-            record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE")
+            # A gap row is what the check would append: it goes on as it is.
+            check = None if kind == witnessing.GAP_KIND else \
+                (lambda *head: self._continuity(conn, *head))
+            record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE",
+                                 check_head=check)
             self._pending.append(record)
             return record
+
+    def _continuity(self, conn: _Exec, count: int, seq: int, head: str) -> tuple[int, int, str]:
+        """Before a row goes on the chain: has the chain gone back, or parted, from what
+        this machine witnessed (a restore, another database at this address)? Then a gap
+        row goes first, in the same transaction, so no new row passes for an old one.
+        Costs a read of the local witness only; rows appended by others since (a chain
+        longer than the witness) are checked by `reconcile_witness`."""
+        try:
+            latest = self.witness.latest()
+        except WitnessError:
+            return count, seq, head  # named by verify; a gap needs a witness to compare
+        if latest is None or latest.seq < seq or (latest.seq == seq and latest.head == head):
+            return count, seq, head
+        found = witnessing.assess(self, self.witness)
+        if not isinstance(found, witnessing.Finding) or \
+                witnessing.already_recorded(self, found) is not None:
+            return count, seq, head
+        gap = append_link(conn, witnessing.GAP_KIND, witnessing.gap_data(
+            self, found, self.witness, "the team store's chain went back or parted from "
+            "this machine's witness"), self._clock_us())
+        self._pending.append(gap)
+        return count + 1, gap.seq, gap.hash
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
         return iter_audit_rows(self.query, after_seq)
@@ -375,21 +406,13 @@ class PgStore:
         return AuditHead(*rows[0]) if rows else AuditHead(0, 0, GENESIS_HASH)
 
     # -- the local witness -----------------------------------------------------------
-    def _enroll_witness(self) -> None:
-        """A machine new to the team store starts witnessing at the chain's head."""
-        try:
-            if self.witness.present():
-                return
-            seq, head = self.audit.tail()
-            if seq:
-                self.witness.append(Checkpoint(seq, head, self._clock_us(), False))
-        except (OSError, WitnessError) as exc:
-            self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
-
     def _witness(self, rec: AuditRecord) -> None:
+        cp = Checkpoint(rec.seq, rec.hash, rec.ts_us, rec.kind == witnessing.GAP_KIND)
         try:
-            self.witness.append(Checkpoint(rec.seq, rec.hash, rec.ts_us, False))
+            self.witness.append(cp)
             self.witness_problem = None
+        except StoreError as exc:  # the caller's event is committed all the same
+            self.witness_problem = f"could not record a witness gap: {exc.reason}"
         except (OSError, WitnessError) as exc:
             # The event is committed; failing the caller would not uncommit it.
             self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
@@ -399,7 +422,38 @@ class PgStore:
 
     def reconcile_witness(self, *, cause: str | None = None,
                           seen: Checkpoint | None = None) -> AuditRecord | None:
-        return None  # a loss shows in `audit verify`; gap rows are SQLite's for now
+        """Check the chain against this machine's witness (and `seen`, a head this process
+        saw witnessed); record a loss as an `audit.gap` row. Returns that row, if any.
+        A machine new to the team store starts witnessing at the chain's head."""
+        with self._lock:
+            if seen is None and not self.witness.present() and \
+                    not witnessing.db_tail(self)[0]:
+                return None  # nothing written, nothing witnessed: a new store
+            try:
+                if witnessing.assess(self, self.witness, seen) is None:
+                    return None
+                with self.witness.hold():
+                    return self._reconcile_held(cause, seen)
+            except (OSError, WitnessError) as exc:
+                self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+                return None
+
+    def _reconcile_held(self, cause: str | None, seen: Checkpoint | None) -> AuditRecord | None:
+        found = witnessing.assess(self, self.witness, seen)
+        if found is None:
+            return None
+        if isinstance(found, Checkpoint):
+            self.witness.append(found)  # enrolled at the head as it is
+            return None
+        # Another process of this machine may have recorded the same loss meanwhile; the
+        # check and the append share the writers' lock so it is recorded once.
+        with self.transaction():
+            recorded = witnessing.already_recorded(self, found)
+            if recorded is None:
+                return self.append_audit(witnessing.GAP_KIND, witnessing.gap_data(
+                    self, found, self.witness, cause))
+        self.witness.append(Checkpoint(recorded[0], recorded[1], self._clock_us(), True))
+        return None
 
     # -- checkpoints -----------------------------------------------------------------
     def put_checkpoint(self, name: str, payload: bytes, sha256: str, *,
@@ -454,6 +508,13 @@ class PgStore:
         return problems
 
 
+def _to_witness(records: list[AuditRecord]) -> list[AuditRecord]:
+    """One checkpoint per transaction, the newest row's; and one for a gap row in it,
+    which starts the witness's new epoch."""
+    gaps = [r for r in records if r.kind == witnessing.GAP_KIND][-1:]
+    return gaps + [r for r in records[-1:] if r not in gaps]
+
+
 def _password(dsn: str) -> str:
     try:
         return str(conninfo.conninfo_to_dict(dsn).get("password") or "")
@@ -467,7 +528,11 @@ def _local_witness(dsn: str, schema: str) -> Witness:
     parts = conninfo.conninfo_to_dict(dsn)
     ident = "|".join(str(parts.get(k) or "") for k in ("host", "port", "dbname")) + "|" + schema
     digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
-    return witness_for(data_dir() / f"team-{digest}.db")
+    folder = data_dir()
+    # A machine that only ever used the team store may have no data folder yet.
+    with contextlib.suppress(OSError):  # then writing the witness says why
+        folder.mkdir(parents=True, exist_ok=True)
+    return witness_for(folder / f"team-{digest}.db")
 
 
 def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
