@@ -19,6 +19,7 @@ from typing import Any
 
 from ..audit import AuditLog
 from ..canonical import digest_text
+from ..errors import StoreUnapplied
 from ..paths import data_dir
 from ..resources import SystemSnapshot, sample_system
 from ..scrub import scrub_label, scrub_text
@@ -70,10 +71,16 @@ class PolicyEngine:
         event = str(payload.get("hook_event_name") or "")
         tool = str(payload.get("tool_name") or "")
         try:
-            # A team store confirms the decision's writes when this ends; a failure
-            # there raises, and the call is denied like any other store failure.
-            with self.store.decision():
-                return self._dispatch(event, tool, payload)
+            try:
+                # A team store confirms the decision's writes when this ends; a failure
+                # there raises, and the call is denied like any other store failure.
+                with self.store.decision():
+                    return self._dispatch(event, tool, payload)
+            except StoreUnapplied:
+                # Its connection was found dead before the store did anything of it (the
+                # server restarted since the last call): once more, on a new one.
+                with self.store.decision():
+                    return self._dispatch(event, tool, payload)
         except Exception as exc:  # the boundary of a security hook: decide, never escape
             return self.crashed(event, tool, payload, exc)
 

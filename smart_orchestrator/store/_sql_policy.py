@@ -222,12 +222,15 @@ class SqlBreakers:
 
     def put(self, agent_type: str, state: str, opened_us: int | None,
             failures: Sequence[float]) -> None:
-        self._change(
-            "INSERT INTO breakers (agent_type, state, opened_us, failures) VALUES (?,?,?,?) "
-            "ON CONFLICT (agent_type) DO UPDATE SET state = excluded.state, failures = "
-            "excluded.failures, opened_us = coalesce(excluded.opened_us, breakers.opened_us), "
-            "trial_owner = NULL, trial_expires_us = NULL",
-            (agent_type, state, opened_us, json.dumps(list(failures))))
+        # No count read back: a team store need not wait for this statement alone.
+        with self._s.atomic() as conn:
+            conn.execute(
+                "INSERT INTO breakers (agent_type, state, opened_us, failures) "
+                "VALUES (?,?,?,?) ON CONFLICT (agent_type) DO UPDATE SET state = "
+                "excluded.state, failures = excluded.failures, opened_us = "
+                "coalesce(excluded.opened_us, breakers.opened_us), "
+                "trial_owner = NULL, trial_expires_us = NULL",
+                (agent_type, state, opened_us, json.dumps(list(failures))))
 
     def rows(self) -> list[BreakerRow]:
         return [_breaker(r) for r in self._s.query(

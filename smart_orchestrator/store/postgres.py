@@ -32,7 +32,7 @@ import psycopg
 from psycopg import conninfo
 
 from ..canonical import GENESIS_HASH
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnapplied
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
 from . import witnessing
 from ._sql import POSTGRES, Dialect
@@ -81,14 +81,15 @@ def _pg(sql: str) -> str:
 class _Exec:
     """The connection as the repositories use it: `execute(sql, args)` with `?`."""
 
-    def __init__(self, conn: psycopg.Connection[Any],
-                 pipe: psycopg.Pipeline | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipe: psycopg.Pipeline | None = None,
+                 heard: Callable[[], None] = lambda: None) -> None:
         self._conn = conn
         self._pipe = pipe
+        self._heard = heard
 
     def execute(self, sql: str, args: Any = (), /) -> Any:
         cur = self._conn.execute(_pg(sql), tuple(args))
-        return cur if self._pipe is None else _Piped(cur, self._pipe)
+        return cur if self._pipe is None else _Piped(cur, self._pipe, self._heard)
 
 
 class _Piped:
@@ -96,21 +97,28 @@ class _Piped:
     itself when read; the count of changed rows only once asked for, so a write whose
     count nobody reads costs no round trip of its own."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline,
+                 heard: Callable[[], None]) -> None:
         self._cur = cur
         self._pipe = pipe
+        self._heard = heard
 
     @property
     def rowcount(self) -> int:
         if self._cur.pgresult is None:
             self._pipe.sync()
+            self._heard()
         return self._cur.rowcount
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone()
+        row = self._cur.fetchone()
+        self._heard()
+        return row
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall()
+        rows = self._cur.fetchall()
+        self._heard()
+        return rows
 
 
 class PgStore:
@@ -133,6 +141,9 @@ class PgStore:
         self._pipe: psycopg.Pipeline | None = None
         self._pipe_exit: contextlib.ExitStack | None = None
         self._unconfirmed: list[AuditRecord] = []
+        # Whether the server answered anything in this decision, or was sent a COMMIT:
+        # until either, a dead connection means nothing of it was applied.
+        self._heard = self._sent_commit = False
         self.dialect: Dialect = POSTGRES
         self.audit = SqlAuditQueries(self)
         self.leases = SqlLeases(self)
@@ -218,6 +229,16 @@ class PgStore:
             with contextlib.suppress(Exception):
                 conn.close()
 
+    def _pipe_failure(self, exc: psycopg.Error) -> StoreError:
+        unapplied = isinstance(exc, psycopg.OperationalError) and not self._heard \
+            and not self._sent_commit
+        self._drop()
+        error = self._error(exc)
+        return StoreUnapplied(error.reason, hint=error.hint) if unapplied else error
+
+    def _answered(self) -> None:
+        self._heard = True
+
     # -- decisions ---------------------------------------------------------------------
     @contextmanager
     def decision(self) -> Iterator[None]:
@@ -243,6 +264,7 @@ class PgStore:
                 self._drop()
                 raise self._error(exc) from exc
             self._pipe_exit, self._decisions, self._unconfirmed = stack, 1, []
+            self._heard = self._sent_commit = False
             try:
                 yield
             finally:
@@ -255,8 +277,7 @@ class PgStore:
                     except psycopg.Error as exc:
                         # Which statements ran is unknown: the connection goes, and with
                         # it any transaction still open there.
-                        self._drop()
-                        raise self._error(exc) from exc
+                        raise self._pipe_failure(exc) from exc
         for rec in confirmed:
             self._witness(rec)
 
@@ -288,10 +309,13 @@ class PgStore:
             pipe = self._pipe
             if pipe is not None:
                 conn = self._connection()
-                # Queued, not awaited: the first result read waits for these too.
-                conn.execute("BEGIN" if level == 0 else f"SAVEPOINT sp{level}")
-                if level == 0:
-                    conn.execute(_LOCK)
+                try:
+                    # Queued, not awaited: the first result read waits for these too.
+                    conn.execute("BEGIN" if level == 0 else f"SAVEPOINT sp{level}")
+                    if level == 0:
+                        conn.execute(_LOCK)
+                except psycopg.Error as exc:
+                    raise self._pipe_failure(exc) from exc
             elif level == 0:
                 conn = self._begin()
             else:
@@ -303,14 +327,17 @@ class PgStore:
             mark = len(self._pending)
             self._depth = level + 1
             try:
-                yield _Exec(conn, pipe)
+                yield _Exec(conn, pipe, self._answered)
+                if pipe is not None and level == 0:
+                    self._sent_commit = True
                 conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
             except BaseException as exc:
                 del self._pending[mark:]
-                if pipe is not None and (isinstance(exc, (psycopg.Error, StoreError))
-                                         or self._pipe is not pipe):
+                if pipe is not None and isinstance(exc, psycopg.Error):
                     # A statement failed somewhere in the pipeline: which of them ran is
                     # unknown here, so the whole connection goes, and its transaction.
+                    raise self._pipe_failure(exc) from exc
+                if pipe is not None and (isinstance(exc, StoreError) or self._pipe is not pipe):
                     self._drop()
                 elif level == 0:
                     _rollback_quietly(conn)
@@ -338,7 +365,7 @@ class PgStore:
     def atomic(self) -> Iterator[_Exec]:
         with self._lock:
             if self._depth:
-                yield _Exec(self._connection(), self._pipe)
+                yield _Exec(self._connection(), self._pipe, self._answered)
                 return
         with self.transaction() as conn:
             yield conn
@@ -348,18 +375,19 @@ class PgStore:
             for attempt in (1, 2):
                 conn = self._connection()
                 try:
-                    return conn.execute(_pg(sql), args).fetchall()
+                    rows = conn.execute(_pg(sql), args).fetchall()
+                    self._heard = True
+                    return rows
                 except psycopg.OperationalError as exc:
                     # A read outside a transaction is safe to repeat once the link is back;
                     # not in a pipeline, where writes may have gone before it.
                     if self._pipe is not None:
-                        self._drop()
-                        raise self._error(exc) from exc
+                        raise self._pipe_failure(exc) from exc
                     if attempt == 2 or self._depth or not conn.broken:
                         raise self._error(exc) from exc
                 except psycopg.Error as exc:
                     if self._pipe is not None:
-                        self._drop()
+                        raise self._pipe_failure(exc) from exc
                     raise self._error(exc) from exc
         raise AssertionError("unreachable")
 
