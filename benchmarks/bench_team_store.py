@@ -101,6 +101,10 @@ class Unbatched(PgStore):
     def decision(self) -> Iterator[None]:
         yield
 
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        yield
+
 
 def _engine(store: Store, project: Path) -> PolicyEngine:
     # A rate limit high enough that no decision waits for the spawn window.

@@ -79,7 +79,9 @@ class Admission:
             result = self._try_once(req)
             if result.granted or result.retry_after_s is None or self._clock() >= deadline:
                 return _with_wait(result, self._clock() - start)
-            self._sleep(min(self._poll_s, max(0.0, deadline - self._clock())))
+            # Other sessions' hooks, which may be what frees a slot, use the store meanwhile.
+            with self._store.idle():
+                self._sleep(min(self._poll_s, max(0.0, deadline - self._clock())))
 
     def _try_once(self, req: LeaseRequest) -> AdmissionResult:
         p = self._policy

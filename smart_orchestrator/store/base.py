@@ -117,6 +117,11 @@ class Store(Protocol):
         nothing to gain and runs each as it comes. Nests: only the outermost counts."""
         ...
 
+    def idle(self) -> AbstractContextManager[None]:
+        """Inside a decision, around a wait: what the decision sent is confirmed and the
+        store is free for other threads until the wait ends."""
+        ...
+
     # Audit: insert-only, hash-chained. The store computes the chain link inside the
     # same transaction that reads the previous head, so concurrent writers never fork it.
     # Inside a caller's transaction the row commits with the caller's writes or not at all.

@@ -144,6 +144,7 @@ class PgStore:
         # Whether the server answered anything in this decision, or was sent a COMMIT:
         # until either, a dead connection means nothing of it was applied.
         self._heard = self._sent_commit = False
+        self._owner: int | None = None  # the thread whose decision holds the connection
         self.dialect: Dialect = POSTGRES
         self.audit = SqlAuditQueries(self)
         self.leases = SqlLeases(self)
@@ -247,7 +248,8 @@ class PgStore:
         (the server runs BEGIN, the writers' lock, the writes and COMMIT as they arrive,
         in order); only the confirmation of their COMMITs is awaited once, at the end,
         and a failure then raises here, so the caller's decision fails closed. Chain rows
-        are witnessed after that confirmation."""
+        are witnessed after that confirmation. The connection is this decision's until it
+        ends, or until it waits (`idle`)."""
         with self._lock:
             if self._decisions:
                 self._decisions += 1
@@ -256,30 +258,63 @@ class PgStore:
                 finally:
                     self._decisions -= 1
                 return
-            conn = self._connection()
-            stack = contextlib.ExitStack()
-            try:
-                self._pipe = stack.enter_context(conn.pipeline())
-            except psycopg.Error as exc:
-                self._drop()
-                raise self._error(exc) from exc
-            self._pipe_exit, self._decisions, self._unconfirmed = stack, 1, []
+            self._open_pipeline()
+            self._decisions, self._owner = 1, threading.get_ident()
             self._heard = self._sent_commit = False
             try:
                 yield
             finally:
-                self._decisions = 0
-                confirmed, self._unconfirmed = _to_witness(self._unconfirmed), []
-                if self._pipe_exit is stack:
-                    self._pipe, self._pipe_exit = None, None
-                    try:
-                        stack.close()  # one Sync: every COMMIT sent is answered
-                    except psycopg.Error as exc:
-                        # Which statements ran is unknown: the connection goes, and with
-                        # it any transaction still open there.
-                        raise self._pipe_failure(exc) from exc
+                self._decisions, self._owner = 0, None
+                confirmed = self._close_pipeline()
         for rec in confirmed:
             self._witness(rec)
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """A decision about to wait (for room to start an agent): what it sent is
+        confirmed, and other threads may use the store until it goes on. Inside a
+        transaction nothing is let go: the transaction must stay whole."""
+        with self._lock:
+            mine = self._owner == threading.get_ident() and not self._depth
+            if mine:
+                confirmed = self._close_pipeline()
+                saved, self._decisions, self._owner = self._decisions, 0, None
+        if not mine:
+            yield
+            return
+        self._lock.release()  # the decision's own hold: free for others while it waits
+        try:
+            for rec in confirmed:
+                self._witness(rec)
+            yield
+        finally:
+            self._lock.acquire()
+            self._decisions, self._owner = saved, threading.get_ident()
+            self._open_pipeline()
+
+    def _open_pipeline(self) -> None:
+        conn = self._connection()
+        stack = contextlib.ExitStack()
+        try:
+            self._pipe = stack.enter_context(conn.pipeline())
+        except psycopg.Error as exc:
+            self._drop()
+            raise self._error(exc) from exc
+        self._pipe_exit, self._unconfirmed = stack, []
+
+    def _close_pipeline(self) -> list[AuditRecord]:
+        """Wait for every answer still due; the chain rows now known committed."""
+        stack, confirmed = self._pipe_exit, _to_witness(self._unconfirmed)
+        self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+        if stack is None:
+            return []  # dropped on a failure: nothing is known committed
+        try:
+            stack.close()  # one Sync: every COMMIT sent is answered
+        except psycopg.Error as exc:
+            # Which statements ran is unknown: the connection goes, and with it any
+            # transaction still open there.
+            raise self._pipe_failure(exc) from exc
+        return confirmed
 
     # -- transactions ----------------------------------------------------------------
     def _begin(self) -> psycopg.Connection[Any]:

@@ -265,6 +265,10 @@ class SqliteStore:
         yield  # each statement is a function call away: nothing to batch
 
     @contextmanager
+    def idle(self) -> Iterator[None]:
+        yield  # a decision holds nothing between its transactions
+
+    @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._depth:
