@@ -192,6 +192,9 @@ class PolicyEngine:
         if enforced:
             return self._deny_findings(base, enforced, warned, findings)
         trials: list[tuple[str, str]] = []
+        if slots:
+            with contextlib.suppress(Exception):  # only a hint; the reads themselves report
+                self.budgets.read_ahead(ti, base)
         if slots and cfg.breaker.mode != "off":
             tripped = self._breakers(base, agent_types or [base["agent_type"]], warned,
                                      findings, trials)

@@ -292,6 +292,22 @@ def _a_decision_confirms_its_transactions_and_fails_whole(location: str) -> None
             pass
         store.kv_set("outer", "1")
     assert other.kv_get("outer") == "1" and other.kv_get("inner") is None
+    # Reads hinted ahead answer as the reads made later would, never older than a write
+    # this decision made in between.
+    with store.decision():
+        store.read_ahead(lambda: (store.kv_get("outer"), store.kv_get("absent")))
+        assert store.kv_get("outer") == "1" and store.kv_get("absent") is None
+        store.read_ahead(lambda: store.kv_get("outer"))
+        store.kv_set("outer", "2")
+        assert store.kv_get("outer") == "2", "a read ahead hid this decision's own write"
+        store.read_ahead(lambda: store.kv_get("outer"))
+        with store.transaction():
+            store.read_ahead(lambda: store.kv_get("outer"))  # inside: not read ahead
+            store.kv_set("outer", "3")
+            assert store.kv_get("outer") == "3"
+        assert store.kv_get("outer") == "3"
+    store.read_ahead(lambda: store.kv_get("outer"))  # outside a decision: nothing
+    assert other.kv_get("outer") == "3"
     store.close()
     other.close()
 

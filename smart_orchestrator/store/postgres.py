@@ -82,12 +82,16 @@ class _Exec:
     """The connection as the repositories use it: `execute(sql, args)` with `?`."""
 
     def __init__(self, conn: psycopg.Connection[Any], pipe: psycopg.Pipeline | None = None,
-                 heard: Callable[[], None] = lambda: None) -> None:
+                 heard: Callable[[], None] = lambda: None,
+                 writes: Callable[[], None] = lambda: None) -> None:
         self._conn = conn
         self._pipe = pipe
         self._heard = heard
+        self._writes = writes
 
     def execute(self, sql: str, args: Any = (), /) -> Any:
+        if sql.lstrip()[:6].upper() != "SELECT":
+            self._writes()
         cur = self._conn.execute(_pg(sql), tuple(args))
         return cur if self._pipe is None else _Piped(cur, self._pipe, self._heard)
 
@@ -145,6 +149,9 @@ class PgStore:
         # until either, a dead connection means nothing of it was applied.
         self._heard = self._sent_commit = False
         self._owner: int | None = None  # the thread whose decision holds the connection
+        # Reads sent ahead in this decision (`read_ahead`), by statement and arguments.
+        self._ahead: dict[tuple[str, tuple[Any, ...]], psycopg.Cursor[Any]] = {}
+        self._reading_ahead = False
         self.dialect: Dialect = POSTGRES
         self.audit = SqlAuditQueries(self)
         self.leases = SqlLeases(self)
@@ -226,6 +233,7 @@ class PgStore:
         conn, self._conn = self._conn, None
         # Chain rows whose commit was not confirmed yet may not exist: not witnessed.
         self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+        self._ahead.clear()
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -292,6 +300,20 @@ class PgStore:
             self._decisions, self._owner = saved, threading.get_ident()
             self._open_pipeline()
 
+    def read_ahead(self, reads: Callable[[], object]) -> None:
+        """Send now, without waiting, the reads `reads` makes (its results are dropped);
+        the same reads made later in this decision take these answers and cost no round
+        trip of their own. Only reads outside transactions; any write sent after them
+        drops what was read ahead, so no read misses this decision's own writes."""
+        with self._lock:
+            if self._pipe is None or self._depth:
+                return
+            self._reading_ahead = True
+            try:
+                reads()
+            finally:
+                self._reading_ahead = False
+
     def _open_pipeline(self) -> None:
         conn = self._connection()
         stack = contextlib.ExitStack()
@@ -306,6 +328,7 @@ class PgStore:
         """Wait for every answer still due; the chain rows now known committed."""
         stack, confirmed = self._pipe_exit, _to_witness(self._unconfirmed)
         self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+        self._ahead.clear()
         if stack is None:
             return []  # dropped on a failure: nothing is known committed
         try:
@@ -342,6 +365,8 @@ class PgStore:
         with self._lock:
             level = self._depth
             pipe = self._pipe
+            if self._reading_ahead:
+                raise AssertionError("read_ahead is for reads outside transactions")
             if pipe is not None:
                 conn = self._connection()
                 try:
@@ -362,7 +387,7 @@ class PgStore:
             mark = len(self._pending)
             self._depth = level + 1
             try:
-                yield _Exec(conn, pipe, self._answered)
+                yield _Exec(conn, pipe, self._answered, self._ahead.clear)
                 if pipe is not None and level == 0:
                     self._sent_commit = True
                 conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
@@ -400,7 +425,7 @@ class PgStore:
     def atomic(self) -> Iterator[_Exec]:
         with self._lock:
             if self._depth:
-                yield _Exec(self._connection(), self._pipe, self._answered)
+                yield _Exec(self._connection(), self._pipe, self._answered, self._ahead.clear)
                 return
         with self.transaction() as conn:
             yield conn
@@ -410,6 +435,16 @@ class PgStore:
             for attempt in (1, 2):
                 conn = self._connection()
                 try:
+                    if self._pipe is not None and not self._depth:
+                        if self._reading_ahead:
+                            if (sql, args) not in self._ahead:  # sent already: still good
+                                self._ahead[(sql, args)] = conn.execute(_pg(sql), args)
+                            return []
+                        sent = self._ahead.pop((sql, args), None)
+                        if sent is not None:
+                            rows = sent.fetchall()
+                            self._heard = True
+                            return rows
                     rows = conn.execute(_pg(sql), args).fetchall()
                     self._heard = True
                     return rows

@@ -268,6 +268,9 @@ class SqliteStore:
     def idle(self) -> Iterator[None]:
         yield  # a decision holds nothing between its transactions
 
+    def read_ahead(self, reads: Callable[[], object]) -> None:
+        pass  # a read costs a function call here: nothing to gain
+
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
