@@ -51,6 +51,7 @@ _LOCK_CLASS = 0x534D4F52
 _LATEST = PG_MIGRATIONS[-1][0]
 _LOCK = f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(current_schema()))"
 _BEGIN_LOCKED = f"BEGIN; {_LOCK}"
+_HEAD = "SELECT count, seq, hash FROM audit_head WHERE id = 1"
 
 
 def is_postgres_url(text: str) -> bool:
@@ -149,6 +150,12 @@ class PgStore:
         # until either, a dead connection means nothing of it was applied.
         self._heard = self._sent_commit = False
         self._owner: int | None = None  # the thread whose decision holds the connection
+        # The decision's server transaction is open (between its units of work), and the
+        # chain head as read when it began, or as this decision's last append left it.
+        self._tail = False
+        self._failed: StoreError | None = None  # what ended this decision's transaction
+        self._head_cur: psycopg.Cursor[Any] | None = None
+        self._head: tuple[int, int, str] | None = None
         # Reads sent ahead in this decision (`read_ahead`), by statement and arguments.
         self._ahead: dict[tuple[str, tuple[Any, ...]], psycopg.Cursor[Any]] = {}
         self._reading_ahead = False
@@ -215,6 +222,8 @@ class PgStore:
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
+        if self._failed is not None and self._decisions:
+            raise type(self._failed)(self._failed.reason, hint=self._failed.hint)
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
@@ -234,6 +243,7 @@ class PgStore:
         # Chain rows whose commit was not confirmed yet may not exist: not witnessed.
         self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
         self._ahead.clear()
+        self._tail, self._head, self._head_cur = False, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -243,7 +253,12 @@ class PgStore:
             and not self._sent_commit
         self._drop()
         error = self._error(exc)
-        return StoreUnapplied(error.reason, hint=error.hint) if unapplied else error
+        failure = StoreUnapplied(error.reason, hint=error.hint) if unapplied else error
+        if self._decisions:
+            # The decision's transaction is gone with the connection, and with it every
+            # unit of work it did: the rest of it must not go on as if they stood.
+            self._failed = failure
+        return failure
 
     def _answered(self) -> None:
         self._heard = True
@@ -266,13 +281,14 @@ class PgStore:
                 finally:
                     self._decisions -= 1
                 return
+            self._failed = None
             self._open_pipeline()
             self._decisions, self._owner = 1, threading.get_ident()
             self._heard = self._sent_commit = False
             try:
                 yield
             finally:
-                self._decisions, self._owner = 0, None
+                self._decisions, self._owner, self._failed = 0, None, None
                 confirmed = self._close_pipeline()
         for rec in confirmed:
             self._witness(rec)
@@ -327,12 +343,16 @@ class PgStore:
     def _close_pipeline(self) -> list[AuditRecord]:
         """Wait for every answer still due; the chain rows now known committed."""
         stack, confirmed = self._pipe_exit, _to_witness(self._unconfirmed)
-        self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
-        self._ahead.clear()
         if stack is None:
             return []  # dropped on a failure: nothing is known committed
         try:
-            stack.close()  # one Sync: every COMMIT sent is answered
+            if self._tail and self._conn is not None:
+                self._sent_commit = True
+                self._conn.execute("COMMIT")
+            self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+            self._tail, self._head, self._head_cur = False, None, None
+            self._ahead.clear()
+            stack.close()  # one Sync: the COMMIT, and all before it, answered
         except psycopg.Error as exc:
             # Which statements ran is unknown: the connection goes, and with it any
             # transaction still open there.
@@ -367,13 +387,21 @@ class PgStore:
             pipe = self._pipe
             if self._reading_ahead:
                 raise AssertionError("read_ahead is for reads outside transactions")
+            name = f"sp{level}" if level else "unit"
             if pipe is not None:
                 conn = self._connection()
                 try:
-                    # Queued, not awaited: the first result read waits for these too.
-                    conn.execute("BEGIN" if level == 0 else f"SAVEPOINT sp{level}")
-                    if level == 0:
+                    # Queued, not awaited: the first result read waits for these too. The
+                    # decision's first unit of work begins its one server transaction, with
+                    # the writers' lock and the chain head its audit rows will link to;
+                    # each unit is a savepoint in it, so one that fails undoes only its
+                    # own writes. It commits when the decision ends or waits.
+                    if level == 0 and not self._tail:
+                        conn.execute("BEGIN")
                         conn.execute(_LOCK)
+                        self._head_cur, self._head = conn.execute(_HEAD + " FOR UPDATE"), None
+                        self._tail = True
+                    conn.execute(f"SAVEPOINT {name}")
                 except psycopg.Error as exc:
                     raise self._pipe_failure(exc) from exc
             elif level == 0:
@@ -388,9 +416,8 @@ class PgStore:
             self._depth = level + 1
             try:
                 yield _Exec(conn, pipe, self._answered, self._ahead.clear)
-                if pipe is not None and level == 0:
-                    self._sent_commit = True
-                conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
+                conn.execute(f"RELEASE SAVEPOINT {name}" if pipe is not None or level
+                             else "COMMIT")
             except BaseException as exc:
                 del self._pending[mark:]
                 if pipe is not None and isinstance(exc, psycopg.Error):
@@ -399,6 +426,13 @@ class PgStore:
                     raise self._pipe_failure(exc) from exc
                 if pipe is not None and (isinstance(exc, StoreError) or self._pipe is not pipe):
                     self._drop()
+                elif pipe is not None:
+                    self._head = None  # a row this unit appended is undone: read it anew
+                    try:
+                        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                        conn.execute(f"RELEASE SAVEPOINT {name}")
+                    except psycopg.Error as failed:
+                        raise self._pipe_failure(failed) from exc
                 elif level == 0:
                     _rollback_quietly(conn)
                 elif not conn.broken:
@@ -469,10 +503,28 @@ class PgStore:
             # A gap row is what the check would append: it goes on as it is.
             check = None if kind == witnessing.GAP_KIND else \
                 (lambda *head: self._continuity(conn, *head))
+            known = self._known_head()
             record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE",
-                                 check_head=check)
+                                 check_head=check, head=known)
+            if known is not None:
+                # Unless a gap row went first: then read it anew next time.
+                self._head = (known[0] + 1, record.seq, record.hash) \
+                    if record.seq == known[1] + 1 else None
             self._pending.append(record)
             return record
+
+    def _known_head(self) -> tuple[int, int, str] | None:
+        """The chain head inside a decision's transaction, without a round trip of its
+        own: read with its BEGIN, then kept by its appends."""
+        if self._pipe is None or not self._tail:
+            return None
+        if self._head is None and self._head_cur is not None:
+            cur, self._head_cur = self._head_cur, None
+            row = cur.fetchone()
+            self._heard = True
+            self._head = (int(row[0]), int(row[1]), str(row[2])) if row else \
+                (0, 0, GENESIS_HASH)
+        return self._head
 
     def _continuity(self, conn: _Exec, count: int, seq: int, head: str) -> tuple[int, int, str]:
         """Before a row goes on the chain: has the chain gone back, or parted, from what
