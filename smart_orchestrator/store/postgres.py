@@ -6,10 +6,16 @@ transaction-level advisory lock that every outermost transaction takes first: a
 read-then-write (a limit counted, then a lease taken; the chain's head read, then the next
 link appended) is exact across every machine. Inner transactions are savepoints.
 
+A hook decision (`decision()`) is one pipeline and one server transaction: its units of
+work are savepoints in it, the client waits only for results it reads, and COMMIT is
+awaited once at its end, which is what makes a distant store cost a few round trips per
+decision rather than one per statement.
+
 Faults: a lost connection fails the call in hand with one line (`StoreError`); a hook
 decision then fails closed. The next call connects again. A write is never retried once
 its transaction began, so nothing is decided twice; only opening a transaction, which has
-done nothing yet, and reads are retried once on a fresh connection.
+done nothing yet, and reads are retried once on a fresh connection, and a decision whose
+connection was found dead before anything of it reached the server (`StoreUnapplied`).
 
 Each machine keeps a witness of the chain rows it appended, in its own data folder: a row
 rewritten in the shared database by anyone is found by `audit verify` on a machine that
