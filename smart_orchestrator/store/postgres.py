@@ -294,8 +294,14 @@ class PgStore:
             try:
                 yield
             finally:
+                failed = self._failed
                 self._decisions, self._owner, self._failed = 0, None, None
                 confirmed = self._close_pipeline()
+                if failed is not None:
+                    # Even if the caller carried on past it: a decision whose transaction
+                    # failed has no result, and one that never reached the server may be
+                    # made again (`StoreUnapplied`).
+                    raise type(failed)(failed.reason, hint=failed.hint)
         for rec in confirmed:
             self._witness(rec)
 
