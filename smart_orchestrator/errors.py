@@ -7,6 +7,7 @@ __all__ = [
     "OrchestratorError",
     "PolicyDenied",
     "StoreError",
+    "StoreUnapplied",
 ]
 
 
@@ -30,6 +31,11 @@ class OrchestratorError(Exception):
 
 class StoreError(OrchestratorError):
     """The state database cannot be opened, read or written safely."""
+
+
+class StoreUnapplied(StoreError):
+    """The store failed before anything of the call in hand reached it (a connection
+    found dead at its first use): the call may be made again, once, on a new one."""
 
 
 class ConfigError(OrchestratorError):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from ..resources import SystemSnapshot, pid_alive
 from ..store.base import Store
 from ..store.hostid import host_id
+from ..store.repos import Census
 from .agent_types import canonical_agent_type
 from .config import AdmissionPolicy
 
@@ -78,19 +79,24 @@ class Admission:
             result = self._try_once(req)
             if result.granted or result.retry_after_s is None or self._clock() >= deadline:
                 return _with_wait(result, self._clock() - start)
-            self._sleep(min(self._poll_s, max(0.0, deadline - self._clock())))
+            # Other sessions' hooks, which may be what frees a slot, use the store meanwhile.
+            with self._store.idle():
+                self._sleep(min(self._poll_s, max(0.0, deadline - self._clock())))
 
     def _try_once(self, req: LeaseRequest) -> AdmissionResult:
         p = self._policy
         snap = self._metrics()
         now_us = int(self._clock() * 1e6)
         with self._store.transaction():
-            _purge(self._store, now_us)
+            _purge(self._store, now_us, counting=True)
             depth = _depth(self._store, req.parent_agent_id)
             if depth > p.max_depth:
                 return AdmissionResult(False, "nesting-depth", f"nesting depth {depth} exceeds "
                                        f"the limit of {p.max_depth}", None, depth=depth)
-            blocked = self._limits(req, snap, now_us)
+            census = self._store.leases.census(
+                req.session_id, now_us - 60_000_000, owner_gone=_owner_gone,
+                limit_keys=(TEAM_MAX_IN_FLIGHT, TEAM_SPAWNS_PER_MINUTE))
+            blocked = self._limits(req, snap, now_us, census)
             if blocked is not None:
                 return blocked
             self._insert(req, depth, now_us)
@@ -106,12 +112,10 @@ class Admission:
             owner_pid=req.owner_pid, depth=depth, background=req.background, now_us=now_us,
             expires_us=now_us + int(self._policy.lease_ttl_s * 1e6))
 
-    def _limits(self, req: LeaseRequest, snap: SystemSnapshot,
-                now_us: int) -> AdmissionResult | None:
+    def _limits(self, req: LeaseRequest, snap: SystemSnapshot, now_us: int,
+                census: Census) -> AdmissionResult | None:
         p = self._policy
-        leases = self._store.leases
-        machine = leases.count(host=host_id())
-        session = leases.count(session_id=req.session_id)
+        machine, session = census.machine, census.session
         # Without metrics we cannot know what fits: the safe setting is one at a time.
         machine_cap = p.max_in_flight_machine if snap.ok else 1
         need = max(1, req.slots)
@@ -134,24 +138,25 @@ class Admission:
             return _busy("cpu-load", f"CPU load {load:.0f}% per core exceeds "
                          f"{p.max_load_percent:.0f}%")
         window_start = now_us - 60_000_000
-        recent = leases.recent_spawns(req.session_id, window_start)
+        recent = census.session_spawns, census.session_oldest_us
         if recent[0] + need > p.spawns_per_minute:
             wait = max(0.1, ((recent[1] or now_us) - window_start) / 1e6)
             return AdmissionResult(False, "spawn-rate", f"{recent[0]} spawns in the last minute "
                                    f"(limit {p.spawns_per_minute})", wait)
-        return self._team_limits(need, wanted, now_us)
+        return self._team_limits(need, wanted, now_us, census)
 
-    def _team_limits(self, need: int, wanted: str, now_us: int) -> AdmissionResult | None:
+    def _team_limits(self, need: int, wanted: str, now_us: int,
+                     census: Census) -> AdmissionResult | None:
         """The limits every machine sharing this store counts against together."""
-        team_max, team_rate = team_limits(self._store)
+        team_max, team_rate = (_limit(v) for v in census.limits)
         if team_max:
-            running = self._store.leases.count()
+            running = census.team
             if running + need > team_max:
                 return _busy("in-flight-team", f"{running} subagents already running across "
                              f"the team (limit {team_max}){wanted}")
         if team_rate:
             window_start = now_us - 60_000_000
-            count, oldest = self._store.leases.recent_spawns(None, window_start)
+            count, oldest = census.team_spawns, census.team_oldest_us
             if count + need > team_rate:
                 wait = max(0.1, ((oldest or now_us) - window_start) / 1e6)
                 return AdmissionResult(False, "spawn-rate-team", f"{count} spawns across the "
@@ -292,9 +297,14 @@ def _depth(store: Store, parent_agent_id: str | None) -> int:
     return (store.leases.agent_depth(parent_agent_id) or 1) + 1
 
 
-def _purge(store: Store, now_us: int) -> None:
+def _owner_gone(pid: int) -> bool:
+    return not pid_alive(pid)
+
+
+def _purge(store: Store, now_us: int, *, counting: bool = False) -> None:
+    """With `counting`, the census that follows drops leases whose owner is gone."""
     store.leases.purge(now_us, spawns_before_us=now_us - 120_000_000,
-                       owner_gone=lambda pid: not pid_alive(pid))
+                       owner_gone=None if counting else _owner_gone)
 
 
 def _load_percent() -> float | None:

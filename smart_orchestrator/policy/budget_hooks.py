@@ -70,15 +70,13 @@ class BudgetChecks:
                 slots: int) -> BudgetVerdict:
         if self.budget.config.mode == "off":
             return BudgetVerdict([], [], False)
+        self.read_ahead(ti, base)  # a no-op when the caller did it already
+        model, kind = _model_kind(ti, base)
         gate = self._rate_gate()
         if gate.enforced:
             return gate
         enforced: list[Finding] = []
         warned, retry_after = list(gate.warned), None
-        model = str(ti.get("model") or "inherit")
-        prompt = ti.get("prompt")
-        kind = task_kind(base["agent_type"], model,
-                         prompt if isinstance(prompt, str) else base["tool"])
         res = self.budget.reserve(entry_id, session_id=base["session_id"],
                                   agent_type=base["agent_type"], kind=kind, model=model,
                                   source="native", count=slots)
@@ -91,6 +89,17 @@ class BudgetChecks:
                 retry_after = (b.resets_us - now) / 1e6
         base["estimate_usd"] = round(res.estimate.usd * slots, 6)
         return BudgetVerdict(enforced, warned, res.reserved, retry_after)
+
+    def read_ahead(self, ti: Mapping[str, Any], base: Mapping[str, Any]) -> None:
+        """Hint what `reserve` reads outside its transaction (the rate gate and the
+        estimate's history), so a team store answers them with the next read it waits for
+        rather than one by one."""
+        if self.budget.config.mode == "off":
+            return
+        model, kind = _model_kind(ti, base)
+        store = self.e.store
+        store.read_ahead(lambda: (store.rate_gate.get(RATE_SCOPE),
+                                  self.budget.estimate(kind, model)))
 
     def _rate_gate(self) -> BudgetVerdict:
         """While the gate is closed a new agent waits for it here, if it opens within the
@@ -116,7 +125,8 @@ class BudgetChecks:
             mine = (gate_deadline_us(row, jitter) - now) / 1e6
             if (now - started) / 1e6 + mine > bound:
                 break
-            self.e.sleep(max(0.01, mine))
+            with self.e.store.idle():  # a team store's writers' lock is not held meanwhile
+                self.e.sleep(max(0.01, mine))
             slept = True
         f = Finding("budget", "rate-limited", "high",
                     f"an agent got {row.status} ({row.reason}) from the API; new agents wait "
@@ -224,3 +234,10 @@ class BudgetChecks:
             if found is not None:
                 self._settle(entry_id, found[0], found[1] or (row.model if row else "inherit"))
         return self.budget.abandon_session(session_id)
+
+
+def _model_kind(ti: Mapping[str, Any], base: Mapping[str, Any]) -> tuple[str, str]:
+    model = str(ti.get("model") or "inherit")
+    prompt = ti.get("prompt")
+    return model, task_kind(base["agent_type"], model,
+                            prompt if isinstance(prompt, str) else base["tool"])

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..audit import AuditLog
 from ..canonical import digest_text
+from ..errors import StoreUnapplied
 from ..paths import data_dir
 from ..resources import SystemSnapshot, sample_system
 from ..scrub import scrub_label, scrub_text
@@ -71,37 +72,49 @@ class PolicyEngine:
         event = str(payload.get("hook_event_name") or "")
         tool = str(payload.get("tool_name") or "")
         try:
-            if event == "PreToolUse":
-                if tool in AGENT_TOOLS:
-                    return self.pre_agent(payload)
-                if tool in PRE_TOOLS:
-                    return self.surfaces.pre(payload)
-                return self.pre_tool(payload)
-            if event == "PostToolUseFailure" and tool in ("Agent", "Task"):
-                self.budgets.api_failed(payload)
-            if event in ("PostToolUse", "PostToolUseFailure") and tool in AGENT_TOOLS:
-                return self.outputs.post_agent(payload)
-            if event in ("PostToolUse", "PostToolUseFailure") and tool in POST_TOOLS:
-                return self.surfaces.post(payload)
-            if event == "PostToolUse" and not payload.get("agent_id"):
-                return self.outputs.main_tool_result(payload)
-            if event == "Stop":
-                return self.surfaces.stop(payload)
-            if event == "StopFailure":
-                return self.budgets.api_failed(payload)
-            if event == "SubagentStart":
-                return self.subagent_start(payload)
-            if event == "SubagentStop":
-                return self.outputs.subagent_stop(payload)
-            if event == "UserPromptSubmit":
-                return self.outputs.prompt_submit(payload)
-            if event == "SessionEnd":
-                return self.session_end(payload)
-            if event == "PreCompact":
-                return self.pre_compact(payload)
-            return {}
+            try:
+                # A team store confirms the decision's writes when this ends; a failure
+                # there raises, and the call is denied like any other store failure.
+                with self.store.decision():
+                    return self._dispatch(event, tool, payload)
+            except StoreUnapplied:
+                # Its connection was found dead before the store did anything of it (the
+                # server restarted since the last call): once more, on a new one.
+                with self.store.decision():
+                    return self._dispatch(event, tool, payload)
         except Exception as exc:  # the boundary of a security hook: decide, never escape
             return self.crashed(event, tool, payload, exc)
+
+    def _dispatch(self, event: str, tool: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        if event == "PreToolUse":
+            if tool in AGENT_TOOLS:
+                return self.pre_agent(payload)
+            if tool in PRE_TOOLS:
+                return self.surfaces.pre(payload)
+            return self.pre_tool(payload)
+        if event == "PostToolUseFailure" and tool in ("Agent", "Task"):
+            self.budgets.api_failed(payload)
+        if event in ("PostToolUse", "PostToolUseFailure") and tool in AGENT_TOOLS:
+            return self.outputs.post_agent(payload)
+        if event in ("PostToolUse", "PostToolUseFailure") and tool in POST_TOOLS:
+            return self.surfaces.post(payload)
+        if event == "PostToolUse" and not payload.get("agent_id"):
+            return self.outputs.main_tool_result(payload)
+        if event == "Stop":
+            return self.surfaces.stop(payload)
+        if event == "StopFailure":
+            return self.budgets.api_failed(payload)
+        if event == "SubagentStart":
+            return self.subagent_start(payload)
+        if event == "SubagentStop":
+            return self.outputs.subagent_stop(payload)
+        if event == "UserPromptSubmit":
+            return self.outputs.prompt_submit(payload)
+        if event == "SessionEnd":
+            return self.session_end(payload)
+        if event == "PreCompact":
+            return self.pre_compact(payload)
+        return {}
 
     def crashed(self, event: str, tool: str, payload: Mapping[str, Any],
                 exc: BaseException) -> dict[str, Any]:
@@ -184,6 +197,9 @@ class PolicyEngine:
         if enforced:
             return self._deny_findings(base, enforced, warned, findings)
         trials: list[tuple[str, str]] = []
+        if slots:
+            with contextlib.suppress(Exception):  # only a hint; the reads themselves report
+                self.budgets.read_ahead(ti, base)
         if slots and cfg.breaker.mode != "off":
             tripped = self._breakers(base, agent_types or [base["agent_type"]], warned,
                                      findings, trials)

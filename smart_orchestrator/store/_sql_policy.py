@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .hostid import host_id
-from .repos import BreakerRow, LeaseRow, TrustRow
+from .repos import BreakerRow, Census, LeaseRow, TrustRow
 
 if TYPE_CHECKING:
-    from ._sql import SqlBackend
+    from ._sql import Executor, SqlBackend
 
 __all__ = ["SqlBreakers", "SqlClaims", "SqlLeases", "SqlTrust"]
 
@@ -20,16 +20,31 @@ class SqlLeases:
         self._s = store
 
     def purge(self, now_us: int, *, spawns_before_us: int,
-              owner_gone: Callable[[int], bool]) -> None:
+              owner_gone: Callable[[int], bool] | None) -> None:
         with self._s.atomic() as conn:
             conn.execute("DELETE FROM leases WHERE expires_us <= ?", (now_us,))
             conn.execute("DELETE FROM spawns WHERE ts_us <= ?", (spawns_before_us,))
-            # A pid names a process on the host that took the lease, nowhere else.
-            for lease_id, pid in conn.execute(
-                    "SELECT id, owner_pid FROM leases WHERE owner_pid IS NOT NULL AND "
-                    "coalesce(host, ?) = ?", (host_id(), host_id())).fetchall():
-                if owner_gone(pid):
-                    conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+            if owner_gone is not None:
+                _drop_orphans(conn, conn.execute(_OWNED, (host_id(), host_id())), owner_gone)
+
+    def census(self, session_id: str, since_us: int, *, owner_gone: Callable[[int], bool],
+               limit_keys: Sequence[str] = ()) -> Census:
+        keys = tuple(limit_keys)
+        sql = _CENSUS + "".join(", (SELECT value FROM kv WHERE key = ?)" for _ in keys)
+        args = (host_id(), host_id(), session_id, session_id, since_us, session_id,
+                since_us, since_us, since_us, *keys)
+        with self._s.atomic() as conn:
+            # Both sent before either is read: one round trip to a team store.
+            owned = conn.execute(_OWNED, (host_id(), host_id()))
+            counted = conn.execute(sql, args)
+            if _drop_orphans(conn, owned, owner_gone):
+                counted.fetchall()
+                counted = conn.execute(sql, args)
+            row = counted.fetchone()
+        return Census(int(row[0]), int(row[1]), int(row[2]), int(row[3]),
+                      None if row[4] is None else int(row[4]), int(row[5]),
+                      None if row[6] is None else int(row[6]),
+                      tuple(None if v is None else str(v) for v in row[7:]))
 
     def count(self, *, session_id: str | None = None, host: str | None = None) -> int:
         sql, args = "SELECT count(*) FROM leases WHERE 1 = 1", list[object]()
@@ -155,6 +170,25 @@ class SqlLeases:
                      (agent_id, now_us, now_us))
 
 
+# A pid names a process on the host that took the lease, nowhere else.
+_OWNED = ("SELECT id, owner_pid FROM leases WHERE owner_pid IS NOT NULL AND "
+          "coalesce(host, ?) = ?")
+_CENSUS = ("SELECT (SELECT count(*) FROM leases WHERE coalesce(host, ?) = ?), "
+           "(SELECT count(*) FROM leases WHERE session_id = ?), "
+           "(SELECT count(*) FROM leases), "
+           "(SELECT count(*) FROM spawns WHERE session_id = ? AND ts_us > ?), "
+           "(SELECT min(ts_us) FROM spawns WHERE session_id = ? AND ts_us > ?), "
+           "(SELECT count(*) FROM spawns WHERE ts_us > ?), "
+           "(SELECT min(ts_us) FROM spawns WHERE ts_us > ?)")
+
+
+def _drop_orphans(conn: Executor, owned: Any, owner_gone: Callable[[int], bool]) -> bool:
+    dead = [lease_id for lease_id, pid in owned.fetchall() if owner_gone(pid)]
+    for lease_id in dead:
+        conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+    return bool(dead)
+
+
 class SqlBreakers:
     _COLS = "agent_type, state, opened_us, failures, trial_owner, trial_expires_us"
 
@@ -188,12 +222,15 @@ class SqlBreakers:
 
     def put(self, agent_type: str, state: str, opened_us: int | None,
             failures: Sequence[float]) -> None:
-        self._change(
-            "INSERT INTO breakers (agent_type, state, opened_us, failures) VALUES (?,?,?,?) "
-            "ON CONFLICT (agent_type) DO UPDATE SET state = excluded.state, failures = "
-            "excluded.failures, opened_us = coalesce(excluded.opened_us, breakers.opened_us), "
-            "trial_owner = NULL, trial_expires_us = NULL",
-            (agent_type, state, opened_us, json.dumps(list(failures))))
+        # No count read back: a team store need not wait for this statement alone.
+        with self._s.atomic() as conn:
+            conn.execute(
+                "INSERT INTO breakers (agent_type, state, opened_us, failures) "
+                "VALUES (?,?,?,?) ON CONFLICT (agent_type) DO UPDATE SET state = "
+                "excluded.state, failures = excluded.failures, opened_us = "
+                "coalesce(excluded.opened_us, breakers.opened_us), "
+                "trial_owner = NULL, trial_expires_us = NULL",
+                (agent_type, state, opened_us, json.dumps(list(failures))))
 
     def rows(self) -> list[BreakerRow]:
         return [_breaker(r) for r in self._s.query(

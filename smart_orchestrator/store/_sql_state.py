@@ -25,12 +25,20 @@ def audit_record(row: Sequence[Any]) -> AuditRecord:
 
 
 def append_link(conn: Executor, kind: str, data: Mapping[str, Any], ts_us: int, *,
-                head_lock: str = "") -> AuditRecord:
+                head_lock: str = "",
+                check_head: Callable[[int, int, str], tuple[int, int, str]] | None = None,
+                head: tuple[int, int, str] | None = None) -> AuditRecord:
     """The chain's next row and head, written through `conn` inside the caller's
-    transaction. `head_lock` is appended to the head's SELECT (PostgreSQL's FOR UPDATE)."""
-    head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1" + head_lock
-                        ).fetchone()
+    transaction. `head_lock` is appended to the head's SELECT (PostgreSQL's FOR UPDATE);
+    `head`, when given, is the head (count, seq, hash) read already in this transaction;
+    `check_head` sees the head before the row goes on, and returns the head to go on
+    from (another, when it appended a row first)."""
+    if head is None:
+        head = conn.execute("SELECT count, seq, hash FROM audit_head WHERE id = 1" +
+                            head_lock).fetchone()
     count, last_seq, prev = head if head else (0, 0, GENESIS_HASH)
+    if check_head is not None:
+        count, last_seq, prev = check_head(count, last_seq, prev)
     seq = last_seq + 1
     digest = chain_hash(prev, seq, ts_us, kind, data)
     conn.execute("INSERT INTO audit (seq, ts_us, kind, data, prev_hash, hash) "

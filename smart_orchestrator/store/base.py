@@ -6,7 +6,7 @@ is several times cheaper to define than a dataclass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -108,6 +108,24 @@ class Store(Protocol):
         """A unit of work over every repository, audit appends included. Transactions
         nest: an inner one is a savepoint, and an error leaving it undoes only its own
         writes. The outermost serialises writers (no read-then-write race)."""
+        ...
+
+    def decision(self) -> AbstractContextManager[None]:
+        """One decision's work, which may span several transactions and reads. A backend
+        far away sends its statements together and confirms the commits once at the end
+        (raising then if one failed, so the decision fails closed); a local one has
+        nothing to gain and runs each as it comes. Nests: only the outermost counts."""
+        ...
+
+    def idle(self) -> AbstractContextManager[None]:
+        """Inside a decision, around a wait: what the decision sent is confirmed and the
+        store is free for other threads until the wait ends."""
+        ...
+
+    def read_ahead(self, reads: Callable[[], object]) -> None:
+        """A hint inside a decision: the reads `reads` makes (outside transactions) will
+        be made soon. A distant store sends them now, so they share a round trip with
+        whatever is read next; a local one ignores it (`reads` is not called)."""
         ...
 
     # Audit: insert-only, hash-chained. The store computes the chain link inside the

@@ -10,6 +10,7 @@ transaction without its outer one.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..audit import AuditLog
 from ..canonical import sha256_hex
+from ..errors import StoreError
 from .base import WitnessedStore
+from .repos import Census
 
 if TYPE_CHECKING:
     from ._sql import Executor
@@ -227,6 +230,112 @@ def _lease_expiry_and_release(location: str) -> None:
     store.close()
 
 
+def _census_counts_what_admission_reads(location: str) -> None:
+    store = _open(location)
+    leases, me = store.leases, os.getpid()
+    leases.put(["a", "b"], session_id="s1", agent_type="explore", owner_pid=me, depth=1,
+               background=False, now_us=1_000, expires_us=10**15)
+    leases.put(["c"], session_id="s2", agent_type="plan", owner_pid=None, depth=1,
+               background=False, now_us=2_000, expires_us=10**15)
+    store.kv_set("limit.set", "7")
+    census = leases.census("s1", 500, owner_gone=lambda pid: False,
+                           limit_keys=("limit.set", "limit.unset"))
+    assert census == Census(3, 2, 3, 2, 1_000, 3, 1_000, ("7", None)), census
+    census = leases.census("s2", 1_000, owner_gone=lambda pid: False)
+    assert census == Census(3, 1, 3, 1, 2_000, 1, 2_000, ()), census
+    census = leases.census("nobody", 5_000, owner_gone=lambda pid: False)
+    assert census == Census(3, 0, 3, 0, None, 0, None, ()), census
+    # Leases of a process that is gone are dropped before anything is counted.
+    census = leases.census("s1", 0, owner_gone=lambda pid: pid == me)
+    assert census[:3] == (1, 0, 1), census
+    assert [r.id for r in leases.rows()] == ["c"]
+    assert census.session_spawns == 2  # a spawn stays in the rate window all the same
+    store.close()
+
+
+def _a_decision_confirms_its_transactions_and_fails_whole(location: str) -> None:
+    store, other = _open(location), _open(location)
+    log = AuditLog(store)
+    with store.decision():
+        with store.transaction():
+            store.kv_set("first", "1")
+            log.record("first")
+        assert store.kv_get("first") == "1"  # its own writes, read back in the same decision
+        with store.decision():  # nested: part of the outer one
+            assert store.claims.claim("event", "me", 1)
+            assert not store.claims.claim("event", "you", 2)
+    assert other.kv_get("first") == "1" and other.claims.get("event") == ("me", None)
+    try:
+        with store.decision():
+            with store.transaction():
+                store.kv_set("kept", "1")
+            with store.transaction() as conn:
+                store.kv_set("undone", "1")
+                log.record("undone")
+                cast("Executor", conn).execute("INSERT INTO kv (key, value) VALUES (?, ?)",
+                                               ("kept", "twice"))
+    except StoreError:
+        pass
+    else:
+        raise AssertionError("a statement that failed inside a decision went unnoticed")
+    # The failed unit is undone. The units before it: kept by a store that commits each
+    # as it ends; undone too by one that sends the decision as one transaction. Never
+    # half of a unit.
+    assert store.kv_get("undone") is None and store.kv_get("kept") in ("1", None)
+    # A caller that carries on after a store error: what it writes next is applied only
+    # when what it wrote before the failure stands too; otherwise it is refused.
+    refused = False
+    try:
+        with store.decision():
+            store.kv_set("before.failure", "1")
+            try:
+                with store.transaction() as conn:
+                    cast("Executor", conn).execute(
+                        "INSERT INTO kv (key, value) VALUES (?, ?)", ("first", "twice"))
+                store.kv_get("first")  # a read: where a pipelined failure is heard
+            except StoreError:
+                pass
+            with contextlib.suppress(StoreError):  # a caller that swallows errors
+                store.kv_set("after.failure", "1")
+    except StoreError:
+        refused = True
+    written = other.kv_get("after.failure")
+    assert written == other.kv_get("before.failure"), "half a decision stands"
+    assert (written == "1") != refused, (written, refused)
+    with store.decision():
+        log.record("after")
+    assert [r.kind for r in other.iter_audit()] == ["first", "after"]
+    assert AuditLog(other).verify().ok
+    # The savepoint contract holds inside a decision too.
+    with store.decision(), store.transaction():
+        try:
+            with store.transaction():
+                store.kv_set("inner", "1")
+                raise _Inner
+        except _Inner:
+            pass
+        store.kv_set("outer", "1")
+    assert other.kv_get("outer") == "1" and other.kv_get("inner") is None
+    # Reads hinted ahead answer as the reads made later would, never older than a write
+    # this decision made in between.
+    with store.decision():
+        store.read_ahead(lambda: (store.kv_get("outer"), store.kv_get("absent")))
+        assert store.kv_get("outer") == "1" and store.kv_get("absent") is None
+        store.read_ahead(lambda: store.kv_get("outer"))
+        store.kv_set("outer", "2")
+        assert store.kv_get("outer") == "2", "a read ahead hid this decision's own write"
+        store.read_ahead(lambda: store.kv_get("outer"))
+        with store.transaction():
+            store.read_ahead(lambda: store.kv_get("outer"))  # inside: not read ahead
+            store.kv_set("outer", "3")
+            assert store.kv_get("outer") == "3"
+        assert store.kv_get("outer") == "3"
+    store.read_ahead(lambda: store.kv_get("outer"))  # outside a decision: nothing
+    assert other.kv_get("outer") == "3"
+    store.close()
+    other.close()
+
+
 def _admit_worker(queue: Any, barrier: Any, location: str, host: str, session: str,
                   tries: int, machine_limit: int) -> None:
     from ..policy.admission import Admission, LeaseRequest
@@ -383,6 +492,9 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "audit_chain_stays_one_chain_under_many_writers":
         _audit_chain_stays_one_chain_under_many_writers,
     "threads_share_one_store": _threads_share_one_store,
+    "census_counts_what_admission_reads": _census_counts_what_admission_reads,
+    "a_decision_confirms_its_transactions_and_fails_whole":
+        _a_decision_confirms_its_transactions_and_fails_whole,
 }
 
 

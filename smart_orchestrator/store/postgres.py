@@ -6,10 +6,16 @@ transaction-level advisory lock that every outermost transaction takes first: a
 read-then-write (a limit counted, then a lease taken; the chain's head read, then the next
 link appended) is exact across every machine. Inner transactions are savepoints.
 
+A hook decision (`decision()`) is one pipeline and one server transaction: its units of
+work are savepoints in it, the client waits only for results it reads, and COMMIT is
+awaited once at its end, which is what makes a distant store cost a few round trips per
+decision rather than one per statement.
+
 Faults: a lost connection fails the call in hand with one line (`StoreError`); a hook
 decision then fails closed. The next call connects again. A write is never retried once
 its transaction began, so nothing is decided twice; only opening a transaction, which has
-done nothing yet, and reads are retried once on a fresh connection.
+done nothing yet, and reads are retried once on a fresh connection, and a decision whose
+connection was found dead before anything of it reached the server (`StoreUnapplied`).
 
 Each machine keeps a witness of the chain rows it appended, in its own data folder: a row
 rewritten in the shared database by anyone is found by `audit verify` on a machine that
@@ -32,8 +38,9 @@ import psycopg
 from psycopg import conninfo
 
 from ..canonical import GENESIS_HASH
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnapplied
 from ..witness import Checkpoint, Witness, WitnessError, witness_for
+from . import witnessing
 from ._sql import POSTGRES, Dialect
 from ._sql_ledger import SqlLedger, SqlRateGate
 from ._sql_policy import SqlBreakers, SqlClaims, SqlLeases, SqlTrust
@@ -48,8 +55,9 @@ __all__ = ["PgStore", "is_postgres_url", "redact"]
 # database, as the tests make, do not wait for each other).
 _LOCK_CLASS = 0x534D4F52
 _LATEST = PG_MIGRATIONS[-1][0]
-_BEGIN_LOCKED = (f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_CLASS}, "
-                 "hashtext(current_schema()))")
+_LOCK = f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(current_schema()))"
+_BEGIN_LOCKED = f"BEGIN; {_LOCK}"
+_HEAD = "SELECT count, seq, hash FROM audit_head WHERE id = 1"
 
 
 def is_postgres_url(text: str) -> bool:
@@ -80,11 +88,48 @@ def _pg(sql: str) -> str:
 class _Exec:
     """The connection as the repositories use it: `execute(sql, args)` with `?`."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipe: psycopg.Pipeline | None = None,
+                 heard: Callable[[], None] = lambda: None,
+                 writes: Callable[[], None] = lambda: None) -> None:
         self._conn = conn
+        self._pipe = pipe
+        self._heard = heard
+        self._writes = writes
 
-    def execute(self, sql: str, args: Any = (), /) -> psycopg.Cursor[Any]:
-        return self._conn.execute(_pg(sql), tuple(args))
+    def execute(self, sql: str, args: Any = (), /) -> Any:
+        if sql.lstrip()[:6].upper() != "SELECT":
+            self._writes()
+        cur = self._conn.execute(_pg(sql), tuple(args))
+        return cur if self._pipe is None else _Piped(cur, self._pipe, self._heard)
+
+
+class _Piped:
+    """A statement sent in a decision's pipeline. Rows are waited for by the cursor
+    itself when read; the count of changed rows only once asked for, so a write whose
+    count nobody reads costs no round trip of its own."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline,
+                 heard: Callable[[], None]) -> None:
+        self._cur = cur
+        self._pipe = pipe
+        self._heard = heard
+
+    @property
+    def rowcount(self) -> int:
+        if self._cur.pgresult is None:
+            self._pipe.sync()
+            self._heard()
+        return self._cur.rowcount
+
+    def fetchone(self) -> Any:
+        row = self._cur.fetchone()
+        self._heard()
+        return row
+
+    def fetchall(self) -> list[Any]:
+        rows = self._cur.fetchall()
+        self._heard()
+        return rows
 
 
 class PgStore:
@@ -101,6 +146,25 @@ class PgStore:
         self._depth = 0
         self._pending: list[AuditRecord] = []
         self._conn: psycopg.Connection[Any] | None = None
+        # An open decision (`decision()`): its statements share a pipeline, and its
+        # commits are confirmed, and its chain rows witnessed, when it ends.
+        self._decisions = 0
+        self._pipe: psycopg.Pipeline | None = None
+        self._pipe_exit: contextlib.ExitStack | None = None
+        self._unconfirmed: list[AuditRecord] = []
+        # Whether the server answered anything in this decision, or was sent a COMMIT:
+        # until either, a dead connection means nothing of it was applied.
+        self._heard = self._sent_commit = False
+        self._owner: int | None = None  # the thread whose decision holds the connection
+        # The decision's server transaction is open (between its units of work), and the
+        # chain head as read when it began, or as this decision's last append left it.
+        self._tail = False
+        self._failed: StoreError | None = None  # what ended this decision's transaction
+        self._head_cur: psycopg.Cursor[Any] | None = None
+        self._head: tuple[int, int, str] | None = None
+        # Reads sent ahead in this decision (`read_ahead`), by statement and arguments.
+        self._ahead: dict[tuple[str, tuple[Any, ...]], psycopg.Cursor[Any]] = {}
+        self._reading_ahead = False
         self.dialect: Dialect = POSTGRES
         self.audit = SqlAuditQueries(self)
         self.leases = SqlLeases(self)
@@ -115,7 +179,11 @@ class PgStore:
         with self._lock:
             self._connection()
         self.witness = witness if witness is not None else _local_witness(dsn, self._schema)
-        self._enroll_witness()
+        try:
+            self.reconcile_witness()
+        except StoreError as exc:
+            # An unreadable chain is named by verify; opening must still work.
+            self.witness_problem = f"could not check the witness: {exc.reason}"
 
     # -- connection ------------------------------------------------------------------
     @property
@@ -160,6 +228,8 @@ class PgStore:
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
+        if self._failed is not None and self._decisions:
+            raise type(self._failed)(self._failed.reason, hint=self._failed.hint)
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
@@ -170,9 +240,136 @@ class PgStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget the connection and whatever it had in flight: the server rolls back the
+        open transaction of a connection that closes, so nothing half done commits."""
+        conn, self._conn = self._conn, None
+        # Chain rows whose commit was not confirmed yet may not exist: not witnessed.
+        self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+        self._ahead.clear()
+        self._tail, self._head, self._head_cur = False, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _pipe_failure(self, exc: psycopg.Error) -> StoreError:
+        unapplied = isinstance(exc, psycopg.OperationalError) and not self._heard \
+            and not self._sent_commit
+        self._drop()
+        error = self._error(exc)
+        failure = StoreUnapplied(error.reason, hint=error.hint) if unapplied else error
+        if self._decisions:
+            # The decision's transaction is gone with the connection, and with it every
+            # unit of work it did: the rest of it must not go on as if they stood.
+            self._failed = failure
+        return failure
+
+    def _answered(self) -> None:
+        self._heard = True
+
+    # -- decisions ---------------------------------------------------------------------
+    @contextmanager
+    def decision(self) -> Iterator[None]:
+        """The statements of one decision travel together: each is sent as it comes, and
+        the client waits only where it reads a result. Transactions keep their meaning
+        (the server runs BEGIN, the writers' lock, the writes and COMMIT as they arrive,
+        in order); only the confirmation of their COMMITs is awaited once, at the end,
+        and a failure then raises here, so the caller's decision fails closed. Chain rows
+        are witnessed after that confirmation. The connection is this decision's until it
+        ends, or until it waits (`idle`)."""
+        with self._lock:
+            if self._decisions:
+                self._decisions += 1
+                try:
+                    yield
+                finally:
+                    self._decisions -= 1
+                return
+            self._failed = None
+            self._open_pipeline()
+            self._decisions, self._owner = 1, threading.get_ident()
+            self._heard = self._sent_commit = False
+            try:
+                yield
+            finally:
+                failed = self._failed
+                self._decisions, self._owner, self._failed = 0, None, None
+                confirmed = self._close_pipeline()
+                if failed is not None:
+                    # Even if the caller carried on past it: a decision whose transaction
+                    # failed has no result, and one that never reached the server may be
+                    # made again (`StoreUnapplied`).
+                    raise type(failed)(failed.reason, hint=failed.hint)
+        for rec in confirmed:
+            self._witness(rec)
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """A decision about to wait (for room to start an agent): what it sent is
+        confirmed, and other threads may use the store until it goes on. Inside a
+        transaction nothing is let go: the transaction must stay whole."""
+        with self._lock:
+            mine = self._owner == threading.get_ident() and not self._depth
+            if mine:
+                confirmed = self._close_pipeline()
+                saved, self._decisions, self._owner = self._decisions, 0, None
+        if not mine:
+            yield
+            return
+        self._lock.release()  # the decision's own hold: free for others while it waits
+        try:
+            for rec in confirmed:
+                self._witness(rec)
+            yield
+        finally:
+            self._lock.acquire()
+            self._decisions, self._owner = saved, threading.get_ident()
+            self._open_pipeline()
+
+    def read_ahead(self, reads: Callable[[], object]) -> None:
+        """Send now, without waiting, the reads `reads` makes (its results are dropped);
+        the same reads made later in this decision take these answers and cost no round
+        trip of their own. Only reads outside transactions; any write sent after them
+        drops what was read ahead, so no read misses this decision's own writes."""
+        with self._lock:
+            if self._pipe is None or self._depth:
+                return
+            self._reading_ahead = True
+            try:
+                reads()
+            finally:
+                self._reading_ahead = False
+
+    def _open_pipeline(self) -> None:
+        conn = self._connection()
+        stack = contextlib.ExitStack()
+        try:
+            self._pipe = stack.enter_context(conn.pipeline())
+        except psycopg.Error as exc:
+            self._drop()
+            raise self._error(exc) from exc
+        self._pipe_exit, self._unconfirmed = stack, []
+
+    def _close_pipeline(self) -> list[AuditRecord]:
+        """Wait for every answer still due; the chain rows now known committed."""
+        stack, confirmed = self._pipe_exit, _to_witness(self._unconfirmed)
+        if stack is None:
+            return []  # dropped on a failure: nothing is known committed
+        try:
+            if self._tail and self._conn is not None:
+                self._sent_commit = True
+                self._conn.execute("COMMIT")
+            self._pipe, self._pipe_exit, self._unconfirmed = None, None, []
+            self._tail, self._head, self._head_cur = False, None, None
+            self._ahead.clear()
+            stack.close()  # one Sync: the COMMIT, and all before it, answered
+        except psycopg.Error as exc:
+            # Which statements ran is unknown: the connection goes, and with it any
+            # transaction still open there.
+            raise self._pipe_failure(exc) from exc
+        return confirmed
 
     # -- transactions ----------------------------------------------------------------
     def _begin(self) -> psycopg.Connection[Any]:
@@ -199,7 +396,27 @@ class PgStore:
         a savepoint whose failure undoes only its own writes."""
         with self._lock:
             level = self._depth
-            if level == 0:
+            pipe = self._pipe
+            if self._reading_ahead:
+                raise AssertionError("read_ahead is for reads outside transactions")
+            name = f"sp{level}" if level else "unit"
+            if pipe is not None:
+                conn = self._connection()
+                try:
+                    # Queued, not awaited: the first result read waits for these too. The
+                    # decision's first unit of work begins its one server transaction, with
+                    # the writers' lock and the chain head its audit rows will link to;
+                    # each unit is a savepoint in it, so one that fails undoes only its
+                    # own writes. It commits when the decision ends or waits.
+                    if level == 0 and not self._tail:
+                        conn.execute("BEGIN")
+                        conn.execute(_LOCK)
+                        self._head_cur, self._head = conn.execute(_HEAD + " FOR UPDATE"), None
+                        self._tail = True
+                    conn.execute(f"SAVEPOINT {name}")
+                except psycopg.Error as exc:
+                    raise self._pipe_failure(exc) from exc
+            elif level == 0:
                 conn = self._begin()
             else:
                 conn = self._connection()
@@ -210,11 +427,25 @@ class PgStore:
             mark = len(self._pending)
             self._depth = level + 1
             try:
-                yield _Exec(conn)
-                conn.execute("COMMIT" if level == 0 else f"RELEASE SAVEPOINT sp{level}")
+                yield _Exec(conn, pipe, self._answered, self._ahead.clear)
+                conn.execute(f"RELEASE SAVEPOINT {name}" if pipe is not None or level
+                             else "COMMIT")
             except BaseException as exc:
                 del self._pending[mark:]
-                if level == 0:
+                if pipe is not None and isinstance(exc, psycopg.Error):
+                    # A statement failed somewhere in the pipeline: which of them ran is
+                    # unknown here, so the whole connection goes, and its transaction.
+                    raise self._pipe_failure(exc) from exc
+                if pipe is not None and (isinstance(exc, StoreError) or self._pipe is not pipe):
+                    self._drop()
+                elif pipe is not None:
+                    self._head = None  # a row this unit appended is undone: read it anew
+                    try:
+                        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                        conn.execute(f"RELEASE SAVEPOINT {name}")
+                    except psycopg.Error as failed:
+                        raise self._pipe_failure(failed) from exc
+                elif level == 0:
                     _rollback_quietly(conn)
                 elif not conn.broken:
                     try:
@@ -229,15 +460,18 @@ class PgStore:
                 self._depth = level
             if level:
                 return
-            pending, self._pending = self._pending[-1:], []
-        if pending:
-            self._witness(pending[0])
+            pending, self._pending = _to_witness(self._pending), []
+            if pipe is not None:
+                self._unconfirmed += pending
+                return
+        for rec in pending:
+            self._witness(rec)
 
     @contextmanager
     def atomic(self) -> Iterator[_Exec]:
         with self._lock:
             if self._depth:
-                yield _Exec(self._connection())
+                yield _Exec(self._connection(), self._pipe, self._answered, self._ahead.clear)
                 return
         with self.transaction() as conn:
             yield conn
@@ -247,12 +481,29 @@ class PgStore:
             for attempt in (1, 2):
                 conn = self._connection()
                 try:
-                    return conn.execute(_pg(sql), args).fetchall()
+                    if self._pipe is not None and not self._depth:
+                        if self._reading_ahead:
+                            if (sql, args) not in self._ahead:  # sent already: still good
+                                self._ahead[(sql, args)] = conn.execute(_pg(sql), args)
+                            return []
+                        sent = self._ahead.pop((sql, args), None)
+                        if sent is not None:
+                            rows = sent.fetchall()
+                            self._heard = True
+                            return rows
+                    rows = conn.execute(_pg(sql), args).fetchall()
+                    self._heard = True
+                    return rows
                 except psycopg.OperationalError as exc:
-                    # A read outside a transaction is safe to repeat once the link is back.
+                    # A read outside a transaction is safe to repeat once the link is back;
+                    # not in a pipeline, where writes may have gone before it.
+                    if self._pipe is not None:
+                        raise self._pipe_failure(exc) from exc
                     if attempt == 2 or self._depth or not conn.broken:
                         raise self._error(exc) from exc
                 except psycopg.Error as exc:
+                    if self._pipe is not None:
+                        raise self._pipe_failure(exc) from exc
                     raise self._error(exc) from exc
         raise AssertionError("unreachable")
 
@@ -261,9 +512,53 @@ class PgStore:
         with self.transaction() as conn:
             # The lock taken by the outermost transaction already serialises appenders;
             # the head row's lock says so where it matters, should that ever change.
-            record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE")
+            # A gap row is what the check would append: it goes on as it is.
+            check = None if kind == witnessing.GAP_KIND else \
+                (lambda *head: self._continuity(conn, *head))
+            known = self._known_head()
+            record = append_link(conn, kind, data, self._clock_us(), head_lock=" FOR UPDATE",
+                                 check_head=check, head=known)
+            if known is not None:
+                # Unless a gap row went first: then read it anew next time.
+                self._head = (known[0] + 1, record.seq, record.hash) \
+                    if record.seq == known[1] + 1 else None
             self._pending.append(record)
             return record
+
+    def _known_head(self) -> tuple[int, int, str] | None:
+        """The chain head inside a decision's transaction, without a round trip of its
+        own: read with its BEGIN, then kept by its appends."""
+        if self._pipe is None or not self._tail:
+            return None
+        if self._head is None and self._head_cur is not None:
+            cur, self._head_cur = self._head_cur, None
+            row = cur.fetchone()
+            self._heard = True
+            self._head = (int(row[0]), int(row[1]), str(row[2])) if row else \
+                (0, 0, GENESIS_HASH)
+        return self._head
+
+    def _continuity(self, conn: _Exec, count: int, seq: int, head: str) -> tuple[int, int, str]:
+        """Before a row goes on the chain: has the chain gone back, or parted, from what
+        this machine witnessed (a restore, another database at this address)? Then a gap
+        row goes first, in the same transaction, so no new row passes for an old one.
+        Costs a read of the local witness only; rows appended by others since (a chain
+        longer than the witness) are checked by `reconcile_witness`."""
+        try:
+            latest = self.witness.latest()
+        except WitnessError:
+            return count, seq, head  # named by verify; a gap needs a witness to compare
+        if latest is None or latest.seq < seq or (latest.seq == seq and latest.head == head):
+            return count, seq, head
+        found = witnessing.assess(self, self.witness)
+        if not isinstance(found, witnessing.Finding) or \
+                witnessing.already_recorded(self, found) is not None:
+            return count, seq, head
+        gap = append_link(conn, witnessing.GAP_KIND, witnessing.gap_data(
+            self, found, self.witness, "the team store's chain went back or parted from "
+            "this machine's witness"), self._clock_us())
+        self._pending.append(gap)
+        return count + 1, gap.seq, gap.hash
 
     def iter_audit(self, *, after_seq: int = 0) -> Iterator[AuditRecord]:
         return iter_audit_rows(self.query, after_seq)
@@ -273,21 +568,13 @@ class PgStore:
         return AuditHead(*rows[0]) if rows else AuditHead(0, 0, GENESIS_HASH)
 
     # -- the local witness -----------------------------------------------------------
-    def _enroll_witness(self) -> None:
-        """A machine new to the team store starts witnessing at the chain's head."""
-        try:
-            if self.witness.present():
-                return
-            seq, head = self.audit.tail()
-            if seq:
-                self.witness.append(Checkpoint(seq, head, self._clock_us(), False))
-        except (OSError, WitnessError) as exc:
-            self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
-
     def _witness(self, rec: AuditRecord) -> None:
+        cp = Checkpoint(rec.seq, rec.hash, rec.ts_us, rec.kind == witnessing.GAP_KIND)
         try:
-            self.witness.append(Checkpoint(rec.seq, rec.hash, rec.ts_us, False))
+            self.witness.append(cp)
             self.witness_problem = None
+        except StoreError as exc:  # the caller's event is committed all the same
+            self.witness_problem = f"could not record a witness gap: {exc.reason}"
         except (OSError, WitnessError) as exc:
             # The event is committed; failing the caller would not uncommit it.
             self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
@@ -297,7 +584,38 @@ class PgStore:
 
     def reconcile_witness(self, *, cause: str | None = None,
                           seen: Checkpoint | None = None) -> AuditRecord | None:
-        return None  # a loss shows in `audit verify`; gap rows are SQLite's for now
+        """Check the chain against this machine's witness (and `seen`, a head this process
+        saw witnessed); record a loss as an `audit.gap` row. Returns that row, if any.
+        A machine new to the team store starts witnessing at the chain's head."""
+        with self._lock:
+            if seen is None and not self.witness.present() and \
+                    not witnessing.db_tail(self)[0]:
+                return None  # nothing written, nothing witnessed: a new store
+            try:
+                if witnessing.assess(self, self.witness, seen) is None:
+                    return None
+                with self.witness.hold():
+                    return self._reconcile_held(cause, seen)
+            except (OSError, WitnessError) as exc:
+                self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
+                return None
+
+    def _reconcile_held(self, cause: str | None, seen: Checkpoint | None) -> AuditRecord | None:
+        found = witnessing.assess(self, self.witness, seen)
+        if found is None:
+            return None
+        if isinstance(found, Checkpoint):
+            self.witness.append(found)  # enrolled at the head as it is
+            return None
+        # Another process of this machine may have recorded the same loss meanwhile; the
+        # check and the append share the writers' lock so it is recorded once.
+        with self.transaction():
+            recorded = witnessing.already_recorded(self, found)
+            if recorded is None:
+                return self.append_audit(witnessing.GAP_KIND, witnessing.gap_data(
+                    self, found, self.witness, cause))
+        self.witness.append(Checkpoint(recorded[0], recorded[1], self._clock_us(), True))
+        return None
 
     # -- checkpoints -----------------------------------------------------------------
     def put_checkpoint(self, name: str, payload: bytes, sha256: str, *,
@@ -352,6 +670,13 @@ class PgStore:
         return problems
 
 
+def _to_witness(records: list[AuditRecord]) -> list[AuditRecord]:
+    """One checkpoint per transaction, the newest row's; and one for a gap row in it,
+    which starts the witness's new epoch."""
+    gaps = [r for r in records if r.kind == witnessing.GAP_KIND][-1:]
+    return gaps + [r for r in records[-1:] if r not in gaps]
+
+
 def _password(dsn: str) -> str:
     try:
         return str(conninfo.conninfo_to_dict(dsn).get("password") or "")
@@ -365,7 +690,11 @@ def _local_witness(dsn: str, schema: str) -> Witness:
     parts = conninfo.conninfo_to_dict(dsn)
     ident = "|".join(str(parts.get(k) or "") for k in ("host", "port", "dbname")) + "|" + schema
     digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
-    return witness_for(data_dir() / f"team-{digest}.db")
+    folder = data_dir()
+    # A machine that only ever used the team store may have no data folder yet.
+    with contextlib.suppress(OSError):  # then writing the witness says why
+        folder.mkdir(parents=True, exist_ok=True)
+    return witness_for(folder / f"team-{digest}.db")
 
 
 def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:

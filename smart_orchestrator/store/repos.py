@@ -20,6 +20,7 @@ __all__ = [
     "AuditQueries",
     "BreakerRepo",
     "BreakerRow",
+    "Census",
     "ClaimRepo",
     "GateRepo",
     "GateRow",
@@ -74,12 +75,34 @@ class LeaseRow(NamedTuple):
     host: str
 
 
+class Census(NamedTuple):
+    """What admission counts, read together: leases in flight on this machine, in the
+    session and in all; spawns after the window's start by the session and by all, with
+    the oldest of each; and the values of the limit keys asked for (None when unset)."""
+
+    machine: int
+    session: int
+    team: int
+    session_spawns: int
+    session_oldest_us: int | None
+    team_spawns: int
+    team_oldest_us: int | None
+    limits: tuple[str | None, ...]
+
+
 class LeaseRepo(Protocol):
     """Admission leases, the spawn-rate log and the agents seen started."""
 
     def purge(self, now_us: int, *, spawns_before_us: int,
-              owner_gone: Callable[[int], bool]) -> None:
-        """Drop expired leases, old spawns, and this host's leases whose owner is gone."""
+              owner_gone: Callable[[int], bool] | None) -> None:
+        """Drop expired leases, old spawns, and this host's leases whose owner is gone
+        (`owner_gone` None: leave those to `census`)."""
+        ...
+
+    def census(self, session_id: str, since_us: int, *, owner_gone: Callable[[int], bool],
+               limit_keys: Sequence[str] = ()) -> Census:
+        """Drop this host's leases whose owner is gone, then count (see `Census`); the
+        reads go out together, so a distant store answers them in one round trip."""
         ...
 
     def count(self, *, session_id: str | None = None, host: str | None = None) -> int: ...

@@ -261,6 +261,17 @@ class SqliteStore:
     _write = transaction
 
     @contextmanager
+    def decision(self) -> Iterator[None]:
+        yield  # each statement is a function call away: nothing to batch
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        yield  # a decision holds nothing between its transactions
+
+    def read_ahead(self, reads: Callable[[], object]) -> None:
+        pass  # a read costs a function call here: nothing to gain
+
+    @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._depth:

@@ -83,6 +83,10 @@ class Relay:
     def restore(self) -> None:
         self._open.set()
 
+    @property
+    def is_cut(self) -> bool:
+        return not self._open.is_set()
+
     def close(self) -> None:
         self.cut()
         self._listener.close()
@@ -156,6 +160,59 @@ def test_a_restarted_server_costs_one_call_and_decides_nothing_twice(
     # Writes after the drop work on a fresh connection, in order.
     store.append_audit("after.restart", {})
     assert store.audit.tail()[0] == store.audit_head().seq
+    store.close()
+
+
+def _terminate_ours(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "application_name = 'smart-orchestrator' AND pid <> pg_backend_pid()")
+
+
+def test_a_restart_between_decisions_is_retried_once_and_decided_once(
+        team: tuple[str, Relay], tmp_path: Path) -> None:
+    dsn, _ = team
+    store = PgStore(dsn)
+    engine = _engine(store, tmp_path)
+    assert _decision(engine.handle(pre_agent("Summarise the README", tool_use_id="r1")))[0] \
+        is None
+    _terminate_ours(dsn)  # the idle connection dies, as in a server restart
+    out = engine.handle(pre_agent("Summarise the README", tool_use_id="r2"))
+    assert _decision(out)[0] is None, out  # nothing had reached the store: made again
+    decided = [r.data.get("tool_use_id") for r in store.iter_audit()
+               if r.kind == "policy.decision"]
+    assert len(decided) == 2 and store.leases.count() == 2, decided
+    store.close()
+
+
+def test_a_connection_lost_after_a_decision_committed_is_not_made_again(
+        team: tuple[str, Relay], tmp_path: Path) -> None:
+    dsn, relay = team
+    store = PgStore(dsn, connect_timeout_s=2.0)
+    engine = _engine(store, tmp_path)
+    # Cut the line once the decision's first transaction has been sent: what it sent may
+    # have committed, so the decision fails closed instead of being made a second time.
+    real_begin = store.transaction
+
+    cuts: list[int] = []
+
+    @contextlib.contextmanager
+    def cut_after_first(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with real_begin(*args, **kwargs) as conn:
+            yield conn
+        if store._depth == 0 and not cuts:
+            cuts.append(1)
+            relay.cut()
+            relay.restore()  # a second attempt would find the line back, and be wrong
+
+    store.transaction = cut_after_first  # type: ignore[method-assign]
+    out = engine.handle(pre_agent("Summarise the README", tool_use_id="c1"))
+    verdict, why = _decision(out)
+    assert cuts and verdict == "deny" and "\n" not in why, out
+    store.transaction = real_begin  # type: ignore[method-assign]
+    decided = [r.data for r in store.iter_audit() if r.kind == "policy.decision"]
+    assert [d.get("decision") for d in decided] in ([], ["deny"]), decided  # never allowed
+    assert store.leases.count() == 0
     store.close()
 
 
