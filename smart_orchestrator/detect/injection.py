@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from ._injection_framing import framing_findings
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_model import load_model
 from ._injection_rules import RULES, Rule
@@ -79,6 +80,7 @@ def _detect(text: str) -> list[InjectionFinding]:
     findings = _demote_quoted(lowered, _drop_defensive(lowered, _apply_rules(lowered, words,
                                                                             extra)))
     findings += structural_findings(text, tokens, extra)
+    findings += [InjectionFinding(*f) for f in framing_findings(lowered)]
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
