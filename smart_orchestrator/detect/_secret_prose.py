@@ -132,11 +132,10 @@ def _in_data_block(text: str, start: int, end: int) -> bool:
 
 
 # The value of a name that says what else a random string is: a digest, an id, a nonce.
-_NAME_BEFORE_RE = re.compile(r"([A-Za-z_][\w.-]{0,40})[\"'`\]]?[ \t]*(?:[:=]{1,2}|=>|,)?[ \t]*"
-                             r"[\"'`(\[]*$")
+_NAME_BEFORE_RE = re.compile(r"([A-Za-z_][\w.-]{0,40})[^\w\n]{0,12}$")
 _NON_SECRET_NAME_RE = re.compile(
     r"(?:^|[_.\-]|(?<=[a-z])(?=[A-Z]))(?:ids?|uuid|guid|hash(?:es)?|digest|checksum|sha\d*|md5"
-    r"|etag|nonce|sig|signature|integrity|fingerprint|commit|rev|revision|ref|version|name"
+    r"|etag|nonce|sig|sign|signed|signature|hmac|mac|integrity|fingerprint|commit|rev|revision|ref|version|name"
     r"|slug|path|url|cid|trace|span|request|public|pub|csrf|xsrf)(?=$|[_.\-A-Z\d])", re.IGNORECASE)
 
 
