@@ -97,13 +97,16 @@ def _decodes_to_text(token: str) -> bool:
 # API object ids and their tails (`toolu_01…`, `msg_01…`, `req_011C…`): the policy checks
 # every suffix of a tool_use_id, and ids are not credentials.
 _OBJECT_ID_RE = re.compile(r"(?:[a-z]{0,12}_)?(?:01|1{1,2}C)")
+# A lower-case vendor prefix (`ghp_`, `xyz-live-`): the format rules and
+# `vendor-prefixed-token` judge those, with the prefix's meaning.
+_VENDOR_PREFIX_RE = re.compile(r"[a-z]{2,10}[_-]")
 
 
 def _strongly_random(token: str) -> bool:
     """Random on its face wherever it stands: `aB3dE5gH7kL9` mixing, not `MyApp2Config`."""
     if not token.replace("-", "").replace("_", "").isalnum() or _DIGEST_PREFIX_RE.match(token):
         return False
-    if _OBJECT_ID_RE.match(token):
+    if _OBJECT_ID_RE.match(token) or _VENDOR_PREFIX_RE.match(token):
         return False
     letters = [c for c in token if c.isalpha()]
     upper = sum(c.isupper() for c in letters)
