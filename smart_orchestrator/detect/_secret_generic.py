@@ -185,7 +185,12 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
     # Upper, lower and digits together, with a random stretch: a credential's alphabet,
     # even with `-` or `.` inside (`Xk9-pQ2.zz`) or a word in it (Notion's `secret_...`).
     random_part = _mixed(value) and _DIGIT_RE.search(value) is not None
-    if not random_part and (dotted_names(value) or looks_like_code_identifier(value)):
+    # A quoted password with digits is a literal, whatever it looks like: `'zw5Oglshr6MU'`
+    # has the shape of an identifier but no program names a variable so.
+    literal_password = (kind == "password" and quoted and _DIGIT_RE.search(value) is not None
+                        and "." not in value and not _wordy_identifier(value))
+    if not random_part and (dotted_names(value) or (
+            looks_like_code_identifier(value) and not literal_password)):
         return False
     if not quoted and not random_part and _wordy_identifier(value):
         return False  # `cancelToken: defaultToConfig2`: a reference to code, not a value
@@ -195,8 +200,8 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
         return False
     if not _DIGIT_RE.search(value) and not (
-            kind == "password" and quoted and size >= 8 and value.lower() != value
-            and value.upper() != value):
+            kind == "password" and size >= 8 and value.lower() != value
+            and value.upper() != value and (quoted or _mixed(value))):
         return False
     if mostly_sequential(value):
         return False
