@@ -148,7 +148,9 @@ def _named_non_secret(text: str, start: int) -> bool:
 
 
 _BASE64_LINE_RE = re.compile(r"[A-Za-z0-9+/=_-]+")
-_STRONG_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/=.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{22,126}"
+# 32 characters or more: shorter random strings are the shape of session ids, nonces and
+# cookies in code and tests as often as of credentials.
+_STRONG_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/=.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{30,126}"
                                 r"[A-Za-z0-9](?![A-Za-z0-9_\-+/=~%\\])")
 _EDGE = "`'\"()<>.,;:!?"
 _TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9_\-+/=~.]{19,199}[A-Za-z0-9_\-+/=~]")
@@ -163,7 +165,7 @@ def scan_prose(text: str) -> list[Hit]:
     for word in [w for w in text.split() if len(w) >= 20]:
         at = text.find(word, pos)
         pos = at + len(word)
-        if len(word) >= 24 and _strong_hits(text, word, at, verdicts, hits):
+        if len(word) >= 32 and _strong_hits(text, word, at, verdicts, hits):
             continue
         token = word.strip(_EDGE)
         ok = verdicts.get(token)
