@@ -111,7 +111,7 @@ def _strongly_random(token: str) -> bool:
     letters = [c for c in token if c.isalpha()]
     upper = sum(c.isupper() for c in letters)
     if upper < 2 or upper > len(letters) - 2:
-        return False
+        return _one_case_random(token, letters)
     switches = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(letters))
     if switches < len(letters) // 4:
         return False
@@ -119,6 +119,20 @@ def _strongly_random(token: str) -> bool:
     if shannon_entropy(token) < min(4.2, math.log2(len(token)) - 0.5):
         return False
     return not _decodes_to_text(token)
+
+
+_NON_HEX_LETTER_RE = re.compile(r"[g-zG-Z]")
+
+
+def _one_case_random(token: str, letters: list[str]) -> bool:
+    """One case, letters and digits interleaved at random (`l70sfohjtve9pz4u0cph…`, base32):
+    not hex (a digest), not words, digits a sixth of it or more."""
+    if not token.isalnum() or _NON_HEX_LETTER_RE.search(token) is None:
+        return False
+    digits = len(token) - len(letters)
+    if digits < max(4, len(token) // 6) or digits > 0.7 * len(token):
+        return False
+    return shannon_entropy(token) >= 4.0 and not _decodes_to_text(token)
 
 
 def _in_data_block(text: str, start: int, end: int) -> bool:
