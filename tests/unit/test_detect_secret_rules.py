@@ -286,3 +286,14 @@ def test_api_object_ids_and_their_tails_are_not_credentials(body: str, prefix: s
     # credentials before storing it.
     value = prefix + body
     assert scan_text("\n".join(value[i:] for i in range(len(value)))) == []
+
+
+def test_random_token_is_found_through_disguises() -> None:
+    token = b(40, seed="disguise")
+    for text in ("vendor: " + "\u200b".join(token[i:i + 5] for i in range(0, 40, 5)),
+                 "vendor: \x1b[31m" + token + "\x1b[0m",
+                 'vendor = "' + token[:20] + '" + "' + token[20:] + '"',
+                 "vendor: " + "".join(f"&#{ord(c)};" for c in token)):
+        found = scan_text(text)
+        assert found, text
+        assert all(f.start < f.end for f in found)
