@@ -208,7 +208,12 @@ def _strong_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
         strong = verdicts.get(key)
         if strong is None:
             strong = verdicts[key] = _random_token(token) and _strongly_random(token)
-        if strong and not _in_data_block(text, at + m.start(), at + m.end()) and (
+        end = at + m.end()
+        # A preview cut short (`MIIEow…`, Claude Code's `content` beside the full `message`):
+        # the whole value is judged where it is written in full, by the rule that knows it.
+        if strong and text.startswith(("\u2026", "..."), end):
+            continue
+        if strong and not _in_data_block(text, at + m.start(), end) and (
                 not _named_non_secret(text, at + m.start())):
             hits.append(Hit("random-token", at + m.start(), at + m.end(), "medium",
                             PRIORITY_GENERIC, (token,)))
