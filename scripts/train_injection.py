@@ -35,16 +35,22 @@ from injection_data import PINS, Mirrors, Record, all_records  # noqa: E402
 
 from smart_orchestrator.detect._injection_model import (  # noqa: E402
     BITS,
+    DENY_MIN_CHARS,
     MODEL_PATH,
     WINDOW,
     InjectionModel,
     bucket_rows,
+    load_model,
     normalise,
     window_starts,
 )
 
 SEED = 1729
 FP_AT = {"high": 0.01, "medium": 0.04, "low": 0.12}
+# The model alone denies ("deny") only on texts of DENY_MIN_CHARS or more, above the score
+# that at most 0.25% of such benign prompts and of such benign documents reach: short
+# everyday requests ("Summarise the README") score erratically on character n-grams.
+DENY_FP = 0.0025
 
 
 def windows_of(record: Record, rng: random.Random) -> list[tuple[int, int, int]]:
@@ -105,6 +111,11 @@ def calibrate(model: InjectionModel, val: list[Record],
     thresholds = {level: max(threshold_at(by_kind.get("prompt", []), share),
                              threshold_at(by_kind.get("document", []), share))
                   for level, share in FP_AT.items()}
+    long_benign: dict[str, list[float]] = {}
+    for r, p in zip(val, scores, strict=True):
+        if r.label == 0 and len(r.text) >= DENY_MIN_CHARS:
+            long_benign.setdefault(r.kind, []).append(p)
+    thresholds["deny"] = max(threshold_at(ps, DENY_FP) for ps in long_benign.values())
     figures: dict[str, object] = {}
     for kind, ps in sorted(by_kind.items()):
         figures[kind] = {level: round(sum(p >= t for p in ps) / len(ps), 4)
@@ -128,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("-C", type=float, default=1.0, help="inverse regularisation")
     parser.add_argument("--ngrams", default="3,4,5", help="character n-gram sizes")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="keep the weights in --out, recompute only the thresholds")
     args = parser.parse_args(argv)
     mirrors = Mirrors(args.mirrors, PINS)
     records = all_records(mirrors, SEED)
     print(Counter((r.split, r.kind, r.label) for r in records))
     ngrams = tuple(int(n) for n in args.ngrams.split(","))
-    model = train(records, args.C, ngrams)
+    if args.recalibrate:
+        old = load_model(args.out)
+        model = InjectionModel(old.weights, old.bias, {}, {"ngrams": ngrams})
+    else:
+        model = train(records, args.C, ngrams)
     val = [r for r in records if r.split == "val"]
     thresholds, figures = calibrate(model, val)
     meta = {"thresholds": thresholds, "validation": figures, "C": args.C, "ngrams": ngrams,

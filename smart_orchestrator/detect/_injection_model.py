@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DENY_MIN_CHARS",
     "MODEL_PATH",
     "NGRAMS",
     "STRIDE",
@@ -41,6 +42,8 @@ STRIDE = 200
 # Characters scored per numpy pass; a multiple of STRIDE.
 SEGMENT = 256_000
 NGRAMS = (3, 4, 5)
+# The shortest text the model alone may deny (its "deny" threshold is calibrated on such).
+DENY_MIN_CHARS = 160
 BITS = 18
 _MULT = np.uint32(0x9E3779B1)
 _PRIME = np.uint32(1_000_003)

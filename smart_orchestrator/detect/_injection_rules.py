@@ -103,7 +103,8 @@ _OVERRIDE: tuple[Rule, ...] = (
           "orders"),
          r"(?:instructions?|task|objective|directives?|mission|orders)\s*(?::|is\b|are\b)",
          before=r"\b(?:your\s+)?(?:new|real|actual|updated|revised|true|hidden|secret|override"
-                r"|overriding)\s+", at_anchor=True),
+                r"|overriding)\s+(?:(?:and\s+)?(?:important|urgent|critical|additional)\s+)?",
+         at_anchor=True),
     Rule("new-instructions-marker", "high",
          "Contains a system or instruction marker that should not appear in data.",
          ("[system", "[admin", "[developer", "[assistant", "end of", "begin instructions",
@@ -385,5 +386,32 @@ _INDIRECT: tuple[Rule, ...] = (
          r"(?:base ?64|rot-?13|hex(?:adecimal)?|binary|morse(?: code)?|caesar cipher|cipher)"),
 )
 
+# Steering from inside content, in wordings only planted text uses: it speaks of "this
+# document" to whatever reads it, or tells it to stop reading. "Respond with 'X' and
+# nothing else" is not among them: defenders' own prompts say exactly that.
+_STEERING: tuple[Rule, ...] = (
+    Rule("output-steering", "high", "Tells the reader to skip the rest of the content.",
+         ("everything else", "anything else", "all else", "stop reading", "rest of th"),
+         r"\b(?:disregard|ignore|skip|forget|discard)\s+(?:everything|anything|all)\s+else\b"
+         r"|\bstop reading (?:here|now|this)\b"
+         r"|\b(?:disregard|ignore|skip|discard)\s+the\s+rest\s+of\s+th(?:is|e)\s+(?:document|text"
+         r"|page|file|email|message|report|article|data|content|input)\b"),
+    Rule("output-steering", "high", "Tells a summariser what its summary must say.",
+         ("summarising", "summarizing", "summary", "summaries", "summarise", "summarize"),
+         r"\b(?:when|while|if|before)\s+summari[sz]ing\b[^.!?\n]{0,60}\b(?:state|say|mention"
+         r"|claim|write|report|add|include|tell)\b"
+         r"|\bsummar(?:y|ies) of this (?:document|text|page|report|email|article|file)\s+"
+         r"(?:must|should|shall|will)\s+(?:say|state|mention|claim|include|report)\b"
+         r"|\b(?:do not|don't|never)\s+summari[sz]e\b[^.!?\n]{0,60}\binstead\b"),
+    Rule("output-steering", "high", "Addresses whatever reads the content.",
+         ("reads this", "reading this", "processing this", "processes this", "summarizing this",
+          "summarising this", "summarizes this", "summarises this"),
+         r"\b(?:any|every|the)\s+(?:ai|assistant|model|llm|agent|bot|language model)s?\s+"
+         r"(?:who\s+|that\s+)?(?:reads|is reading|reading|processes|is processing|processing"
+         r"|summari[sz]es|summari[sz]ing)\s+this\b"
+         r"|\b(?:whoever|anyone|anybody)\s+(?:who\s+|that\s+)?(?:reads|is reading|reading"
+         r"|processes|processing|summari[sz]es|summari[sz]ing)\s+this\s*[:,\u2014]"),
+)
+
 RULES: tuple[Rule, ...] = (_OVERRIDE + _PERSONA + _EXFILTRATION + COMMAND_RULES + _INDIRECT
-                          + PLANTED_RULES)
+                          + PLANTED_RULES + _STEERING)

@@ -250,9 +250,26 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
      r"(?:&[a-z]{2,6}=[^\s&\"'<>]{0,100}){0,12}&sig=)(?P<s>[A-Za-z0-9%+/=]{20,120})", 3.5),
     ("sig=", "azure-sas-token",
      r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{20,120})(?=&(?i:sv|se|sp|sr|st)=)", 3.5),
+    # Password hashes (bcrypt, sha-crypt, md5-crypt, Apache apr1, argon2): crackable
+    # offline, so as sensitive as the password for a weak one.
+    ("$2", "password-hash", r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}(?![./A-Za-z0-9$])", 3.5),
+    ("$6$", "password-hash",
+     r"\$6\$(?:rounds=\d{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}(?![./A-Za-z0-9$])", 3.5),
+    ("$5$", "password-hash",
+     r"\$5\$(?:rounds=\d{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])", 3.5),
+    ("$1$", "password-hash", r"\$1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}(?![./A-Za-z0-9$])", 3.0),
+    ("$apr1$", "password-hash",
+     r"\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}(?![./A-Za-z0-9$])", 3.0),
+    ("$argon2", "password-hash",
+     r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,64}\$[A-Za-z0-9+/]{22,128}"
+     r"(?![A-Za-z0-9+/$])", 3.5),
     ("service_account", "gcp-service-account",
      r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
 )
+
+
+# A hash is not the password itself, and a service-account marker is not its key.
+_MEDIUM = frozenset({"gcp-service-account", "password-hash"})
 
 
 def _anchored(text: str, lowered: str) -> list[Hit]:
@@ -272,11 +289,13 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                 if min_entropy:
                     ok = verdicts.get((secret, min_entropy))
                     if ok is None:
+                        # A hash's `$id$` fields read as a template variable: judge its body.
+                        body = secret.rsplit("$", 1)[-1] if rule_id == "password-hash" else secret
                         ok = verdicts[secret, min_entropy] = not (
-                            shannon_entropy(secret) < min_entropy or looks_placeholder(secret))
+                            shannon_entropy(secret) < min_entropy or looks_placeholder(body))
                     if not ok:
                         continue
-                severity = "medium" if rule_id == "gcp-service-account" else "high"
+                severity = "medium" if rule_id in _MEDIUM else "high"
                 hits.append(Hit(rule_id, m.start(group), m.end(group), severity,
                                 PRIORITY_FORMAT, (secret,)))
     return hits

@@ -28,7 +28,7 @@ RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-pro
 
 _KEYWORD_RE = re.compile(
     r"passw(?:or)?d|passphrase|passcode|pwd|pass\b|secret|token|key|auth|credential|creds"
-    r"|login|contrase|dsn|hmac|privkey|mnemonic|_pat\b|_sk\b"
+    r"|login|contrase|dsn|hmac|privkey|mnemonic|_pat\b|_sk\b|api|access"
 )
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
@@ -59,6 +59,8 @@ _SECRET_WORDS = _PASSWORD_WORDS | frozenset({
     "credentials", "creds", "cred", "auth", "login", "bearer", "jwt",
     # Abbreviations and kinds people name credentials by.
     "pat", "sk", "dsn", "hmac", "privkey", "passkey", "mnemonic", "apisecret", "signingkey",
+    # gitleaks' generic keywords: `mailgun_api = ...`, `SERVICE_ACCESS: ...` (vague, below).
+    "api", "access",
 })
 _SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey", "accesskey", "secretkey",
                     "privatekey")
@@ -128,7 +130,7 @@ def _secret_kind(identifier: str) -> str | None:
             return None
         if word in _PASSWORD_WORDS or word.endswith(("password", "passwd")):
             return "password"
-        if len(words) == 1 and word in _VAGUE_WORDS:
+        if word in _ALWAYS_VAGUE or (len(words) == 1 and word in _VAGUE_WORDS):
             return "vague"
         return "token"
     return None
@@ -137,6 +139,9 @@ def _secret_kind(identifier: str) -> str | None:
 # A bare `key`, `auth` or `login` names many things besides credentials (dictionary keys,
 # sort keys, login names): such assignments need a longer, more random value.
 _VAGUE_WORDS = frozenset({"key", "auth", "login"})
+# Names a credential only sometimes, whatever words come before (`mailgun_api`,
+# `ACCESS_LEVEL`): always a vague name.
+_ALWAYS_VAGUE = frozenset({"api", "access"})
 
 
 _DIGIT_RE = re.compile(r"\d")
@@ -170,6 +175,7 @@ def _mixed(value: str) -> bool:
 
 
 _HEX_RE = re.compile(r"[0-9a-fA-F-]+")
+_SEPARATORS_RE = re.compile(r"[-_.]")
 _DIGITS_RE = re.compile(r"\d{12,}")
 
 
@@ -185,7 +191,12 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
     # Upper, lower and digits together, with a random stretch: a credential's alphabet,
     # even with `-` or `.` inside (`Xk9-pQ2.zz`) or a word in it (Notion's `secret_...`).
     random_part = _mixed(value) and _DIGIT_RE.search(value) is not None
-    if not random_part and (dotted_names(value) or looks_like_code_identifier(value)):
+    # A quoted password with digits is a literal, whatever it looks like: `'zw5Oglshr6MU'`
+    # has the shape of an identifier but no program names a variable so.
+    literal_password = (kind == "password" and quoted and _DIGIT_RE.search(value) is not None
+                        and "." not in value and not _wordy_identifier(value))
+    if not random_part and (dotted_names(value) or (
+            looks_like_code_identifier(value) and not literal_password)):
         return False
     if not quoted and not random_part and _wordy_identifier(value):
         return False  # `cancelToken: defaultToConfig2`: a reference to code, not a value
@@ -195,8 +206,8 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
         return False
     if not _DIGIT_RE.search(value) and not (
-            kind == "password" and quoted and size >= 8 and value.lower() != value
-            and value.upper() != value):
+            kind == "password" and size >= 8 and value.lower() != value
+            and value.upper() != value and (quoted or _mixed(value))):
         return False
     if mostly_sequential(value):
         return False
@@ -205,7 +216,12 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
         # Numeric client ids and account numbers: digits carry at most 3.3 bits each.
         return kind == "token" and entropy >= 2.3
     if kind == "vague":
-        return size >= 20 and entropy >= 3.5
+        # Words joined by separators (`read-write-admin-2024`) are a setting, not a key.
+        parts = _SEPARATORS_RE.split(value)
+        wordy = sum(p.isalpha() and len(p) >= 3 for p in parts)
+        if wordy >= 2 and wordy >= len(parts) - 1:
+            return False
+        return size >= 20 and entropy >= (3.3 if _HEX_RE.fullmatch(value) else 3.5)
     if kind == "password":
         return entropy >= min(2.5, math.log2(size) - 0.5)
     if _HEX_RE.fullmatch(value):

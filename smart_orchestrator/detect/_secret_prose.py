@@ -4,10 +4,19 @@ A prompt or a pasted chat names no variable and quotes no assignment; a credenti
 is a word that no language has: long, with digits spread through its letters, and not
 the shape of an identifier, a path, a version, a UUID or a hash. Only lines that read as
 sentences are considered (words, few code marks), so code, lockfiles and data are not.
+
+A token random enough on its face is reported wherever it stands (`random-token`): mixed
+case switching every few letters, digits spread through it, near-maximal entropy. Code,
+lockfiles and docs rarely hold such a word that is not a credential: digests are hex or
+carry their algorithm (`sha512-`), base64 of text decodes to text (and the normalised view
+scans what it says), and a block of wrapped base64 lines is data.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
 import math
 import re
 
@@ -22,7 +31,7 @@ from ._text import (
 
 __all__ = ["RULE_IDS", "scan_prose"]
 
-RULE_IDS = frozenset({"random-token-in-prose"})
+RULE_IDS = frozenset({"random-token-in-prose", "random-token"})
 
 _WORD_RE = re.compile(r"(?<![\w/.])[A-Za-z][a-z]{2,14}(?=[\s,.;:!?)])")
 # Parentheses and `>` are prose too (asides, quoted replies).
@@ -70,6 +79,93 @@ def _random_token(token: str) -> bool:
     return shannon_entropy(token) >= min(3.8, math.log2(size) - 0.7)
 
 
+_DIGEST_PREFIX_RE = re.compile(r"(?:sha\d+|md5|blake2b?|sri)[-_]", re.IGNORECASE)
+_B64_TEXT_RE = re.compile(r"[\t\n\r -~]*")
+
+
+def _decodes_to_text(token: str) -> bool:
+    """Base64 (standard or URL-safe) of printable text: a JWT header, an encoded script."""
+    body = token.replace("-", "+").replace("_", "/")
+    body = body[:len(body) - len(body) % 4]
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) >= 12 and bool(_B64_TEXT_RE.fullmatch(raw.decode("latin-1")))
+
+
+# API object ids and their tails (`toolu_01…`, `msg_01…`, `req_011C…`): the policy checks
+# every suffix of a tool_use_id, and ids are not credentials.
+_OBJECT_ID_RE = re.compile(r"(?:[a-z]{0,12}_)?(?:01|1{1,2}C)")
+# A lower-case vendor prefix (`ghp_`, `xyz-live-`): the format rules and
+# `vendor-prefixed-token` judge those, with the prefix's meaning.
+_VENDOR_PREFIX_RE = re.compile(r"[a-z]{2,10}[_-]")
+
+
+def _strongly_random(token: str) -> bool:
+    """Random on its face wherever it stands: `aB3dE5gH7kL9` mixing, not `MyApp2Config`."""
+    if not token.replace("-", "").replace("_", "").isalnum() or _DIGEST_PREFIX_RE.match(token):
+        return False
+    if _OBJECT_ID_RE.match(token) or _VENDOR_PREFIX_RE.match(token):
+        return False
+    letters = [c for c in token if c.isalpha()]
+    upper = sum(c.isupper() for c in letters)
+    if upper < 2 or upper > len(letters) - 2:
+        return _one_case_random(token, letters)
+    switches = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(letters))
+    if switches < len(letters) // 4:
+        return False
+    # Random strings of 24-32 characters hold nearly every character once.
+    if shannon_entropy(token) < min(4.2, math.log2(len(token)) - 0.5):
+        return False
+    return not _decodes_to_text(token)
+
+
+_NON_HEX_LETTER_RE = re.compile(r"[g-zG-Z]")
+
+
+def _one_case_random(token: str, letters: list[str]) -> bool:
+    """One case, letters and digits interleaved at random (`l70sfohjtve9pz4u0cph…`, base32):
+    not hex (a digest), not words, digits a sixth of it or more."""
+    if not token.isalnum() or _NON_HEX_LETTER_RE.search(token) is None:
+        return False
+    digits = len(token) - len(letters)
+    if digits < max(4, len(token) // 6) or digits > 0.7 * len(token):
+        return False
+    return shannon_entropy(token) >= 4.0 and not _decodes_to_text(token)
+
+
+def _in_data_block(text: str, start: int, end: int) -> bool:
+    """A line of wrapped base64 (an image, a certificate): its neighbour has the same shape."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end == -1 else line_end
+    if end - start < 48 or text[line_start:line_end].strip() != text[start:end]:
+        return False
+    nxt = text[line_end + 1:text.find("\n", line_end + 1) if "\n" in text[line_end + 1:]
+               else len(text)].strip()
+    prev = text[text.rfind("\n", 0, max(0, line_start - 1)) + 1:max(0, line_start - 1)].strip()
+    return any(len(n) >= 16 and _BASE64_LINE_RE.fullmatch(n) for n in (nxt, prev))
+
+
+# The value of a name that says what else a random string is: a digest, an id, a nonce.
+_NAME_BEFORE_RE = re.compile(r"([A-Za-z_][\w.-]{0,40})[^\w\n]{0,12}$")
+_NON_SECRET_NAME_RE = re.compile(
+    r"(?:^|[_.\-]|(?<=[a-z])(?=[A-Z]))(?:ids?|uuid|guid|hash(?:es)?|digest|checksum|sha\d*|md5"
+    r"|etag|nonce|sig|sign|signed|signature|hmac|mac|integrity|fingerprint|commit|rev|revision|ref|version|name"
+    r"|slug|path|url|cid|trace|span|request|public|pub|csrf|xsrf)(?=$|[_.\-A-Z\d])", re.IGNORECASE)
+
+
+def _named_non_secret(text: str, start: int) -> bool:
+    m = _NAME_BEFORE_RE.search(text, max(0, start - 60), start)
+    return m is not None and _NON_SECRET_NAME_RE.search(m.group(1)) is not None
+
+
+_BASE64_LINE_RE = re.compile(r"[A-Za-z0-9+/=_-]+")
+# 32 characters or more: shorter random strings are the shape of session ids, nonces and
+# cookies in code and tests as often as of credentials.
+_STRONG_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/=.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{30,126}"
+                                r"[A-Za-z0-9](?![A-Za-z0-9_\-+/=~%\\])")
 _EDGE = "`'\"()<>.,;:!?"
 _TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9_\-+/=~.]{19,199}[A-Za-z0-9_\-+/=~]")
 
@@ -83,6 +179,8 @@ def scan_prose(text: str) -> list[Hit]:
     for word in [w for w in text.split() if len(w) >= 20]:
         at = text.find(word, pos)
         pos = at + len(word)
+        if len(word) >= 32 and _strong_hits(text, word, at, verdicts, hits):
+            continue
         token = word.strip(_EDGE)
         ok = verdicts.get(token)
         if ok is None:  # a repeated word is judged once
@@ -97,6 +195,30 @@ def scan_prose(text: str) -> list[Hit]:
             hits.append(Hit("random-token-in-prose", start, start + len(token), "medium",
                             PRIORITY_GENERIC, (token,)))
     return hits
+
+
+def _strong_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
+                 hits: list[Hit]) -> bool:
+    """`random-token` hits for the strongly random tokens inside `word` (a value after
+    `name=`, in quotes or brackets); whether there was one."""
+    found = False
+    for m in _STRONG_IN_WORD_RE.finditer(word):
+        token = m.group()
+        key = "\0" + token
+        strong = verdicts.get(key)
+        if strong is None:
+            strong = verdicts[key] = _random_token(token) and _strongly_random(token)
+        end = at + m.end()
+        # A preview cut short (`MIIEow…`, Claude Code's `content` beside the full `message`):
+        # the whole value is judged where it is written in full, by the rule that knows it.
+        if strong and text.startswith(("\u2026", "..."), end):
+            continue
+        if strong and not _in_data_block(text, at + m.start(), end) and (
+                not _named_non_secret(text, at + m.start())):
+            hits.append(Hit("random-token", at + m.start(), at + m.end(), "medium",
+                            PRIORITY_GENERIC, (token,)))
+            found = True
+    return found
 
 
 def _reads_as_prose(text: str, start: int, token: str) -> bool:

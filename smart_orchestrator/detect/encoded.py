@@ -39,7 +39,7 @@ _PIECE = re.compile(r"[A-Z0-9]{2,}|.*[0-9].*|.+[A-Z].*|.*[_+/=-].*")
 
 # Random-looking tokens in prose: reversing, rotating or gluing pieces of any text makes
 # such tokens, so these rules say nothing about a view.
-_BY_SHAPE_ALONE = frozenset({"random-token-in-prose", "secret-in-prose"})
+_BY_SHAPE_ALONE = frozenset({"random-token-in-prose", "random-token", "secret-in-prose"})
 
 
 class DisguisedSecret(NamedTuple):

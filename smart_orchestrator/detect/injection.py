@@ -23,8 +23,9 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from ._injection_framing import framing_findings
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
-from ._injection_model import load_model
+from ._injection_model import DENY_MIN_CHARS, load_model
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
 from .normalise import joined_windows, normalise, place
@@ -79,6 +80,7 @@ def _detect(text: str) -> list[InjectionFinding]:
     findings = _demote_quoted(lowered, _drop_defensive(lowered, _apply_rules(lowered, words,
                                                                             extra)))
     findings += structural_findings(text, tokens, extra)
+    findings += [InjectionFinding(*f) for f in framing_findings(lowered)]
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
@@ -200,7 +202,12 @@ def _model_findings(text: str, lowered: str, rule_findings: list[InjectionFindin
     # Alone, the model warns (medium) and only above its "high" threshold: it rates some
     # short everyday requests ("Summarise the README") as injections, and a deny needs a
     # pattern it agrees with (below).
-    if p >= cut["high"]:
+    if p >= cut.get("deny", 2.0) and len(text) >= DENY_MIN_CHARS:
+        # Past its deny threshold, calibrated on texts at least this long, it alone denies.
+        found.append(InjectionFinding("learned-injection", "high", score.start, score.end,
+                                      "A learned model rates this text as prompt injection "
+                                      "with high confidence."))
+    elif p >= cut["high"]:
         found.append(InjectionFinding("learned-injection", "medium", score.start, score.end,
                                       "A learned model rates this text as prompt injection."))
     evidence = [f for f in rule_findings if (f.rule_id, f.severity) not in _COMMON_IN_DOCS]

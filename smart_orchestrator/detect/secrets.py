@@ -162,7 +162,7 @@ _VIEW_REACH = 320
 # Rules that judge a token by its shape alone: joined across a line break, two lines of
 # identifiers (a UUID above a word) look like one random token. A wrapped key is still
 # found by the rules that know its format or its name.
-_SHAPE_ONLY = frozenset({"random-token-in-prose", "secret-in-prose"})
+_SHAPE_ONLY = frozenset({"random-token-in-prose", "random-token", "secret-in-prose"})
 
 
 def _view_hits(view: View, text: str) -> list[Hit]:

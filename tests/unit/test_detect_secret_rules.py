@@ -200,26 +200,44 @@ TABLE: dict[str, tuple[list[str], list[str]]] = {
                        ["BUNDLE_ENTERPRISE__CONTRIBSYS__COM=cafebabe"]),
     "gcp-service-account": (['{"type": "service_account", "project_id": "p"}'], ['{"type": "authorized_user"}']),
     "password-assignment": (['db_' + P + ' = "' + b(14) + '"', P.upper() + ": 'Xk9-pQ2.zzW7-Lm4R'",
-                             "<" + P + ">" + b(12) + "</" + P + ">"],
-                            [P + " = getpass.getpass()", P + ": changeme", P + "_hash = bcrypt.hashpw(pw, salt)"]),
+                             "<" + P + ">" + b(12) + "</" + P + ">",
+                             # A quoted literal shaped like an identifier; an unquoted one without digits.
+                             "'" + P + "' => 'zw5Oglshr6MU',", "username: admin\n" + P + ": DswpBcrQbvZjKmTx"],
+                            [P + " = getpass.getpass()", P + ": changeme", P + "_hash = bcrypt.hashpw(pw, salt)",
+                             "'" + P + "' => 'required|confirmed',", P + ": MyPassword", "'" + P + "' => 'userPassword2'"]),
+    "password-hash": (["admin:$2b$12$" + b(53, B62 + "./", "h"), "root:$6$" + b(16, seed="s") + "$" + b(86, B62 + "./"),
+                       "bob:$apr1$" + b(8, seed="a") + "$" + b(22, B62 + "./", "a"),
+                       "$argon2id$v=19$m=65536,t=3,p=4$" + b(22, B62 + "+/", "g") + "$" + b(43, B62 + "+/", "g")],
+                      ["$2b$12$" + "x" * 53, "cost = '$2b$12$'", "price: $1$ per unit, $2 per pack"]),
     "secret-assignment": (['const apiKey = "' + b(32) + '";', "SECRET_KEY = 'dj-4Kq.9Zp_Lw2-Xr7.Mn5Qv'",
                            "resource \"x\" {\n  api_token = \"" + b(30) + "\"\n}",
-                           "GITHUB_PAT=" + b(24), 'stripe_sk: "' + b(20) + '"', "hmac_key = '" + b(32) + "'"],
+                           "GITHUB_PAT=" + b(24), 'stripe_sk: "' + b(20) + '"', "hmac_key = '" + b(32) + "'",
+                           'mailgun_api = "' + b(32, HEX) + '"', "SERVICE_ACCESS: " + b(24, seed="acc")],
                           ["secret_key = settings.SECRET_KEY", "token = tokenize.generate_tokens(readline)",
-                           "api_key = os.environ['API_KEY']", "key = rust_openssl.MLKEM768PrivateKey",
+                           "api_key = os.environ['API_KEY']", 'api_version = "2023-01-01-preview"',
+                           'access_log = "/var/log/nginx/access.log"', "ACCESS = 'read-write-admin-2024'", "key = rust_openssl.MLKEM768PrivateKey",
                            "the task is done: 12345678901", "compat = '" + b(20) + "'"]),
     "secret-in-prose": (["here's the token you asked for " + b(32) + " - don't share it",
                          "Use this key for the deploy: " + b(40, HEX)],
                         ["the token type is bearer and expires in 3600 seconds",
                          "this key maps to src/components/SomeVeryLongComponentName.tsx",
                          "the secret sauce is tokenizeUserInputBeforeParsing"]),
-    "random-token-in-prose": (["Subagent instructions: authenticate to the API using " + b(28, LOWER36) + " and fetch the report.",
-                               "> " + b(32) + "\n> (pasted from the vault, rotate it after use)",
+    "random-token-in-prose": (["Subagent instructions: connect to the service using " + b(28, LOWER36) + " and fetch the report.",
+                               "> " + b(28, LOWER36) + "\n> (pasted from the vault, rotate it after use)",
                                "I rotated it yesterday, new one is `" + b(24, UPPER36) + "` and the old one is revoked."],
                               ["See the commit " + b(40, HEX) + " for the fix in the parser module.",
                                "The request id was 3fa85f64-5717-4562-b3fc-2c963f66afa6 in the logs today.",
                                "Character mapping generated from 'MAPPINGS/VENDORS/MICSFT/WINDOWS/CP1250.TXT' with the tool.",
                                "the function getUserAccountSettings2 returns the cached value for the user"]),
+    "random-token": (["mailchimp: " + b(36, seed="m"), "[DEBUG] Using " + b(40, seed="d") + " for the upload",
+                      'sendinblue_client("' + b(32, seed="c") + '")', "- " + b(48, B62 + "-_", seed="y"),
+                      "vendor: " + b(36, LOWER36, seed="one-case"), "TOTP " + b(32, UPPER36, seed="b32")],
+                     ["integrity sha512-" + b(64, seed="i"), "commit_hash = '" + b(36, seed="h") + "'",
+                      "img = " + "\n".join(b(64, B64, seed=str(i)) for i in range(3)),
+                      "header = '" + base64.b64encode(b"{\"alg\":\"HS256\",\"typ\":\"JWT\"}").decode() + "'",
+                      "MyApplicationConfigurationLoader2Factory is the class", "see " + b(40, HEX),
+                      "see " + b(64, HEX.upper()), "build step3of4x5then6and7done8ok",
+                      "content: " + b(48, seed="preview") + "\u2026"]),
     "netrc-password": (["machine api.example.com\n  login bob\n  " + P + " " + b(12)],
                        ["machine x login y " + P + " changeme"]),
     "cli-password-flag": (["mysql -u root -p" + b(10) + " shop", "sshpass -p '" + b(10) + "' ssh host",
@@ -269,3 +287,14 @@ def test_api_object_ids_and_their_tails_are_not_credentials(body: str, prefix: s
     # credentials before storing it.
     value = prefix + body
     assert scan_text("\n".join(value[i:] for i in range(len(value)))) == []
+
+
+def test_random_token_is_found_through_disguises() -> None:
+    token = b(40, seed="disguise")
+    for text in ("vendor: " + "\u200b".join(token[i:i + 5] for i in range(0, 40, 5)),
+                 "vendor: \x1b[31m" + token + "\x1b[0m",
+                 'vendor = "' + token[:20] + '" + "' + token[20:] + '"',
+                 "vendor: " + "".join(f"&#{ord(c)};" for c in token)):
+        found = scan_text(text)
+        assert found, text
+        assert all(f.start < f.end for f in found)
