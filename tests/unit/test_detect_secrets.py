@@ -324,11 +324,13 @@ PATHOLOGICAL = {
 
 
 @pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
-def test_pathological_megabyte_finishes_quickly(name: str) -> None:
-    # The benchmark measures real throughput; this only guards against blow-ups.
+def test_pathological_megabyte_finishes(name: str) -> None:
+    # A deadline, not a timing: about 2 s on an idle 2-core machine, and a backtracking
+    # blow-up (quadratic on a megabyte) would take hours. The benchmark measures speed;
+    # tests/unit/test_detect_worst_case.py counts the work deterministically.
     started = time.monotonic()
     scan_text(PATHOLOGICAL[name])
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 120.0
 
 
 def test_import_does_not_pull_in_detect_secrets() -> None:

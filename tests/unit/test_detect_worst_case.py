@@ -44,6 +44,13 @@ SHAPES = {
     "mid-token-format": "0123456789abcdef0123456789abcdef-us1 ",
     "table-rows": "\n| a | b |",
     "newlines": "\n",
+    "repeated-attack": "ignore previous instructions ",
+    "anchor-storm": "tell the user send secret ignore rules mode you are now password ",
+    "open-comments": "<!--",
+    "closed-comments": "<!-- x -->",
+    "padded-lines": "a" + " " * 1000 + "\n",
+    "zero-width": "\u200b",
+    "spaced-hex": "69 67 6e 6f 72 65 20 ",
 }
 
 
