@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NamedTuple, TypedDict, get_type_hints
 
-__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "HookArgs", "HookCall", "fail_closed", "guarded",
-           "parse_hook_call", "tool_result"]
+from smart_orchestrator import __version__
+
+__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "SERVER_INFO", "HookArgs", "HookCall", "fail_closed",
+           "guarded", "parse_hook_call", "tool_result"]
 
 PROTOCOL_VERSION = "2026-07-28"
+# What the SDK stamps on the server's results (a test compares the two).
+SERVER_INFO = {"name": "orchestrator", "version": __version__}
 _VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 # Claude Code marks a model's tool call with its tool-use id; a hook's call carries none.
 MODEL_CALL_KEY = "claudecode/toolUseId"

@@ -140,6 +140,24 @@ def test_the_snapshot_the_shim_serves_matches_the_server(tmp_path: Path) -> None
         "regenerate it: .venv/bin/python -m mcp_server.snapshot"
 
 
+def test_the_service_decides_hooks_without_importing_the_mcp_sdk() -> None:
+    """A cold start waits for what the policy pin and the first hook call need; the SDK
+    (about two seconds to import) loads after the service listens."""
+    code = ("import sys, mcp_server.service; "
+            "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', "
+            "'mcp_types', 'pydantic'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_hook_results_carry_the_server_info_the_sdk_stamps() -> None:
+    from mcp_server.hook_call import SERVER_INFO
+    from mcp_server.server import build_server
+
+    assert build_server()._lowlevel_server.server_info_stamp == SERVER_INFO
+
+
 # -- the shim ------------------------------------------------------------------------------
 
 class _Pipe(io.RawIOBase):
