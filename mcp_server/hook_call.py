@@ -17,8 +17,8 @@ from typing import Any, Literal, NamedTuple, TypedDict, get_type_hints
 
 from smart_orchestrator import __version__
 
-__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "SERVER_INFO", "HookArgs", "HookCall", "fail_closed",
-           "guarded", "parse_hook_call", "tool_result"]
+__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "SERVER_INFO", "HookArgs", "HookCall", "answered_first",
+           "fail_closed", "guarded", "parse_hook_call", "tool_result"]
 
 PROTOCOL_VERSION = "2026-07-28"
 # What the SDK stamps on the server's results (a test compares the two).
@@ -158,6 +158,16 @@ def tool_result(msg_id: int | str, text: str, server_info: dict[str, str], *,
         "resultType": "complete",
         "_meta": {"io.modelcontextprotocol/serverInfo": server_info}}},
         separators=(",", ":")).encode() + b"\n"
+
+
+# Events whose hook output is always empty (the engine records them and decides nothing,
+# and Claude Code lets nothing wait on them but the agent that starts): the service
+# answers them at once and records them after, ahead of the connection's next call.
+_ANSWERED_FIRST = frozenset({"SubagentStart", "PreCompact"})
+
+
+def answered_first(args: dict[str, Any]) -> bool:
+    return args.get("event") in _ANSWERED_FIRST
 
 
 def guarded(args: dict[str, Any]) -> bool:

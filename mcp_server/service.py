@@ -39,7 +39,7 @@ from smart_orchestrator import session
 from smart_orchestrator.paths import data_dir
 from smart_orchestrator.policy.claims import ServerBeacon
 
-from .hook_call import SERVER_INFO, HookCall, parse_hook_call, tool_result
+from .hook_call import SERVER_INFO, HookCall, answered_first, parse_hook_call, tool_result
 from .hook_decide import decide_hook, fail_closed
 from .service_wire import (
     MAX_LINE,
@@ -214,9 +214,26 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await stream.send(data)
 
-    async def answer(call: HookCall) -> None:
+    # Events answered before they were decided (`answered_first`) and not decided yet:
+    # every later call of the connection is decided after them, as if they had been
+    # answered in turn (a subagent's first tool call after its start is recorded).
+    recording: list[anyio.Event] = []
+
+    async def answer(call: HookCall, before: list[anyio.Event]) -> None:
+        for earlier in before:
+            await earlier.wait()
         text, refused = await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
         await send(tool_result(call.msg_id, text, SERVER_INFO, error=refused))
+
+    async def record(call: HookCall, before: list[anyio.Event], done: anyio.Event) -> None:
+        with anyio.CancelScope(shield=True):  # a session that ends still has it recorded
+            try:
+                for earlier in before:
+                    await earlier.wait()
+                await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
+            finally:
+                done.set()
+                recording.remove(done)
 
     async def reader(tg: anyio.abc.TaskGroup) -> None:
         async with to_sdk:
@@ -229,7 +246,13 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
                 except anyio.DelimiterNotFound:
                     break  # a message over the limit: the shim answers for its id
                 if (call := parse_hook_call(line)) is not None:
-                    tg.start_soon(answer, call)
+                    before = list(recording)
+                    if answered_first(call.arguments):
+                        await send(tool_result(call.msg_id, "{}", SERVER_INFO))
+                        recording.append(done := anyio.Event())
+                        tg.start_soon(record, call, before, done)
+                    else:
+                        tg.start_soon(answer, call, before)
                     continue
                 await to_sdk.send(line)
         if not sdk.ready.is_set():
