@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import Floors, pct, summary_ms  # noqa: E402
 
+from mcp_server.hook_output import hook_output as rendered  # noqa: E402
+
 if TYPE_CHECKING:
     from tests.e2e.harness import ScriptedModel
 
@@ -88,7 +90,7 @@ def bench_engine(n: int, floors: Floors) -> None:
             baseline.append(time.perf_counter() - t0)
         for i in range(n):
             t0 = time.perf_counter()
-            out = factory.decide(payload(i))
+            out = rendered(factory.decide(payload(i)))
             samples.append(time.perf_counter() - t0)
             factory.decide(post_payload(i))  # frees the slot, outside the timing
             assert "permissionDecision" not in json.dumps(out), out

@@ -22,6 +22,7 @@ from smart_orchestrator.session import bound as bound_session
 
 from .hook_call import EVENT_ARGS
 from .hook_call import fail_closed as _hook_call_fail_closed
+from .hook_output import hook_output
 from .state import AppState
 
 __all__ = ["HOOK_FIELDS", "decide_hook", "fail_closed"]
@@ -52,13 +53,13 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
             payload.get("tool_name") or "") not in GATED_TOOLS | POST_TOOLS):
         # A tool result that is not an agent's: redaction recomputed on a redelivery,
         # no claim row.
-        return json.dumps(factory.decide(payload)), False
+        return json.dumps(hook_output(factory.decide(payload))), False
     key = claim_key(event, str(payload.get("session_id") or ""),
                     str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),
                     payload)
     try:
         settled = decide_once(store, key, process_owner("server"),
-                              lambda: factory.decide(payload),
+                              lambda: hook_output(factory.decide(payload)),
                               free_text=lambda: factory.get()[0].outputs.free_text(payload))
     except Undecided as exc:
         return fail_closed(args, str(exc)), False

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from ..store.base import Store
     from .config import PolicyConfig
+    from .decision import Decision
     from .engine import PolicyEngine
 
 __all__ = ["EngineFactory", "normalize_mcp_args", "owner_pid"]
@@ -188,8 +189,8 @@ class EngineFactory:
         detect_injection("warm-up")
         scan_text("warm-up")
 
-    def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from .outputs import deny
+    def decide(self, payload: dict[str, Any]) -> Decision:
+        from .decision import deny, passed
         from .surfaces import GATED_TOOLS
 
         gated = payload.get("hook_event_name") == "PreToolUse" and \
@@ -199,7 +200,7 @@ class EngineFactory:
             # anything else came from another caller of policy_check and is not written.
             if gated:
                 return deny(f"Smart Orchestrator denied this call: its {bad} is not an id.")
-            return {}
+            return passed(str(payload.get("hook_event_name") or ""))
         built = self._get(str(payload.get("session_id") or ""))
         if built.error and gated:
             import contextlib

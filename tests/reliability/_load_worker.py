@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.policy import EngineFactory
 from smart_orchestrator.policy.claims import Settled, claim_key, decide_once, process_owner
 from smart_orchestrator.store import SqliteStore
@@ -28,7 +29,7 @@ class Decider:
 
     def offer(self, payload: dict[str, Any], key: str) -> Settled:
         return decide_once(self.store, key, process_owner(self.source),
-                           lambda: self.factory.decide(payload), decision_timeout_s=60,
+                           lambda: rendered(self.factory.decide(payload)), decision_timeout_s=60,
                            free_text=lambda: self.factory.get()[0].outputs.free_text(payload))
 
 

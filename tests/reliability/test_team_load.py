@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.policy.admission import TEAM_MAX_IN_FLIGHT
 from smart_orchestrator.store.postgres import PgStore
@@ -53,7 +54,8 @@ def _worker(queue: Any, barrier: Any, dsn: str, host: str, pair: int, me: str) -
         tool_use_id = f"toolu_{pair}_{n}"
         pre = pre_agent(f"SUBTASK-{pair}-{n}: count the files", tool_use_id=tool_use_id,
                         session=session)
-        settled = decide_once(store, f"pre:{tool_use_id}", me, lambda p=pre: engine.handle(p),
+        settled = decide_once(store, f"pre:{tool_use_id}", me, lambda p=pre: rendered(
+                                  engine.handle(p)),
                               decision_timeout_s=DEADLINE_S)
         verdict = settled.decision.get("hookSpecificOutput", {}).get("permissionDecision")
         answers.append((tool_use_id, str(verdict or "allow"), settled.here))

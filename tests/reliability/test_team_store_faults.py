@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.policy.claims import decide_once
 from smart_orchestrator.policy.config import build_policy
@@ -116,10 +117,10 @@ def test_unreachable_team_store_fails_closed_then_reconnects(team: tuple[str, Re
     dsn, relay = team
     store = PgStore(dsn, connect_timeout_s=2.0)
     engine = _engine(store, tmp_path)
-    first = engine.handle(pre_agent("Summarise the README", tool_use_id="t1"))
+    first = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t1")))
     assert _decision(first)[0] is None, first  # allowed while the store is there
     relay.cut()
-    down = engine.handle(pre_agent("Summarise the README", tool_use_id="t2"))
+    down = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t2")))
     verdict, why = _decision(down)
     assert verdict == "deny", down
     assert "\n" not in why and "StoreError" in why, why
@@ -127,7 +128,7 @@ def test_unreachable_team_store_fails_closed_then_reconnects(team: tuple[str, Re
         store.leases.count()
     assert "unreachable" in err.value.reason and "\n" not in err.value.reason
     relay.restore()
-    again = engine.handle(pre_agent("Summarise the README", tool_use_id="t3"))
+    again = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t3")))
     assert _decision(again)[0] is None, again  # the same store object reconnected
     kinds = [r.kind for r in store.iter_audit()]
     assert kinds.count("policy.decision") == 2, kinds  # t1 and t3; t2 was never recorded

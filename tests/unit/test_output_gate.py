@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.audit import sanitize
 from smart_orchestrator.detect.encoded import FragmentMemory, scan_disguised
 from smart_orchestrator.policy import normalize_mcp_args
@@ -81,7 +82,7 @@ def test_a_reused_agent_id_with_a_new_answer_is_decided_again(store: SqliteStore
         payload = subagent_event("SubagentStop", "a1", message=message)
         key = claim_key("SubagentStop", SESSION, "", "a1", payload)
         outcomes.append(decide_once(store, key, "server:1",
-                                    lambda p=payload: engine.handle(p)).decision)  # type: ignore[misc]
+                                    lambda p=payload: rendered(engine.handle(p))).decision)  # type: ignore[misc]
     assert outcomes[0]["decision"] == "block"
     assert outcomes[1] == {}
 
@@ -121,11 +122,11 @@ def test_the_redacting_engine_reproduces_its_own_text(store: SqliteStore,
                                                        tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, secrets={"action": "redact"})
     payload = pre_agent(f"deploy with {AWS_KEY}", tool_use_id="toolu_9")
-    out = engine.handle(payload)
+    out = rendered(engine.handle(payload))
     assert out["hookSpecificOutput"]["updatedInput"] == \
         engine.outputs.free_text(payload)["updatedInput"]
     post = post_agent(f"the key is {AWS_KEY}")
-    assert engine.handle(post)["hookSpecificOutput"]["updatedToolOutput"] == \
+    assert rendered(engine.handle(post))["hookSpecificOutput"]["updatedToolOutput"] == \
         engine.outputs.free_text(post)["updatedToolOutput"]
 
 
@@ -135,7 +136,7 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
     payload = post_agent(f"Found it: {AWS_KEY}. Done.")
-    out = engine.handle(payload)
+    out = rendered(engine.handle(payload))
     updated = out["hookSpecificOutput"]["updatedToolOutput"]
     assert set(updated) == set(payload["tool_response"])
     assert updated["content"] == [{"type": "text",
@@ -149,7 +150,7 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
     ids=["spelled", "reversed", "rot13", "cut"])
 def test_a_disguised_credential_withholds_the_whole_answer(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text == WITHHELD
 
@@ -163,7 +164,7 @@ def test_an_encoded_credential_is_redacted_where_it_is_written(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
     # The normalised view maps the decoded key back to its encoded bytes: they are
     # replaced in place, and the rest of the answer is delivered.
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form} -- thanks"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {form} -- thanks")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text.startswith("Decode: ") and text.endswith(" -- thanks")
     assert "[REDACTED:aws-access-key-id]" in text
@@ -172,25 +173,25 @@ def test_an_encoded_credential_is_redacted_where_it_is_written(
 
 def test_an_allowlist_pragma_in_an_answer_does_not_let_the_credential_through(
         store: SqliteStore, tmp_path: Path) -> None:
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {AWS_KEY}{PRAGMA}"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {AWS_KEY}{PRAGMA}")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert AWS_KEY not in text and "[REDACTED:aws-access-key-id]" in text
 
 
 def test_a_clean_answer_is_not_rewritten(store: SqliteStore, tmp_path: Path) -> None:
-    assert make_engine(store, tmp_path).handle(post_agent("3 files changed, commit 1a2b3c4")) \
-        == {}
+    engine = make_engine(store, tmp_path)
+    assert rendered(engine.handle(post_agent("3 files changed, commit 1a2b3c4"))) == {}
 
 
 def test_a_credential_cut_across_answers_is_withheld_from_the_second(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(post_agent(f"part one {AWS_KEY[:10]}", tool_use_id="t1")) == {}
-    out = engine.handle(post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t2"))
+    assert rendered(engine.handle(post_agent(f"part one {AWS_KEY[:10]}", tool_use_id="t1"))) == {}
+    out = rendered(engine.handle(post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t2")))
     assert out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"] == WITHHELD
     # Another session's pieces are not joined to it.
     other = post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t3", session="other")
-    assert make_engine(store, tmp_path).handle(other) == {}
+    assert rendered(make_engine(store, tmp_path).handle(other)) == {}
 
 
 def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
@@ -205,7 +206,7 @@ def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
 
     def run(payload: dict[str, Any]) -> None:
         start.wait()
-        outs.append(engine.handle(payload))
+        outs.append(rendered(engine.handle(payload)))
 
     threads = [threading.Thread(target=run, args=(h,)) for h in halves]
     for t in threads:
@@ -218,14 +219,14 @@ def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
 def test_a_withheld_answer_does_not_taint_the_next_clean_one(store: SqliteStore,
                                                               tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(post_agent(f"key {AWS_KEY}", tool_use_id="t1"))
-    assert engine.handle(post_agent("all done, 3 files", tool_use_id="t2")) == {}
+    assert rendered(engine.handle(post_agent(f"key {AWS_KEY}", tool_use_id="t1")))
+    assert rendered(engine.handle(post_agent("all done, 3 files", tool_use_id="t2"))) == {}
 
 
 def test_a_task_notification_with_a_credential_is_blocked_and_audited(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    out = engine.handle(notification(f"the key is {AWS_KEY}"))
+    out = rendered(engine.handle(notification(f"the key is {AWS_KEY}")))
     assert out["decision"] == "block"
     assert out["hookSpecificOutput"] == {"hookEventName": "UserPromptSubmit",
                                          "suppressOriginalPrompt": True}
@@ -237,16 +238,16 @@ def test_a_task_notification_with_a_credential_is_blocked_and_audited(
 def test_clean_notifications_and_the_users_own_prompts_pass(store: SqliteStore,
                                                             tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(notification("all 3 files updated")) == {}
+    assert rendered(engine.handle(notification("all 3 files updated"))) == {}
     users = {"session_id": SESSION, "hook_event_name": "UserPromptSubmit",
              "prompt": f"use {AWS_KEY} to deploy"}
-    assert engine.handle(users) == {}
+    assert rendered(engine.handle(users)) == {}
 
 
 def test_warn_mode_notes_a_notification_without_blocking(store: SqliteStore,
                                                           tmp_path: Path) -> None:
-    out = make_engine(store, tmp_path, output={"secrets": "warn"}).handle(
-        notification(f"key {AWS_KEY}"))
+    out = rendered(make_engine(store, tmp_path, output={"secrets": "warn"}).handle(
+        notification(f"key {AWS_KEY}")))
     assert "decision" not in out and "warn mode" in out["systemMessage"]
 
 
@@ -300,7 +301,7 @@ def test_policy_check_called_with_a_credential_for_an_id_writes_nothing(
     factory = EngineFactory(store, source="server", project_dir=tmp_path)
     for payload in (pre_agent(), subagent_event("SubagentStart", "a1"),
                     post_agent(f"key {AWS_KEY}")):
-        out = factory.decide({**payload, field: f"x{AWS_KEY}"})
+        out = rendered(factory.decide({**payload, field: f"x{AWS_KEY}"}))
         if payload["hook_event_name"] == "PreToolUse":
             assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
         else:
@@ -313,7 +314,7 @@ def test_an_output_too_large_to_scan_in_time_is_withheld(store: SqliteStore,
                                                           tmp_path: Path) -> None:
     from smart_orchestrator.policy.outputs import MAX_SCANNED_CHARS
 
-    out = make_engine(store, tmp_path).handle(post_agent("a" * (MAX_SCANNED_CHARS + 1)))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent("a" * (MAX_SCANNED_CHARS + 1))))
     assert out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"] == WITHHELD
 
 
