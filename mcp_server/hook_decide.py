@@ -11,12 +11,7 @@ import json
 from typing import Any
 
 from smart_orchestrator.policy import normalize_mcp_args
-from smart_orchestrator.policy.claims import (
-    Undecided,
-    claim_key,
-    decide_once,
-    process_owner,
-)
+from smart_orchestrator.policy.claims import Undecided, claim_key, decide_once
 from smart_orchestrator.policy.surfaces import GATED_TOOLS, POST_TOOLS, UNCLAIMED_EVENTS
 from smart_orchestrator.session import bound as bound_session
 
@@ -58,12 +53,11 @@ def decide_hook(state: AppState, args: dict[str, Any]) -> tuple[str, bool]:
                     str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),
                     payload)
     try:
-        settled = decide_once(store, key, process_owner("server"),
-                              lambda: hook_output(factory.decide(payload)),
+        settled = decide_once(store, key, lambda: hook_output(factory.decide(payload)),
                               free_text=lambda: factory.get()[0].outputs.free_text(payload))
     except Undecided as exc:
         return fail_closed(args, str(exc)), False
-    return json.dumps(settled.answer()), False
+    return json.dumps(settled.decision), False
 
 
 def _other_session(session_id: str) -> str | None:

@@ -19,10 +19,10 @@ from pydantic import Field
 from smart_orchestrator import __version__
 from smart_orchestrator.audit_check import check_audit
 from smart_orchestrator.audit_guard import AuditGuard
+from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
 from smart_orchestrator.store.base import CheckpointMeta
 
 from .accept_tools import register_accept_tools

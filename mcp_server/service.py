@@ -36,8 +36,8 @@ import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from smart_orchestrator import session
+from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
 
 from .hook_call import SERVER_INFO, HookCall, answered_first, parse_hook_call, tool_result
 from .hook_decide import decide_hook, fail_closed

@@ -81,7 +81,7 @@ def test_a_reused_agent_id_with_a_new_answer_is_decided_again(store: SqliteStore
     for message in (f"the key is {AWS_KEY}", "the key is in the vault"):
         payload = subagent_event("SubagentStop", "a1", message=message)
         key = claim_key("SubagentStop", SESSION, "", "a1", payload)
-        outcomes.append(decide_once(store, key, "server:1",
+        outcomes.append(decide_once(store, key,
                                     lambda p=payload: rendered(engine.handle(p))).decision)  # type: ignore[misc]
     assert outcomes[0]["decision"] == "block"
     assert outcomes[1] == {}
@@ -98,18 +98,17 @@ def test_a_recorded_decision_holds_no_rewritten_text(store: SqliteStore) -> None
     decision = {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                        "permissionDecision": "allow", "updatedInput": updated}}
     key = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent())
-    decide_once(store, key, "server:1", lambda: decision)
+    decide_once(store, key, lambda: decision)
     [(raw,)] = store.query("SELECT decision FROM claims WHERE key = ?", (key,))
     assert "hunter2" not in raw and "sealed" in raw
-    # The other hook computes the same text from its own payload, and returns it.
-    echoed = decide_once(store, key, "command:2", lambda: {}, free_text=lambda: {
-        "updatedInput": updated})
-    assert not echoed.here and echoed.decision == decision
+    # A second delivery computes the same text from its own payload, and returns it.
+    again = decide_once(store, key, lambda: {}, free_text=lambda: {"updatedInput": updated})
+    assert not again.here and again.decision == decision
     with pytest.raises(Undecided, match="does not match"):
-        decide_once(store, key, "command:3", lambda: {}, free_text=lambda: {
+        decide_once(store, key, lambda: {}, free_text=lambda: {
             "updatedInput": {"prompt": "something else"}})
     with pytest.raises(Undecided):
-        decide_once(store, key, "command:4", lambda: {})
+        decide_once(store, key, lambda: {})
 
 
 def test_unseal_refuses_a_missing_text() -> None:
