@@ -29,7 +29,7 @@ def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
     """Rebuild a hook payload from an `mcp_tool` hook's substituted input.
 
     Claude Code substitutes `${path}` with "" when the path is missing and JSON-encodes
-    objects; undo both so the engine sees what a command hook would read on stdin.
+    objects; undo both so the engine sees the hook payload Claude Code built.
     """
     import json
 

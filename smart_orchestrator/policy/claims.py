@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from ..canonical import canonical_json, sha256_hex
@@ -125,9 +125,32 @@ def _owner() -> str:
     return f"server:{os.getpid()}"
 
 
-# Events this process is deciding now: a second delivery of one waits for its decision.
-_deciding: dict[str, threading.Event] = {}
-_deciding_lock = threading.Lock()
+# One lock per event this process is handling (with its number of users): a second delivery
+# waits for the first one's decision instead of finding its claim undecided.
+_locks: dict[str, tuple[threading.Lock, int]] = {}
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(key: str, wait_s: float) -> Iterator[None]:
+    with _locks_guard:
+        lock, users = _locks.get(key, (threading.Lock(), 0))
+        _locks[key] = (lock, users + 1)
+    try:
+        if not lock.acquire(timeout=wait_s):
+            raise Undecided(_owner(), f"the first delivery of this event was not decided "
+                                      f"within {wait_s:.0f} s")
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        with _locks_guard:
+            lock, users = _locks[key]
+            if users == 1:
+                del _locks[key]
+            else:
+                _locks[key] = (lock, users - 1)
 
 
 def claim(store: Store, key: str, owner: str, now: float | None = None) -> bool:
@@ -167,29 +190,16 @@ def decide_once(store: Store, key: str, decide: Callable[[], Decision], *,
 
     The same event delivered again is answered with the recorded decision (its text
     computed again by `free_text` from this delivery's payload); one that arrives while
-    this process still decides the first waits up to `wait_s` for it. Raises `Undecided`
+    this process still decides the first waits up to `wait_s` for that decision. Raises `Undecided`
     when there is no decision to answer with: the claim's holder ended before deciding
     (a killed service; its pending calls were failed, which blocked their actions), or
     the recorded decision's text cannot be reproduced. The caller fails closed.
     """
     me = _owner()
-    with _deciding_lock:
-        deciding = _deciding.setdefault(key, threading.Event())
-    if claim(store, key, me):
-        try:
+    with _one_at_a_time(key, wait_s):
+        if claim(store, key, me):
             return Settled(_decide_and_record(store, key, me, decide), True)
-        finally:
-            deciding.set()
-            with _deciding_lock:
-                _deciding.pop(key, None)
-    state = claim_state(store, key)
-    if state is not None and state.decision is None and state.owner == me:
-        deciding.wait(wait_s)
         state = claim_state(store, key)
-    elif state is None or state.owner != me:
-        with _deciding_lock:  # nobody here decides it: no one would wake a waiter
-            if _deciding.get(key) is deciding and not deciding.is_set():
-                _deciding.pop(key, None)
     if state is None or state.decision is None:
         holder = state.owner if state is not None else "another process"
         raise Undecided(holder, f"{holder} took this event but left no decision")

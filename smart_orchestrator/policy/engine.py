@@ -1,7 +1,8 @@
 """The policy engine: one hook payload in, one `Decision` out.
 
-Adapters (the MCP `policy_check` tool, the command hook, the SDK callbacks of wave agents)
-parse their input into Claude Code's hook payload shape and call `PolicyEngine.handle`.
+Adapters (the `policy_check` hook calls, the SDK callbacks of wave agents) parse their
+input into Claude Code's hook payload shape, call `PolicyEngine.handle`, and write the
+returned `Decision` as their caller reads it (`mcp_server/hook_output.py`).
 It never raises: a crash in a security check denies (per the check's `on_error`), and every
 decision is written to the audit chain as digests, rule ids and numbers, never raw text.
 """

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["FORK_TYPE", "GATED_TOOLS", "POST_TOOLS", "PRE_TOOLS", "UNCLAIMED_EVENTS",
            "WORKFLOW_AGENT_TYPE", "SurfaceChecks", "find_fork_skill"]
 
-# Events that decide nothing and are safe to handle twice: both hooks run them, unclaimed
-# (a Stop carries no id of its own, so a claim would let only a session's first one run).
+# Events that decide nothing and are safe to handle twice, so they are not claimed (a Stop
+# carries no id of its own, so a claim would let only a session's first one run).
 UNCLAIMED_EVENTS = frozenset({"Stop"})
 PRE_TOOLS = frozenset({"Workflow", "SendMessage", "Skill"})
 POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop", "Skill"})

@@ -79,12 +79,13 @@ def test_deliveries_racing_in_the_service_decide_once_and_answer_alike(tmp_path:
         key = claim_key("PreToolUse", SESSION, f"toolu_{n}", "")
         calls: list[int] = []
         results: list[Settled] = []
-        release = threading.Event()
+        started, release = threading.Event(), threading.Event()
 
-        def decide(k: int, calls: list[int] = calls, release: threading.Event = release
-                   ) -> dict[str, Any]:
+        def decide(k: int, calls: list[int] = calls, started: threading.Event = started,
+                   release: threading.Event = release) -> dict[str, Any]:
             calls.append(k)
-            release.wait(30)  # the other delivery arrives while this one decides
+            started.set()
+            release.wait(30)  # the other delivery comes while this one decides
             return {"decided_by": k}
 
         def run(k: int, key: str = key, results: list[Settled] = results) -> None:
@@ -97,8 +98,7 @@ def test_deliveries_racing_in_the_service_decide_once_and_answer_alike(tmp_path:
         threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
         for t in threads:
             t.start()
-        while not calls:
-            threading.Event().wait(0.001)
+        assert started.wait(60)
         release.set()
         for t in threads:
             t.join()
