@@ -74,11 +74,17 @@ class _Sdk:
     async def load(self) -> None:
         with anyio.move_on_after(SDK_LOAD_AFTER_S):
             await self.wanted.wait()
-        try:
-            self.server = await anyio.to_thread.run_sync(_build_lowlevel_server)
-        except Exception as exc:  # hook calls still work; other messages get the reason
-            self.error = f"the MCP server could not be loaded: {type(exc).__name__}: {exc}"
-            print(f"smart-orchestrator: {self.error}", file=sys.stderr, flush=True)
+        for attempt in range(3):
+            try:
+                self.server = await anyio.to_thread.run_sync(_build_lowlevel_server)
+                break
+            except Exception as exc:  # hook calls still work; other messages get the reason
+                # Importing in a thread while decisions import too can end in Python's
+                # import-deadlock error for one of them; the next attempt finds the modules.
+                self.error = f"the MCP server could not be loaded: {type(exc).__name__}: {exc}"
+                print(f"smart-orchestrator: {self.error} (attempt {attempt + 1})",
+                      file=sys.stderr, flush=True)
+                await anyio.sleep(0.5)
         self.ready.set()
 
 
