@@ -1,6 +1,7 @@
 """What the plugin costs a user, against the same sessions without it, in one run:
 
     .venv/bin/python benchmarks/bench_hooks.py [--quick] [--skip-claude] [--first-session]
+                                               [--hook-events]
 
 [1] the policy decision inside the service, 4 KB prompt (p50 <= 5 ms, p99 <= 20 ms);
 [2] real Claude Code against the scripted model, sessions with and without the plugin
@@ -11,6 +12,9 @@
     session after a marketplace install, in a fresh HOME whose `python3` lacks the
     dependencies, against a session without the plugin: time to the first protected Agent
     call (<= 90 s after install).
+Sessions run as a user's do, without `--include-hook-events` (the Agent SDK's default, and
+no terminal session prints them): with it Claude Code also writes every hook's input and
+output to its stdout, which `--hook-events` measures (the e2e tests use it).
 Exits 1 if a floor is missed.
 """
 
@@ -32,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import Floors, pct, summary_ms  # noqa: E402
+
+from mcp_server.hook_output import hook_output as rendered  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.e2e.harness import ScriptedModel
@@ -84,7 +90,7 @@ def bench_engine(n: int, floors: Floors) -> None:
             baseline.append(time.perf_counter() - t0)
         for i in range(n):
             t0 = time.perf_counter()
-            out = factory.decide(payload(i))
+            out = rendered(factory.decide(payload(i)))
             samples.append(time.perf_counter() - t0)
             factory.decide(post_payload(i))  # frees the slot, outside the timing
             assert "permissionDecision" not in json.dumps(out), out
@@ -98,6 +104,8 @@ def bench_engine(n: int, floors: Floors) -> None:
 
 class Session:
     """One `claude -p` run against the scripted model; timings from the model's side."""
+
+    hook_events = False
 
     def __init__(self, plugin: bool, home: Path, tag: str) -> None:
         self.plugin, self.home, self.tag = plugin, home, tag
@@ -113,7 +121,8 @@ class Session:
             env = plugin_env({"SMART_ORCHESTRATOR_SERVICE_IDLE_S": "600"})
             t0 = time.monotonic()
             run_claude("go", model_url=model.base_url, cwd=project, home=self.home,
-                       plugin_dir=ROOT if self.plugin else None, env=env, timeout=300)
+                       plugin_dir=ROOT if self.plugin else None, env=env, timeout=300,
+                       hook_events=self.hook_events)
             return t0, model
 
 
@@ -308,7 +317,10 @@ def main() -> int:
     ap.add_argument("--skip-claude", action="store_true", help="skip the real-CLI measurement")
     ap.add_argument("--first-session", action="store_true",
                     help="also measure the first session after install (minutes)")
+    ap.add_argument("--hook-events", action="store_true",
+                    help="run the sessions with --include-hook-events, as the e2e tests do")
     args = ap.parse_args()
+    Session.hook_events = args.hook_events
     floors = Floors()
     bench_engine(100 if args.quick else 500, floors)
     if not args.skip_claude:

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from smart_orchestrator.policy.config import build_policy  # noqa: E402
 from smart_orchestrator.policy.engine import PolicyEngine  # noqa: E402
 from smart_orchestrator.resources import SystemSnapshot  # noqa: E402

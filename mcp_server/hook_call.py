@@ -15,10 +15,17 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NamedTuple, TypedDict, get_type_hints
 
-__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "HookArgs", "HookCall", "fail_closed", "guarded",
-           "parse_hook_call", "tool_result"]
+from smart_orchestrator import __version__
+from smart_orchestrator.policy.decision import Decision, block, deny, passed
+
+from .hook_output import hook_output
+
+__all__ = ["AGENT_TOOLS", "EVENT_ARGS", "SERVER_INFO", "HookArgs", "HookCall", "answered_first",
+           "fail_closed", "guarded", "parse_hook_call", "tool_result"]
 
 PROTOCOL_VERSION = "2026-07-28"
+# What the SDK stamps on the server's results (a test compares the two).
+SERVER_INFO = {"name": "orchestrator", "version": __version__}
 _VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 # Claude Code marks a model's tool call with its tool-use id; a hook's call carries none.
 MODEL_CALL_KEY = "claudecode/toolUseId"
@@ -169,6 +176,17 @@ def tool_result(msg_id: int | str, text: str, server_info: dict[str, str], *,
         separators=(",", ":")).encode() + b"\n"
 
 
+# Events whose hook output is always empty (the engine records them and decides nothing,
+# and Claude Code lets nothing wait on them but the agent that starts): the service
+# answers them at once and records them after, ahead of the connection's next call.
+_ANSWERED_FIRST = frozenset({"SubagentStart", "PreCompact"})
+
+
+def answered_first(args: dict[str, Any]) -> bool:
+    event = args.get("event")
+    return isinstance(event, str) and event in _ANSWERED_FIRST
+
+
 def guarded(args: dict[str, Any]) -> bool:
     """A call that must be decided: one that starts or messages agents, or any tool call a
     subagent makes."""
@@ -179,25 +197,22 @@ def fail_closed(args: dict[str, Any], reason: str) -> dict[str, Any]:
     """The hook output when nothing could decide the event (`reason` says why, in one
     line): what starts or feeds an agent is denied or withheld, the rest passes. The shim
     answers with it while the service is away, the service when a call cannot be read."""
+    return hook_output(fail_closed_decision(args, reason))
+
+
+def fail_closed_decision(args: dict[str, Any], reason: str) -> Decision:
     event = args.get("event")
     if not isinstance(event, str) or (event == "PreToolUse" and guarded(args)):
-        # An event that cannot be named may be an Agent call.
-        return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                       "permissionDecision": "deny",
-                                       "permissionDecisionReason": reason}}
+        return deny(reason)  # an event that cannot be named may be an Agent call
     if event in ("PostToolUse", "PostToolUseFailure") and \
             str(args.get("tool_name") or "") in AGENT_TOOLS:
-        return {"decision": "block", "reason": "Smart Orchestrator could not scan this "
-                "subagent's output for credentials: " + reason,
-                "hookSpecificOutput": {"hookEventName": event, "updatedToolOutput":
-                                       _withheld(args.get("tool_response"))}}
+        return block(event, "Smart Orchestrator could not scan this subagent's output for "
+                     "credentials: " + reason, updated_output=_withheld(args.get("tool_response")))
     if event == "UserPromptSubmit" and "<task-notification>" in str(args.get("prompt")):
         # A background agent's answer, which nothing can scan now: kept out.
-        return {"decision": "block", "reason": "Smart Orchestrator could not scan a "
-                "background agent's answer for credentials: " + reason,
-                "hookSpecificOutput": {"hookEventName": "UserPromptSubmit",
-                                       "suppressOriginalPrompt": True}}
-    return {}
+        return block(event, "Smart Orchestrator could not scan a background agent's answer "
+                     "for credentials: " + reason, suppress_prompt=True)
+    return passed(event)
 
 
 def _withheld(raw: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -20,11 +19,10 @@ from pydantic import Field
 from smart_orchestrator import __version__
 from smart_orchestrator.audit_check import check_audit
 from smart_orchestrator.audit_guard import AuditGuard
+from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.checkpoints import Checkpoints
-from smart_orchestrator.errors import OrchestratorError, StoreError
+from smart_orchestrator.errors import OrchestratorError
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
-from smart_orchestrator.store import open_store
 from smart_orchestrator.store.base import CheckpointMeta
 
 from .accept_tools import register_accept_tools
@@ -39,10 +37,8 @@ from .models import (
     CheckpointSaved,
 )
 from .policy_tools import register_policy_tools
-from .state import AppState
+from .state import AppState, open_state, warm, watch_audit
 from .wave_tools import register_wave_tools, shutdown_waves
-
-AUDIT_WATCH_S = 2.0
 
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
@@ -50,13 +46,7 @@ CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,12
 
 @asynccontextmanager
 async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-    # A broken store must not stop the server from starting: tools then answer with the
-    # one-line reason, which a person sees, instead of a server marked "failed".
-    try:
-        state = AppState(open_store())
-    except StoreError as exc:
-        print(f"smart-orchestrator: {exc.one_line()}", file=sys.stderr)
-        state = AppState(None, exc.one_line())
+    state = open_state()
     # Tells `status` that this session's server is up. The per-user service serves many
     # sessions: it holds one beacon per connected session.
     session_id = os.environ.get("CLAUDE_CODE_SESSION_ID", "")
@@ -67,8 +57,8 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
     watch = None
     if state.store is not None:
         # In a worker thread, so the MCP handshake is not held up by the imports.
-        asyncio.get_running_loop().run_in_executor(None, _warm, state)
-        watch = asyncio.get_running_loop().create_task(_watch_audit(AuditGuard(state.store)))
+        asyncio.get_running_loop().run_in_executor(None, warm, state)
+        watch = asyncio.get_running_loop().create_task(watch_audit(AuditGuard(state.store)))
     try:
         yield state
     finally:
@@ -83,40 +73,12 @@ async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
             state.store.close()
 
 
-def _warm(state: AppState) -> None:
-    try:
-        if os.environ.get("CLAUDE_CODE_SESSION_ID"):
-            state.engine_factory().warm()
-        else:
-            # The per-user service has no project of its own: each session's engine is
-            # built (and its policy pinned) as it connects. Only the detectors warm here.
-            from smart_orchestrator.detect.injection import detect_injection
-            from smart_orchestrator.detect.secrets import scan_text
-
-            detect_injection("warm-up")
-            scan_text("warm-up")
-    except Exception as exc:  # a failed warm-up only costs the first call its speed
-        print(f"smart-orchestrator: policy warm-up failed: {exc}", file=sys.stderr)
-
-
 async def _heartbeat(beacon: ServerBeacon) -> None:
     # Runs on the event loop on purpose: a wedged loop stops the beat, which `status`
     # reports.
     while True:
         beacon.beat()
         await asyncio.sleep(1.0)
-
-
-async def _watch_audit(guard: AuditGuard) -> None:
-    # A database deleted or replaced mid-session is recorded as a gap within seconds,
-    # even when nothing else writes. Off the loop: it reads files and takes the store lock.
-    while True:
-        try:
-            await asyncio.to_thread(guard.check)
-        except Exception as exc:  # the watch outlives one failed look; the next may succeed
-            text = exc.one_line() if isinstance(exc, OrchestratorError) else repr(exc)
-            print(f"smart-orchestrator: audit watch: {text}", file=sys.stderr)
-        await asyncio.sleep(AUDIT_WATCH_S)
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:

@@ -33,19 +33,14 @@ from typing import IO, Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-import mcp_types as types
 from anyio.streams.buffered import BufferedByteReceiveStream
-from mcp.server.runner import serve_dual_era_loop
-from mcp.shared._context_streams import create_context_streams
-from mcp.shared.message import SessionMessage
 
 from smart_orchestrator import session
+from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
 
-from .hook_call import HookCall, parse_hook_call, tool_result
-from .policy_tools import decide_hook, fail_closed
-from .server import build_server
+from .hook_call import SERVER_INFO, HookCall, answered_first, parse_hook_call, tool_result
+from .hook_decide import decide_hook, fail_closed
 from .service_wire import (
     MAX_LINE,
     plugin_stamp,
@@ -58,9 +53,48 @@ from .service_wire import (
 __all__ = ["main"]
 
 IDLE_EXIT_S = 15 * 60.0
+# The SDK's import starts once the first session's policy is pinned, or after this long
+# without one: loaded at once it would compete for the interpreter with that first pin.
+SDK_LOAD_AFTER_S = 1.0
 # How long a session's Claude Code process may outlive its last connection and still
 # count as ended by it (`-p` closes its MCP servers just before it exits).
 SESSION_EXIT_WAIT_S = 30.0
+
+
+class _Sdk:
+    """The MCP SDK's server, loaded in the background after the service is listening.
+
+    Importing `mcp` takes about two seconds; hook calls (the direct path) and the policy
+    pin need none of it, so a session that starts the service waits only for the policy
+    engine. Other MCP traffic waits for `ready`."""
+
+    def __init__(self) -> None:
+        self.ready = anyio.Event()
+        self.wanted = anyio.Event()
+        self.server: Any = None
+        self.error: str | None = None
+
+    async def load(self) -> None:
+        with anyio.move_on_after(SDK_LOAD_AFTER_S):
+            await self.wanted.wait()
+        for attempt in range(3):
+            try:
+                self.server = await anyio.to_thread.run_sync(_build_lowlevel_server)
+                break
+            except Exception as exc:  # hook calls still work; other messages get the reason
+                # Importing in a thread while decisions import too can end in Python's
+                # import-deadlock error for one of them; the next attempt finds the modules.
+                self.error = f"the MCP server could not be loaded: {type(exc).__name__}: {exc}"
+                print(f"smart-orchestrator: {self.error} (attempt {attempt + 1})",
+                      file=sys.stderr, flush=True)
+                await anyio.sleep(0.5)
+        self.ready.set()
+
+
+def _build_lowlevel_server() -> Any:
+    from .server import build_server
+
+    return build_server()._lowlevel_server
 
 
 class _Service:
@@ -76,7 +110,7 @@ class _Service:
         self.seen = _SessionsSeen()
         self.stopping: anyio.Event | None = None
 
-    async def handle(self, stream: anyio.abc.SocketStream, server: Any, state: Any) -> None:
+    async def handle(self, stream: anyio.abc.SocketStream, sdk: _Sdk, state: Any) -> None:
         async with stream:
             if not _same_user(stream):
                 return
@@ -107,8 +141,8 @@ class _Service:
             try:
                 try:
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(_pin_policy, state, info.session_id)
-                        await _serve_mcp(buffered, stream, server, state, self.seen)
+                        tg.start_soon(_pin_policy, state, info.session_id, sdk)
+                        await _serve_mcp(buffered, stream, sdk, state, self.seen)
                 finally:
                     left = self.open_sessions[info.session_id] - 1
                     if left:
@@ -163,7 +197,7 @@ class _Service:
         if self.stopping is not None:
             self.stopping.set()
 
-    async def watch(self, state: Any) -> None:
+    async def watch(self, state: Any, sdk: _Sdk) -> None:
         """Beat every held beacon; exit when idle, or when the socket is no longer ours
         (its folder was removed, or another service replaced it)."""
         sock = socket_path(self.data)
@@ -177,13 +211,14 @@ class _Service:
             except OSError:
                 break
             idle = time.monotonic() - self.last_active
-            if self.connections == 0 and idle > self.idle_exit_s and not _waves_running(state):
+            if self.connections == 0 and idle > self.idle_exit_s and \
+                    not (sdk.ready.is_set() and _waves_running(state)):
                 break
             await anyio.sleep(1.0)
         self.stop()
 
 
-async def _pin_policy(state: Any, session_id: str) -> None:
+async def _pin_policy(state: Any, session_id: str, sdk: _Sdk) -> None:
     """Pin the session's policy as it connects, before its model acts (the SessionStart
     hook runs no Python). Its first checked event pins it anyway if this fails."""
     def pin() -> None:
@@ -195,6 +230,7 @@ async def _pin_policy(state: Any, session_id: str) -> None:
     except Exception as exc:  # not the gate: logged, the next event pins
         print(f"smart-orchestrator: could not pin session {session_id[:8]}'s policy: {exc}",
               file=sys.stderr, flush=True)
+    sdk.wanted.set()
 
 
 def _waves_running(state: Any) -> bool:
@@ -241,47 +277,94 @@ def _exited(pid: int, within_s: float) -> bool:
         psutil.Process(pid).wait(timeout=within_s)
     except psutil.NoSuchProcess:
         return True
-    except psutil.TimeoutExpired:
-        return False
-    except psutil.Error:
+    except psutil.Error:  # TimeoutExpired included: still running, or not ours to see
         return False
     return True
 
 
 async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.SocketStream,
-                     server: Any, state: Any, seen: _SessionsSeen) -> None:
+                     sdk: _Sdk, state: Any, seen: _SessionsSeen) -> None:
     """MCP's stdio framing over the socket (as `mcp.server.stdio.stdio_server` does over
-    the process's own stdin and stdout). Hook calls are answered directly (`hook_call.py`);
-    every other message goes through the SDK."""
-    read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
-    write_stream, write_reader = create_context_streams[SessionMessage](0)
+    the process's own stdin and stdout). Hook calls are answered directly (`hook_call.py`),
+    from the first line on; every other message goes through the SDK once it is loaded."""
     send_lock = anyio.Lock()  # the SDK's answers and the direct ones share the socket
-    server_info = server.server_info_stamp
+    to_sdk, for_sdk = anyio.create_memory_object_stream[bytes](float("inf"))
 
     async def send(data: bytes) -> None:
         async with send_lock:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await stream.send(data)
 
-    async def answer(call: HookCall) -> None:
+    # Events answered before they were decided (`answered_first`) and not decided yet:
+    # every later call of the connection is decided after them, as if they had been
+    # answered in turn (a subagent's first tool call after its start is recorded).
+    recording: list[anyio.Event] = []
+
+    async def answer(call: HookCall, before: list[anyio.Event]) -> None:
+        for earlier in before:
+            await earlier.wait()
         text, refused = await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
         if not refused:
             seen.note(call.arguments)
-        await send(tool_result(call.msg_id, text, server_info, error=refused))
+        await send(tool_result(call.msg_id, text, SERVER_INFO, error=refused))
+
+    async def record(call: HookCall, before: list[anyio.Event], done: anyio.Event) -> None:
+        with anyio.CancelScope(shield=True):  # a session that ends still has it recorded
+            try:
+                for earlier in before:
+                    await earlier.wait()
+                await anyio.to_thread.run_sync(_decide_hook, state, call.arguments)
+            finally:
+                done.set()
+                recording.remove(done)
 
     async def reader(tg: anyio.abc.TaskGroup) -> None:
-        async with read_writer:
+        async with to_sdk:
             while True:
                 try:
                     line = await buffered.receive_until(b"\n", MAX_LINE)
                 except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                         anyio.ClosedResourceError):
-                    return
+                    break
                 except anyio.DelimiterNotFound:
-                    return  # a message over the limit: the shim answers for its id
+                    break  # a message over the limit: the shim answers for its id
                 if (call := parse_hook_call(line)) is not None:
-                    tg.start_soon(answer, call)
+                    before = list(recording)
+                    if answered_first(call.arguments):
+                        await send(tool_result(call.msg_id, "{}", SERVER_INFO))
+                        recording.append(done := anyio.Event())
+                        tg.start_soon(record, call, before, done)
+                    else:
+                        tg.start_soon(answer, call, before)
                     continue
+                await to_sdk.send(line)
+        if not sdk.ready.is_set():
+            tg.cancel_scope.cancel()  # the session left before the SDK was needed
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader, tg)
+        await sdk.ready.wait()
+        if sdk.server is None:
+            async with for_sdk:
+                async for line in for_sdk:
+                    await send(_unavailable(line, sdk.error or "not loaded"))
+        else:
+            await _sdk_session(for_sdk, send, sdk.server, state)
+        tg.cancel_scope.cancel()
+
+
+async def _sdk_session(lines: Any, send: Any, server: Any, state: Any) -> None:
+    import mcp_types as types
+    from mcp.server.runner import serve_dual_era_loop
+    from mcp.shared._context_streams import create_context_streams
+    from mcp.shared.message import SessionMessage
+
+    read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
+    write_stream, write_reader = create_context_streams[SessionMessage](0)
+
+    async def pump() -> None:
+        async with read_writer, lines:
+            async for line in lines:
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                 except Exception as exc:  # the SDK answers a parse error for it
@@ -296,11 +379,23 @@ async def _serve_mcp(buffered: BufferedByteReceiveStream, stream: anyio.abc.Sock
                 await send(data.encode() + b"\n")
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(reader, tg)
+        tg.start_soon(pump)
         tg.start_soon(writer)
         await serve_dual_era_loop(server, read_stream, write_stream, lifespan_state=state,
                                   init_options=server.create_initialization_options())
         tg.cancel_scope.cancel()
+
+
+def _unavailable(line: bytes, why: str) -> bytes:
+    """A request's error answer when the SDK could not be loaded; nothing for the rest."""
+    try:
+        msg = json.loads(line)
+    except (ValueError, RecursionError):
+        return b""
+    if not isinstance(msg, dict) or "id" not in msg or "method" not in msg:
+        return b""
+    return json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {
+        "code": -32603, "message": f"Smart Orchestrator's service: {why}"}}).encode() + b"\n"
 
 
 def _decide_hook(state: Any, args: dict[str, Any]) -> tuple[str, bool]:
@@ -333,12 +428,11 @@ def _pid(value: Any) -> int | None:
 
 
 async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
-    from .server import lifespan
+    from .state import service_state
 
     service = _Service(data, plugin_stamp(), idle_exit_s)
     service.stopping = anyio.Event()
-    mcp_server = build_server()
-    lowlevel = mcp_server._lowlevel_server
+    sdk = _Sdk()
     path = socket_path(data)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (problem := private_dir_ok(path.parent)) is not None:
@@ -347,12 +441,14 @@ async def _run(data: Path, lock: IO[str], idle_exit_s: float) -> None:
         path.unlink()  # left by a service that died: the lock says none runs
     listener = await anyio.create_unix_listener(path, mode=0o600)
     ino = path.stat().st_ino
-    async with lifespan(mcp_server) as state, listener, anyio.create_task_group() as tg:
+    async with service_state(lambda: sdk.ready.is_set()) as state, listener, \
+            anyio.create_task_group() as tg:
         async def accept() -> None:
-            await listener.serve(lambda s: service.handle(s, lowlevel, state), task_group=tg)
+            await listener.serve(lambda s: service.handle(s, sdk, state), task_group=tg)
 
         tg.start_soon(accept)
-        tg.start_soon(service.watch, state)
+        tg.start_soon(service.watch, state, sdk)
+        tg.start_soon(sdk.load)
         await tg.start(_stop_on_signal, service)  # before service.json says we are up
         ready_marker(data).write_text(json.dumps({"pid": os.getpid(), "since": service.started,
                                                   "stamp": service.stamp}))

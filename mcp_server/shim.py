@@ -29,8 +29,10 @@ from typing import IO, Any
 
 from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
+from smart_orchestrator.policy.decision import Decision
 
 from .hook_call import AGENT_TOOLS, fail_closed, guarded
+from .hook_output import hook_output
 from .service_wire import MAX_LINE, plugin_stamp, private_dir_ok, service_lock, socket_path
 
 __all__ = ["Shim", "main"]
@@ -213,11 +215,11 @@ class Shim:
                 response = json.loads(str(args.get("tool_response") or "null"))
             except (ValueError, RecursionError):
                 response = None
-            return {"hookSpecificOutput": {"hookEventName": "PostToolUse",
-                                           "updatedToolOutput": _strings_withheld(
-                                               "" if response is None else response)},
-                    "systemMessage": "Smart Orchestrator withheld a tool result: " +
-                    self._unavailable()}
+            return hook_output(Decision(
+                "PostToolUse", updated_output=_strings_withheld(
+                    "" if response is None else response),
+                system_message="Smart Orchestrator withheld a tool result: " +
+                self._unavailable()))
         return fail_closed(args, "Smart Orchestrator cannot check this call: " +
                            self._unavailable())
 

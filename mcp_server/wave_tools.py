@@ -51,12 +51,14 @@ def wave_policy_hooks(store: Store) -> HooksFactory:
     from smart_orchestrator.policy import EngineFactory
     from smart_orchestrator.policy.agent_hooks import AgentPolicyHooks
 
+    from .hook_output import hook_output
+
     factory = EngineFactory(store, source="wave")
 
     def make(request: AgentRequest) -> Mapping[str, HookCallback]:
         return AgentPolicyHooks(factory, run_id=request.run_id, task_id=request.task_id,
                                 agent_type=request.agent.name,
-                                allowed_roots=[request.cwd]).callbacks()
+                                allowed_roots=[request.cwd], render=hook_output).callbacks()
 
     return make
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
+from .beacon import BEAT_STALE_S
 from .errors import StoreError
 from .paths import locate_data_dir
-from .policy.claims import BEAT_STALE_S
 from .resources import sample_system
 from .store import open_store
 from .store.base import Store
@@ -101,7 +101,7 @@ def _servers(data: Path) -> list[dict[str, Any]]:
     lock on its beacon and touches it every second while its event loop runs."""
     import psutil
 
-    from .policy.claims import server_is_live
+    from .beacon import server_is_live
 
     out: list[dict[str, Any]] = []
     now = time.time()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from ..store.base import Store
     from .config import PolicyConfig
+    from .decision import Decision
     from .engine import PolicyEngine
 
 __all__ = ["EngineFactory", "normalize_mcp_args", "owner_pid"]
@@ -28,7 +29,7 @@ def normalize_mcp_args(args: dict[str, Any]) -> dict[str, Any]:
     """Rebuild a hook payload from an `mcp_tool` hook's substituted input.
 
     Claude Code substitutes `${path}` with "" when the path is missing and JSON-encodes
-    objects; undo both so the engine sees what a command hook would read on stdin.
+    objects; undo both so the engine sees the hook payload Claude Code built.
     """
     import json
 
@@ -188,8 +189,8 @@ class EngineFactory:
         detect_injection("warm-up")
         scan_text("warm-up")
 
-    def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from .outputs import deny
+    def decide(self, payload: dict[str, Any]) -> Decision:
+        from .decision import deny, passed
         from .surfaces import GATED_TOOLS
 
         gated = payload.get("hook_event_name") == "PreToolUse" and \
@@ -199,7 +200,7 @@ class EngineFactory:
             # anything else came from another caller of policy_check and is not written.
             if gated:
                 return deny(f"Smart Orchestrator denied this call: its {bad} is not an id.")
-            return {}
+            return passed(str(payload.get("hook_event_name") or ""))
         built = self._get(str(payload.get("session_id") or ""))
         if built.error and gated:
             import contextlib

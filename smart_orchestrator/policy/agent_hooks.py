@@ -7,7 +7,8 @@ get (flags, audit, credential-read denial), and add path isolation: file tools m
 touch the task's allowed folders.
 
 Plain async callables over hook payload dicts: the waves runner wraps them in the SDK's
-`HookMatcher`, keeping this module free of the SDK.
+`HookMatcher`, keeping this module free of the SDK; the hook output is written by the
+`render` the adapter passes (`mcp_server/hook_output.py`, the one place for it).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from . import EngineFactory
-from .outputs import deny
+from .decision import Decision, deny
 
 __all__ = ["AgentPolicyHooks", "HookCallback"]
 
 HookCallback = Callable[[Mapping[str, Any], str | None, Any], Awaitable[dict[str, Any]]]
+Render = Callable[[Decision], dict[str, Any]]
 _PATH_TOOLS = {"Read": "file_path", "Write": "file_path", "Edit": "file_path",
                "MultiEdit": "file_path", "NotebookEdit": "notebook_path", "Glob": "path",
                "Grep": "path"}
@@ -30,8 +32,9 @@ _PATH_TOOLS = {"Read": "file_path", "Write": "file_path", "Edit": "file_path",
 
 class AgentPolicyHooks:
     def __init__(self, factory: EngineFactory, *, run_id: str, task_id: str,
-                 agent_type: str, allowed_roots: Sequence[str | Path]) -> None:
+                 agent_type: str, allowed_roots: Sequence[str | Path], render: Render) -> None:
         self._factory = factory
+        self._render = render
         self.agent_id = f"wave:{run_id}:{task_id}"
         self._agent_type = agent_type
         self._roots = tuple(Path(os.path.realpath(r)) for r in allowed_roots)
@@ -56,10 +59,10 @@ class AgentPolicyHooks:
                 "tool.use", agent_id=self.agent_id, agent_type=self._agent_type,
                 tool=str(payload.get("tool_name")), flags=["outside-allowed-paths"],
                 decision="deny", source=self._factory.source)
-            return deny(f"Smart Orchestrator denied this tool call: {outside} is outside the "
-                        "folders this task may use.")
+            return self._render(deny(f"Smart Orchestrator denied this tool call: {outside} is "
+                                     "outside the folders this task may use."))
         # The engine does blocking SQLite work: keep the agent's event loop free.
-        return await anyio.to_thread.run_sync(self._factory.decide, payload)
+        return self._render(await anyio.to_thread.run_sync(self._factory.decide, payload))
 
     def _outside_roots(self, payload: Mapping[str, Any]) -> str | None:
         if payload.get("hook_event_name") != "PreToolUse" or not self._roots:

@@ -136,14 +136,14 @@ class BudgetChecks:
         return BudgetVerdict([], [f], False)
 
     # -- an agent's API failure ------------------------------------------------------
-    def api_failed(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def api_failed(self, p: Mapping[str, Any]) -> None:
         """An agent Claude Code gave up on: `StopFailure` (the main agent or a subagent;
         `error` is the kind, `last_assistant_message` the text shown) or
         `PostToolUseFailure(Agent)` (`error` is the text). A rate limit or an overload
         closes the shared gate; a usage limit that names its reset holds it until then."""
         cfg = self.budget.config
         if cfg.mode == "off" or cfg.rate_limit == "off":
-            return {}
+            return
         event = str(p.get("hook_event_name") or "")
         stop = event == "StopFailure"
         kind = str(p.get("error") or "") if stop else ""
@@ -160,10 +160,10 @@ class BudgetChecks:
                                                "usage limit until its reset", int(now * 1e6))
             self.e.audit.record("rate.limited", **base, status=429, usage_limit=True,
                                 gate_s=round(reset - now, 3))
-            return {}
+            return
         failure = native_failure(kind, text)
         if failure is None:
-            return {}
+            return
         # Only the main agent's retries are written where a hook can read them.
         delay = None
         transcript = str(p.get("transcript_path") or "")
@@ -176,7 +176,6 @@ class BudgetChecks:
                                max_backoff_s=cfg.max_backoff_s, now=now, jitter=self.random)
         self.e.audit.record("rate.limited", **base, status=failure.status,
                             retry_delay_s=delay, gate_s=round(wait, 3))
-        return {}
 
     def release(self, entry_id: str, slots: int) -> None:
         ids = [entry_id] if slots == 1 else [f"{entry_id}#{k}" for k in range(slots)]

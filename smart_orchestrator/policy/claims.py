@@ -2,42 +2,39 @@
 
 The service claims each event before deciding it and records the decision beside the
 claim, so the same event delivered twice (the same ids and the same input) is decided once
-and answered alike, and a service killed between claim and decision is taken over by the
-next one, so no answer is ever given for a decision nobody made.
+and answered alike, and no answer is ever given for a decision nobody made: an event whose
+claim holder ended before deciding it (a killed service) is not answered from the claim
+(the shim failed that call, which blocked its action).
 
 A claim is keyed by the event, its ids and a digest of the input that decides it, so a
 reused tool_use_id or agent id (a subagent's second answer, a resumed agent) is decided
 afresh, never answered with an earlier decision about other text. What is recorded holds
 no prompt or output text: a decision's rewritten input or output is sealed to its digest,
-and the hook that echoes the decision computes it again from its own payload (`unseal`).
+and a second delivery computes it again from its own payload (`unseal`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from ..canonical import canonical_json, sha256_hex
 from ..errors import StoreError
-from ..locks import held
-from ..resources import pid_alive
 from ..store.base import Store
 
-__all__ = ["SEALED_FIELDS", "ClaimState", "ServerBeacon", "Settled", "Undecided", "claim",
-           "claim_key", "decide_once", "input_digest", "is_sealed", "owner_alive",
-           "process_owner", "seal", "server_is_live", "unseal"]
+__all__ = ["SEALED_FIELDS", "ClaimState", "Settled", "Undecided", "claim", "claim_key",
+           "decide_once", "input_digest", "is_sealed", "seal", "unseal"]
 
 CLAIM_TTL_S = 24 * 3600
-# The server beats every second; `status` calls a server whose beat is older than this
-# unresponsive.
-BEAT_STALE_S = 10.0
+# How long a second delivery waits for this process's decision of the first (an admission
+# wait can take many seconds; the hook's timeout is 120 s).
+DECISION_WAIT_S = 100.0
 
 Decision = dict[str, Any]
 
@@ -49,31 +46,20 @@ class ClaimState(NamedTuple):
 
 class Settled(NamedTuple):
     decision: Decision
-    here: bool  # decided by this caller, not taken from the other hook
-
-    def answer(self) -> Decision:
-        """What this hook returns: the decision, or its echo if the other hook made it."""
-        return self.decision if self.here else self.echo()
-
-    def echo(self) -> Decision:
-        """The decision as the hook that did not make it returns it. Claude Code merges both
-        hooks' outputs, so the echo leaves out the message, which would otherwise show
-        twice."""
-        return {k: v for k, v in self.decision.items() if k != "systemMessage"}
+    here: bool  # decided by this delivery, not answered from the record
 
 
 class Undecided(Exception):
-    """The claim's holder is alive but made no decision in time, or one this hook cannot
-    reproduce."""
+    """No decision to answer with: the claim's holder left none, or one this delivery
+    cannot reproduce."""
 
-    def __init__(self, owner: str, waited_s: float, why: str | None = None) -> None:
-        super().__init__(why or f"{owner} took this event but did not decide within "
-                                f"{waited_s:.0f} s")
+    def __init__(self, owner: str, why: str) -> None:
+        super().__init__(why)
         self.owner = owner
 
 
-# The payload fields a decision depends on; both hooks see the same values (the mcp_tool
-# hook's JSON strings and empty substitutions are normalised back first).
+# The payload fields a decision depends on (the mcp_tool hook's JSON strings and empty
+# substitutions are normalised back first).
 _DECIDING_FIELDS = ("tool_name", "tool_input", "tool_response", "agent_id", "agent_type",
                     "last_assistant_message", "prompt", "stop_hook_active", "error")
 # Decision fields that carry prompt or output text (rewritten by a hook).
@@ -93,7 +79,7 @@ def input_digest(payload: dict[str, Any]) -> str:
 def claim_key(event: str, session_id: str, tool_use_id: str, agent_id: str,
               payload: dict[str, Any] | None = None) -> str:
     """The event's name, then a digest of its ids and input: the key holds no text a
-    caller chose (policy_check is an MCP tool any client can call)."""
+    caller chose."""
     ids = canonical_json([session_id, tool_use_id or agent_id, input_digest(payload or {})])
     return f"{event if _SAFE_EVENT.match(event) else 'other'}:{sha256_hex(ids)}"
 
@@ -120,7 +106,7 @@ def seal(decision: Decision) -> Decision:
 
 def unseal(decision: Decision, free_text: dict[str, Any]) -> Decision:
     """A sealed decision with its text computed again; ValueError when that text is not
-    what the deciding hook returned (the caller fails closed)."""
+    what the first delivery was answered with (the caller fails closed)."""
     specific = dict(_specific(decision))
     for key in SEALED_FIELDS:
         if key in specific:
@@ -135,16 +121,36 @@ def _digest(value: Any) -> str:
     return sha256_hex(canonical_json(value))
 
 
-def process_owner(role: str) -> str:
-    """Claim owners name their process, so a waiting hook can tell a dead holder."""
-    return f"{role}:{os.getpid()}"
+def _owner() -> str:
+    return f"server:{os.getpid()}"
 
 
-def owner_alive(owner: str) -> bool:
-    _, _, pid = owner.rpartition(":")
-    if not pid.isdigit():
-        return True  # an owner without a pid cannot be checked: assume alive
-    return pid_alive(int(pid))
+# One lock per event this process is handling (with its number of users): a second delivery
+# waits for the first one's decision instead of finding its claim undecided.
+_locks: dict[str, tuple[threading.Lock, int]] = {}
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(key: str, wait_s: float) -> Iterator[None]:
+    with _locks_guard:
+        lock, users = _locks.get(key, (threading.Lock(), 0))
+        _locks[key] = (lock, users + 1)
+    try:
+        if not lock.acquire(timeout=wait_s):
+            raise Undecided(_owner(), f"the first delivery of this event was not decided "
+                                      f"within {wait_s:.0f} s")
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        with _locks_guard:
+            lock, users = _locks[key]
+            if users == 1:
+                del _locks[key]
+            else:
+                _locks[key] = (lock, users - 1)
 
 
 def claim(store: Store, key: str, owner: str, now: float | None = None) -> bool:
@@ -168,7 +174,7 @@ def claim_state(store: Store, key: str) -> ClaimState | None:
             value = json.loads(raw)
         except ValueError:
             value = None
-        # A damaged decision is no decision: the waiting hook decides for itself.
+        # A damaged decision is no decision: the event is then not answered from it.
         decision = value if isinstance(value, dict) else None
     return ClaimState(str(owner), decision)
 
@@ -177,40 +183,27 @@ def record_decision(store: Store, key: str, owner: str, decision: Decision) -> N
     store.claims.record(key, owner, json.dumps(seal(decision), separators=(",", ":")))
 
 
-def _take_over(store: Store, key: str, dead: str, me: str) -> bool:
-    return store.claims.take_over(key, dead, me)
-
-
-def decide_once(store: Store, key: str, me: str, decide: Callable[[], Decision], *,
-                decision_timeout_s: float = 100.0,
-                sleep: Callable[[float], None] = time.sleep,
-                alive: Callable[[str], bool] = owner_alive,
-                free_text: Callable[[], dict[str, Any]] | None = None) -> Settled:
+def decide_once(store: Store, key: str, decide: Callable[[], Decision], *,
+                free_text: Callable[[], dict[str, Any]] | None = None,
+                wait_s: float = DECISION_WAIT_S) -> Settled:
     """Decide the event once and return the decision.
 
-    A caller that finds the event claimed (the same event delivered again) waits for the
-    holder's decision; if the holder died first (a killed service), it takes over and
-    decides. Raises `Undecided` when a live holder has not decided within
-    `decision_timeout_s` (the caller fails closed where that matters).
-    `free_text` computes the text of a sealed decision from this hook's own payload; without
-    it, or when it does not match, a sealed decision raises `Undecided` too.
+    The same event delivered again is answered with the recorded decision (its text
+    computed again by `free_text` from this delivery's payload); one that arrives while
+    this process still decides the first waits up to `wait_s` for that decision. Raises `Undecided`
+    when there is no decision to answer with: the claim's holder ended before deciding
+    (a killed service; its pending calls were failed, which blocked their actions), or
+    the recorded decision's text cannot be reproduced. The caller fails closed.
     """
-    if claim(store, key, me):
-        return Settled(_decide_and_record(store, key, me, decide), True)
-    start = time.monotonic()
-    while True:
-        state = claim_state(store, key)
-        if state is not None and state.decision is not None:
-            return Settled(_unsealed(state, free_text), False)
-        if state is not None and not alive(state.owner) and _take_over(store, key,
-                                                                       state.owner, me):
+    me = _owner()
+    with _one_at_a_time(key, wait_s):
+        if claim(store, key, me):
             return Settled(_decide_and_record(store, key, me, decide), True)
-        waited = time.monotonic() - start
-        if waited >= decision_timeout_s:
-            raise Undecided(state.owner if state else "another hook", waited)
-        # Decisions normally land within milliseconds; an admission wait can take many
-        # seconds, so the polling slows down after the first half second.
-        sleep(0.005 if waited < 0.5 else 0.05)
+        state = claim_state(store, key)
+    if state is None or state.decision is None:
+        holder = state.owner if state is not None else "another process"
+        raise Undecided(holder, f"{holder} took this event but left no decision")
+    return Settled(_unsealed(state, free_text), False)
 
 
 def _unsealed(state: ClaimState, free_text: Callable[[], dict[str, Any]] | None) -> Decision:
@@ -219,62 +212,16 @@ def _unsealed(state: ClaimState, free_text: Callable[[], dict[str, Any]] | None)
         return state.decision
     try:
         if free_text is None:
-            raise ValueError("this hook cannot compute the decision's text")
+            raise ValueError("this delivery cannot compute the decision's text")
         return unseal(state.decision, free_text())
-    except Exception as exc:  # a decision this hook cannot reproduce is not one it returns
-        raise Undecided(state.owner, 0.0, f"{state.owner} decided this event, but {exc}") \
-            from exc
+    except Exception as exc:  # a decision this delivery cannot reproduce is not returned
+        raise Undecided(state.owner, f"{state.owner} decided this event, but {exc}") from exc
 
 
 def _decide_and_record(store: Store, key: str, me: str,
                        decide: Callable[[], Decision]) -> Decision:
     decision = decide()
-    # Unrecorded, a second delivery of the event cannot see it and fails closed at its
-    # timeout instead.
+    # Unrecorded, a second delivery of the event cannot see it and fails closed instead.
     with contextlib.suppress(StoreError):
         record_decision(store, key, me, decision)
     return decision
-
-
-def _safe_session(session_id: str) -> str:
-    return "".join(c for c in session_id if c.isalnum() or c in "-_") or "default"
-
-
-def _beacon_path(data_dir: Path, session_id: str) -> Path:
-    return data_dir / "servers" / f"{_safe_session(session_id)}.lock"
-
-
-class ServerBeacon:
-    """Held by a running MCP server: an exclusive lock on a per-session file."""
-
-    def __init__(self, data_dir: Path, session_id: str) -> None:
-        self.path = _beacon_path(data_dir, session_id)
-        self._fh: IO[str] | None = None
-
-    def hold(self) -> bool:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self.path.open("a+")
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        fh.truncate(0)
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return True
-
-    def beat(self) -> None:
-        """Tells `status` the server's event loop is responsive, not only alive."""
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-def server_is_live(data_dir: Path, session_id: str) -> bool:
-    return held(_beacon_path(data_dir, session_id))

@@ -1,7 +1,8 @@
-"""The policy engine: one hook payload in, one hook output out.
+"""The policy engine: one hook payload in, one `Decision` out.
 
-Adapters (the MCP `policy_check` tool, the command hook, the SDK callbacks of wave agents)
-parse their input into Claude Code's hook payload shape and call `PolicyEngine.handle`.
+Adapters (the `policy_check` hook calls, the SDK callbacks of wave agents) parse their
+input into Claude Code's hook payload shape, call `PolicyEngine.handle`, and write the
+returned `Decision` as their caller reads it (`mcp_server/hook_output.py`).
 It never raises: a crash in a security check denies (per the check's `on_error`), and every
 decision is written to the audit chain as digests, rule ids and numbers, never raw text.
 """
@@ -30,12 +31,14 @@ from .breaker import CircuitBreakers
 from .budget_hooks import BudgetChecks, BudgetVerdict
 from .checks import Finding, check_injection, check_prompt, load_allowlist, scan_secrets
 from .config import PolicyConfig
-from .outputs import OutputChecks, deny, hook_output
+from .decision import Decision, Verdict, deny, passed
+from .outputs import OutputChecks
 from .surfaces import FORK_TYPE, GATED_TOOLS, POST_TOOLS, PRE_TOOLS, SurfaceChecks
 
 __all__ = ["AGENT_TOOLS", "PolicyEngine"]
 
 AGENT_TOOLS = frozenset({"Agent", "Task"})
+REDACTED = "Smart Orchestrator redacted credentials from the prompt"
 ENV_ADVICE = ("Pass credentials to subagents through environment variables or files they "
               "read, never inside the prompt.")
 
@@ -68,7 +71,7 @@ class PolicyEngine:
                                                  project=project_key(project_dir), clock=clock))
 
     # -- entry -------------------------------------------------------------------------
-    def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def handle(self, payload: Mapping[str, Any]) -> Decision:
         event = str(payload.get("hook_event_name") or "")
         tool = str(payload.get("tool_name") or "")
         try:
@@ -85,7 +88,7 @@ class PolicyEngine:
         except Exception as exc:  # the boundary of a security hook: decide, never escape
             return self.crashed(event, tool, payload, exc)
 
-    def _dispatch(self, event: str, tool: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def _dispatch(self, event: str, tool: str, payload: Mapping[str, Any]) -> Decision:
         if event == "PreToolUse":
             if tool in AGENT_TOOLS:
                 return self.pre_agent(payload)
@@ -103,7 +106,8 @@ class PolicyEngine:
         if event == "Stop":
             return self.surfaces.stop(payload)
         if event == "StopFailure":
-            return self.budgets.api_failed(payload)
+            self.budgets.api_failed(payload)
+            return passed(event)
         if event == "SubagentStart":
             return self.subagent_start(payload)
         if event == "SubagentStop":
@@ -114,10 +118,10 @@ class PolicyEngine:
             return self.session_end(payload)
         if event == "PreCompact":
             return self.pre_compact(payload)
-        return {}
+        return passed(event)
 
     def crashed(self, event: str, tool: str, payload: Mapping[str, Any],
-                exc: BaseException) -> dict[str, Any]:
+                exc: BaseException) -> Decision:
         where = _log_crash(exc)
         reason = (f"Smart Orchestrator's policy check failed ({type(exc).__name__}); the call "
                   f"is denied because security checks fail closed. Details: {where}")
@@ -127,10 +131,10 @@ class PolicyEngine:
                               session_id=_s(payload.get("session_id")), source=self.source)
         if event == "PreToolUse" and tool in GATED_TOOLS:
             return deny(reason)
-        return {}
+        return passed(event)
 
     # -- PreToolUse(Agent) ---------------------------------------------------------------
-    def pre_agent(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def pre_agent(self, p: Mapping[str, Any]) -> Decision:
         cfg = self.config
         ti = p.get("tool_input")
         problem = _shape_problem(p, ti)
@@ -180,7 +184,7 @@ class PolicyEngine:
                 *, updated_input: dict[str, Any] | None = None,
                 force_enforce: bool = False, slots: int = 1, group: bool = False,
                 agent_types: Sequence[str] | None = None,
-                audit_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                audit_extra: Mapping[str, Any] | None = None) -> Decision:
         """Deny on enforced findings, then breakers, then admission of `slots` agents
         (0: the call starts none), and one audit row whatever the outcome."""
         cfg = self.config
@@ -221,11 +225,11 @@ class PolicyEngine:
             if spent is not None and spent.reserved:
                 self.budgets.release(lease_id, slots)
             raise
-        if isinstance(admitted, dict) and spent is not None and spent.reserved:
+        if isinstance(admitted, Decision) and spent is not None and spent.reserved:
             self.budgets.release(lease_id, slots)  # denied: it never runs, nothing charged
-        self._settle_trials(trials, None if isinstance(admitted, dict) else
+        self._settle_trials(trials, None if isinstance(admitted, Decision) else
                             (f"{lease_id}#0" if group else lease_id))
-        if isinstance(admitted, dict):
+        if isinstance(admitted, Decision):
             return admitted
         self.audit.record("policy.decision", **base, decision="allow",
                           redacted=redact, findings=_summary(findings),
@@ -234,8 +238,10 @@ class PolicyEngine:
         notes = [f"would deny ({f.check}): {f.detail}" for f in warned]
         if admitted[2]:
             notes.append(admitted[2])
-        return hook_output("PreToolUse", allow_with=updated_input if redact else None,
-                           system_message=_notes(notes))
+        if redact:
+            return Decision("PreToolUse", Verdict.ALLOW, REDACTED, updated_input=updated_input,
+                            system_message=_notes(notes))
+        return Decision("PreToolUse", system_message=_notes(notes))
 
     def _reserve_budget(self, ti: Mapping[str, Any], base: dict[str, Any], lease_id: str,
                         slots: int) -> BudgetVerdict:
@@ -246,7 +252,7 @@ class PolicyEngine:
 
     def _breakers(self, base: dict[str, Any], agent_types: Sequence[str],
                   warned: list[Finding], findings: list[Finding],
-                  trials: list[tuple[str, str]]) -> dict[str, Any] | None:
+                  trials: list[tuple[str, str]]) -> Decision | None:
         """Each type's breaker; a half-open one this call is the trial of goes in `trials`."""
         for agent_type in agent_types:
             verdict = self.breakers.check(agent_type)
@@ -275,7 +281,7 @@ class PolicyEngine:
 
     def _admit(self, p: Mapping[str, Any], lease_id: str, base: dict[str, Any],
                warned: list[Finding], findings: list[Finding], slots: int = 1,
-               group: bool = False) -> dict[str, Any] | tuple[int, int, str]:
+               group: bool = False) -> Decision | tuple[int, int, str]:
         mode = self.config.admission.mode
         if mode == "off":
             return (0, 1, "")
@@ -302,7 +308,7 @@ class PolicyEngine:
     def _deny_findings(self, base: dict[str, Any], enforced: list[Finding],
                        warned: list[Finding], findings: list[Finding], *,
                        retry_after: float | None = None, waited_s: float = 0.0
-                       ) -> dict[str, Any]:
+                       ) -> Decision:
         self.audit.record("policy.decision", **base, decision="deny",
                           denied_by=[f"{f.check}:{f.rule_id}" for f in enforced],
                           reason=enforced[0].detail, findings=_summary(findings),
@@ -364,7 +370,7 @@ class PolicyEngine:
         return modes.pop() if len(modes) == 1 else ("off" if not modes else "mixed")
 
     # -- other events ----------------------------------------------------------------------
-    def pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def pre_tool(self, p: Mapping[str, Any]) -> Decision:
         try:
             return self._pre_tool(p)
         except Exception as exc:  # e.g. a locked store: a subagent's tool call fails closed
@@ -375,11 +381,11 @@ class PolicyEngine:
                             "the call is denied because security checks fail closed.")
             return out
 
-    def _pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def _pre_tool(self, p: Mapping[str, Any]) -> Decision:
         agent_id = _s(p.get("agent_id"))
         cfg = self.config.tools
         if not agent_id or cfg.mode == "off":
-            return {}  # the main agent's own tools are not ours to police
+            return passed("PreToolUse")  # the main agent's own tools are not ours to police
         raw = p.get("tool_input")
         ti: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         tool = _s(p.get("tool_name"))
@@ -400,7 +406,7 @@ class PolicyEngine:
                           source=self.source)
         if enforced:
             return deny(f"Smart Orchestrator denied this tool call: {enforced[0].detail}.")
-        return {}
+        return passed("PreToolUse")
 
     def _tool_findings(self, tool: str, ti: Mapping[str, Any], p: Mapping[str, Any]
                        ) -> tuple[list[str], list[Finding]]:
@@ -439,7 +445,7 @@ class PolicyEngine:
                                      f"({verdict.unresolved}); write it with plain paths", True))
         return sorted(set(flags)), found
 
-    def subagent_start(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def subagent_start(self, p: Mapping[str, Any]) -> Decision:
         agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))
         now_us = int(self.clock() * 1e6)
         depth = self.admission.note_started(_s(p.get("session_id")), agent_id,
@@ -448,22 +454,22 @@ class PolicyEngine:
         self.audit.record("agent.start", session_id=_s(p.get("session_id")), agent_id=agent_id,
                           agent_type=agent_type, depth=depth, source=self.source,
                           **({} if leased is None else {"leased": leased}))
-        return {}
+        return passed("SubagentStart")
 
-    def pre_compact(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def pre_compact(self, p: Mapping[str, Any]) -> Decision:
         # A compaction means the context overflowed (auto) or was about to (manual).
         self.audit.record("context.compact", session_id=_s(p.get("session_id")),
                           agent_id=_s(p.get("agent_id")) or None,
                           trigger=_s(p.get("trigger")) or "unknown", source=self.source)
-        return {}
+        return passed("PreCompact")
 
-    def session_end(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def session_end(self, p: Mapping[str, Any]) -> Decision:
         released = self.admission.release_session(_s(p.get("session_id")))
         abandoned = self.budgets.session_ended(p, _s(p.get("session_id")))
         self.audit.record("session.end", session_id=_s(p.get("session_id")),
                           released_leases=released, unsettled_reservations=len(abandoned),
                           source=self.source)
-        return {}
+        return passed("SessionEnd")
 
 
 # What Claude Code always sends in a PreToolUse(Agent) payload, by type. Anything else is

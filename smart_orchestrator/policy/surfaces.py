@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..canonical import digest_text
 from .agent_types import canonical_agent_type
 from .checks import Finding, check_injection, load_allowlist, scan_secrets
+from .decision import Decision, passed
 from .workflow_script import analyze_script
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["FORK_TYPE", "GATED_TOOLS", "POST_TOOLS", "PRE_TOOLS", "UNCLAIMED_EVENTS",
            "WORKFLOW_AGENT_TYPE", "SurfaceChecks", "find_fork_skill"]
 
-# Events that decide nothing and are safe to handle twice: both hooks run them, unclaimed
-# (a Stop carries no id of its own, so a claim would let only a session's first one run;
-# a StopFailure only closes the rate gate, and a gate closed twice stays closed).
+# Events that decide nothing and are safe to handle twice, so they are not claimed (a Stop
+# carries no id of its own, so a claim would let only a session's first one run; a
+# StopFailure only closes the rate gate, and a gate closed twice stays closed).
 UNCLAIMED_EVENTS = frozenset({"Stop", "StopFailure"})
 PRE_TOOLS = frozenset({"Workflow", "SendMessage", "Skill"})
 POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop", "Skill"})
@@ -55,7 +56,7 @@ class SurfaceChecks:
         self.e = engine
 
     # -- PreToolUse ------------------------------------------------------------------------
-    def pre(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def pre(self, p: Mapping[str, Any]) -> Decision:
         tool = _s(p.get("tool_name"))
         ti = p.get("tool_input")
         if not isinstance(ti, Mapping):
@@ -68,7 +69,7 @@ class SurfaceChecks:
             return self._pre_skill(p, ti)
         return self._pre_send_message(p, ti)
 
-    def _pre_workflow(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> dict[str, Any]:
+    def _pre_workflow(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> Decision:
         cfg = self.e.config
         script = ti.get("script")
         problem = None
@@ -106,7 +107,7 @@ class SurfaceChecks:
                               audit_extra={"agents": len(prompts), "unchecked": problem})
 
     def _pre_send_message(self, p: Mapping[str, Any], ti: Mapping[str, Any]
-                          ) -> dict[str, Any]:
+                          ) -> Decision:
         cfg = self.e.config
         texts = list(_string_leaves(ti))
         message = ti.get("message")
@@ -135,11 +136,11 @@ class SurfaceChecks:
                               audit_extra={"to": digest_text(to)["sha256"][:16],
                                            "resumes": resumes})
 
-    def _pre_skill(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> dict[str, Any]:
+    def _pre_skill(self, p: Mapping[str, Any], ti: Mapping[str, Any]) -> Decision:
         name = _s(ti.get("skill"))
         fork = find_fork_skill(name, self.e.project_dir)
         if fork is False:
-            return {}  # runs inline: its args reach only the conversation that wrote them
+            return passed("PreToolUse")  # runs inline: its args reach only its own conversation
         texts = list(_string_leaves(ti.get("args"), "args"))
         findings: list[Finding] = []
         for field, text in texts:
@@ -234,7 +235,7 @@ class SurfaceChecks:
         return found
 
     # -- PostToolUse / Stop / SubagentStart ----------------------------------------------------
-    def post(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def post(self, p: Mapping[str, Any]) -> Decision:
         e = self.e
         from .engine import _lease_id
 
@@ -281,14 +282,14 @@ class SurfaceChecks:
                        tool_use_id=_s(p.get("tool_use_id")), failed=failed,
                        released_leases=released, bound=bound or None, source=e.source,
                        **({"cost": cost} if cost else {}))
-        return {}
+        return passed(str(p.get("hook_event_name") or "PostToolUse"))
 
-    def stop(self, p: Mapping[str, Any]) -> dict[str, Any]:
+    def stop(self, p: Mapping[str, Any]) -> Decision:
         """A turn ended: background agents and workflows Claude Code no longer lists as
         running give their slots back (a workflow's unused ones, a stopped agent's)."""
         tasks = p.get("background_tasks")
         if not isinstance(tasks, list):
-            return {}
+            return passed("Stop")
         session = _s(p.get("session_id"))
         running = {_s(t.get("id")) for t in tasks if isinstance(t, Mapping)
                    and t.get("status") in ("running", "pending")}
@@ -301,7 +302,7 @@ class SurfaceChecks:
             self.e.audit.record("surface.end", session_id=session, tool="Workflow",
                                 released_leases=released, reason="no longer running",
                                 source=self.e.source)
-        return {}
+        return passed("Stop")
 
     def agent_started(self, session_id: str, agent_type: str, agent_id: str) -> bool | None:
         """A workflow agent takes one of the slots its workflow reserved."""

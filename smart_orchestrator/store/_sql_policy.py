@@ -273,13 +273,6 @@ class SqlClaims:
             conn.execute("UPDATE claims SET decision = ? WHERE key = ? AND owner = ?",
                          (decision, key, owner))
 
-    def take_over(self, key: str, dead: str, owner: str) -> bool:
-        with self._s.atomic() as conn:
-            # A dead holder records nothing more; a decision it left unreadable is dropped.
-            cur = conn.execute("UPDATE claims SET owner = ?, decision = NULL, host = ? "
-                               "WHERE key = ? AND owner = ?", (owner, host_id(), key, dead))
-            return bool(cur.rowcount == 1)
-
 
 class SqlTrust:
     def __init__(self, store: SqlBackend) -> None:

@@ -206,8 +206,6 @@ class ClaimRepo(Protocol):
 
     def record(self, key: str, owner: str, decision: str) -> None: ...
 
-    def take_over(self, key: str, dead: str, owner: str) -> bool: ...
-
 
 # -- policy trust and pins -----------------------------------------------------------------
 class TrustRow(NamedTuple):

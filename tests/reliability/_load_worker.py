@@ -1,9 +1,9 @@
 """One Claude Code session's worth of hook traffic, for the load suite.
 
 Run as `python -m tests.reliability._load_worker DB SESSION AGENTS SEED`; prints one JSON
-line of counts. For every hook event, two deciders race to claim it, as the plugin's
-server (`mcp_tool` hook) and command hook do: each has its own store connection and
-engine, only the one whose claim wins decides, and the other returns that decision.
+line of counts. Every hook event is delivered twice at once to the session's one decider
+(as the service's worker threads would decide a redelivered event): only the delivery whose
+claim wins decides, and the other returns that decision.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import threading
 from collections import Counter
 from typing import Any
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.policy import EngineFactory
-from smart_orchestrator.policy.claims import Settled, claim_key, decide_once, process_owner
+from smart_orchestrator.policy.claims import Settled, claim_key, decide_once
 from smart_orchestrator.store import SqliteStore
 
 
@@ -27,12 +28,12 @@ class Decider:
         self.source = source
 
     def offer(self, payload: dict[str, Any], key: str) -> Settled:
-        return decide_once(self.store, key, process_owner(self.source),
-                           lambda: self.factory.decide(payload), decision_timeout_s=60,
+        return decide_once(self.store, key, lambda: rendered(self.factory.decide(payload)),
+                           wait_s=60,
                            free_text=lambda: self.factory.get()[0].outputs.free_text(payload))
 
 
-def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def _race(decider: Decider, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
     key = claim_key(payload["hook_event_name"], payload["session_id"],
                     str(payload.get("tool_use_id") or ""), str(payload.get("agent_id") or ""),
                     payload)
@@ -41,7 +42,7 @@ def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, A
 
     def run(i: int) -> None:
         try:
-            results[i] = deciders[i].offer(dict(payload), key)
+            results[i] = decider.offer(dict(payload), key)
         except BaseException as exc:  # reported to the test, which fails on any
             errors.append(exc)
 
@@ -53,21 +54,21 @@ def _race(deciders: list[Decider], payload: dict[str, Any]) -> tuple[dict[str, A
     if errors:
         raise errors[0]
     settled = [r for r in results if r is not None]
-    answers = {json.dumps(r.echo(), sort_keys=True) for r in settled}
+    answers = {json.dumps(r.decision, sort_keys=True) for r in settled}
     if len(settled) != 2 or len(answers) != 1:
-        raise AssertionError(f"the two hooks answered differently: {answers}")
+        raise AssertionError(f"the two deliveries were answered differently: {answers}")
     decided = [r.decision for r in settled if r.here]
     return (decided[0] if decided else {}), len(decided)
 
 
 def session(db: str, session_id: str, agents: int, seed: int) -> Counter[str]:
     rng = random.Random(seed)
-    deciders = [Decider(db, "server"), Decider(db, "command")]
+    decider = Decider(db, "server")
     counts: Counter[str] = Counter()
 
     def send(payload: dict[str, Any]) -> dict[str, Any]:
         payload["session_id"] = session_id
-        out, winners = _race(deciders, payload)
+        out, winners = _race(decider, payload)
         counts["events"] += 1
         counts[f"event:{payload['hook_event_name']}"] += 1
         counts["decided"] += winners
@@ -110,8 +111,7 @@ def session(db: str, session_id: str, agents: int, seed: int) -> Counter[str]:
                                     "content": [{"type": "text", "text": f"{i * 7} files"}],
                                     "totalTokens": 40,
                                     "usage": {"input_tokens": 30, "output_tokens": 10}}})
-    for d in deciders:
-        d.store.close()
+    decider.store.close()
     return counts
 
 

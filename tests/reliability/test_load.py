@@ -2,7 +2,7 @@
 
 Hooks: eight processes each drive one session's sequence (PreToolUse(Agent),
 SubagentStart, the subagent's tool calls, SubagentStop, PostToolUse) through the policy
-engine, the server and command hook racing to claim every event. Every event is decided
+engine, each event delivered twice at once to the one decider. Every event is decided
 exactly once, every lease is released, the machine cap is never exceeded, the chain
 verifies, and nothing errs.
 

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import StoreError
@@ -191,7 +192,7 @@ def test_a_filled_tmpfs_refuses_writes_then_recovers_when_space_returns(
         assert one_line(info.value.one_line()) and "no space left" in info.value.one_line()
         _fill(disk / "filler")
         engine = EngineFactory(store, source="command", project_dir=_project(tmp_path))
-        decision = engine.decide(pre_agent(tool_use_id="toolu_tmpfs"))
+        decision = rendered(engine.decide(pre_agent(tool_use_id="toolu_tmpfs")))
         assert denied(decision), decision
         store.close()
         _sound(path, events=written)
@@ -248,7 +249,7 @@ def test_a_database_locked_too_long_gives_one_line_and_denies(tmp_path: Path,
             AuditLog(store).record("x")
         assert one_line(info.value.one_line())
         engine = EngineFactory(store, source="command", project_dir=_project(tmp_path))
-        decision = engine.decide(pre_agent(tool_use_id="toolu_locked"))
+        decision = rendered(engine.decide(pre_agent(tool_use_id="toolu_locked")))
         assert denied(decision), decision
         store.close()
     _sound(path, events=10)
@@ -348,14 +349,14 @@ def test_policy_admission_admits_one_agent_at_a_time_without_metrics(
         psutil_broken: None, store: SqliteStore, tmp_path: Path, figures: Figures) -> None:
     factory = EngineFactory(store, source="command", project_dir=_project(tmp_path))
     session = str(uuid.uuid4())
-    first = factory.decide(pre_agent(tool_use_id="toolu_a", session=session))
+    first = rendered(factory.decide(pre_agent(tool_use_id="toolu_a", session=session)))
     assert not denied(first)
     assert "system metrics unavailable" in first.get("systemMessage", ""), first
-    second = factory.decide(pre_agent(tool_use_id="toolu_b", session=str(uuid.uuid4())))
+    second = rendered(factory.decide(pre_agent(tool_use_id="toolu_b", session=str(uuid.uuid4()))))
     assert denied(second)
     assert "limit 1" in second["hookSpecificOutput"]["permissionDecisionReason"]
     factory.decide(post_agent(tool_use_id="toolu_a", session=session))
-    third = factory.decide(pre_agent(tool_use_id="toolu_c", session=session))
+    third = rendered(factory.decide(pre_agent(tool_use_id="toolu_c", session=session)))
     assert not denied(third), third
     figures.add(SUITE, "metrics failing: hook admission fell back to one agent")
 

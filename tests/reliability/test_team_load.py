@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.audit import AuditLog
 from smart_orchestrator.policy.admission import TEAM_MAX_IN_FLIGHT
 from smart_orchestrator.store.postgres import PgStore
@@ -46,15 +47,15 @@ def _worker(queue: Any, barrier: Any, dsn: str, host: str, pair: int, me: str) -
     engine = PolicyEngine(store, policy, project_dir=Path("/tmp"), clock=time.time,
                           sleep=time.sleep, owner_pid=None,
                           metrics=lambda: SystemSnapshot(True, 16 << 30, 24 << 30, 10.0, 2))
-    session = f"session-{pair}"
+    session = f"session-{pair}-{me}"
     answers: list[tuple[str, str, bool]] = []
     barrier.wait(timeout=DEADLINE_S)
     for n in range(EVENTS_PER_PAIR):
-        tool_use_id = f"toolu_{pair}_{n}"
+        tool_use_id = f"toolu_{pair}_{me.replace(':', '_')}_{n}"
         pre = pre_agent(f"SUBTASK-{pair}-{n}: count the files", tool_use_id=tool_use_id,
                         session=session)
-        settled = decide_once(store, f"pre:{tool_use_id}", me, lambda p=pre: engine.handle(p),
-                              decision_timeout_s=DEADLINE_S)
+        settled = decide_once(store, f"pre:{tool_use_id}",
+                              lambda p=pre: rendered(engine.handle(p)), wait_s=DEADLINE_S)
         verdict = settled.decision.get("hookSpecificOutput", {}).get("permissionDecision")
         answers.append((tool_use_id, str(verdict or "allow"), settled.here))
         if settled.here and verdict is None:
@@ -82,7 +83,7 @@ def test_two_machines_share_exact_limits_one_chain_and_decide_each_event_once(
                      "EXECUTE FUNCTION observe()")
     ctx = multiprocessing.get_context("spawn")
     queue, barrier = ctx.Queue(), ctx.Barrier(PROCESSES)
-    # Processes 2k and 2k+1 are the two hooks of one session on one machine.
+    # Each process is one session's decider; pairs of them share a machine.
     args = [(dsn, f"machine-{(i // 2) % 2}", i // 2, f"hook:{i}") for i in range(PROCESSES)]
     procs = [ctx.Process(target=_worker, args=(queue, barrier, *a)) for a in args]
     for p in procs:
@@ -92,14 +93,14 @@ def test_two_machines_share_exact_limits_one_chain_and_decide_each_event_once(
         p.join(timeout=DEADLINE_S)
         assert p.exitcode == 0
 
-    # Every event decided once, and both hooks of it returned that decision.
+    # Every event decided once, by its session's decider.
     deciders: Counter[str] = Counter()
     verdicts: dict[str, set[str]] = {}
     for _, _, answers in results:
         for tool_use_id, verdict, here in answers:
             deciders[tool_use_id] += here
             verdicts.setdefault(tool_use_id, set()).add(verdict)
-    events = PROCESSES // 2 * EVENTS_PER_PAIR
+    events = PROCESSES * EVENTS_PER_PAIR
     assert len(deciders) == events and set(deciders.values()) == {1}, deciders
     assert all(len(v) == 1 for v in verdicts.values()), verdicts
     decisions = Counter(str(r.data.get("tool_use_id")) for r in setup.iter_audit()

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.policy.claims import decide_once
 from smart_orchestrator.policy.config import build_policy
@@ -120,10 +121,10 @@ def test_unreachable_team_store_fails_closed_then_reconnects(team: tuple[str, Re
     dsn, relay = team
     store = PgStore(dsn, connect_timeout_s=2.0)
     engine = _engine(store, tmp_path)
-    first = engine.handle(pre_agent("Summarise the README", tool_use_id="t1"))
+    first = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t1")))
     assert _decision(first)[0] is None, first  # allowed while the store is there
     relay.cut()
-    down = engine.handle(pre_agent("Summarise the README", tool_use_id="t2"))
+    down = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t2")))
     verdict, why = _decision(down)
     assert verdict == "deny", down
     assert "\n" not in why and "StoreError" in why, why
@@ -131,7 +132,7 @@ def test_unreachable_team_store_fails_closed_then_reconnects(team: tuple[str, Re
         store.leases.count()
     assert "unreachable" in err.value.reason and "\n" not in err.value.reason
     relay.restore()
-    again = engine.handle(pre_agent("Summarise the README", tool_use_id="t3"))
+    again = rendered(engine.handle(pre_agent("Summarise the README", tool_use_id="t3")))
     assert _decision(again)[0] is None, again  # the same store object reconnected
     kinds = [r.kind for r in store.iter_audit()]
     assert kinds.count("policy.decision") == 2, kinds  # t1 and t3; t2 was never recorded
@@ -148,13 +149,13 @@ def test_a_restarted_server_costs_one_call_and_decides_nothing_twice(
         decided.append("once")
         return {"decision": "allow"}
 
-    assert decide_once(store, "event-1", "service:1", decide).here
+    assert decide_once(store, "event-1", decide).here
     # The server drops our connection, as a restart does.
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                       "application_name = 'smart-orchestrator' AND pid <> pg_backend_pid()")
-    # The same event again (the other hook, or a retry): answered from the record.
-    settled = decide_once(store, "event-1", "service:2", decide, alive=lambda _: True)
+    # The same event again (a redelivery): answered from the record.
+    settled = decide_once(store, "event-1", decide)
     assert not settled.here and settled.decision == {"decision": "allow"}
     assert decided == ["once"]
     # Writes after the drop work on a fresh connection, in order.

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output
 from smart_orchestrator.policy import EngineFactory
 from smart_orchestrator.policy.agent_hooks import AgentPolicyHooks
 from smart_orchestrator.store import SqliteStore
@@ -14,7 +15,7 @@ from smart_orchestrator.store import SqliteStore
 def _hooks(store: SqliteStore, root: Path) -> AgentPolicyHooks:
     factory = EngineFactory(store, source="wave", project_dir=root)
     return AgentPolicyHooks(factory, run_id="r1", task_id="t1", agent_type="general",
-                            allowed_roots=[root])
+                            allowed_roots=[root], render=hook_output)
 
 
 def _pre(tool: str, tool_input: dict[str, Any], cwd: Path) -> dict[str, Any]:

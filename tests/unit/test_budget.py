@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.budget import Tokens, cost_usd, price_for, transcript_usage
 from smart_orchestrator.policy.config import build_policy
 from smart_orchestrator.policy.pinning import merge_stronger
@@ -84,11 +85,11 @@ def test_transcript_usage_counts_each_message_once(tmp_path: Path) -> None:
 def test_foreground_agent_reserves_then_settles_from_its_transcript(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert decision(engine.handle(pre_agent(tool_use_id="tu1"))) is None
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu1")))) is None
     row = store.ledger.get(f"{SESSION}:tu1")
     assert row is not None and row.state == "reserved" and row.reserved_usd > 0
-    engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
-                                   messages=[("m1", BIG), ("m2", BIG)]))
+    rendered(engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
+                                   messages=[("m1", BIG), ("m2", BIG)])))
     row = store.ledger.get(f"{SESSION}:tu1")
     assert row is not None and row.state == "settled"
     assert (row.input_tokens, row.output_tokens) == (200_000, 40_000)
@@ -125,9 +126,9 @@ def test_session_cap_denies_the_next_agent_with_reason_and_keeps_state(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, budget={"session_usd": 1.0})
     engine.handle(pre_agent(tool_use_id="tu1"))
-    engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
-                                   messages=[("m", BIG)]))  # $0.60 on sonnet
-    out = engine.handle(pre_agent(tool_use_id="tu2"))
+    rendered(engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
+                                   messages=[("m", BIG)])))  # $0.60 on sonnet
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu2")))
     assert decision(out) == "deny"
     assert "session budget cap of $1.00" in reason(out)
     assert "resets when the session ends" in reason(out)
@@ -142,16 +143,16 @@ def test_day_cap_says_when_the_window_resets_and_it_does(store: SqliteStore,
     clock = FakeClock()
     engine = make_engine(store, tmp_path, clock=clock, budget={"day_usd": 1.0})
     # The default estimate is $0.63.
-    assert decision(engine.handle(pre_agent(tool_use_id="tu1"))) is None
-    out = engine.handle(pre_agent(tool_use_id="tu2"))
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu1")))) is None
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu2")))
     assert decision(out) == "deny" and "UTC (in" in reason(out) and "Retry in about" in reason(out)
     clock.now += 86_400
-    assert decision(engine.handle(pre_agent(tool_use_id="tu3"))) is None
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu3")))) is None
 
 
 def test_warn_cap_allows_with_a_note(store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, budget={"session_usd": 0.01, "session_mode": "warn"})
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) is None
     assert "session budget cap" in out.get("systemMessage", "")
     assert store.ledger.get(f"{SESSION}:tu1") is not None
@@ -159,15 +160,15 @@ def test_warn_cap_allows_with_a_note(store: SqliteStore, tmp_path: Path) -> None
 
 def test_caps_are_shared_by_sessions_of_a_project(store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, budget={"project_usd": 1.0})
-    assert decision(engine.handle(pre_agent(tool_use_id="tu1", session="s-a"))) is None
-    assert decision(engine.handle(pre_agent(tool_use_id="tu1", session="s-b"))) == "deny"
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu1", session="s-a")))) is None
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu1", session="s-b")))) == "deny"
 
 
 def test_admission_denial_releases_the_reservation(store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, admission={"max_in_flight_session": 1,
                                                      "wait_timeout_s": 0})
     engine.handle(pre_agent(tool_use_id="tu1"))
-    assert decision(engine.handle(pre_agent(tool_use_id="tu2"))) == "deny"
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu2")))) == "deny"
     row = store.ledger.get(f"{SESSION}:tu2")
     assert row is not None and row.charged_usd == 0
 
@@ -187,8 +188,8 @@ def test_estimates_come_from_the_history_of_the_same_task(store: SqliteStore,
                                                           tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
     engine.handle(pre_agent("Count the words in file 1", tool_use_id="tu1"))
-    engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
-                                   messages=[("m", BIG)]))
+    rendered(engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1",
+                                   messages=[("m", BIG)])))
     settled = store.ledger.get(f"{SESSION}:tu1")
     engine.handle(pre_agent("Count the words in file 2", tool_use_id="tu2"))
     again = store.ledger.get(f"{SESSION}:tu2")
@@ -201,16 +202,16 @@ def test_rate_gate_holds_new_agents_until_it_opens(store: SqliteStore, tmp_path:
     engine = make_engine(store, tmp_path, clock=clock)
     store.rate_gate.close_until("api", int((clock.now + 30) * 1e6), 429, "rate limited",
                                 int(clock.now * 1e6))
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) == "deny" and "429" in reason(out) and "Retry in about 30 s" in reason(out)
     clock.now += 31
-    assert decision(engine.handle(pre_agent(tool_use_id="tu2"))) is None
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="tu2")))) is None
 
 
 def test_a_broken_ledger_fails_closed(store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
     store.query("DROP TABLE ledger")
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) == "deny" and "budget check failed" in reason(out)
 
 
@@ -256,8 +257,8 @@ def test_status_and_metrics_show_each_agents_cost_with_the_token_split(
     clock.now = _time.time()
     engine = make_engine(store, tmp_path, clock=clock)
     engine.handle(pre_agent(tool_use_id="tu1"))
-    engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1", messages=[
-        ("m", {**BIG, "cache_read_input_tokens": 5_000, "cache_creation_input_tokens": 700})]))
+    rendered(engine.handle(_foreground_done(tmp_path, tool_use_id="tu1", agent_id="a1", messages=[
+        ("m", {**BIG, "cache_read_input_tokens": 5_000, "cache_creation_input_tokens": 700})])))
     engine.handle(pre_agent(tool_use_id="tu2", background=True))  # still at its estimate
     summary = cost_summary(store)
     assert (summary["agents"], summary["settled"], summary["estimated"]) == (2, 1, 1)
@@ -286,10 +287,10 @@ def test_task_stop_settles_the_stopped_agents_usage(store: SqliteStore, tmp_path
     engine.handle(pre_agent(tool_use_id="tu3", background=True))
     engine.handle(post_agent(tool_use_id="tu3", status="async_launched", agent_id="bg3"))
     transcript = _session_transcript(tmp_path, "bg3", BIG)
-    engine.handle({"session_id": SESSION, "hook_event_name": "PostToolUse",
+    rendered(engine.handle({"session_id": SESSION, "hook_event_name": "PostToolUse",
                    "tool_name": "TaskStop", "tool_input": {"task_id": "bg3"},
                    "tool_response": {"task_id": "bg3"}, "tool_use_id": "tu4",
-                   "transcript_path": transcript})
+                   "transcript_path": transcript}))
     row = store.ledger.get(f"{SESSION}:tu3")
     assert row is not None and row.state == "settled" and row.input_tokens == 100_000
     assert audit_rows(store, "surface.end")[-1]["cost"]["input_tokens"] == 100_000
@@ -302,8 +303,8 @@ def test_session_end_settles_what_transcripts_say_before_abandoning(
     engine.handle(post_agent(tool_use_id="tu5", status="async_launched", agent_id="bg5"))
     engine.handle(pre_agent(tool_use_id="tu6", background=True))  # never launched
     transcript = _session_transcript(tmp_path, "bg5", BIG)
-    engine.handle({"session_id": SESSION, "hook_event_name": "SessionEnd",
-                   "transcript_path": transcript})
+    rendered(engine.handle({"session_id": SESSION, "hook_event_name": "SessionEnd",
+                   "transcript_path": transcript}))
     states = {r.id.rsplit(":", 1)[1]: r.state for r in store.ledger.rows(session_id=SESSION)}
     assert states == {"tu5": "settled", "tu6": "abandoned"}
 

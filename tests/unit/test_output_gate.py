@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.audit import sanitize
 from smart_orchestrator.detect.encoded import FragmentMemory, scan_disguised
 from smart_orchestrator.policy import normalize_mcp_args
@@ -80,8 +81,8 @@ def test_a_reused_agent_id_with_a_new_answer_is_decided_again(store: SqliteStore
     for message in (f"the key is {AWS_KEY}", "the key is in the vault"):
         payload = subagent_event("SubagentStop", "a1", message=message)
         key = claim_key("SubagentStop", SESSION, "", "a1", payload)
-        outcomes.append(decide_once(store, key, "server:1",
-                                    lambda p=payload: engine.handle(p)).decision)  # type: ignore[misc]
+        outcomes.append(decide_once(store, key,
+                                    lambda p=payload: rendered(engine.handle(p))).decision)  # type: ignore[misc]
     assert outcomes[0]["decision"] == "block"
     assert outcomes[1] == {}
 
@@ -97,18 +98,17 @@ def test_a_recorded_decision_holds_no_rewritten_text(store: SqliteStore) -> None
     decision = {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                        "permissionDecision": "allow", "updatedInput": updated}}
     key = claim_key("PreToolUse", SESSION, "toolu_1", "", pre_agent())
-    decide_once(store, key, "server:1", lambda: decision)
+    decide_once(store, key, lambda: decision)
     [(raw,)] = store.query("SELECT decision FROM claims WHERE key = ?", (key,))
     assert "hunter2" not in raw and "sealed" in raw
-    # The other hook computes the same text from its own payload, and returns it.
-    echoed = decide_once(store, key, "command:2", lambda: {}, free_text=lambda: {
-        "updatedInput": updated})
-    assert not echoed.here and echoed.decision == decision
+    # A second delivery computes the same text from its own payload, and returns it.
+    again = decide_once(store, key, lambda: {}, free_text=lambda: {"updatedInput": updated})
+    assert not again.here and again.decision == decision
     with pytest.raises(Undecided, match="does not match"):
-        decide_once(store, key, "command:3", lambda: {}, free_text=lambda: {
+        decide_once(store, key, lambda: {}, free_text=lambda: {
             "updatedInput": {"prompt": "something else"}})
     with pytest.raises(Undecided):
-        decide_once(store, key, "command:4", lambda: {})
+        decide_once(store, key, lambda: {})
 
 
 def test_unseal_refuses_a_missing_text() -> None:
@@ -121,11 +121,11 @@ def test_the_redacting_engine_reproduces_its_own_text(store: SqliteStore,
                                                        tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, secrets={"action": "redact"})
     payload = pre_agent(f"deploy with {AWS_KEY}", tool_use_id="toolu_9")
-    out = engine.handle(payload)
+    out = rendered(engine.handle(payload))
     assert out["hookSpecificOutput"]["updatedInput"] == \
         engine.outputs.free_text(payload)["updatedInput"]
     post = post_agent(f"the key is {AWS_KEY}")
-    assert engine.handle(post)["hookSpecificOutput"]["updatedToolOutput"] == \
+    assert rendered(engine.handle(post))["hookSpecificOutput"]["updatedToolOutput"] == \
         engine.outputs.free_text(post)["updatedToolOutput"]
 
 
@@ -135,7 +135,7 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
     payload = post_agent(f"Found it: {AWS_KEY}. Done.")
-    out = engine.handle(payload)
+    out = rendered(engine.handle(payload))
     updated = out["hookSpecificOutput"]["updatedToolOutput"]
     assert set(updated) == set(payload["tool_response"])
     assert updated["content"] == [{"type": "text",
@@ -149,7 +149,7 @@ def test_a_foreground_answer_with_a_credential_is_redacted_in_its_own_shape(
     ids=["spelled", "reversed", "rot13", "cut"])
 def test_a_disguised_credential_withholds_the_whole_answer(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {form}")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text == WITHHELD
 
@@ -163,7 +163,7 @@ def test_an_encoded_credential_is_redacted_where_it_is_written(
         store: SqliteStore, tmp_path: Path, form: str) -> None:
     # The normalised view maps the decoded key back to its encoded bytes: they are
     # replaced in place, and the rest of the answer is delivered.
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {form} -- thanks"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {form} -- thanks")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert text.startswith("Decode: ") and text.endswith(" -- thanks")
     assert "[REDACTED:aws-access-key-id]" in text
@@ -172,25 +172,25 @@ def test_an_encoded_credential_is_redacted_where_it_is_written(
 
 def test_an_allowlist_pragma_in_an_answer_does_not_let_the_credential_through(
         store: SqliteStore, tmp_path: Path) -> None:
-    out = make_engine(store, tmp_path).handle(post_agent(f"Decode: {AWS_KEY}{PRAGMA}"))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent(f"Decode: {AWS_KEY}{PRAGMA}")))
     text = out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"]
     assert AWS_KEY not in text and "[REDACTED:aws-access-key-id]" in text
 
 
 def test_a_clean_answer_is_not_rewritten(store: SqliteStore, tmp_path: Path) -> None:
-    assert make_engine(store, tmp_path).handle(post_agent("3 files changed, commit 1a2b3c4")) \
-        == {}
+    engine = make_engine(store, tmp_path)
+    assert rendered(engine.handle(post_agent("3 files changed, commit 1a2b3c4"))) == {}
 
 
 def test_a_credential_cut_across_answers_is_withheld_from_the_second(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(post_agent(f"part one {AWS_KEY[:10]}", tool_use_id="t1")) == {}
-    out = engine.handle(post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t2"))
+    assert rendered(engine.handle(post_agent(f"part one {AWS_KEY[:10]}", tool_use_id="t1"))) == {}
+    out = rendered(engine.handle(post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t2")))
     assert out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"] == WITHHELD
     # Another session's pieces are not joined to it.
     other = post_agent(f"part two {AWS_KEY[10:]}", tool_use_id="t3", session="other")
-    assert make_engine(store, tmp_path).handle(other) == {}
+    assert rendered(make_engine(store, tmp_path).handle(other)) == {}
 
 
 def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
@@ -205,7 +205,7 @@ def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
 
     def run(payload: dict[str, Any]) -> None:
         start.wait()
-        outs.append(engine.handle(payload))
+        outs.append(rendered(engine.handle(payload)))
 
     threads = [threading.Thread(target=run, args=(h,)) for h in halves]
     for t in threads:
@@ -218,14 +218,14 @@ def test_halves_scanned_at_the_same_time_are_joined(store: SqliteStore,
 def test_a_withheld_answer_does_not_taint_the_next_clean_one(store: SqliteStore,
                                                               tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(post_agent(f"key {AWS_KEY}", tool_use_id="t1"))
-    assert engine.handle(post_agent("all done, 3 files", tool_use_id="t2")) == {}
+    assert rendered(engine.handle(post_agent(f"key {AWS_KEY}", tool_use_id="t1")))
+    assert rendered(engine.handle(post_agent("all done, 3 files", tool_use_id="t2"))) == {}
 
 
 def test_a_task_notification_with_a_credential_is_blocked_and_audited(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    out = engine.handle(notification(f"the key is {AWS_KEY}"))
+    out = rendered(engine.handle(notification(f"the key is {AWS_KEY}")))
     assert out["decision"] == "block"
     assert out["hookSpecificOutput"] == {"hookEventName": "UserPromptSubmit",
                                          "suppressOriginalPrompt": True}
@@ -237,16 +237,16 @@ def test_a_task_notification_with_a_credential_is_blocked_and_audited(
 def test_clean_notifications_and_the_users_own_prompts_pass(store: SqliteStore,
                                                             tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path)
-    assert engine.handle(notification("all 3 files updated")) == {}
+    assert rendered(engine.handle(notification("all 3 files updated"))) == {}
     users = {"session_id": SESSION, "hook_event_name": "UserPromptSubmit",
              "prompt": f"use {AWS_KEY} to deploy"}
-    assert engine.handle(users) == {}
+    assert rendered(engine.handle(users)) == {}
 
 
 def test_warn_mode_notes_a_notification_without_blocking(store: SqliteStore,
                                                           tmp_path: Path) -> None:
-    out = make_engine(store, tmp_path, output={"secrets": "warn"}).handle(
-        notification(f"key {AWS_KEY}"))
+    out = rendered(make_engine(store, tmp_path, output={"secrets": "warn"}).handle(
+        notification(f"key {AWS_KEY}")))
     assert "decision" not in out and "warn mode" in out["systemMessage"]
 
 
@@ -300,7 +300,7 @@ def test_policy_check_called_with_a_credential_for_an_id_writes_nothing(
     factory = EngineFactory(store, source="server", project_dir=tmp_path)
     for payload in (pre_agent(), subagent_event("SubagentStart", "a1"),
                     post_agent(f"key {AWS_KEY}")):
-        out = factory.decide({**payload, field: f"x{AWS_KEY}"})
+        out = rendered(factory.decide({**payload, field: f"x{AWS_KEY}"}))
         if payload["hook_event_name"] == "PreToolUse":
             assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
         else:
@@ -313,7 +313,7 @@ def test_an_output_too_large_to_scan_in_time_is_withheld(store: SqliteStore,
                                                           tmp_path: Path) -> None:
     from smart_orchestrator.policy.outputs import MAX_SCANNED_CHARS
 
-    out = make_engine(store, tmp_path).handle(post_agent("a" * (MAX_SCANNED_CHARS + 1)))
+    out = rendered(make_engine(store, tmp_path).handle(post_agent("a" * (MAX_SCANNED_CHARS + 1))))
     assert out["hookSpecificOutput"]["updatedToolOutput"]["content"][0]["text"] == WITHHELD
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from smart_orchestrator.audit import AuditLog
+from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.paths import locate_data_dir
-from smart_orchestrator.policy.claims import ServerBeacon
 from smart_orchestrator.status import collect_status
 from smart_orchestrator.store import SqliteStore
 

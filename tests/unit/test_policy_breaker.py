@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.policy.breaker import CircuitBreakers
 from smart_orchestrator.policy.config import BreakerPolicy
 from smart_orchestrator.policy.engine import PolicyEngine
@@ -21,10 +22,10 @@ COOLDOWN = 15 * 60 + 1
 def _trip(engine: PolicyEngine, clock: FakeClock, agent_type: str = "flaky") -> None:
     for i in range(3):
         engine.handle(pre_agent(tool_use_id=f"f{i}", subagent_type=agent_type))
-        engine.handle(post_agent(tool_use_id=f"f{i}", status="failed",
-                                 subagent_type=agent_type))
-    assert "circuit breaker" in reason(engine.handle(pre_agent(tool_use_id="x",
-                                                               subagent_type=agent_type)))
+        rendered(engine.handle(post_agent(tool_use_id=f"f{i}", status="failed",
+                                 subagent_type=agent_type)))
+    assert "circuit breaker" in reason(rendered(engine.handle(pre_agent(tool_use_id="x",
+                                                               subagent_type=agent_type))))
     clock.now += COOLDOWN
 
 
@@ -40,19 +41,19 @@ def test_a_trial_that_admission_denies_frees_the_trial(store: SqliteStore,
     engine = make_engine(store, tmp_path, clock,
                          admission={"max_in_flight_session": 1, "wait_timeout_s": 0})
     _trip(engine, clock)
-    assert decision(engine.handle(pre_agent(tool_use_id="busy", subagent_type="other"))) \
+    assert decision(rendered(engine.handle(pre_agent(tool_use_id="busy", subagent_type="other")))) \
         is None, "another type holds the only slot"
-    denied = engine.handle(pre_agent(tool_use_id="trial1", subagent_type="flaky"))
+    denied = rendered(engine.handle(pre_agent(tool_use_id="trial1", subagent_type="flaky")))
     assert decision(denied) == "deny" and "circuit breaker" not in reason(denied)
     engine.handle(post_agent(tool_use_id="busy", subagent_type="other"))
     # Before the fix the breaker stayed half-open for good: "a trial agent is running".
-    assert decision(engine.handle(pre_agent(tool_use_id="trial2", subagent_type="flaky"))) \
-        is None
-    second = engine.handle(pre_agent(tool_use_id="trial3", subagent_type="flaky"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="trial2", subagent_type="flaky")))
+    assert decision(out) is None
+    second = rendered(engine.handle(pre_agent(tool_use_id="trial3", subagent_type="flaky")))
     assert "half-open" in reason(second), "one trial at a time while it runs"
     engine.handle(post_agent(tool_use_id="trial2", subagent_type="flaky"))
-    assert decision(engine.handle(pre_agent(tool_use_id="after", subagent_type="flaky"))) \
-        is None
+    out = rendered(engine.handle(pre_agent(tool_use_id="after", subagent_type="flaky")))
+    assert decision(out) is None
 
 
 def test_a_trial_whose_session_ends_without_an_outcome_is_abandoned(
@@ -60,12 +61,13 @@ def test_a_trial_whose_session_ends_without_an_outcome_is_abandoned(
     clock = FakeClock()
     engine = make_engine(store, tmp_path, clock)
     _trip(engine, clock)
-    assert decision(engine.handle(pre_agent(tool_use_id="trial", subagent_type="flaky"))) \
-        is None
-    assert "half-open" in reason(engine.handle(pre_agent(tool_use_id="t2",
-                                                         subagent_type="flaky")))
+    out = rendered(engine.handle(pre_agent(tool_use_id="trial", subagent_type="flaky")))
+    assert decision(out) is None
+    assert "half-open" in reason(rendered(engine.handle(pre_agent(tool_use_id="t2",
+                                                         subagent_type="flaky"))))
     engine.handle({"hook_event_name": "SessionEnd", "session_id": pre_agent()["session_id"]})
-    assert decision(engine.handle(pre_agent(tool_use_id="t3", subagent_type="flaky"))) is None
+    out = rendered(engine.handle(pre_agent(tool_use_id="t3", subagent_type="flaky")))
+    assert decision(out) is None
 
 
 def test_a_trial_whose_decider_died_before_admission_is_abandoned(
@@ -76,8 +78,8 @@ def test_a_trial_whose_decider_died_before_admission_is_abandoned(
     # A hook process let through as the trial, killed before admission decided.
     verdict = engine.breakers.check("flaky", owner=f"pid:{_dead_pid()}")
     assert verdict.allowed and verdict.state == "half_open"
-    assert decision(engine.handle(pre_agent(tool_use_id="next", subagent_type="flaky"))) \
-        is None
+    out = rendered(engine.handle(pre_agent(tool_use_id="next", subagent_type="flaky")))
+    assert decision(out) is None
 
 
 def _cooled(store: SqliteStore) -> tuple[CircuitBreakers, FakeClock]:

@@ -1,10 +1,9 @@
-"""Exactly-once decisions: an event delivered twice (or to two deciders) is decided once,
+"""Exactly-once decisions: an event delivered twice is decided once by the one decider,
 and a reused id with other input is decided afresh."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,14 +13,7 @@ from typing import Any
 
 import pytest
 
-from smart_orchestrator.policy.claims import (
-    Settled,
-    Undecided,
-    claim,
-    claim_key,
-    decide_once,
-    process_owner,
-)
+from smart_orchestrator.policy.claims import Settled, Undecided, claim, claim_key, decide_once
 from smart_orchestrator.store import SqliteStore
 
 from .policy_payloads import SESSION, pre_agent
@@ -49,60 +41,65 @@ def _dead_pid() -> int:
 
 
 def _never() -> dict[str, Any]:
-    raise AssertionError("this hook must not decide")
+    raise AssertionError("this delivery must not decide")
 
 
-def test_the_second_hook_returns_the_first_hooks_decision_without_deciding(
+def test_a_second_delivery_is_answered_from_the_record_without_deciding(
         store: SqliteStore) -> None:
-    first = decide_once(store, KEY, "server:1", lambda: DENY)
-    second = decide_once(store, KEY, "command:2", _never)
-    assert first == Settled(DENY, True) and first.answer() == DENY
+    first = decide_once(store, KEY, lambda: DENY)
+    second = decide_once(store, KEY, _never)
+    assert first == Settled(DENY, True)
     assert second == Settled(DENY, False)
-    assert second.answer() == {"hookSpecificOutput": DENY["hookSpecificOutput"]}
 
 
-def test_a_holder_that_died_before_deciding_is_taken_over(store: SqliteStore) -> None:
-    dead = f"server:{_dead_pid()}"
-    assert claim(store, KEY, dead)
-    settled = decide_once(store, KEY, "command:2", lambda: DENY, decision_timeout_s=5)
-    assert settled == Settled(DENY, True)
-    assert store.query("SELECT owner FROM claims") == [("command:2",)]
-
-
-def test_a_live_holder_that_never_decides_is_reported(store: SqliteStore) -> None:
-    assert claim(store, KEY, process_owner("server"))  # this process: alive
-    with pytest.raises(Undecided, match=r"server:\d+ took this event but did not decide"):
-        decide_once(store, KEY, "command:2", _never, decision_timeout_s=0.2)
+def test_an_event_whose_holder_ended_before_deciding_is_not_answered(
+        store: SqliteStore) -> None:
+    """A killed service's pending calls were failed (blocking their actions): the claim it
+    left is never taken for a decision, and the event is not decided behind its back."""
+    assert claim(store, KEY, f"server:{_dead_pid()}")
+    with pytest.raises(Undecided, match=r"server:\d+ took this event but left no decision"):
+        decide_once(store, KEY, _never)
 
 
 def test_a_damaged_decision_counts_as_none(store: SqliteStore) -> None:
-    assert claim(store, KEY, f"server:{_dead_pid()}")
+    decide_once(store, KEY, lambda: DENY)
     with store.transaction() as conn:
         conn.execute("UPDATE claims SET decision = '[not json'")
-    assert decide_once(store, KEY, "command:2", lambda: DENY).here
+    with pytest.raises(Undecided):
+        decide_once(store, KEY, _never)
 
 
-def test_racing_hooks_decide_once_and_answer_alike(tmp_path: Path) -> None:
+def test_deliveries_racing_in_the_service_decide_once_and_answer_alike(tmp_path: Path) -> None:
+    """The same event twice at once (each with its own store connection, as the service's
+    worker threads have one store between them or a test has two): one decides, the other
+    waits for that decision instead of deciding or failing."""
     db = tmp_path / "state.db"
     SqliteStore(db).close()
     for n in range(30):
         key = claim_key("PreToolUse", SESSION, f"toolu_{n}", "")
-        calls: list[str] = []
+        calls: list[int] = []
         results: list[Settled] = []
+        started, release = threading.Event(), threading.Event()
 
-        def run(owner: str, key: str = key, calls: list[str] = calls,
-                results: list[Settled] = results) -> None:
+        def decide(k: int, calls: list[int] = calls, started: threading.Event = started,
+                   release: threading.Event = release) -> dict[str, Any]:
+            calls.append(k)
+            started.set()
+            release.wait(30)  # the other delivery comes while this one decides
+            return {"decided_by": k}
+
+        def run(k: int, key: str = key, results: list[Settled] = results) -> None:
             s = SqliteStore(db)
             try:
-                results.append(decide_once(
-                    s, key, owner, lambda: calls.append(owner) or {"decided_by": owner}))
+                results.append(decide_once(s, key, lambda: decide(k)))
             finally:
                 s.close()
 
-        threads = [threading.Thread(target=run, args=(f"{role}:{os.getpid()}",))
-                   for role in ("server", "command")]
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
         for t in threads:
             t.start()
+        assert started.wait(60)
+        release.set()
         for t in threads:
             t.join()
         assert len(calls) == 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.policy import EngineFactory
 from smart_orchestrator.policy.config import PolicyConfig, build_policy, config_digest
 from smart_orchestrator.policy.pinning import merge_stronger
@@ -43,7 +44,7 @@ def decide(store: SqliteStore, project: Path, prompt: str = SECRET_PROMPT,
            session: str = "s1", tool_use_id: str = "t1") -> dict[str, Any]:
     # A fresh factory per call, as each command hook process builds its own.
     factory = EngineFactory(store, source="command", project_dir=project, metrics=healthy)
-    return factory.decide(pre_agent(prompt, session=session, tool_use_id=tool_use_id))
+    return rendered(factory.decide(pre_agent(prompt, session=session, tool_use_id=tool_use_id)))
 
 
 def rows(store: SqliteStore, kind: str) -> list[dict[str, Any]]:
@@ -385,9 +386,9 @@ def test_an_inline_pragma_does_not_let_a_secret_out_of_a_subagent(store: SqliteS
     factory.decide(pre_agent("SUBTASK: find the key", session="s1"))
     answer = f"key = {AWS_KEY}  # pragma: allowlist secret\n{AWS_SECRET}  // pragma: " \
              "allowlist secret"
-    out = factory.decide(post_agent(answer, session="s1"))
+    out = rendered(factory.decide(post_agent(answer, session="s1")))
     assert out["decision"] == "block"
-    stop = factory.decide(subagent_event("SubagentStop", "a1", message=answer))
+    stop = rendered(factory.decide(subagent_event("SubagentStop", "a1", message=answer)))
     assert stop["decision"] == "block"
 
 

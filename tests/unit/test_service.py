@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -120,6 +121,29 @@ def test_one_service_decides_for_several_sessions_each_in_its_own_project(
     assert {s["session"] for s in status["servers"]} == {"alpha-se", "bravo-se"}
 
 
+def test_a_subagent_start_is_answered_at_once_and_recorded_before_the_next_call(
+        service: subprocess.Popen[bytes], data: Path, tmp_path: Path) -> None:
+    client = _Client(data, "start-session", tmp_path)
+    client.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "policy_check", "_meta": ENVELOPE, "arguments": {
+            "event": "SubagentStart", "session_id": "start-session", "agent_id": "agent-7",
+            "agent_type": "general-purpose"}}})
+    client.send(_hook_call(2, session="start-session", tool="Bash", agent_id="agent-7"))
+    assert json.loads(client.answer(1)["result"]["content"][0]["text"]) == {}
+    assert _decision(client.answer(2)) is None
+    # The model's own messages still reach the SDK, which loads after the service listens.
+    client.send({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {
+        "_meta": ENVELOPE}})
+    assert "policy_check" in {t["name"] for t in client.answer(3)["result"]["tools"]}
+    conn = sqlite3.connect(f"file:{data / 'state.db'}?mode=ro", uri=True)
+    try:
+        kinds = [k for (k,) in conn.execute(
+            "SELECT kind FROM audit WHERE kind IN ('agent.start', 'tool.use') ORDER BY seq")]
+    finally:
+        conn.close()
+    assert kinds == ["agent.start", "tool.use"]
+
+
 def test_only_the_owner_can_reach_the_service(service: subprocess.Popen[bytes],
                                               data: Path) -> None:
     path = socket_path(data)
@@ -138,6 +162,24 @@ def test_a_shim_of_another_plugin_version_makes_the_service_restart(
 def test_the_snapshot_the_shim_serves_matches_the_server(tmp_path: Path) -> None:
     assert json.loads(SNAPSHOT.read_text()) == live_snapshot(tmp_path), \
         "regenerate it: .venv/bin/python -m mcp_server.snapshot"
+
+
+def test_the_service_decides_hooks_without_importing_the_mcp_sdk() -> None:
+    """A cold start waits for what the policy pin and the first hook call need; the SDK
+    (about two seconds to import) loads after the service listens."""
+    code = ("import sys, mcp_server.service; "
+            "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', "
+            "'mcp_types', 'pydantic'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_hook_results_carry_the_server_info_the_sdk_stamps() -> None:
+    from mcp_server.hook_call import SERVER_INFO
+    from mcp_server.server import build_server
+
+    assert build_server()._lowlevel_server.server_info_stamp == SERVER_INFO
 
 
 # -- the shim ------------------------------------------------------------------------------

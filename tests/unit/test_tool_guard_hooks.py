@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.policy.config import build_policy
 from smart_orchestrator.policy.engine import PolicyEngine
 from smart_orchestrator.store import SqliteStore
@@ -58,7 +59,8 @@ def reason(out: dict[str, Any]) -> str:
 
 def test_a_credential_read_is_denied_in_one_line_and_audited(store: SqliteStore,
                                                               home: Path) -> None:
-    out = engine(store, home).handle(call(home, "Bash", {"command": "cd ~ && awk 1 .ssh/id*"}))
+    e = engine(store, home)
+    out = rendered(e.handle(call(home, "Bash", {"command": "cd ~ && awk 1 .ssh/id*"})))
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert "SSH keys" in reason(out) and "\n" not in reason(out)
     [row] = tool_rows(store)
@@ -70,9 +72,9 @@ def test_a_credential_read_is_denied_in_one_line_and_audited(store: SqliteStore,
 def test_an_unresolvable_command_is_denied_by_default_and_allowed_when_configured(
         store: SqliteStore, home: Path) -> None:
     payload = call(home, "Bash", {"command": "cat $(echo notes.txt)"})
-    out = engine(store, home).handle(payload)
+    out = rendered(engine(store, home).handle(payload))
     assert "command substitution" in reason(out)
-    allowed = engine(store, home, tools={"unresolvable": "allow"}).handle(payload)
+    allowed = rendered(engine(store, home, tools={"unresolvable": "allow"}).handle(payload))
     assert allowed == {}
     rows = tool_rows(store)
     assert [r["decision"] for r in rows] == ["deny", "allow"]
@@ -80,23 +82,23 @@ def test_an_unresolvable_command_is_denied_by_default_and_allowed_when_configure
 
 
 def test_warn_mode_records_what_it_would_deny(store: SqliteStore, home: Path) -> None:
-    out = engine(store, home, tools={"mode": "warn"}).handle(
-        call(home, "Read", {"file_path": str(home / ".ssh" / "id_rsa")}))
+    out = rendered(engine(store, home, tools={"mode": "warn"}).handle(
+        call(home, "Read", {"file_path": str(home / ".ssh" / "id_rsa")})))
     assert out == {}
     [row] = tool_rows(store)
     assert row["would_deny"] == ["tools:credential-read"] and row["decision"] == "allow"
 
 
 def test_a_write_to_the_policy_file_is_denied(store: SqliteStore, home: Path) -> None:
-    out = engine(store, home).handle(call(home, "Write", {
-        "file_path": ".claude/smart-orchestrator.toml", "content": "preset = 'permissive'"}))
+    out = rendered(engine(store, home).handle(call(home, "Write", {
+        "file_path": ".claude/smart-orchestrator.toml", "content": "preset = 'permissive'"})))
     assert "state, policy or hooks" in reason(out)
 
 
 def test_the_main_agents_calls_stay_unpoliced(store: SqliteStore, home: Path) -> None:
     payload = call(home, "Bash", {"command": "cat ~/.ssh/id_rsa"})
     del payload["agent_id"]
-    assert engine(store, home).handle(payload) == {}
+    assert rendered(engine(store, home).handle(payload)) == {}
     assert tool_rows(store) == []
 
 
@@ -106,6 +108,6 @@ def test_a_crash_in_the_tool_check_denies_a_subagent(store: SqliteStore, home: P
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("smart_orchestrator.policy.paths_guard.check_tool_call", boom)
-    out = engine(store, home).handle(call(home, "Bash", {"command": "ls"}))
+    out = rendered(engine(store, home).handle(call(home, "Bash", {"command": "ls"})))
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert "fails closed" in reason(out)

@@ -290,17 +290,19 @@ def run_claude(
     max_turns: int | None = None,
     claude_bin: Path | None = None,
     tmpdir: Path | None = None,
+    hook_events: bool = True,
 ) -> ClaudeRun:
     """Run `claude -p PROMPT` against `model_url`; raise ClaudeTimeoutError past `timeout`.
 
     `home` and `tmpdir` default to fresh directories removed afterwards; `env` is applied
-    last, over the offline variables.
+    last, over the offline variables. `hook_events=False` leaves out
+    `--include-hook-events` (the Agent SDK's default), as a benchmark of what users pay does.
     """
     binary = claude_bin or find_claude_bin()
     if binary is None:
         raise FileNotFoundError("claude_agent_sdk/_bundled/claude is not installed")
     args = [str(binary), "-p", prompt, "--output-format", "stream-json", "--verbose",
-            "--include-hook-events"]
+            *(["--include-hook-events"] if hook_events else [])]
     if plugin_dir is not None:
         args += ["--plugin-dir", str(plugin_dir)]
     if allowed_tools:
