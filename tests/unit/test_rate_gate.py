@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.budget import Budget
 from smart_orchestrator.budget.ratelimit import (
     NATIVE_GAVE_UP_S,
@@ -109,7 +110,7 @@ def test_a_subagent_that_gave_up_on_a_429_makes_new_agents_wait_then_go(
     clock = FakeClock()
     engine = make_engine(store, tmp_path, clock=clock, budget={"max_backoff_s": 20})
     engine.budgets.random = lambda: 0.5
-    assert engine.handle(_stop_failure("rate_limit", SHOWN_429, agent_id="a1")) == {}
+    assert rendered(engine.handle(_stop_failure("rate_limit", SHOWN_429, agent_id="a1"))) == {}
     row = store.rate_gate.get("api")
     assert row is not None and row.status == 429
     # No Retry-After reaches a hook for a subagent: Claude Code's backoff cap, bounded.
@@ -117,7 +118,7 @@ def test_a_subagent_that_gave_up_on_a_429_makes_new_agents_wait_then_go(
     [limited] = audit_rows(store, "rate.limited")
     assert limited["agent_id"] == "a1" and limited["status"] == 429
     before = clock.now
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) is None, reason(out)
     # It waited for the gate and then its own share of a quarter of the wait.
     assert clock.now - before == pytest.approx(20 + 0.5 * 0.25 * 20, abs=0.02)
@@ -142,7 +143,7 @@ def test_a_gate_closed_past_the_admission_wait_denies_with_when_to_retry(
     engine = make_engine(store, tmp_path, clock=clock, admission={"wait_timeout_s": 5})
     engine.handle(_stop_failure("overloaded", "API Error: 529 Overloaded", agent_id="a2"))
     before = clock.now
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) == "deny" and "529" in reason(out) and "Retry in about" in reason(out)
     assert clock.now == before, "a wait longer than the bound is not waited"
 
@@ -201,7 +202,7 @@ def test_in_warn_mode_agents_start_at_once_with_a_note(store: SqliteStore,
     engine = make_engine(store, tmp_path, clock=clock, budget={"rate_limit": "warn"})
     engine.handle(_stop_failure("rate_limit", SHOWN_429, agent_id="a1"))
     before = clock.now
-    out = engine.handle(pre_agent(tool_use_id="tu1"))
+    out = rendered(engine.handle(pre_agent(tool_use_id="tu1")))
     assert decision(out) is None and clock.now == before
     assert "rate-limited" in json.dumps(audit_rows(store, "policy.decision")[-1])
 
