@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -175,7 +176,7 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        checked = hook and _main_result_to_check(args)
+        checked = hook and (_main_result_to_check(args) or self._risky_main_call(args))
         if hook and not guarded(args) and not checked and \
                 args.get("event") != "UserPromptSubmit":
             # Nothing here starts or feeds an agent (a Stop, the session's end, a
@@ -218,8 +219,24 @@ class Shim:
                                                "" if response is None else response)},
                     "systemMessage": "Smart Orchestrator withheld a tool result: " +
                     self._unavailable()}
-        return fail_closed(args, "Smart Orchestrator cannot check this call: " +
-                           self._unavailable())
+        reason = "Smart Orchestrator cannot check this call: " + self._unavailable()
+        if self._risky_main_call(args):
+            return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                           "permissionDecision": "deny",
+                                           "permissionDecisionReason": reason}}
+        return fail_closed(args, reason)
+
+    def _risky_main_call(self, args: dict[str, Any]) -> bool:
+        """A call of the main agent's own that might reach the plugin's data or Claude
+        Code's agent transcripts, which the service would decide on resolved paths: while
+        the service is away, one that names such a place, or builds a path (a glob, a
+        variable, a substitution), waits for it and is denied if it does not come. The
+        model could otherwise kill the service and read the audit key in the gap."""
+        if args.get("event") != "PreToolUse" or args.get("agent_id") or \
+                str(args.get("tool_name") or "") in AGENT_TOOLS:
+            return False
+        text = str(args.get("tool_input") or "").lower()
+        return bool(_RISKY.search(text)) or str(self.data).lower() in text
 
     def _unavailable(self) -> str:
         return (f"its service is not running ({self._problem}). It restarts by itself; if "
@@ -344,6 +361,14 @@ class Shim:
                 self.stdout.flush()
             except (OSError, ValueError):
                 self._closing = True
+
+
+# Names of the places the service keeps from the main agent, and what builds a path the
+# shim cannot resolve without it. Over-broad on purpose: it applies only while the service
+# is away.
+_RISKY = re.compile(r"claude|witness|state\.|projects|subagents|tasks|tool-results|\.output|"
+                    r"plugins|orchestrator|/proc/|[*?\[$`\\{]|\b(?:ln|link|cp|mv|rsync|tar|"
+                    r"python\d*|perl|ruby|node|sh|bash|zsh|eval|source)\b")
 
 
 def _nothing_to_redact(msg: dict[str, Any]) -> bool:

@@ -23,6 +23,10 @@ from typing import NamedTuple
 from ._shell_rules import (
     ASSIGNERS,
     AWKS,
+    CLAUDE_INFO_FLAGS,
+    CLAUDE_PROGRAMS,
+    CLAUDE_READ_ONLY,
+    CLAUDE_READ_ONLY_COMMANDS,
     DYNAMIC_CODE,
     EMBEDDED_PATH,
     FLAT,
@@ -60,6 +64,7 @@ class ShellResolution(NamedTuple):
     touches: tuple[Touch, ...]
     unresolved: str | None  # why the line cannot be resolved safely, if it cannot
     reveals: str | None     # a command that prints a stored credential without naming a file
+    controls: str | None = None  # a run of Claude Code itself: a session of its own, its config
 
 
 MAX_DEPTH = 4
@@ -86,6 +91,7 @@ class _State:
         self.functions: set[str] = set()
         self.touches: list[Touch] = []
         self.reveals: str | None = None
+        self.controls: str | None = None
         self.dotglob = False
         self.globstar = False
         self.heredocs: list[str] = []
@@ -97,8 +103,8 @@ def resolve_command(command: str, cwd: str, env: Mapping[str, str], *, home: str
     try:
         _resolve_into(command, state)
     except Unresolvable as exc:
-        return ShellResolution(tuple(state.touches), str(exc), state.reveals)
-    return ShellResolution(tuple(state.touches), None, state.reveals)
+        return ShellResolution(tuple(state.touches), str(exc), state.reveals, state.controls)
+    return ShellResolution(tuple(state.touches), None, state.reveals, state.controls)
 
 
 def resolve_code(language: str, code: str, cwd: str, env: Mapping[str, str], *,
@@ -422,6 +428,18 @@ def _check_reveals(name: str, args: list[str], state: _State) -> None:
     for (program, *words), what in REVEALS:
         if fnmatch.fnmatchcase(name, program) and all(w in args for w in words):
             state.reveals = f"it prints {what}"
+    if (name in CLAUDE_PROGRAMS and not _claude_reads_only(args)) or (
+            name in ("npx", "bunx", "pnpx", "dlx") and any("claude-code" in a for a in args)):
+        state.controls = ("it runs Claude Code itself (" + " ".join([name, *args[:3]])[:80] +
+                          "): a session of its own starts agents without these checks, and "
+                          "its subcommands change plugins, MCP servers and settings")
+
+
+def _claude_reads_only(args: list[str]) -> bool:
+    words = [a for a in args if not a.startswith("-")]
+    if not words:
+        return bool(args) and all(a in CLAUDE_INFO_FLAGS for a in args)
+    return tuple(words[:2]) in CLAUDE_READ_ONLY or words[0] in CLAUDE_READ_ONLY_COMMANDS
 
 
 def _run_shell(name: str, args: list[str], state: _State, piped: bool) -> None:

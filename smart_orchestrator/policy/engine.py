@@ -357,8 +357,10 @@ class PolicyEngine:
     def _pre_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
         agent_id = _s(p.get("agent_id"))
         cfg = self.config.tools
-        if not agent_id or cfg.mode == "off":
-            return {}  # the main agent's own tools are not ours to police
+        if cfg.mode == "off":
+            return {}
+        if not agent_id:
+            return self._main_tool(p)
         raw = p.get("tool_input")
         ti: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         tool = _s(p.get("tool_name"))
@@ -393,7 +395,7 @@ class PolicyEngine:
                  else self.project_dir / baseline] if baseline else []
         verdict = check_tool_call(tool, ti, guard_context(
             p, project_dir=self.project_dir, data_dir=data_dir(), extra_protected=extra))
-        found: list[Finding] = []
+        found = _own_findings(verdict, cfg, "subagents")
         # The older name rules (*.pem, *.key, credentials.json) still hold for file tools; a
         # Bash line is judged on its resolved paths alone.
         named = regex_credential and tool != "Bash"
@@ -417,6 +419,45 @@ class PolicyEngine:
                                      "the command cannot be checked for credential access "
                                      f"({verdict.unresolved}); write it with plain paths", True))
         return sorted(set(flags)), found
+
+    def _main_tool(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        """The main agent's own tool call. Its files and credentials are the user's; what
+        is kept from it is what would undo the plugin: reading the data folder (the audit
+        key) or the agents' raw transcripts, changing the plugin's files, hooks or Claude
+        Code's settings, and running Claude Code itself. A line that cannot be resolved
+        passes unless it names one of those places (its results are still redacted of
+        subagent transcripts' credentials)."""
+        from .paths_guard import check_tool_call, main_agent_context
+
+        cfg = self.config.tools
+        raw = p.get("tool_input")
+        if not isinstance(raw, Mapping):
+            return {}
+        tool = _s(p.get("tool_name"))
+        try:
+            ctx = main_agent_context(p, project_dir=self.project_dir, data_dir=data_dir())
+            verdict = check_tool_call(tool, raw, ctx)
+            found = _own_findings(verdict, cfg, "the main agent")
+            if verdict.unresolved and not found and _names_own(raw, ctx.read_protected):
+                found.append(Finding("tools", "own-state", "critical",
+                                     "it names the plugin's data folder or Claude Code's "
+                                     "transcripts in a form that cannot be resolved "
+                                     f"({verdict.unresolved})", True))
+        except Exception as exc:  # a crashed check must not wave a read of the key through
+            found = self._check_failed("tools", exc)
+        if not found:
+            return {}  # the main agent's ordinary calls leave no row: one per call is noise
+        enforced = found if cfg.mode == "enforce" else []
+        self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=None,
+                          agent_type="main", tool=tool, flags=sorted({f.rule_id for f in found}),
+                          input=digest_text(json.dumps(raw, sort_keys=True, default=str)),
+                          decision="deny" if enforced else "allow",
+                          denied_by=[f"tools:{f.rule_id}" for f in enforced],
+                          would_deny=[f"tools:{f.rule_id}" for f in found if not enforced],
+                          source=self.source)
+        if enforced:
+            return deny(f"Smart Orchestrator denied this tool call: {enforced[0].detail}.")
+        return {}
 
     def subagent_start(self, p: Mapping[str, Any]) -> dict[str, Any]:
         agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))
@@ -452,6 +493,31 @@ _PAYLOAD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
 _INPUT_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("subagent_type", str), ("run_in_background", bool), ("model", str), ("effort", str),
     ("isolation", str))
+
+
+def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
+    found: list[Finding] = []
+    if verdict.own and cfg.deny_state_reads:
+        found.append(Finding("tools", "own-state", "critical",
+                             f"{who} may not read or change {verdict.own}", True))
+    if verdict.controls and cfg.deny_state_writes:
+        found.append(Finding("tools", "runs-claude", "critical", verdict.controls, True))
+    if who == "the main agent" and verdict.state_write and cfg.deny_state_writes:
+        found.append(Finding("tools", "state-write", "critical",
+                             f"the main agent may not change {verdict.state_write} "
+                             "(ask the user to make that change)", True))
+    return found
+
+
+# Words that name the plugin's data or Claude Code's agent records however a line builds
+# the rest of the path.
+_OWN_WORDS = ("witness", "state.db", ".claude/projects", "subagents", "/tasks", "tool-results",
+              "claude-", ".output", "plugins/data", "/proc/")
+
+
+def _names_own(tool_input: Mapping[str, Any], roots: Sequence[str]) -> bool:
+    text = json.dumps(tool_input, default=str).lower()
+    return any(w in text for w in _OWN_WORDS) or any(r.lower() in text for r in roots)
 
 
 def _shape_problem(p: Mapping[str, Any], ti: Any) -> str | None:
