@@ -235,7 +235,7 @@ class Shim:
         if args.get("event") != "PreToolUse" or args.get("agent_id") or \
                 str(args.get("tool_name") or "") in AGENT_TOOLS:
             return False
-        text = str(args.get("tool_input") or "").lower()
+        text = "\n".join(_strings(args.get("tool_input"))).lower()
         return bool(_RISKY.search(text)) or str(self.data).lower() in text
 
     def _unavailable(self) -> str:
@@ -369,6 +369,27 @@ class Shim:
 _RISKY = re.compile(r"claude|witness|state\.|projects|subagents|tasks|tool-results|\.output|"
                     r"plugins|orchestrator|/proc/|[*?\[$`\\{]|\b(?:ln|link|cp|mv|rsync|tar|"
                     r"python\d*|perl|ruby|node|sh|bash|zsh|eval|source)\b")
+
+
+def _strings(raw: Any) -> list[str]:
+    """The string values of a hook argument that holds JSON (the input as sent when it is
+    not JSON), keys included: a path may be a key as well as a value."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return [str(raw)]
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.extend(str(k) for k in item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
 
 
 def _nothing_to_redact(msg: dict[str, Any]) -> bool:
