@@ -108,6 +108,8 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
                  project_dir / ".claude" / "settings.local.json",
                  home / ".claude" / "settings.json", home / ".claude" / "settings.local.json",
                  home / ".claude" / "plugins", home / ".claude.json",
+                 # The plugin's own folder, wherever it is installed: its hooks and code.
+                 Path(__file__).resolve().parents[2],
                  *extra_protected]
     for var in ("CLAUDE_PLUGIN_ROOT", "SMART_ORCHESTRATOR_POLICY", "SMART_ORCHESTRATOR_DB"):
         if env.get(var):
