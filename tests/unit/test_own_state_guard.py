@@ -217,3 +217,35 @@ def test_a_crash_in_the_check_denies_the_main_agent_too(
     monkeypatch.setattr("smart_orchestrator.policy.paths_guard.check_tool_call", boom)
     out = engine(store, home).handle(main_call(home, "Read", {"file_path": "README.md"}))
     assert decision(out) == "deny"
+
+
+@pytest.mark.parametrize(("tool_input", "denied"), [
+    ({"command": "cat /x/witness.key"}, True),
+    ({"command": "xxd /proc/77/fd/5"}, True),
+    ({"command": "cat ~/.cl*/p*/*/*/s*/*"}, True),
+    ({"command": "cat \"$(ls -d ~/.c*)\"/x"}, True),
+    ({"command": "python3 -c 'print(open(bytes([47]).decode()).read())'"}, True),
+    ({"command": "claude plugin disable smart-orchestrator"}, True),
+    ({"file_path": "/x/.claude/projects/p/s/subagents/agent-a.jsonl"}, True),
+    ({"command": "echo plain", "description": "look at the agent"}, False),
+    ({"command": "git status", "description": "what changed"}, False),
+    ({"file_path": "/work/src/app.py"}, False),
+])
+def test_without_the_service_a_main_call_that_may_reach_our_state_is_denied(
+        tmp_path: Path, tool_input: dict[str, str], denied: bool) -> None:
+    """The shim's own answer while the service is away (killed, its lock held): a call
+    that names the plugin's data or the transcripts, or builds a path, is denied; an
+    ordinary one passes at once."""
+    import io
+
+    from mcp_server.shim import Shim
+
+    shim = Shim(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO(), env={}, hold_s=0)
+    args = {"event": "PreToolUse", "tool_name": "Bash", "session_id": SESSION,
+            "tool_use_id": "toolu_1", "agent_id": "", "tool_input": json.dumps(tool_input)}
+    assert shim._risky_main_call(args) is denied
+    out = shim._fail_closed(args)
+    assert (decision(out) == "deny") is denied, out
+    # The data folder's own path counts too, however the rest of the call looks.
+    args["tool_input"] = json.dumps({"command": f"xxd {tmp_path}/k"})
+    assert decision(shim._fail_closed(args)) == "deny"
