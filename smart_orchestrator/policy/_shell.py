@@ -295,11 +295,15 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         _interpreter(name) is not None
     if not runs_code:
         _embedded_invocations(argv, state)
-    for word in argv:
+    # The program itself is run, not changed: its own path counts as read.
+    program = next((i for i, w in enumerate(argv)
+                    if os.path.basename(w).lower() == name), -1)
+    for i, word in enumerate(argv):
         for value in _expand(word, state):
             for candidate in _candidates(value):
-                _touch_value(candidate, state, recursive=recursive, write=write,
-                             recursive_write=recursive_write, only=only)
+                _touch_value(candidate, state, recursive=recursive and i != program,
+                             write=write and i != program,
+                             recursive_write=recursive_write and i != program, only=only)
             if not runs_code and any(c.isspace() for c in value.strip()):
                 _probe(value, state, strict=name in SHELL_RUNNERS)
 
