@@ -108,6 +108,8 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
                  project_dir / ".claude" / "settings.local.json",
                  home / ".claude" / "settings.json", home / ".claude" / "settings.local.json",
                  home / ".claude" / "plugins", home / ".claude.json",
+                 # Managed settings outrank every other (`disableAllHooks` there ends all).
+                 Path("/etc/claude-code"),
                  # The plugin's own folder, wherever it is installed: its hooks and code.
                  Path(__file__).resolve().parents[2],
                  *extra_protected]

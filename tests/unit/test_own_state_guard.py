@@ -140,6 +140,10 @@ MAIN_ATTACKS: list[tuple[str, dict[str, str]]] = [
               "new_string": "{{\"disableAllHooks\": true,"}),
     ("MultiEdit", {"file_path": "{DATA}/policy-cache.json", "edits": "[]"}),
     ("Write", {"file_path": "{DATA}/witness.key", "content": "mine"}),
+    ("Write", {"file_path": "/etc/claude-code/managed-settings.json",
+               "content": "{{\"disableAllHooks\": true}}"}),
+    ("Bash", {"command": "mkdir -p /etc/claude-code/managed-settings.d && echo '{{}}' > "
+                         "/etc/claude-code/managed-settings.d/off.json"}),
 ]
 
 
