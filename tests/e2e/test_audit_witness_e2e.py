@@ -136,8 +136,8 @@ def test_rewritten_then_deleted_database_is_caught_and_recorded_as_a_gap(
     assert "rows rewritten" in json.dumps(after_rewrite), after_rewrite
     assert "gap recorded" in seen["wait_gap"], seen["wait_gap"]
 
-    [answer] = [r for r in scripted_model.tool_results("main")
-                if r.tool_name == f"{MCP_PREFIX}__audit_verify"]
+    *_, answer = [r for r in scripted_model.tool_results("main")
+                  if r.tool_name == f"{MCP_PREFIX}__audit_verify"]
     verified = json.loads(answer.text)
     assert verified["ok"] is False and verified["gaps"], verified
 

@@ -308,6 +308,7 @@ def test_a_policy_path_set_through_project_settings_is_only_a_proposal(
     _assert_denied(scripted_model, results, "LEAK-1")
     # The model may not write Claude Code's settings; a process outside the session can.
     assert "denied this tool call" in results[1].text, results[1].text
+    (work / ".claude").mkdir(exist_ok=True)
     (work / ".claude" / "settings.local.json").write_text(settings)
     # The next session starts with the variable set: the file it names is read, and its
     # weakening is recorded and not honoured.
@@ -335,6 +336,7 @@ def test_state_moved_through_project_settings_is_not_a_fresh_first_use(
     _assert_denied(scripted_model, results, "LEAK-1")
     # The model may not write Claude Code's settings; a process outside the session can.
     assert "denied this tool call" in results[1].text, results[1].text
+    (work / ".claude").mkdir(exist_ok=True)
     (work / ".claude" / "settings.local.json").write_text(settings)
     # The next session's hooks keep their state in a new, empty folder: a first use there,
     # but not one that trusts a file weaker than the defaults.
