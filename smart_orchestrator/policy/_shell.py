@@ -295,15 +295,24 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         _interpreter(name) is not None
     if not runs_code:
         _embedded_invocations(argv, state)
-    # The program itself is run, not changed: its own path counts as read.
+    # The program itself is run, not changed: its own path counts as read; so does the
+    # script a shell or an interpreter is given to run (`python3 tool.py`).
     program = next((i for i, w in enumerate(argv)
                     if os.path.basename(w).lower() == name), -1)
+    run = {program}
+    if program >= 0 and (name in SHELLS or _interpreter(name) is not None):
+        script = next((i for i in range(program + 1, len(argv))
+                       if not argv[i].startswith("-")), -1)
+        if script > 0 and all(not a.startswith("-") or a in ("-u", "-B", "-E", "-s", "-I")
+                              for a in argv[program + 1:script]):
+            run.add(script)
     for i, word in enumerate(argv):
+        ran = i in run
         for value in _expand(word, state):
             for candidate in _candidates(value):
-                _touch_value(candidate, state, recursive=recursive and i != program,
-                             write=write and i != program,
-                             recursive_write=recursive_write and i != program, only=only)
+                _touch_value(candidate, state, recursive=recursive and not ran,
+                             write=write and not ran,
+                             recursive_write=recursive_write and not ran, only=only)
             if not runs_code and any(c.isspace() for c in value.strip()):
                 _probe(value, state, strict=name in SHELL_RUNNERS)
 

@@ -184,6 +184,10 @@ def test_the_main_agents_ordinary_work_passes(store: SqliteStore, home: Path,
     ("Glob", {"pattern": "**/*.py"}),
     ("Write", {"file_path": ".claude/smart-orchestrator.toml", "content": "preset='strict'"}),
     ("Read", {"file_path": "{TASKS}/-work-proj/" + SESSION + "/tasks/b1x2y3z4w.output"}),
+    # The plugin's own launcher, as its skills have the model run it.
+    ("Bash", {"command": "python3 \"{PLUGIN}/bin/smart-orchestrator\" plan-from-markdown "
+                         "plan.md"}),
+    ("Bash", {"command": "{PLUGIN}/bin/smart-orchestrator status"}),
 ])
 def test_the_main_agents_own_files_stay_its_own(store: SqliteStore, home: Path, tool: str,
                                                  tool_input: dict[str, str]) -> None:
