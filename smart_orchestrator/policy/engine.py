@@ -434,6 +434,8 @@ class PolicyEngine:
         if not isinstance(raw, Mapping):
             return {}
         tool = _s(p.get("tool_name"))
+        if tool == "Bash" and _own_cli_read(raw.get("command")):
+            return {}
         try:
             ctx = main_agent_context(p, project_dir=self.project_dir, data_dir=data_dir())
             verdict = check_tool_call(tool, raw, ctx)
@@ -513,6 +515,34 @@ def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
 # the rest of the path.
 _OWN_WORDS = ("witness", "state.db", ".claude/projects", "subagents", "/tasks", "tool-results",
               "claude-", ".output", "plugins/data", "/proc/")
+
+
+# The plugin's own command-line tool, which its skills and commands have the model run with
+# the data folder named (`--plugin-data`): these subcommands only read it, through code of
+# the plugin's, and print nothing of the key or of raw transcripts.
+_LAUNCHER = Path(__file__).resolve().parents[2] / "bin" / "smart-orchestrator"
+_CLI_READS = frozenset({"report", "status", "metrics", "audit", "wave", "checkpoint",
+                        "plan-from-markdown", "slash", "gates", "policy"})
+_CLI_WRITES = frozenset({"accept", "approve", "claude", "store", "setup", "serve", "service",
+                         "demo", "save", "load"})
+
+
+def _own_cli_read(command: Any) -> bool:
+    """One plain command running the plugin's launcher with a subcommand that reads."""
+    import shlex
+
+    if not isinstance(command, str) or any(c in command for c in ";&|<>`$\n(){}*?["):
+        return False
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    if words and os.path.basename(words[0]) in ("python3", "python"):
+        words = words[1:]
+    if not words or os.path.realpath(words[0]) != str(_LAUNCHER):
+        return False
+    plain = [w for w in words[1:] if not w.startswith("-")]
+    return bool(plain) and plain[0] in _CLI_READS and not set(plain) & _CLI_WRITES
 
 
 def _names_own(tool_input: Mapping[str, Any], roots: Sequence[str]) -> bool:

@@ -209,6 +209,27 @@ def test_subagents_are_kept_from_it_too(store: SqliteStore, home: Path, tool: st
     assert decision(engine(store, home).handle(payload)) == "deny"
 
 
+def test_the_plugins_own_cli_may_read_its_data_folder(store: SqliteStore, home: Path) -> None:
+    """Its skills have the model run the launcher with `--plugin-data`; a subcommand that
+    changes state, or anything else on the line, is still checked."""
+    from smart_orchestrator.policy.engine import _LAUNCHER
+
+    launcher, data = shlex.quote(str(_LAUNCHER)), paths(home)["DATA"]
+    allowed = [f"python3 {launcher} report w1 --plugin-data {data}",
+               f"{launcher} slash --plugin-data {data} status"]
+    denied = [f"python3 {launcher} report w1 --plugin-data {data}; cat {data}/witness.key",
+              f"python3 {launcher} store migrate --plugin-data {data}",
+              f"python3 {launcher} slash --plugin-data {data} policy accept",
+              f"python3 {launcher} report $(cat {data}/witness.key)",
+              f"python3 /tmp/bin/smart-orchestrator report w1 --plugin-data {data}"]
+    eng = engine(store, home)
+    for command in allowed:
+        assert decision(eng.handle(main_call(home, "Bash", {"command": command}))) == "allow"
+    for command in denied:
+        assert decision(eng.handle(main_call(home, "Bash", {"command": command}))) == "deny", \
+            command
+
+
 def test_warn_mode_records_and_allows(store: SqliteStore, home: Path) -> None:
     ti = {"file_path": paths(home)["KEY"]}
     out = engine(store, home, tools={"mode": "warn"}).handle(main_call(home, "Read", ti))
