@@ -20,6 +20,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,9 +180,17 @@ def test_an_edited_cache_and_a_killed_server_change_nothing(
         """The model's own edit is denied (its tools may not touch the data folder); a
         process of the user's outside the session then does the same."""
         if not outside and "denied this tool call" in json.dumps(request.body or {}):
+            marker = plugin_data(home) / "service.json"
+            before = marker.read_text() if marker.exists() else ""
             done = subprocess.run([sys.executable, "-c", edit_code],
                                   capture_output=True, text=True, timeout=60)
             outside.append(done.stdout + done.stderr)
+            # The model's next call comes once the shim has started the service again
+            # (the order is made explicit; the pin must hold for the new service).
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and (
+                    not marker.exists() or marker.read_text() == before):
+                time.sleep(0.1)
         return None
 
     scripted_model.on(edit_from_outside)
