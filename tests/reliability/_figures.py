@@ -126,7 +126,7 @@ ATTACK_CLASSES: tuple[tuple[str, str, str, str], ...] = (
      "`updatedToolOutput`); without the service a call naming them is denied and results "
      "are withheld",
      "`tests/e2e/test_transcript_reads_e2e.py` (4 runs, 17 reads; one with the service "
-     "killed), `test_own_state_guard.py` (about 150 cases), `test_transcript_guard.py` (6)"),
+     "killed), `test_own_state_guard.py` (about 170 cases), `test_transcript_guard.py` (6)"),
     ("The plugin's own state and off switches",
      "The main model reads `witness.key` to re-sign a rewritten audit log (`cat`, `base64`, "
      "`od` after `cd`, a glob, Python, a copy, a hard link, a symlink to the folder, the "
