@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from typing import IO, Any
 
 from smart_orchestrator.locks import held
 from smart_orchestrator.paths import data_dir
-from smart_orchestrator.policy.decision import Decision
+from smart_orchestrator.policy.decision import Decision, Verdict
 
 from .hook_call import AGENT_TOOLS, fail_closed, guarded
 from .hook_output import hook_output
@@ -177,7 +178,7 @@ class Shim:
         hook = name == "policy_check"
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         assert isinstance(args, dict)
-        checked = hook and _main_result_to_check(args)
+        checked = hook and (_main_result_to_check(args) or self._risky_main_call(args))
         if hook and not guarded(args) and not checked and \
                 args.get("event") != "UserPromptSubmit":
             # Nothing here starts or feeds an agent (a Stop, the session's end, a
@@ -220,8 +221,22 @@ class Shim:
                     "" if response is None else response),
                 system_message="Smart Orchestrator withheld a tool result: " +
                 self._unavailable()))
-        return fail_closed(args, "Smart Orchestrator cannot check this call: " +
-                           self._unavailable())
+        reason = "Smart Orchestrator cannot check this call: " + self._unavailable()
+        if self._risky_main_call(args):
+            return hook_output(Decision("PreToolUse", Verdict.DENY, reason))
+        return fail_closed(args, reason)
+
+    def _risky_main_call(self, args: dict[str, Any]) -> bool:
+        """A call of the main agent's own that might reach the plugin's data or Claude
+        Code's agent transcripts, which the service would decide on resolved paths: while
+        the service is away, one that names such a place, or builds a path (a glob, a
+        variable, a substitution), waits for it and is denied if it does not come. The
+        model could otherwise kill the service and read the audit key in the gap."""
+        if args.get("event") != "PreToolUse" or args.get("agent_id") or \
+                str(args.get("tool_name") or "") in AGENT_TOOLS:
+            return False
+        text = "\n".join(_strings(args.get("tool_input"))).lower()
+        return bool(_RISKY.search(text)) or str(self.data).lower() in text
 
     def _unavailable(self) -> str:
         return (f"its service is not running ({self._problem}). It restarts by itself; if "
@@ -346,6 +361,35 @@ class Shim:
                 self.stdout.flush()
             except (OSError, ValueError):
                 self._closing = True
+
+
+# Names of the places the service keeps from the main agent, and what builds a path the
+# shim cannot resolve without it. Over-broad on purpose: it applies only while the service
+# is away.
+_RISKY = re.compile(r"claude|witness|state\.|projects|subagents|tasks|tool-results|\.output|"
+                    r"plugins|orchestrator|/proc/|[*?\[$`\\{]|\b(?:ln|link|cp|mv|rsync|tar|"
+                    r"python\d*|perl|ruby|node|sh|bash|zsh|eval|source)\b")
+
+
+def _strings(raw: Any) -> list[str]:
+    """The string values of a hook argument that holds JSON (the input as sent when it is
+    not JSON), keys included: a path may be a key as well as a value."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return [str(raw)]
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.extend(str(k) for k in item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
 
 
 def _nothing_to_redact(msg: dict[str, Any]) -> bool:

@@ -23,6 +23,10 @@ from typing import NamedTuple
 from ._shell_rules import (
     ASSIGNERS,
     AWKS,
+    CLAUDE_INFO_FLAGS,
+    CLAUDE_PROGRAMS,
+    CLAUDE_READ_ONLY,
+    CLAUDE_READ_ONLY_COMMANDS,
     DYNAMIC_CODE,
     EMBEDDED_PATH,
     FLAT,
@@ -60,6 +64,7 @@ class ShellResolution(NamedTuple):
     touches: tuple[Touch, ...]
     unresolved: str | None  # why the line cannot be resolved safely, if it cannot
     reveals: str | None     # a command that prints a stored credential without naming a file
+    controls: str | None = None  # a run of Claude Code itself: a session of its own, its config
 
 
 MAX_DEPTH = 4
@@ -86,6 +91,7 @@ class _State:
         self.functions: set[str] = set()
         self.touches: list[Touch] = []
         self.reveals: str | None = None
+        self.controls: str | None = None
         self.dotglob = False
         self.globstar = False
         self.heredocs: list[str] = []
@@ -97,8 +103,8 @@ def resolve_command(command: str, cwd: str, env: Mapping[str, str], *, home: str
     try:
         _resolve_into(command, state)
     except Unresolvable as exc:
-        return ShellResolution(tuple(state.touches), str(exc), state.reveals)
-    return ShellResolution(tuple(state.touches), None, state.reveals)
+        return ShellResolution(tuple(state.touches), str(exc), state.reveals, state.controls)
+    return ShellResolution(tuple(state.touches), None, state.reveals, state.controls)
 
 
 def resolve_code(language: str, code: str, cwd: str, env: Mapping[str, str], *,
@@ -289,11 +295,24 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
         _interpreter(name) is not None
     if not runs_code:
         _embedded_invocations(argv, state)
-    for word in argv:
+    # The program itself is run, not changed: its own path counts as read; so does the
+    # script a shell or an interpreter is given to run (`python3 tool.py`).
+    program = next((i for i, w in enumerate(argv)
+                    if os.path.basename(w).lower() == name), -1)
+    run = {program}
+    if program >= 0 and (name in SHELLS or _interpreter(name) is not None):
+        script = next((i for i in range(program + 1, len(argv))
+                       if not argv[i].startswith("-")), -1)
+        if script > 0 and all(not a.startswith("-") or a in ("-u", "-B", "-E", "-s", "-I")
+                              for a in argv[program + 1:script]):
+            run.add(script)
+    for i, word in enumerate(argv):
+        ran = i in run
         for value in _expand(word, state):
             for candidate in _candidates(value):
-                _touch_value(candidate, state, recursive=recursive, write=write,
-                             recursive_write=recursive_write, only=only)
+                _touch_value(candidate, state, recursive=recursive and not ran,
+                             write=write and not ran,
+                             recursive_write=recursive_write and not ran, only=only)
             if not runs_code and any(c.isspace() for c in value.strip()):
                 _probe(value, state, strict=name in SHELL_RUNNERS)
 
@@ -422,6 +441,18 @@ def _check_reveals(name: str, args: list[str], state: _State) -> None:
     for (program, *words), what in REVEALS:
         if fnmatch.fnmatchcase(name, program) and all(w in args for w in words):
             state.reveals = f"it prints {what}"
+    if (name in CLAUDE_PROGRAMS and not _claude_reads_only(args)) or (
+            name in ("npx", "bunx", "pnpx", "dlx") and any("claude-code" in a for a in args)):
+        state.controls = ("it runs Claude Code itself (" + " ".join([name, *args[:3]])[:80] +
+                          "): a session of its own starts agents without these checks, and "
+                          "its subcommands change plugins, MCP servers and settings")
+
+
+def _claude_reads_only(args: list[str]) -> bool:
+    words = [a for a in args if not a.startswith("-")]
+    if not words:
+        return bool(args) and all(a in CLAUDE_INFO_FLAGS for a in args)
+    return tuple(words[:2]) in CLAUDE_READ_ONLY or words[0] in CLAUDE_READ_ONLY_COMMANDS
 
 
 def _run_shell(name: str, args: list[str], state: _State, piped: bool) -> None:

@@ -8,6 +8,10 @@ import re
 __all__ = [
     "ASSIGNERS",
     "AWKS",
+    "CLAUDE_INFO_FLAGS",
+    "CLAUDE_PROGRAMS",
+    "CLAUDE_READ_ONLY",
+    "CLAUDE_READ_ONLY_COMMANDS",
     "DYNAMIC_CODE",
     "EMBEDDED_PATH",
     "FLAT",
@@ -111,6 +115,16 @@ REVEALS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("vault", "read"), "a Vault secret"),
     (("vault", "kv", "get"), "a Vault secret"),
 )
+# Claude Code run from a shell starts a session the plugin's checks do not see the start of
+# (`claude -p "..."` with a secret, `--settings '{"disableAllHooks": true}'`, `--bare`), or
+# changes what is loaded (`claude plugin disable`, `claude mcp remove`). What only prints is
+# allowed.
+CLAUDE_PROGRAMS = frozenset({"claude", "claude-code"})
+CLAUDE_INFO_FLAGS = frozenset({"--version", "-v", "--help", "-h"})
+CLAUDE_READ_ONLY = frozenset({("plugin", "list"), ("plugins", "list"), ("plugin", "details"),
+                              ("plugins", "details"), ("mcp", "list"), ("mcp", "get"),
+                              ("auth", "status"), ("agents", "list")})
+CLAUDE_READ_ONLY_COMMANDS = frozenset({"doctor", "help"})
 # Inline code that builds a path or runs code at run time: it cannot be resolved by reading.
 DYNAMIC_CODE = re.compile(
     r"expanduser|environ|getenv|\bENV\b|process\.env|homedir|home\(\)|\bglob|walk|listdir|"

@@ -90,6 +90,9 @@ class ToolsPolicy(NamedTuple):
     on_error: OnError = "deny"
     deny_credential_reads: bool = True
     deny_state_writes: bool = True        # the plugin's state, policy, hooks and settings
+    # The data folder (the audit key) and Claude Code's agent transcripts and task outputs,
+    # for every agent, the main one included.
+    deny_state_reads: bool = True
     unresolvable: OnError = "deny"        # a Bash line whose paths cannot be resolved
 
 

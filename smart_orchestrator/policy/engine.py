@@ -384,8 +384,10 @@ class PolicyEngine:
     def _pre_tool(self, p: Mapping[str, Any]) -> Decision:
         agent_id = _s(p.get("agent_id"))
         cfg = self.config.tools
-        if not agent_id or cfg.mode == "off":
-            return passed("PreToolUse")  # the main agent's own tools are not ours to police
+        if cfg.mode == "off":
+            return passed("PreToolUse")
+        if not agent_id:
+            return self._main_tool(p)
         raw = p.get("tool_input")
         ti: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         tool = _s(p.get("tool_name"))
@@ -420,7 +422,7 @@ class PolicyEngine:
                  else self.project_dir / baseline] if baseline else []
         verdict = check_tool_call(tool, ti, guard_context(
             p, project_dir=self.project_dir, data_dir=data_dir(), extra_protected=extra))
-        found: list[Finding] = []
+        found = _own_findings(verdict, cfg, "subagents")
         # The older name rules (*.pem, *.key, credentials.json) still hold for file tools; a
         # Bash line is judged on its resolved paths alone.
         named = regex_credential and tool != "Bash"
@@ -444,6 +446,47 @@ class PolicyEngine:
                                      "the command cannot be checked for credential access "
                                      f"({verdict.unresolved}); write it with plain paths", True))
         return sorted(set(flags)), found
+
+    def _main_tool(self, p: Mapping[str, Any]) -> Decision:
+        """The main agent's own tool call. Its files and credentials are the user's; what
+        is kept from it is what would undo the plugin: reading the data folder (the audit
+        key) or the agents' raw transcripts, changing the plugin's files, hooks or Claude
+        Code's settings, and running Claude Code itself. A line that cannot be resolved
+        passes unless it names one of those places (its results are still redacted of
+        subagent transcripts' credentials)."""
+        from .paths_guard import check_tool_call, main_agent_context
+
+        cfg = self.config.tools
+        raw = p.get("tool_input")
+        if not isinstance(raw, Mapping):
+            return passed("PreToolUse")
+        tool = _s(p.get("tool_name"))
+        if tool == "Bash" and _own_cli_read(raw.get("command")):
+            return passed("PreToolUse")
+        try:
+            ctx = main_agent_context(p, project_dir=self.project_dir, data_dir=data_dir())
+            verdict = check_tool_call(tool, raw, ctx)
+            found = _own_findings(verdict, cfg, "the main agent")
+            if verdict.unresolved and not found and _names_own(raw, ctx.read_protected):
+                found.append(Finding("tools", "own-state", "critical",
+                                     "it names the plugin's data folder or Claude Code's "
+                                     "transcripts in a form that cannot be resolved "
+                                     f"({verdict.unresolved})", True))
+        except Exception as exc:  # a crashed check must not wave a read of the key through
+            found = self._check_failed("tools", exc)
+        if not found:  # the main agent's ordinary calls leave no row: one per call is noise
+            return passed("PreToolUse")
+        enforced = found if cfg.mode == "enforce" else []
+        self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=None,
+                          agent_type="main", tool=tool, flags=sorted({f.rule_id for f in found}),
+                          input=digest_text(json.dumps(raw, sort_keys=True, default=str)),
+                          decision="deny" if enforced else "allow",
+                          denied_by=[f"tools:{f.rule_id}" for f in enforced],
+                          would_deny=[f"tools:{f.rule_id}" for f in found if not enforced],
+                          source=self.source)
+        if enforced:
+            return deny(f"Smart Orchestrator denied this tool call: {enforced[0].detail}.")
+        return passed("PreToolUse")
 
     def subagent_start(self, p: Mapping[str, Any]) -> Decision:
         agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))
@@ -479,6 +522,59 @@ _PAYLOAD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
 _INPUT_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("subagent_type", str), ("run_in_background", bool), ("model", str), ("effort", str),
     ("isolation", str))
+
+
+def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
+    found: list[Finding] = []
+    if verdict.own and cfg.deny_state_reads:
+        found.append(Finding("tools", "own-state", "critical",
+                             f"{who} may not read or change {verdict.own}", True))
+    if verdict.controls and cfg.deny_state_writes:
+        found.append(Finding("tools", "runs-claude", "critical", verdict.controls, True))
+    if who == "the main agent" and verdict.state_write and cfg.deny_state_writes:
+        found.append(Finding("tools", "state-write", "critical",
+                             f"the main agent may not change {verdict.state_write} "
+                             "(ask the user to make that change)", True))
+    return found
+
+
+# Words that name the plugin's data or Claude Code's agent records however a line builds
+# the rest of the path.
+_OWN_WORDS = ("witness", "state.db", ".claude/projects", "subagents", "/tasks", "tool-results",
+              "claude-", ".output", "plugins/data", "/proc/")
+
+
+# The plugin's own command-line tool, which its skills and commands have the model run with
+# the data folder named (`--plugin-data`): these subcommands only read it, through code of
+# the plugin's, and print nothing of the key or of raw transcripts.
+_LAUNCHER = Path(__file__).resolve().parents[2] / "bin" / "smart-orchestrator"
+_CLI_READS = frozenset({"report", "status", "metrics", "audit", "wave", "checkpoint",
+                        "plan-from-markdown", "slash", "gates", "policy"})
+_CLI_WRITES = frozenset({"accept", "approve", "claude", "store", "setup", "serve", "service",
+                         "demo", "save", "load"})
+
+
+def _own_cli_read(command: Any) -> bool:
+    """One plain command running the plugin's launcher with a subcommand that reads."""
+    import shlex
+
+    if not isinstance(command, str) or any(c in command for c in ";&|<>`$\n(){}*?["):
+        return False
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    if words and os.path.basename(words[0]) in ("python3", "python"):
+        words = words[1:]
+    if not words or os.path.realpath(words[0]) != str(_LAUNCHER):
+        return False
+    plain = [w for w in words[1:] if not w.startswith("-")]
+    return bool(plain) and plain[0] in _CLI_READS and not set(plain) & _CLI_WRITES
+
+
+def _names_own(tool_input: Mapping[str, Any], roots: Sequence[str]) -> bool:
+    text = json.dumps(tool_input, default=str).lower()
+    return any(w in text for w in _OWN_WORDS) or any(r.lower() in text for r in roots)
 
 
 def _shape_problem(p: Mapping[str, Any], ti: Any) -> str | None:

@@ -1,10 +1,11 @@
-"""Which protected files a subagent's tool call can touch.
-
-Protected are credentials (never read or written by a subagent) and the plugin's own state
-and policy (never written). The decision is made on resolved paths: `~`, `$HOME`, relative
-paths against the working folder, `..`, symlinks (realpath) and globs are resolved before
-anything is compared, so the spelling of a path does not matter. Bash command lines are
-resolved by `_shell` (every word, through every expansion bash would make).
+"""Which protected files a tool call can touch. Protected are credentials (never read or
+written by a subagent), the plugin's own state and policy (never written), and what must
+stay out of every model's reach, the main agent's included: the plugin's data folder (its
+witness key above all) and Claude Code's transcripts and task outputs of agents, which hold
+subagents' answers raw. The decision is made on resolved paths: `~`, `$HOME`, relative paths
+against the working folder, `..`, symlinks (realpath) and globs are resolved before anything
+is compared, so the spelling of a path does not matter. Bash command lines are resolved by
+`_shell` (every word, through every expansion bash would make).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, NamedTuple
 
 from ._shell import ShellResolution, Touch, resolve_code, resolve_command
 
-__all__ = ["CREDENTIALS", "GuardContext", "PathVerdict", "check_tool_call", "guard_context"]
+__all__ = ["CREDENTIALS", "GuardContext", "PathVerdict", "check_tool_call", "guard_context",
+           "main_agent_context"]
 
 # Credential locations relative to a home folder: one list to extend. A trailing "/" is a
 # whole folder. A path matches under any folder (a copy of a home is as secret as the
@@ -62,6 +64,16 @@ ABSOLUTE_CREDENTIALS: tuple[tuple[str, str], ...] = (
 )
 # What a subagent must not change, relative to the plugin's folders (filled in per call).
 STATE_LABEL = "the plugin's own state, policy or hooks"
+OWN_LABEL = ("the plugin's data folder or Claude Code's transcripts of agents (they hold "
+             "the audit key and subagents' answers unredacted)")
+# Claude Code's per-task output files, under any folder: `claude-<uid>/<project>/<session>/
+# tasks/<id>.output`, where the id's first letter is the task's kind. Agents (a), workflows
+# (w), remote agents (r) and teammates (t) write answers there; shell (b) and monitor (m)
+# output is the model's own.
+OWN_PATTERNS: tuple[tuple[str, ...], ...] = (
+    (".claude", "projects"),
+    ("claude-*", "*", "*", "tasks", "[!bm]*"),
+)
 
 
 class GuardContext(NamedTuple):
@@ -69,6 +81,11 @@ class GuardContext(NamedTuple):
     homes: tuple[str, ...]
     write_protected: tuple[str, ...]  # absolute files and folders
     env: Mapping[str, str]
+    # Never read nor written by any agent (absolute), besides OWN_PATTERNS anywhere.
+    read_protected: tuple[str, ...] = ()
+    # Folders that hold such records among the model's own files (Claude Code's task
+    # outputs): a walk over them is denied, a named file only by OWN_PATTERNS.
+    walk_protected: tuple[str, ...] = ()
 
 
 class PathVerdict(NamedTuple):
@@ -76,6 +93,8 @@ class PathVerdict(NamedTuple):
     state_write: str | None  # which protected file of the plugin it would change
     unresolved: str | None   # why the call could not be resolved
     paths: int               # how many paths and patterns were resolved
+    own: str | None = None   # the plugin's data or an agent transcript it would touch
+    controls: str | None = None  # it runs Claude Code itself (a session, its config)
 
 
 def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Path,
@@ -89,13 +108,65 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
                  project_dir / ".claude" / "settings.local.json",
                  home / ".claude" / "settings.json", home / ".claude" / "settings.local.json",
                  home / ".claude" / "plugins", home / ".claude.json",
+                 # Managed settings outrank every other (`disableAllHooks` there ends all).
+                 Path("/etc/claude-code"),
+                 # The plugin's own folder, wherever it is installed: its hooks and code.
+                 Path(__file__).resolve().parents[2],
                  *extra_protected]
     for var in ("CLAUDE_PLUGIN_ROOT", "SMART_ORCHESTRATOR_POLICY", "SMART_ORCHESTRATOR_DB"):
         if env.get(var):
             protected.append(Path(env[var]))
+    own = _own_roots(payload, data_dir, [Path(h) for h in homes], env)
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    walks = [Path(tmp) / f"claude-{uid}"
+             for tmp in dict.fromkeys((env.get("CLAUDE_CODE_TMPDIR"), env.get("TMPDIR"), "/tmp"))
+             if tmp and tmp.startswith("/")]
+    protected += [c / name for c in _config_dirs(payload, env)
+                  for name in ("settings.json", "settings.local.json", "plugins")]
     return GuardContext(cwd if isinstance(cwd, str) and cwd.startswith("/")
                         else str(project_dir), tuple(dict.fromkeys(homes)),
-                        tuple(str(p) for p in protected), env)
+                        tuple(dict.fromkeys(str(p) for p in protected)), env,
+                        tuple(dict.fromkeys(str(p) for p in own)),
+                        tuple(str(p) for p in walks))
+
+
+def main_agent_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Path
+                       ) -> GuardContext:
+    """The main agent's calls: its own files and credentials are the user's business, so
+    only the plugin's state and Claude Code's agent records are kept from it, and the
+    files that would turn the plugin off (its folder, hooks, Claude Code's settings and
+    plugin registry). The policy file and the baseline stay writable: they are proposals
+    that weaken nothing without the user's confirmation."""
+    ctx = guard_context(payload, project_dir=project_dir, data_dir=data_dir)
+    proposals = {str(project_dir / ".claude" / "smart-orchestrator.toml"),
+                 str(project_dir / ".secrets.baseline")}
+    if ctx.env.get("SMART_ORCHESTRATOR_POLICY"):
+        proposals.add(ctx.env["SMART_ORCHESTRATOR_POLICY"])
+    return ctx._replace(write_protected=tuple(p for p in ctx.write_protected
+                                              if p not in proposals))
+
+
+def _config_dirs(payload: Mapping[str, Any], env: Mapping[str, str]) -> list[Path]:
+    """Claude Code's configuration folders: `~/.claude`, `$CLAUDE_CONFIG_DIR`, and the one
+    the session's transcript lies in (`<config>/projects/<project>/<session>.jsonl`)."""
+    dirs = [Path(env["CLAUDE_CONFIG_DIR"])] if env.get("CLAUDE_CONFIG_DIR") else []
+    transcript = payload.get("transcript_path")
+    if isinstance(transcript, str) and transcript.startswith("/") and \
+            transcript.endswith(".jsonl"):
+        parents = Path(transcript).parents
+        if len(parents) > 2 and parents[1].name == "projects":
+            dirs.append(parents[2])
+    return dirs
+
+
+def _own_roots(payload: Mapping[str, Any], data_dir: Path, homes: list[Path],
+               env: Mapping[str, str]) -> list[Path]:
+    roots = [data_dir, *(h / ".claude" / "projects" for h in homes),
+             *(c / "projects" for c in _config_dirs(payload, env))]
+    if env.get("SMART_ORCHESTRATOR_DB"):
+        db = Path(env["SMART_ORCHESTRATOR_DB"])
+        roots += [db, db.with_name(db.stem + ".witness"), db.with_name("witness.key")]
+    return roots
 
 
 def _passwd_home() -> str | None:
@@ -130,11 +201,13 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
             else resolve_code(runs[1], code, ctx.cwd, ctx.env, home=home))
         touches = list(resolution.touches)
         unresolved, reveals = resolution.unresolved, resolution.reveals
+        controls = resolution.controls
     else:
         touches, unresolved = _tool_touches(tool, tool_input, ctx, home)
+        controls = None
     matcher = _Matcher(ctx)
     credential = reveals
-    state_write = None
+    state_write = own = None
     for touch in touches:
         if tool == "Write" and ENV_FILE.match(os.path.basename(touch.path)):
             pass  # writing a project's .env shows nothing of the one it replaces
@@ -142,7 +215,8 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
             credential = credential or matcher.credential(touch)
         if touch.write and state_write is None:
             state_write = matcher.state(touch)
-    return PathVerdict(credential, state_write, unresolved, len(touches))
+        own = own or matcher.own(touch)
+    return PathVerdict(credential, state_write, unresolved, len(touches), own, controls)
 
 
 def _tool_touches(tool: str, ti: Mapping[str, Any], ctx: GuardContext, home: str
@@ -193,6 +267,8 @@ class _Matcher:
         # A protected folder holds files of any name; a file has the one.
         self.state_roots = [(_segments(p), os.path.isdir(p))
                             for p in _both(ctx.write_protected)]
+        self.own_roots = [_segments(p) for p in _both(ctx.read_protected)]
+        self.own_walks = [_segments(p) for p in _both(ctx.walk_protected)]
 
     def credential(self, touch: Touch) -> str | None:
         if touch.pattern:
@@ -251,6 +327,50 @@ class _Matcher:
                         touch.pattern and _reach(segs, root, touch.recursive, True)):
                     return STATE_LABEL
         return None
+
+
+    def own(self, touch: Touch) -> str | None:
+        """Does the call reach the plugin's data or Claude Code's agent records, reading
+        or writing, by any spelling, link, glob or walk?"""
+        for form in _forms(touch.path):
+            segs = _segments(form)
+            for root in self.own_roots:
+                if _under(segs, root) or (touch.recursive and _under(root, segs)) or (
+                        touch.pattern and _reach(segs, root, touch.recursive, True)):
+                    return OWN_LABEL
+            if touch.recursive and any(_under(root, segs) for root in self.own_walks):
+                return OWN_LABEL
+            for pattern in OWN_PATTERNS:
+                if _contains(segs, pattern, touch.pattern):
+                    return OWN_LABEL
+            if _other_process_files(segs):
+                return OWN_LABEL
+        return None
+
+
+def _other_process_files(segs: list[str]) -> bool:
+    """`/proc/<pid>/fd/<n>` (past the standard streams), `map_files`, `mem`: the open
+    files and memory of a process, the service's among them (its database, its key)."""
+    if len(segs) < 3 or segs[0] != "proc":
+        return False
+    rest = segs[2:] if segs[2] != "task" else segs[4:]
+    if not rest:
+        return False
+    if rest[0] == "fd":
+        return len(rest) == 1 or rest[1] not in ("0", "1", "2")
+    return rest[0] in ("map_files", "mem")
+
+
+def _contains(segs: list[str], pattern: tuple[str, ...], is_glob: bool) -> bool:
+    """`pattern` (one glob a segment) matches consecutive segments of `segs`; for a glob
+    path, when a segment of it could match (both directions)."""
+    n = len(pattern)
+    for k in range(len(segs) - n + 1):
+        if all(fnmatch.fnmatchcase(segs[k + i], pattern[i]) or
+               (is_glob and fnmatch.fnmatchcase(pattern[i], segs[k + i]))
+               for i in range(n)):
+            return True
+    return False
 
 
 def _both(paths: Iterable[str]) -> list[str]:

@@ -49,7 +49,7 @@ KEY_KINDS: dict[str, str] = {
     # Failures are counted over the window: a shorter one trips less often.
     "breaker.window_s": "higher", "breaker.cooldown_s": "higher",
     "output.secrets": "mode", "output.injection": "mode",
-    "tools.deny_credential_reads": "bool",
+    "tools.deny_credential_reads": "bool", "tools.deny_state_reads": "bool",
     # A cap of None (no cap) is junk to "lower": the weakest value.
     "budget.session_usd": "lower", "budget.day_usd": "lower",
     "budget.project_usd": "lower", "budget.team_usd": "lower",

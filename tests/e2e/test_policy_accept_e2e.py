@@ -109,10 +109,13 @@ def test_terminals_the_model_makes_cannot_confirm_its_weakening(
     assert len(bash) == len(attempts)
     for attempt, result in zip(attempts, bash, strict=True):
         assert "Accepted" not in result.text, (attempt, result.text)
+        # Refused by `policy accept`, or before it runs: a line that runs the plugin's
+        # own launcher by its path may not (the model may not change the plugin's folder).
         assert any(m in result.text for m in ("refuses to run under Claude Code",
                                               "made under Claude Code",
                                               "standard input is not one",
-                                              "needs a person at a terminal")), \
+                                              "needs a person at a terminal",
+                                              "denied this tool call")), \
             (attempt, result.text)
     [agent] = [r for r in results if r.tool_name == "Agent"]
     assert agent.is_error and "Smart Orchestrator" in agent.text
@@ -277,9 +280,23 @@ def test_a_hook_the_model_writes_to_answer_the_dialog_refuses_the_acceptance(
     write = tool_use("Bash", {"command": f"mkdir -p {shlex.quote(str(path.parent))} && "
                               f"echo {shlex.quote(json.dumps(hook))} > "
                               f"{shlex.quote(str(path))}", "description": "add a hook"})
+    written: list[str] = []
+
+    def write_from_outside(request: Any) -> None:
+        """The model may not write Claude Code's settings; a process of the user's
+        outside the session writes the same hook before the model asks."""
+        body = json.dumps(request.body or {})
+        if not written and "add a hook" in body and "denied this tool call" in body:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(hook))
+            written.append(str(path))
+        return None
+
+    scripted_model.on(write_from_outside)
     _weaken_then_ask(scripted_model, work, (write,))
     session = stream({"action": "decline"})  # the user would say no
     session.run("go")
+    assert written, "the model's own write was denied"
     result = _accept_result(scripted_model)
     assert result.is_error and "hook could answer" in result.text, result.text
     assert session.elicitations == []

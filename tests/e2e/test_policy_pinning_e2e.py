@@ -20,6 +20,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def test_an_edited_cache_and_a_killed_server_change_nothing(
     (work / ".claude").mkdir()
     (work / TOML).write_text('preset = "strict"\n')
     cache = plugin_data(home) / "policy-cache.json"
-    edit = _py(
+    edit_code = (
         "import json, os, signal\n"
         f"p = {str(cache)!r}\n"
         "d = json.load(open(p))\n"
@@ -169,13 +170,35 @@ def test_an_edited_cache_and_a_killed_server_change_nothing(
         f"    if {{b'serve', b'service'}} & set(cmd.split(b'\\0')) and "
         f"{str(home).encode()!r} in env:\n"
         "        os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n")
+    edit = _py(edit_code)
     _subagents(scripted_model, 1)
     long_clean = agent_call("LONG-1: " + "summarise the design notes. " * 30, description="long")
     scripted_model.subagent("LONG-1", [text("summary")])
+    outside: list[str] = []
+
+    def edit_from_outside(request: Any) -> None:
+        """The model's own edit is denied (its tools may not touch the data folder); a
+        process of the user's outside the session then does the same."""
+        if not outside and "denied this tool call" in json.dumps(request.body or {}):
+            marker = plugin_data(home) / "service.json"
+            before = marker.read_text() if marker.exists() else ""
+            done = subprocess.run([sys.executable, "-c", edit_code],
+                                  capture_output=True, text=True, timeout=60)
+            outside.append(done.stdout + done.stderr)
+            # The model's next call comes once the shim has started the service again
+            # (the order is made explicit; the pin must hold for the new service).
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and (
+                    not marker.exists() or marker.read_text() == before):
+                time.sleep(0.1)
+        return None
+
+    scripted_model.on(edit_from_outside)
     results = _run(scripted_model, run_claude, repo_root,
                    [_bash(edit), _secret_call(1), long_clean])
     bash = results[0]
-    assert "edited off" in bash.text and "killed" in bash.text, bash.text
+    assert "denied this tool call" in bash.text, bash.text
+    assert outside and "edited off" in outside[0] and "killed" in outside[0], outside
     # The forged entry disagreed with the file, so the next check validated it again.
     assert json.loads(cache.read_text())["config"]["secrets"]["mode"] == "enforce"
     _assert_denied(scripted_model, results, "LEAK-1", "LONG-1")
@@ -292,6 +315,10 @@ def test_a_policy_path_set_through_project_settings_is_only_a_proposal(
               ".claude/settings.local.json"),
         _secret_call(1)])
     _assert_denied(scripted_model, results, "LEAK-1")
+    # The model may not write Claude Code's settings; a process outside the session can.
+    assert "denied this tool call" in results[1].text, results[1].text
+    (work / ".claude").mkdir(exist_ok=True)
+    (work / ".claude" / "settings.local.json").write_text(settings)
     # The next session starts with the variable set: the file it names is read, and its
     # weakening is recorded and not honoured.
     results = _run(scripted_model, run_claude, repo_root, [_secret_call(2)], tools=())
@@ -316,6 +343,10 @@ def test_state_moved_through_project_settings_is_not_a_fresh_first_use(
         _bash(f"printf '%s' {shlex.quote(settings)} > .claude/settings.local.json"),
         _secret_call(1)])
     _assert_denied(scripted_model, results, "LEAK-1")
+    # The model may not write Claude Code's settings; a process outside the session can.
+    assert "denied this tool call" in results[1].text, results[1].text
+    (work / ".claude").mkdir(exist_ok=True)
+    (work / ".claude" / "settings.local.json").write_text(settings)
     # The next session's hooks keep their state in a new, empty folder: a first use there,
     # but not one that trusts a file weaker than the defaults.
     results = _run(scripted_model, run_claude, repo_root, [_secret_call(2)], tools=())
@@ -422,10 +453,11 @@ def test_the_model_cannot_confirm_its_own_weakening_and_a_person_can(
         _bash(f"env -u CLAUDECODE -u CLAUDE_CODE_SESSION_ID -u CLAUDE_CODE_ENTRYPOINT {env} "
               f"{_py(code)}; echo rc=$?"),
         _secret_call(1)])
-    piped, script, own_pty = (r.text for r in results[1:4])
-    assert "refuses to run under Claude Code" in piped, piped
-    assert "refuses to run under Claude Code" in script, script
-    assert "refuses to run under Claude Code" in own_pty, own_pty
+    # Each attempt is refused: by `policy accept` itself, or before it runs, because the
+    # line names the plugin's data folder (the model's tools may not touch it).
+    for attempt in (r.text for r in results[1:4]):
+        assert "refuses to run under Claude Code" in attempt or \
+            "denied this tool call" in attempt, attempt
     _assert_denied(scripted_model, results, "LEAK-1")
     assert _rows(home, "policy.accepted") == []
     # The next session still runs on the trusted policy.

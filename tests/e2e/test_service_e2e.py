@@ -4,6 +4,7 @@ calling the hooks' own tool, killing the service, and one service for many sessi
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -69,12 +70,14 @@ def test_the_model_cannot_forge_hook_events_through_the_hooks_tool(
 def test_a_killed_service_is_restarted_and_nothing_passes_unchecked(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
-    """The model kills the service from its Bash tool, then spawns with a secret."""
+    """The model kills the service from its Bash tool, then spawns with a secret. Its tools
+    may not read the service's own files, so it finds the service by its environment (this
+    test's HOME, by the name of its folder: the services of other runs stay up)."""
     home = claude_dirs["home"]
-    marker = plugin_data(home) / "service.json"
-    kill = (f"while [ ! -f {marker} ]; do sleep 0.1; done; "
-            f"pid=$(python3 -c \"import json;print(json.load(open('{marker}'))['pid'])\"); "
-            "kill -9 $pid && echo KILLED $pid")
+    mine = f"{home.parent.name}/home "
+    kill = (f"ps eww -eo pid,args | grep -F 'HOME=' | grep -F {shlex.quote(mine)} | "
+            "grep 'smart-orchestrato[r] service' | awk '{print $1}' | "
+            "while read p; do kill -9 $p && echo KILLED $p; done")
     scripted_model.main([tool_use("Bash", {"command": kill}),
                          agent_call("AFTER-KILL: use AKIAZ3MSJV4WKQ7NTB5R to deploy"),
                          agent_call("CLEAN-1: list the files"), text("done")])

@@ -4,13 +4,15 @@ A background subagent repeats a credential; the output gate keeps it out of the 
 notification. The scripted main model then goes for the transcript on disk that Claude
 Code writes for the agent (its `output_file` and the `subagents/agent-<id>.jsonl` it
 links to) by every route of its own: `cat` through a glob, `tail`, `grep -r` over the
-projects folder, Python decoding the JSON lines, a symlink it makes and reads with the
-Read tool, the Grep tool, and `sed`. Every result comes back with the credential
-redacted, and each redaction is audited.
+projects folder, Python decoding the JSON lines, a copy read with the Read tool, the Grep
+tool, `sed`, and a path built from character codes. A call that names those files is
+denied before it runs; one whose path cannot be seen comes back with the credential
+redacted. Each denial and each redaction is audited.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import re
@@ -32,7 +34,12 @@ def _bash(command: str) -> Any:
     return tool_use("Bash", {"command": command, "description": "look at the agent"})
 
 
-def test_reads_of_a_subagents_transcript_come_back_redacted(
+DENIED = "Smart Orchestrator denied this tool call"
+# "~/.claude/projects" spelled as character codes: no name the pre-check could see.
+_HIDDEN = ",".join(str(ord(c)) for c in "~/.claude/projects")
+
+
+def test_reads_of_a_subagents_transcript_are_denied_or_come_back_redacted(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
     key = aws_key()
@@ -43,41 +50,44 @@ def test_reads_of_a_subagents_transcript_come_back_redacted(
               "for p in glob.glob(home + '/*/*/subagents/*.jsonl'):\n"
               "    for line in open(p):\n"
               "        print(json.dumps(json.loads(line), ensure_ascii=False))\n")
-    reads = [
+    hidden = ("import glob, os\n"
+              f"top = os.path.expanduser(''.join(map(chr, [{_HIDDEN}])))\n"
+              "for p in glob.glob(top + '/*/*/s*/*.jsonl'):\n"
+              "    print(open(p).read()[-4000:])\n")
+    named = [
         _bash(f"sleep 8; cat {OUTPUT}"),
         _bash(f"tail -n 5 {TRANSCRIPTS}"),
         _bash('grep -rho "AKIA[A-Z0-9]*" "$HOME/.claude/projects"'),
         _bash(f"{shlex.quote(sys.executable)} -c {shlex.quote(decode)}"),
-        # Claude Code's Read refuses a symlink made in the session: a copy, then.
         _bash(f"cp $(ls {OUTPUT} | head -1) {shlex.quote(str(link))}; echo linked"),
-        tool_use("Read", {"file_path": str(link)}),
         tool_use("Grep", {"pattern": "AKIA", "path": str(home / ".claude" / "projects"),
                           "output_mode": "content"}),
-        _bash(f"sed -n '1,$p' {shlex.quote(str(link))} | cut -c1-100000"),
-        # Claude Code keeps large results in files of their own: read those back too.
+        # Claude Code keeps large results in files of their own.
         _bash("grep -rhoa 'AKIA[A-Z0-9]*' $HOME/.claude/projects/*/*/tool-results/ | head -3"),
-        _bash(f"grep -ao 'AKIA[A-Z0-9]*' {shlex.quote(str(link))} | head -3"),
+        _bash(f"base64 -w0 {TRANSCRIPTS} | rev"),
+        tool_use("Glob", {"pattern": "**/*.output", "path": str(claude_dirs["cctmp"])}),
     ]
-    scripted_model.main([agent_call("TRX-BG: find the key", background=True), *reads,
+    scripted_model.main([agent_call("TRX-BG: find the key", background=True), *named,
+                         _bash(f"{shlex.quote(sys.executable)} -c {shlex.quote(hidden)}"),
                          text("noted"), text("done")])
     scripted_model.subagent("TRX-BG", repeating(key))
-    run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash", "Read", "Grep"),
+    run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash", "Read", "Grep", "Glob"),
                extra_args=["--permission-mode", "bypassPermissions"],
                env={"IS_SANDBOX": "1"})
     results = [r for r in scripted_model.tool_results("main") if r.tool_name != "Agent"]
-    assert len(results) == len(reads)
-    readers = [r for r in results if "linked" not in r.text]
-    assert all(key not in r.text for r in readers)
-    # The credential was really in what was read: these came back with it redacted.
-    redacted = [r for r in readers if "[REDACTED:aws-access-key-id]" in r.text]
-    assert {r.tool_name for r in redacted} >= {"Bash"}, \
-        [(r.tool_name, r.text[:300]) for r in readers]
-    assert len(redacted) >= 4
+    assert len(results) == len(named) + 1
+    assert all(key not in r.text for r in results)
+    *tried, built = results
+    assert all(DENIED in r.text for r in tried), [(r.tool_name, r.text[:200]) for r in tried]
+    # The path built at run time passes the pre-check; what it printed is redacted.
+    assert "[REDACTED:aws-access-key-id]" in built.text, built.text[:500]
+    assert not link.exists()
     assert_main_never_saw(scripted_model, key)
-    rows = [json.loads(d) for *_, d in wait_for_audit(home, "transcript.redacted",
-                                                      len(redacted))]
-    assert {r["tool"] for r in rows} >= {"Bash"}
-    assert all(r["rules"] == ["aws-access-key-id"] for r in rows)
+    denials = [json.loads(d) for *_, d in wait_for_audit(home, "tool.use", len(tried))]
+    assert len(denials) == len(tried)
+    assert all(d["agent_type"] == "main" and d["decision"] == "deny" for d in denials)
+    [row] = [json.loads(d) for *_, d in wait_for_audit(home, "transcript.redacted")]
+    assert row["tool"] == "Bash" and row["rules"] == ["aws-access-key-id"]
     assert key not in json.dumps([d for *_, d in audit_rows(home)])
 
 
@@ -95,7 +105,7 @@ def test_a_session_without_subagents_reads_as_usual(
     assert audit_rows(claude_dirs["home"], "transcript.redacted") == []
 
 
-def test_reading_the_output_file_the_launch_names_comes_back_redacted(
+def test_reading_the_output_file_the_launch_names_is_denied(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
     """The model reads the exact paths Claude Code gave it (the launch result's
@@ -137,42 +147,76 @@ def test_reading_the_output_file_the_launch_names_comes_back_redacted(
     results = {r.tool_use_id: r for r in scripted_model.tool_results("main")}
     assert set(ids) <= set(results), sorted(results)
     assert all(key not in results[i].text for i in ids)
-    redacted = [i for i in ids if "[REDACTED:aws-access-key-id]" in results[i].text]
-    # The credential was in what came back: whole-file reads and the Grep show it redacted.
-    assert len(redacted) >= 2, {i: results[i].text[-300:] for i in ids}
+    # The exact files Claude Code named are denied before they are read.
+    assert all(DENIED in results[i].text for i in ids), {i: results[i].text[:300] for i in ids}
     assert_main_never_saw(scripted_model, key)
-    assert wait_for_audit(home, "transcript.redacted", len(redacted))
+    assert len(wait_for_audit(home, "tool.use", len(ids))) == len(ids)
 
 
 def test_killing_the_service_before_reading_withholds_the_result(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
-    """The model kills the service and keeps it from coming back (it holds the service's
-    lock), then reads the transcript: the shim cannot have it checked, so withholds it."""
+    """The service is killed and kept from coming back (its lock held), then the model
+    reads the transcript and the audit key. The model's own tools may not name the
+    service's files (so the kill is done here, as a process outside the session would);
+    the shim cannot have the calls checked, so a call naming those files (or building a
+    path) is denied, and a result it lets through is withheld."""
+    import fcntl
+    import os
+    import signal
+    import time
+
     from mcp_server.service_wire import service_lock
 
     from .plugin_env import plugin_data
 
     key = aws_key()
     data = plugin_data(claude_dirs["home"])
-    lock = shlex.quote(str(service_lock(data)))
-    ready = shlex.quote(str(data / "service.json"))
-    pid = f"{shlex.quote(sys.executable)} -c \"import json,sys; " \
-        f"print(json.load(open(sys.argv[1]))['pid'])\" {ready}"
+    held: list[int] = []
+
+    def kill_the_service(request: Any) -> None:
+        """Kill the service and take its lock, so no new one starts; a new one the shim
+        started in between is killed too. The model's next call waits for this."""
+        if held or "WAITED-MARK" not in json.dumps(request.body or {}):
+            return None
+        lock = os.open(service_lock(data), os.O_RDWR | os.O_CREAT, 0o600)
+        held.append(lock)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                os.kill(json.loads((data / "service.json").read_text())["pid"],
+                        signal.SIGKILL)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                time.sleep(0.05)
+        raise AssertionError("the service's lock was never free")
+
+    scripted_model.on(kill_the_service)
     scripted_model.main([
         _bash("sleep 6; echo the service is up"),  # the shim holds calls only 3 s here
         agent_call("TRX-KILL: find the key", background=True),
-        _bash("sleep 8; echo waited"),
-        _bash(f"(flock {lock} sleep 40 &) ; sleep 1; kill -9 $({pid}); sleep 1; "
-              f"cat {OUTPUT}"),
+        _bash("sleep 8; echo WAITED-MARK"),
+        _bash(f"sleep 2; cat {OUTPUT}"),
         _bash(f"grep -rhoa 'AKIA[A-Z0-9]*' {TRANSCRIPTS}"),
+        tool_use("Read", {"file_path": str(data / "witness.key")}),
+        _bash("echo plain"),
         text("done")])
     scripted_model.subagent("TRX-KILL", repeating(key))
-    run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash",),
-               extra_args=["--permission-mode", "bypassPermissions"],
-               env={"IS_SANDBOX": "1", "SMART_ORCHESTRATOR_SHIM_HOLD_S": "3"})
-    reads = [r for r in scripted_model.tool_results("main") if r.tool_name == "Bash"][2:]
-    assert len(reads) == 2
-    assert all(key not in r.text for r in reads)
-    assert any("withheld this result" in r.text for r in reads), [r.text[:300] for r in reads]
+    try:
+        run_plugin(run_claude, repo_root, "look", allowed_tools=("Bash", "Read"),
+                   extra_args=["--permission-mode", "bypassPermissions"],
+                   env={"IS_SANDBOX": "1", "SMART_ORCHESTRATOR_SHIM_HOLD_S": "3"})
+    finally:
+        for lock in held:
+            os.close(lock)
+    assert held, "the service was killed"
+    results = [r for r in scripted_model.tool_results("main") if r.tool_name != "Agent"]
+    reads, plain = results[2:5], results[5]
+    assert all(key not in r.text for r in results)
+    assert all("cannot check this call" in r.text for r in reads), \
+        [r.text[:300] for r in reads]
+    # An ordinary call is not denied for the dead service (its result may be withheld).
+    assert not plain.is_error and "cannot check" not in plain.text, plain.text[:300]
     assert_main_never_saw(scripted_model, key)
