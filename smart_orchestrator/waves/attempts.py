@@ -19,6 +19,7 @@ from tenacity import RetryCallState
 from ..canonical import canonical_json, digest_text
 from ..context import ContextCache
 from ..errors import OrchestratorError
+from ..store.hostid import host_id
 from ._proc import agent_marker
 from .agents import AgentOutcome, AgentRequest
 from .contracts import Contract
@@ -109,6 +110,7 @@ class TaskDriver:
         self._wave.set_status(task.id, "running")
         ctx.audit.record("wave.agent_start", run_id=self._run_id, task_id=task.id,
                          attempt=attempt, agent_type=task.agent_type, model=task.agent.model,
+                         host=host_id(),  # which machine ran it (workers: any of the team)
                          context=level.label, prompt=digest_text(prompt),
                          context_tokens=built.tokens, context_budget=built.budget_tokens,
                          context_levels=list(built.levels_included),

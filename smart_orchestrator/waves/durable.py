@@ -158,6 +158,11 @@ class WaveEngine:
         from dbos import DBOS
 
         _launch(url, limits, executor_id)
+        if limits is not None:
+            await DBOS.register_queue_async(
+                TEAM_QUEUE, worker_concurrency=limits.worker_concurrency,
+                global_concurrency=limits.team_concurrency, polling_interval_sec=0.5,
+                on_conflict="always_update")
         # DBOS makes its executor this loop's default one (a relaunch shut the old one
         # down); any of its async calls does that first, so one cheap read suffices.
         await DBOS.get_workflow_status_async(f"{APP_NAME}/launched")
@@ -309,7 +314,10 @@ def _launch(url: str, limits: WorkerLimits | None = None,
     # resuming a stopped server's waves is an explicit resume_wave, not a side effect. A
     # worker that comes back is a new executor too: what the old one held was recovered
     # by the others (or is recovered by it, as anyone's), never silently re-run as its own.
+    schema = os.environ.get("SMART_ORCHESTRATOR_DBOS_SCHEMA", "").strip()
     DBOS(config={
+        # Two teams (or test runs) sharing one PostgreSQL database keep DBOS apart by schema.
+        **({"dbos_system_schema": schema} if schema else {}),
         "name": APP_NAME,
         "system_database_url": url,
         "executor_id": executor_id or f"{host_id()}:{os.getpid()}:{os.urandom(4).hex()}",
@@ -323,10 +331,6 @@ def _launch(url: str, limits: WorkerLimits | None = None,
     if limits is not None:
         DBOS.listen_queues([TEAM_QUEUE])
     DBOS.launch()
-    if limits is not None:
-        DBOS.register_queue(TEAM_QUEUE, worker_concurrency=limits.worker_concurrency,
-                            global_concurrency=limits.team_concurrency,
-                            polling_interval_sec=0.5, on_conflict="always_update")
     _launched_url = url
 
 
