@@ -98,14 +98,18 @@ class TaskDriver:
         if not allowed:
             raise AttemptFailed(ErrorClass.BREAKER_OPEN, why)
         level = level_for_attempt(tries)
-        # Reading project files and asking git for the environment is blocking I/O.
-        built = await anyio.to_thread.run_sync(partial(
-            build_prompt, task, self._dependency_results(task), level,
-            project_dir=self._project_dir, cache=self._context_cache))
-        prompt = built.text
         cwd = self._options.cwd
         if self._spaces is not None:
             cwd = str(await anyio.to_thread.run_sync(self._spaces.open, task.id))
+        # On a worker the project is the task's own tree (the worker has no checkout of
+        # its own, and git reading a shared tree would race the merges into it).
+        project = Path(cwd) if self._spaces is not None and self._spaces.shared \
+            else self._project_dir
+        # Reading project files and asking git for the environment is blocking I/O.
+        built = await anyio.to_thread.run_sync(partial(
+            build_prompt, task, self._dependency_results(task), level,
+            project_dir=project, cache=self._context_cache))
+        prompt = built.text
         attempt = ctx.state.start_attempt(self._run_id, task.id, level.label)
         self._wave.set_status(task.id, "running")
         ctx.audit.record("wave.agent_start", run_id=self._run_id, task_id=task.id,

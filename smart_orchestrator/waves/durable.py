@@ -18,9 +18,7 @@ never on the hook path, never at session start.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -223,11 +221,9 @@ class WaveEngine:
 
         # Tasks are top-level workflows, not children of the wave's: the wave body is
         # re-run from the store on resume, in whatever order tasks become ready, and a
-        # child is found by its position in the parent, which would then differ. DBOS
-        # keeps the workflow it is in in a context variable: an asyncio task started in an
-        # empty context is outside every workflow.
-        task = asyncio.get_running_loop().create_task(invoke(), context=contextvars.Context())
-        return await task
+        # child is found by its position in the parent, which would then differ.
+        with _outside_workflow():
+            return await invoke()
 
     def resume(self, run_id: str) -> list[str]:
         """Re-enqueue the run's PENDING workflows (the wave's first); returns their ids.
@@ -353,3 +349,19 @@ def _register() -> None:
 
     _wave_workflow, _task_workflow = wave_workflow, task_workflow
     _registered = True
+
+
+@contextlib.contextmanager
+def _outside_workflow() -> Any:
+    # DBOS keeps its workflow context in a context variable; the task runs in an anyio
+    # task of its own, whose copy of the context this resets without touching the wave's.
+    # (DBOS has no public way to start a top-level workflow from inside another. An
+    # asyncio task with an empty context was tried instead: the DAG test then saw three
+    # agents counted running at once where two can, so the private variable stays.)
+    from dbos._context import _dbos_context_var
+
+    token = _dbos_context_var.set(None)
+    try:
+        yield
+    finally:
+        _dbos_context_var.reset(token)

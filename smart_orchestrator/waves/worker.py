@@ -301,8 +301,7 @@ class Worker:
                                  executor=self._executor, killed_leftover_processes=len(killed))
         spaces = await anyio.to_thread.run_sync(
             Workspaces.on_worker, run_id, run_options.get("workspaces") or {}, self._checkout)
-        project = await anyio.to_thread.run_sync(spaces.result_tree)
-        options = RunOptions(cwd=str(project), env=self._agent_env,
+        options = RunOptions(cwd=spaces.root, env=self._agent_env,
                              workspaces=spaces.to_json(), on_workers=True)
         follower = _Follower(state, run_id, task.id, "pending")
         self._tasks_run += 1
