@@ -407,6 +407,7 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
     plan = WavePlan.model_validate(dict(fan_plan(args.tasks).model_dump(mode="json"),
                                         remote=str(remote), gates=False))
     walls: dict[int, list[float]] = {1: [], args.workers: []}
+    cpus: dict[int, list[float]] = {1: [], args.workers: []}
     peaks: list[tuple[int, int, int]] = []  # (workers, sampled peak, admission's peak)
     with ScriptedModel() as model:
         def answer(req: ModelRequest) -> Any:
@@ -439,16 +440,23 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
                         raise SystemExit(f"wave ended {status.state}: {status.reason}")
                     # The wave's own span in the store: the driver's first spawn also
                     # imports and launches DBOS, which is no part of the comparison.
-                    wall = (status.finished_us - status.created_us) / 1e6
+                    wall = ((status.finished_us or 0) - status.created_us) / 1e6
                     walls[n].append(wall)
                     for (_, log), pid in zip(started, trees.peaks, strict=True):
                         beat = _beat_of(store, read_heartbeat, log) or {}
                         peaks.append((n, trees.peaks[pid],
                                       int(beat.get("peak_tree_rss_bytes", 0))))
+                    # The workers' CPU with their agents' (reaped children count).
+                    cpu = 0.0
+                    for proc, _ in started:
+                        times = psutil.Process(proc.pid).cpu_times()
+                        cpu += times.user + times.system + times.children_user \
+                            + times.children_system
+                    cpus[n].append(cpu)
                 finally:
                     _stop_workers(started)
                 print(f"  round {r + 1}: {n} worker(s) x {args.worker_concurrency} agents: "
-                      f"{wall:.2f} s; peaks "
+                      f"{wall:.2f} s, {cpu:.0f} CPU s; peaks "
                       + ", ".join(f"{p / MIB:.0f}" for w, p, _ in peaks[-n:])
                       + f" MiB (budget {args.worker_budget_mb} MiB each)")
         service.close()
@@ -465,6 +473,11 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
     print(f"  1 worker         {one:7.2f} s   ideal {ideal[1]:6.2f} s")
     print(f"  {args.workers} workers        {many:7.2f} s   ideal {ideal[args.workers]:6.2f} s")
     print(f"  speed-up         {one / many:7.2f}x  ideal {ideal[1] / ideal[args.workers]:.2f}x")
+    cores = os.cpu_count() or 1
+    print(f"  CPU of workers and their agents: {statistics.median(cpus[args.workers]):.0f} s "
+          f"per wave = {statistics.median(cpus[args.workers]) / cores:.0f} s of wall time on "
+          f"this machine's {cores} cores at best (the workers here share one machine; "
+          f"load average at the end {os.getloadavg()[0]:.1f})")
     print(f"  peak per worker  {top / MIB:7.0f} MiB sampled (worker process and its agents), "
           f"{max(a for _, _, a in peaks) / MIB:.0f} MiB seen by its admission, budget "
           f"{args.worker_budget_mb} MiB")
