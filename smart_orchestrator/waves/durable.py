@@ -159,7 +159,7 @@ class WaveEngine:
         if limits is not None:
             await DBOS.register_queue_async(
                 TEAM_QUEUE, worker_concurrency=limits.worker_concurrency,
-                global_concurrency=limits.team_concurrency, polling_interval_sec=0.5,
+                global_concurrency=limits.team_concurrency, polling_interval_sec=1.0,
                 on_conflict="always_update")
         # DBOS makes its executor this loop's default one (a relaunch shut the old one
         # down); any of its async calls does that first, so one cheap read suffices.

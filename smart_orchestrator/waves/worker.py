@@ -306,7 +306,7 @@ class Worker:
         follower = _Follower(state, run_id, task.id, "pending")
         self._tasks_run += 1
         async with anyio.create_task_group() as tg:
-            tg.start_soon(follower.watch, scope, max(0.5, ctx.tick_s))
+            tg.start_soon(follower.watch, scope, max(1.0, ctx.tick_s))
             await TaskDriver(ctx, run_id, options, follower).run(task)
             tg.cancel_scope.cancel()
         if follower.status_of(task.id) in ("pending", "retrying") \
