@@ -306,6 +306,10 @@ class WaveRun:
         try:
             await self._ctx.run_task(self, task_id)
         except Exception as exc:  # the workflow ended in an error: a worker bug
+            # Its workflow id is spent (enqueueing it again returns the same error), so a
+            # task it left open is closed here, not followed again.
+            self._ctx.state.reset_task(self.run_id, task_id, "interrupted: the task's "
+                                       "workflow failed on its worker")
             self._close(task_id, "failed", ErrorClass.CRASH,
                         f"the task's workflow failed on its worker: {type(exc).__name__}: "
                         f"{str(exc)[:300]}")

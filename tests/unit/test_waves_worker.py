@@ -136,3 +136,74 @@ def test_bad_worker_arguments_are_one_line_errors(argv: list[str],
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("smart-orchestrator worker: error:")
+
+
+def test_the_driver_follows_workers_ends_and_a_failed_workflow_fails_its_task_once(
+        store: SqliteStore, tmp_path: Path) -> None:
+    import anyio
+
+    from smart_orchestrator.waves.plan import WavePlan
+    from smart_orchestrator.waves.scheduler import RunOptions, WaveRun
+    from tests.unit.test_waves_scheduler import Harness
+
+    h = Harness(store, tmp_path, ScriptedRunner())
+    calls: list[str] = []
+
+    async def on_a_worker(run: WaveRun, task_id: str) -> None:
+        # Stands in for a worker: it records the task in the store, the driver reads it.
+        calls.append(task_id)
+        attempt = h.state.start_attempt(run.run_id, task_id, "full")
+        if task_id == "a":
+            raise RuntimeError("worker bug after the attempt started")
+        error = "quota" if task_id == "q" else None
+        h.state.end_attempt(run.run_id, task_id, attempt,
+                            outcome="succeeded" if error is None else "failed",
+                            task_state="succeeded" if error is None else "failed",
+                            error_class=error, reason=error, output=f"out {task_id}")
+
+    h.ctx.run_task = on_a_worker
+    plan = WavePlan.model_validate({"tasks": [
+        {"id": "a", "prompt": "a"}, {"id": "b", "prompt": "b"},
+        {"id": "c", "prompt": "c", "depends_on": ["a"]},
+        {"id": "d", "prompt": "d", "depends_on": ["b"]}]})
+    options = RunOptions(cwd=str(tmp_path), on_workers=True)
+    h.state.create_run("w1", plan, options.to_json(), "test-owner")
+    final = anyio.run(WaveRun(h.ctx, "w1", plan, options).drive)
+    tasks = h.tasks()
+    assert final == "partial"
+    assert (tasks["a"].state, tasks["a"].error_class) == ("failed", "crash")
+    assert "worker bug" in (tasks["a"].reason or "")
+    assert [x.outcome for x in h.state.attempts("w1") if x.task_id == "a"] == ["interrupted"]
+    assert tasks["c"].state == "skipped" and tasks["b"].state == tasks["d"].state == "succeeded"
+    assert sorted(calls) == ["a", "b", "d"], "a failed workflow is not followed again"
+    # The driver admitted nothing itself: workers do.
+    assert h.resources.stats().running == 0
+
+
+def test_a_wave_stopping_error_on_a_worker_stops_the_wave(store: SqliteStore,
+                                                        tmp_path: Path) -> None:
+    import anyio
+
+    from smart_orchestrator.waves.plan import WavePlan
+    from smart_orchestrator.waves.scheduler import RunOptions, WaveRun
+    from tests.unit.test_waves_scheduler import Harness
+
+    h = Harness(store, tmp_path, ScriptedRunner())
+
+    async def on_a_worker(run: WaveRun, task_id: str) -> None:
+        attempt = h.state.start_attempt(run.run_id, task_id, "full")
+        h.state.end_attempt(run.run_id, task_id, attempt, outcome="failed",
+                            task_state="failed", error_class="quota", reason="credit")
+
+    h.ctx.run_task = on_a_worker
+    plan = WavePlan.model_validate({"tasks": [
+        {"id": "q", "prompt": "q"}, {"id": "later", "prompt": "l", "depends_on": ["x"]},
+        {"id": "x", "prompt": "x", "depends_on": ["q"]}]})
+    options = RunOptions(cwd=str(tmp_path), on_workers=True)
+    h.state.create_run("w1", plan, options.to_json(), "test-owner")
+    final = anyio.run(WaveRun(h.ctx, "w1", plan, options).drive)
+    assert final == "failed"
+    assert {k: v.state for k, v in h.tasks().items()} == {
+        "q": "failed", "x": "skipped", "later": "skipped"}
+    run = h.state.run("w1")
+    assert run.stop_class == "quota" and "quota error in task 'q'" in (run.reason or "")
