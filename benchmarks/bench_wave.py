@@ -408,6 +408,7 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
                                         remote=str(remote), gates=False))
     walls: dict[int, list[float]] = {1: [], args.workers: []}
     cpus: dict[int, list[float]] = {1: [], args.workers: []}
+    refusals: list[dict[str, int]] = []  # each worker's admission waits, by rule
     peaks: list[tuple[int, int, int]] = []  # (workers, sampled peak, admission's peak)
     with ScriptedModel() as model:
         def answer(req: ModelRequest) -> Any:
@@ -446,6 +447,7 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
                         beat = _beat_of(store, read_heartbeat, log) or {}
                         peaks.append((n, trees.peaks[pid],
                                       int(beat.get("peak_tree_rss_bytes", 0))))
+                        refusals.append(dict(beat.get("admission_refusals") or {}))
                     # The workers' CPU with their agents' (reaped children count).
                     cpu = 0.0
                     for proc, _ in started:
@@ -458,7 +460,8 @@ def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int
                 print(f"  round {r + 1}: {n} worker(s) x {args.worker_concurrency} agents: "
                       f"{wall:.2f} s, {cpu:.0f} CPU s; peaks "
                       + ", ".join(f"{p / MIB:.0f}" for w, p, _ in peaks[-n:])
-                      + f" MiB (budget {args.worker_budget_mb} MiB each)")
+                      + f" MiB (budget {args.worker_budget_mb} MiB each); admission "
+                      f"waits {refusals[-n:]}")
         service.close()
         store.close()
         policy_store.close()

@@ -204,7 +204,8 @@ class Worker:
             "running": len(self._bodies), "tasks_run": self._tasks_run,
             "concurrency": self._concurrency,
             "peak_tree_rss_bytes": stats.peak_total_bytes,
-            "memory_budget_bytes": stats.budget_bytes}, sort_keys=True))
+            "memory_budget_bytes": stats.budget_bytes,
+            "admission_refusals": dict(stats.refusals)}, sort_keys=True))
 
     async def _heartbeats(self) -> None:
         while True:
