@@ -254,7 +254,7 @@ class WaveEngine:
         """Put the task workflows a dead worker had taken back on the team queue, where
         one worker takes each. Called from a thread.
 
-        DBOS's own recovery, as its Conductor runs it for a dead executor: the re-enqueue
+        DBOS's own recovery, the one it runs at launch for its own executor: the re-enqueue
         matches the dead executor's id, so two workers recovering the same one re-enqueue
         each workflow once (the one that a live worker already took no longer matches).
         The public `resume_workflow` does not match the executor and could put a
