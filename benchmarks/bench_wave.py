@@ -13,6 +13,18 @@ Agents are the bundled Claude Code CLI through claude-agent-sdk; each model repl
     own speed (which on a small or shared machine varies by seconds between runs) cancels.
 Peak process-tree memory is sampled independently every 50 ms. Exits 1 if a floor from
 the waves issue is missed: overhead <= 10% of the ideal wall time; peak memory <= budget.
+
+    .venv/bin/python benchmarks/bench_wave.py --workers 3 [--worker-concurrency 2]
+        [--worker-budget-mb 1024] [--store postgresql://...]
+
+Workers mode: the same wave dispatched to `smart-orchestrator worker` processes (each
+its own host id, data folder and checkout of a bare repository serving as the wave's
+remote), in rounds alternating one worker with `--workers` of them, each round with fresh
+workers that joined before the wave is spawned. The store is `--store` (a team PostgreSQL)
+or a SQLite file in a scratch folder. Prints wall times against the ideal for the
+capacity, and each worker's peak process-tree memory (sampled every 50 ms) against its
+budget. Exits 1 unless the wall time falls with the added workers and every worker stays
+within its budget.
 """
 
 from __future__ import annotations
@@ -21,7 +33,9 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -189,6 +203,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="wave and bare runs alternate, in turn first; the best of each "
                              "is compared")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="compare one worker with this many (workers mode)")
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--worker-budget-mb", type=int, default=1024)
+    parser.add_argument("--store", default=None,
+                        help="workers mode: the team store (default: a SQLite file)")
     args = parser.parse_args()
     claude = find_claude_bin()
     if claude is None:
@@ -196,6 +216,8 @@ def main() -> int:
         return 2
     scratch = Path(tempfile.mkdtemp(prefix="bench-wave-"))
     try:
+        if args.workers:
+            return _bench_workers(args, claude, scratch)
         return _bench(args, claude, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -278,6 +300,203 @@ def _bench(args: argparse.Namespace, claude: Path, scratch: Path) -> int:
     floors.check("orchestration overhead vs ideal", overhead / ideal * 100, 10, "%")
     floors.check("peak process-tree memory", peak / MIB, args.budget_mb, "MiB")
     return 1 if floors.failed else 0
+
+
+# -- workers mode ----------------------------------------------------------------------------
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+def _bare_remote(scratch: Path) -> Path:
+    seed = scratch / "seed"
+    seed.mkdir()
+    _git(seed, "init", "-q", "-b", "main")
+    (seed / "README.md").write_text("bench\n")
+    _git(seed, "add", "-A")
+    _git(seed, "commit", "-q", "-m", "base")
+    _git(scratch, "clone", "-q", "--bare", str(seed), str(scratch / "team.git"))
+    return scratch / "team.git"
+
+
+class WorkerTrees:
+    """Each worker process's peak tree memory (itself and its agents), sampled in a thread."""
+
+    def __init__(self, pids: list[int], interval_s: float = 0.05) -> None:
+        self.peaks = {pid: 0 for pid in pids}
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        procs = {pid: psutil.Process(pid) for pid in self.peaks}
+        while not self._stop.wait(self._interval):
+            for pid, proc in procs.items():
+                total = 0
+                try:
+                    tree = [proc, *proc.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for member in tree:
+                    try:
+                        total += member.memory_info().rss
+                    except psutil.Error:
+                        continue
+                self.peaks[pid] = max(self.peaks[pid], total)
+
+    def __enter__(self) -> WorkerTrees:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _start_workers(n: int, tag: str, args: argparse.Namespace, scratch: Path,
+                   env: dict[str, str]) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    started = []
+    for i in range(n):
+        log = scratch / f"worker-{tag}-{i}.log"
+        worker_env = dict(env, SMART_ORCHESTRATOR_HOST_ID=f"bench-{tag}-{i}",
+                          SMART_ORCHESTRATOR_DATA=str(scratch / f"data-{tag}-{i}"))
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "smart_orchestrator.cli", "worker",
+                 "--concurrency", str(args.worker_concurrency),
+                 "--team-concurrency", str(args.worker_concurrency * args.workers),
+                 "--memory-mb", str(args.worker_budget_mb),
+                 "--checkout", str(scratch / f"checkout-{tag}-{i}")],
+                env=worker_env, cwd=str(scratch), stdout=out, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+    deadline = time.monotonic() + 180
+    while not all("serving the wave queue" in log.read_text(errors="replace")
+                  for _, log in started):
+        if time.monotonic() > deadline or any(p.poll() is not None for p, _ in started):
+            raise SystemExit("a worker did not join: " + " | ".join(
+                log.read_text(errors="replace")[-800:] for _, log in started))
+        time.sleep(0.2)
+    return started
+
+
+def _stop_workers(started: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    for proc, _ in started:
+        proc.send_signal(signal.SIGTERM)
+    for proc, _ in started:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _bench_workers(args: argparse.Namespace, claude: Path, scratch: Path) -> int:
+    floors = Floors()
+    for name in ("home", "tmp", "work"):
+        (scratch / name).mkdir()
+    remote = _bare_remote(scratch)
+    store_url = args.store or str(scratch / "team.db")
+    store_var = "SMART_ORCHESTRATOR_STORE" if args.store else "SMART_ORCHESTRATOR_DB"
+    os.environ[store_var] = store_url
+    os.environ["SMART_ORCHESTRATOR_WORKTREES"] = str(scratch / "driver-worktrees")
+    os.environ.setdefault("SMART_ORCHESTRATOR_DBOS_SCHEMA",
+                          f"dbos_bench_{os.urandom(3).hex()}")
+    from smart_orchestrator.store import open_store
+    from smart_orchestrator.waves.worker import read_heartbeat
+
+    plan = WavePlan.model_validate(dict(fan_plan(args.tasks).model_dump(mode="json"),
+                                        remote=str(remote), gates=False))
+    walls: dict[int, list[float]] = {1: [], args.workers: []}
+    cpus: dict[int, list[float]] = {1: [], args.workers: []}
+    refusals: list[dict[str, int]] = []  # each worker's admission waits, by rule
+    peaks: list[tuple[int, int, int]] = []  # (workers, sampled peak, admission's peak)
+    with ScriptedModel() as model:
+        def answer(req: ModelRequest) -> Any:
+            return text("done", delay=args.delay) if "BENCH " in req.first_user_text else None
+
+        model.on(answer)
+        env = offline_env(model_url=model.base_url, home=scratch / "home",
+                          tmpdir=scratch / "tmp")
+        env.update({store_var: store_url}, PYTHONPATH=str(ROOT),
+                   SMART_ORCHESTRATOR_DBOS_SCHEMA=os.environ["SMART_ORCHESTRATOR_DBOS_SCHEMA"])
+        policy_store = SqliteStore(scratch / "policy.db")
+        runner = SdkAgentRunner(cli_path=claude, extra_env=env,
+                                make_hooks=wave_policy_hooks(policy_store))
+        singles = [anyio.run(one_agent, runner, scratch / "work", i) for i in range(3)]
+        single = statistics.median(singles)
+        print(f"one agent alone: {single:.2f} s (median of {len(singles)}; model reply "
+              f"{args.delay:g} s)")
+        store = open_store(store_url)
+        service = WaveService(store, runner, WaveConfig(tick_s=0.1, dispatch="workers"))
+        for r in range(args.rounds):
+            order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
+            for n in order:
+                started = _start_workers(n, f"r{r}n{n}", args, scratch, env)
+                try:
+                    with WorkerTrees([p.pid for p, _ in started]) as trees:
+                        run_id = service.spawn(plan, cwd=str(scratch / "work"))
+                        service.wait_until_done(run_id, 1800)
+                    status = service.status(run_id)
+                    if status.state != "completed":
+                        raise SystemExit(f"wave ended {status.state}: {status.reason}")
+                    # The wave's own span in the store: the driver's first spawn also
+                    # imports and launches DBOS, which is no part of the comparison.
+                    wall = ((status.finished_us or 0) - status.created_us) / 1e6
+                    walls[n].append(wall)
+                    for (_, log), pid in zip(started, trees.peaks, strict=True):
+                        beat = _beat_of(store, read_heartbeat, log) or {}
+                        peaks.append((n, trees.peaks[pid],
+                                      int(beat.get("peak_tree_rss_bytes", 0))))
+                        refusals.append(dict(beat.get("admission_refusals") or {}))
+                    # The workers' CPU with their agents' (reaped children count).
+                    cpu = 0.0
+                    for proc, _ in started:
+                        times = psutil.Process(proc.pid).cpu_times()
+                        cpu += times.user + times.system + times.children_user \
+                            + times.children_system
+                    cpus[n].append(cpu)
+                finally:
+                    _stop_workers(started)
+                print(f"  round {r + 1}: {n} worker(s) x {args.worker_concurrency} agents: "
+                      f"{wall:.2f} s, {cpu:.0f} CPU s; peaks "
+                      + ", ".join(f"{p / MIB:.0f}" for w, p, _ in peaks[-n:])
+                      + f" MiB (budget {args.worker_budget_mb} MiB each); admission "
+                      f"waits {refusals[-n:]}")
+        service.close()
+        store.close()
+        policy_store.close()
+    middle = args.tasks - 2
+    one, many = statistics.median(walls[1]), statistics.median(walls[args.workers])
+    ideal = {n: single * (2 + math.ceil(middle / (n * args.worker_concurrency)))
+             for n in walls}
+    top = max(p for _, p, _ in peaks)
+    print(f"wave of {args.tasks} tasks (1 -> {middle} -> 1) on workers of "
+          f"{args.worker_concurrency} agents, medians of {args.rounds} rounds, store "
+          f"{'PostgreSQL' if store_url.startswith('postgres') else 'SQLite'}")
+    print(f"  1 worker         {one:7.2f} s   ideal {ideal[1]:6.2f} s")
+    print(f"  {args.workers} workers        {many:7.2f} s   ideal {ideal[args.workers]:6.2f} s")
+    print(f"  speed-up         {one / many:7.2f}x  ideal {ideal[1] / ideal[args.workers]:.2f}x")
+    cores = os.cpu_count() or 1
+    print(f"  CPU of workers and their agents: {statistics.median(cpus[args.workers]):.0f} s "
+          f"per wave = {statistics.median(cpus[args.workers]) / cores:.0f} s of wall time on "
+          f"this machine's {cores} cores at best (the workers here share one machine; "
+          f"load average at the end {os.getloadavg()[0]:.1f})")
+    print(f"  peak per worker  {top / MIB:7.0f} MiB sampled (worker process and its agents), "
+          f"{max(a for _, _, a in peaks) / MIB:.0f} MiB seen by its admission, budget "
+          f"{args.worker_budget_mb} MiB")
+    floors.check(f"{args.workers} workers' wall time vs one worker's", many / one, 0.99, "x")
+    floors.check("peak memory per worker", top / MIB, args.worker_budget_mb, "MiB")
+    return 1 if floors.failed else 0
+
+
+def _beat_of(store: Any, read: Any, log: Path) -> dict[str, Any] | None:
+    """The last heartbeat of the worker whose log is `log` (it names its executor id)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("smart-orchestrator worker ") and ": serving" in line:
+            executor = line[len("smart-orchestrator worker "):].split(": serving")[0]
+            beat = read(store, executor)
+            return dict(beat) if beat else None
+    return None
 
 
 if __name__ == "__main__":

@@ -188,9 +188,10 @@ from .gates.cli import register_gates_command  # noqa: E402
 from .metrics.cli import register_metrics_command  # noqa: E402
 from .policy_cli import register_policy_command  # noqa: E402
 from .store_cli import register_store_command  # noqa: E402
+from .worker_cli import register_worker_command  # noqa: E402
 
 _EXTRA_COMMANDS += [register_gates_command, register_metrics_command, register_commands,
-                    register_policy_command, register_store_command]
+                    register_policy_command, register_store_command, register_worker_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -285,6 +285,19 @@ class SqlWaves:
                 "state IN ('running', 'retrying')", (note, run_id))
         return ids
 
+    def reset_task(self, run_id: str, task_id: str, note: str, now_us: int) -> bool:
+        with self._s.atomic() as conn:
+            moved = conn.execute(
+                "UPDATE wave_tasks SET state = 'pending', reason = ? WHERE run_id = ? AND "
+                "task_id = ? AND state IN ('running', 'retrying')", (note, run_id, task_id))
+            if not moved.rowcount:
+                return False
+            conn.execute(
+                "UPDATE wave_attempts SET finished_us = ?, outcome = 'interrupted', "
+                "reason = ? WHERE run_id = ? AND task_id = ? AND finished_us IS NULL",
+                (now_us, note, run_id, task_id))
+        return True
+
     def set_compensation(self, run_id: str, task_id: str, status: str,
                          reason: str | None) -> None:
         self._change("UPDATE wave_tasks SET compensation = ?, compensation_reason = ? "

@@ -329,6 +329,11 @@ class WaveRepo(Protocol):
 
     def reset_interrupted(self, run_id: str, note: str, now_us: int) -> list[str]: ...
 
+    def reset_task(self, run_id: str, task_id: str, note: str, now_us: int) -> bool:
+        """One running/retrying task back to pending, its open attempt closed
+        `interrupted`; False when the task was in another state."""
+        ...
+
     def set_compensation(self, run_id: str, task_id: str, status: str,
                          reason: str | None) -> None: ...
 

@@ -19,6 +19,7 @@ from tenacity import RetryCallState
 from ..canonical import canonical_json, digest_text
 from ..context import ContextCache
 from ..errors import OrchestratorError
+from ..store.hostid import host_id
 from ._proc import agent_marker
 from .agents import AgentOutcome, AgentRequest
 from .contracts import Contract
@@ -98,18 +99,23 @@ class TaskDriver:
         if not allowed:
             raise AttemptFailed(ErrorClass.BREAKER_OPEN, why)
         level = level_for_attempt(tries)
-        # Reading project files and asking git for the environment is blocking I/O.
-        built = await anyio.to_thread.run_sync(partial(
-            build_prompt, task, self._dependency_results(task), level,
-            project_dir=self._project_dir, cache=self._context_cache))
-        prompt = built.text
         cwd = self._options.cwd
         if self._spaces is not None:
             cwd = str(await anyio.to_thread.run_sync(self._spaces.open, task.id))
+        # On a worker the project is the task's own tree (the worker has no checkout of
+        # its own, and git reading a shared tree would race the merges into it).
+        project = Path(cwd) if self._spaces is not None and self._spaces.shared \
+            else self._project_dir
+        # Reading project files and asking git for the environment is blocking I/O.
+        built = await anyio.to_thread.run_sync(partial(
+            build_prompt, task, self._dependency_results(task), level,
+            project_dir=project, cache=self._context_cache))
+        prompt = built.text
         attempt = ctx.state.start_attempt(self._run_id, task.id, level.label)
         self._wave.set_status(task.id, "running")
         ctx.audit.record("wave.agent_start", run_id=self._run_id, task_id=task.id,
                          attempt=attempt, agent_type=task.agent_type, model=task.agent.model,
+                         host=host_id(),  # which machine ran it (workers: any of the team)
                          context=level.label, prompt=digest_text(prompt),
                          context_tokens=built.tokens, context_budget=built.budget_tokens,
                          context_levels=list(built.levels_included),

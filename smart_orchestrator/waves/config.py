@@ -18,6 +18,7 @@ ENV_MAX_AGENTS = "SMART_ORCHESTRATOR_WAVE_MAX_AGENTS"
 ENV_MEMORY_MB = "SMART_ORCHESTRATOR_WAVE_MEMORY_MB"
 ENV_RETRY_BASE_S = "SMART_ORCHESTRATOR_WAVE_RETRY_BASE_S"
 ENV_SANDBOX = "SMART_ORCHESTRATOR_WAVE_SANDBOX"
+ENV_DISPATCH = "SMART_ORCHESTRATOR_WAVE_DISPATCH"
 _SANDBOX_MODES: tuple[str, ...] = get_args(SandboxMode)
 
 
@@ -35,6 +36,9 @@ class WaveConfig:
     sandbox: SandboxMode = "auto"  # confine agents' Bash to the wave's folder (sandbox.py)
     # Measuring a process tree costs a few ms per agent: twice a second is enough.
     sample_s: float = 0.5
+    # `local`: this process runs the agents; `workers`: tasks go to the team's queue and
+    # `smart-orchestrator worker` processes (any machine) run them.
+    dispatch: str = "local"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WaveConfig:
@@ -57,8 +61,11 @@ class WaveConfig:
                 raise ConfigError(f"{ENV_SANDBOX}={wanted!r}: expected one of "
                                   + ", ".join(_SANDBOX_MODES))
             sandbox = cast(SandboxMode, wanted)
+        dispatch = env.get(ENV_DISPATCH, base.dispatch)
+        if dispatch not in ("local", "workers"):
+            raise ConfigError(f"{ENV_DISPATCH}={dispatch!r}: expected local or workers")
         return cls(admission=admission, retry=retry, tick_s=base.tick_s,
-                   sample_s=base.sample_s, sandbox=sandbox)
+                   sample_s=base.sample_s, sandbox=sandbox, dispatch=dispatch)
 
 
 def _replace_admission(cfg: AdmissionConfig, **changes: int) -> AdmissionConfig:

@@ -41,11 +41,14 @@ class RunOptions:
     max_concurrency: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     workspaces: dict[str, Any] | None = None  # Workspaces.to_json(), None: shared folder
+    # Tasks go to the team's queue and run on workers (`smart-orchestrator worker`);
+    # admission is theirs, the driver only enqueues and follows.
+    on_workers: bool = False
 
     def to_json(self) -> dict[str, Any]:
         # The environment is not stored: it may hold credentials.
         return {"cwd": self.cwd, "max_concurrency": self.max_concurrency,
-                "workspaces": self.workspaces}
+                "workspaces": self.workspaces, "on_workers": self.on_workers}
 
 
 @dataclass(slots=True)
@@ -120,6 +123,10 @@ class WaveRun:
     @property
     def cancel_reason(self) -> str | None:
         return self._cancel_reason
+
+    @property
+    def on_workers(self) -> bool:
+        return self._options.on_workers
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self, reason: str, *, compensate: bool = False) -> None:
@@ -210,8 +217,12 @@ class WaveRun:
             self.set_status(tid, status)
 
     def _startable(self) -> list[TaskSpec]:
+        # On workers, a task the store has running (its driver was restarted) is followed
+        # again: enqueueing its workflow id waits for the worker running it.
+        states = ("pending", "running", "retrying") if self._options.on_workers \
+            else ("pending",)
         ready = [self._tasks[tid] for tid in self._order
-                 if self._status[tid] == "pending" and tid not in self._scopes
+                 if self._status[tid] in states and tid not in self._scopes
                  and all(self._status[d] == "succeeded" for d in self._tasks[tid].depends_on)]
         return sorted(ready, key=lambda t: (-t.priority, self._position[t.id]))
 
@@ -227,6 +238,10 @@ class WaveRun:
             if (held := self._budget_hold(task)) is not None:
                 self.waiting_reason = held
                 return
+            if self._options.on_workers:
+                # Workers admit: the team queue's limits and each worker's own.
+                self._start(tg, task)
+                continue
             decision = self._ctx.resources.try_admit((self.run_id, task.id), group=self.run_id,
                                                      agent_type=task.agent_type)
             if not decision.admitted:
@@ -234,10 +249,13 @@ class WaveRun:
                 if decision.impossible:
                     self.stop_wave(f"admission: {decision.reason}", ErrorClass.CONFIG)
                 return
-            scope = anyio.CancelScope()
-            self._scopes[task.id] = scope
-            self.max_running = max(self.max_running, len(self._scopes))
-            tg.start_soon(self._run_task, task, scope)
+            self._start(tg, task)
+
+    def _start(self, tg: anyio.abc.TaskGroup, task: TaskSpec) -> None:
+        scope = anyio.CancelScope()
+        self._scopes[task.id] = scope
+        self.max_running = max(self.max_running, len(self._scopes))
+        tg.start_soon(self._run_task, task, scope)
 
     def _budget_hold(self, task: TaskSpec) -> str | None:
         """Why the budget holds the wave (it waits; nothing fails), once in the audit."""
@@ -257,7 +275,10 @@ class WaveRun:
                     await self.execute(task.id)
                 else:
                     holds = self.holds(task.id)
-                    await self._ctx.run_task(self, task.id)
+                    if self._options.on_workers:
+                        await self._follow_worker(task.id)
+                    else:
+                        await self._ctx.run_task(self, task.id)
                     if self.may_retry() and self._status[task.id] in ("pending", "retrying") \
                             and self.holds(task.id) == holds:
                         # The durable engine returned a recorded end without running the
@@ -281,6 +302,30 @@ class WaveRun:
                 # shutdown, and the task stays as it is for resume to re-run.
                 self._close(task.id, "cancelled", ErrorClass.CANCELLED, self._cancel_reason)
             self._wake.set()
+
+    async def _follow_worker(self, task_id: str) -> None:
+        """Enqueue the task for the team's workers and wait for its end; then take the
+        outcome the worker recorded in the store, with what it means for the wave."""
+        assert self._ctx.run_task is not None
+        try:
+            await self._ctx.run_task(self, task_id)
+        except Exception as exc:  # the workflow ended in an error: a worker bug
+            # Its workflow id is spent (enqueueing it again returns the same error), so a
+            # task it left open is closed here, not followed again.
+            self._ctx.state.reset_task(self.run_id, task_id, "interrupted: the task's "
+                                       "workflow failed on its worker")
+            self._close(task_id, "failed", ErrorClass.CRASH,
+                        f"the task's workflow failed on its worker: {type(exc).__name__}: "
+                        f"{str(exc)[:300]}")
+        record = next(t for t in self._ctx.state.tasks(self.run_id) if t.task_id == task_id)
+        if record.state != self._status[task_id]:
+            self.set_status(task_id, record.state)
+        if record.state == "failed":
+            error_class = next((c for c in ErrorClass if c.value == record.error_class), None)
+            if error_class is not None and error_class.stops_wave:
+                self.stop_wave(f"{error_class.value} error in task {task_id!r}: "
+                               f"{record.reason}", error_class)
+            self.task_failed(task_id, record.reason or "")
 
     # -- the end ---------------------------------------------------------------------------
     async def _finish(self, *, resumed: RunRecord | None = None) -> str:

@@ -197,10 +197,18 @@ class WaveService:
         run_id = f"w{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         from .worktrees import Workspaces, worktrees_root
 
+        on_workers = self._config.dispatch == "workers"
+        if on_workers and (plan.remote is None or plan.workspace == "shared"):
+            raise ConfigError("waves run on workers need the plan's `remote` (a repository "
+                              "every worker can clone) and worktrees",
+                              hint="name a remote, or unset SMART_ORCHESTRATOR_WAVE_DISPATCH")
         spaces = Workspaces.prepare(run_id, cwd, remote=plan.remote, mode=plan.workspace,
                                     root=worktrees_root())
+        if on_workers and spaces is not None:
+            spaces = replace(spaces, shared=True)
         options = RunOptions(cwd=cwd, max_concurrency=max_concurrency,
-                             workspaces=spaces.to_json() if spaces else None)
+                             workspaces=spaces.to_json() if spaces else None,
+                             on_workers=on_workers)
         self._state.create_run(run_id, plan, options.to_json(), self._owner)
         plan_digest = sha256_hex(canonical_json(plan.model_dump(mode="json")))
         self._ctx.audit.record("wave.start", run_id=run_id, tasks=len(plan.tasks),
@@ -274,7 +282,8 @@ class WaveService:
 
     async def _run_task_workflow(self, run: WaveRun, task_id: str) -> None:
         assert self._engine is not None
-        await self._engine.run_task(run.run_id, task_id, run.holds(task_id))
+        await self._engine.run_task(run.run_id, task_id, run.holds(task_id),
+                                    on_workers=run.on_workers)
 
     def status(self, run_id: str, *, output_chars: int = 2000) -> WaveSnapshot:
         run = self._state.run(run_id)
@@ -329,14 +338,18 @@ class WaveService:
         if run.owner != self._owner and not self._state.claim(run_id, self._owner,
                                                                previous=run.owner):
             raise OrchestratorError(f"wave {run_id} was claimed by another server meanwhile")
-        killed = self._kill_leftovers(run_id)
-        interrupted = self._state.reset_interrupted(run_id)
+        on_workers = bool(run.options.get("on_workers"))
+        # On workers, running tasks are the workers' to finish or, if theirs died, to
+        # recover: their agents may be alive, on this machine too.
+        killed = [] if on_workers else self._kill_leftovers(run_id)
+        interrupted = [] if on_workers else self._state.reset_interrupted(run_id)
         self._ctx.audit.record("wave.resume", run_id=run_id, interrupted=interrupted,
                                killed_leftover_processes=len(killed))
         plan = run.plan()
         options = RunOptions(cwd=str(run.options["cwd"]),
                              max_concurrency=run.options.get("max_concurrency"),
-                             workspaces=run.options.get("workspaces"))
+                             workspaces=run.options.get("workspaces"),
+                             on_workers=on_workers)
         portal = self._ensure_loop()
         assert self._engine is not None
         portal.call(self._launch, run_id, plan, options)

@@ -189,6 +189,11 @@ class WaveState:
         note = "interrupted: the server driving the wave stopped; re-run on resume"
         return self._waves.reset_interrupted(run_id, note, self._now())
 
+    def reset_task(self, run_id: str, task_id: str, note: str) -> bool:
+        """A task another process left running (it died) back to pending, its attempt
+        closed `interrupted`."""
+        return self._waves.reset_task(run_id, task_id, note, self._now())
+
     def set_compensation(self, run_id: str, task_id: str, status: str,
                          reason: str | None = None) -> None:
         self._waves.set_compensation(run_id, task_id, status, _redact(reason))

@@ -28,6 +28,8 @@ _IDENTITY = ("-c", "user.name=smart-orchestrator", "-c", "user.email=waves@smart
              "-c", "commit.gpgsign=false")
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+_clone_lock = threading.Lock()
+_PUSH_TRIES = 60
 
 
 class MergeConflict(OrchestratorError):
@@ -81,6 +83,9 @@ class Workspaces:
     base: str       # the commit the wave branches from
     root: str       # where the worktrees live
     remote: str | None = None
+    # The result branch lives on the remote: workers on other machines merge into it
+    # there (fetch, merge, push; a push that lost a race is redone on the new head).
+    shared: bool = False
 
     # -- creating ------------------------------------------------------------------------
     @classmethod
@@ -112,14 +117,34 @@ class Workspaces:
 
     def to_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "base": self.base, "root": self.root,
-                "remote": self.remote}
+                "remote": self.remote, "shared": self.shared}
 
     @classmethod
     def from_json(cls, run_id: str, data: dict[str, Any] | None) -> Workspaces | None:
         if not data:
             return None
         return cls(run_id, str(data["repo"]), str(data["base"]), str(data["root"]),
-                   data.get("remote"))
+                   data.get("remote"), bool(data.get("shared", False)))
+
+    @classmethod
+    def on_worker(cls, run_id: str, data: dict[str, Any], checkout: Path) -> Workspaces:
+        """The wave's workspaces as a worker sees them: its own clone of the wave's
+        remote under `checkout` (cloned once, fetched for each task), the wave's base."""
+        remote = data.get("remote")
+        if not remote or not data.get("shared"):
+            raise OrchestratorError(f"wave {run_id} has no shared remote to work from",
+                                    hint="waves for workers name a `remote` in the plan")
+        where = checkout / run_id
+        repo = where / "repo"
+        with _clone_lock:
+            if not (repo / ".git").exists():
+                where.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(repo, ignore_errors=True)  # a clone a crash left half-made
+                _git(where, "clone", "--quiet", "--no-checkout", "--", str(remote), str(repo))
+        spaces = cls(run_id, str(repo), str(data["base"]), str(where), str(remote), True)
+        with spaces._lock():
+            _git(repo, "fetch", "--quiet", "origin")
+        return spaces
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -141,7 +166,7 @@ class Workspaces:
         """A clean worktree for an attempt, from the result branch as it stands now."""
         repo, path = Path(self.repo), self.path(task_id)
         with self._lock():
-            start = self._ensure_result()
+            start = self._remote_result() if self.shared else self._ensure_result()
             if path.exists():
                 _git(path, "reset", "--quiet", "--hard", start)
                 _git(path, "clean", "-qfdx")
@@ -158,6 +183,28 @@ class Workspaces:
                  str(result), self.base)
         return _git(result, "rev-parse", "HEAD").stdout.strip()
 
+    def _remote_result(self) -> str:
+        """The result branch's head on the remote (fetched now), or the base before the
+        first merge."""
+        branch = self.result_branch
+        fetched = _git(Path(self.repo), "fetch", "--quiet", "origin",
+                       f"+refs/heads/{branch}:refs/remotes/origin/{branch}", check=False)
+        if fetched.returncode != 0:
+            return self.base  # not pushed yet: nothing merged so far
+        return _git(Path(self.repo), "rev-parse", f"refs/remotes/origin/{branch}").stdout.strip()
+
+    def _sync_result(self) -> str:
+        """The local result worktree at the remote's result head."""
+        head = self._remote_result()
+        result = self._result_path()
+        if not result.exists():
+            _git(Path(self.repo), "worktree", "add", "--quiet", "-B", self.result_branch,
+                 str(result), head)
+        else:
+            _git(result, "reset", "--quiet", "--hard", head)
+            _git(result, "clean", "-qfdx")
+        return head
+
     def deliver(self, task_id: str) -> str:
         """Commit the task's tree on its branch and merge it into the result branch; raise
         MergeConflict (the result left as it was) when it does not merge. Returns the
@@ -166,6 +213,8 @@ class Workspaces:
         _git(path, "add", "-A")
         _git(path, "commit", "--quiet", "--allow-empty", "-m",
              f"smart-orchestrator {self.run_id}/{task_id}")
+        if self.shared:
+            return self._deliver_shared(task_id)
         with self._lock():
             result = self._result_path()
             self._ensure_result()
@@ -178,6 +227,36 @@ class Workspaces:
                 _git(result, "merge", "--abort", check=False)
                 raise MergeConflict(task_id, paths, self._authors(paths))
             return _git(result, "rev-parse", "HEAD").stdout.strip()
+
+    def _deliver_shared(self, task_id: str) -> str:
+        """Merge onto the remote's result head and push; a push that lost the race to
+        another worker (not a fast-forward) is redone on the new head."""
+        branch = branch_name(self.run_id, task_id)
+        for _ in range(_PUSH_TRIES):
+            with self._lock():
+                self._sync_result()
+                result = self._result_path()
+                merged = _git(result, "merge", "--no-ff", "--no-edit", "-m",
+                              f"merge {self.run_id}/{task_id}", branch, check=False)
+                if merged.returncode != 0:
+                    paths = _git(result, "diff", "--name-only", "--diff-filter=U",
+                                 check=False).stdout.split()
+                    _git(result, "merge", "--abort", check=False)
+                    raise MergeConflict(task_id, paths, self._authors(paths))
+                # The task's branch is forced (a task re-run after its worker died rewrites
+                # it); the result only fast-forwards, atomically with it.
+                pushed = _git(Path(self.repo), "push", "--quiet", "--atomic", "origin",
+                              f"+refs/heads/{branch}:refs/heads/{branch}",
+                              f"refs/heads/{self.result_branch}:refs/heads/{self.result_branch}",
+                              check=False)
+                if pushed.returncode == 0:
+                    return _git(result, "rev-parse", "HEAD").stdout.strip()
+                text = pushed.stderr + pushed.stdout
+                if not any(w in text for w in ("rejected", "fetch first", "non-fast-forward",
+                                               "failed to update ref", "cannot lock ref")):
+                    raise OrchestratorError(f"git push failed: {text.strip()[:300]}")
+        raise OrchestratorError(f"could not push the result of {task_id!r}: the remote's "
+                                f"result branch kept moving ({_PUSH_TRIES} tries)")
 
     def _authors(self, paths: list[str]) -> list[str]:
         """The tasks whose merged changes the conflicting paths hold."""
@@ -198,7 +277,10 @@ class Workspaces:
 
     def result_tree(self) -> Path:
         with self._lock():
-            self._ensure_result()
+            if self.shared:
+                self._sync_result()
+            else:
+                self._ensure_result()
         return self._result_path()
 
     def finish(self, *, keep: list[str]) -> dict[str, Any]:
@@ -207,9 +289,12 @@ class Workspaces:
         pushed = False
         with self._lock():
             result = self._result_path()
-            head = _git(result, "rev-parse", "HEAD", check=False).stdout.strip() \
-                if result.exists() else self.base
-            if self.remote is not None:
+            if self.shared:  # every merge was pushed as it happened
+                head, pushed = self._remote_result(), True
+            else:
+                head = _git(result, "rev-parse", "HEAD", check=False).stdout.strip() \
+                    if result.exists() else self.base
+            if self.remote is not None and not self.shared:
                 refs = [f"refs/heads/{b}" for b in self._branches()]
                 _git(Path(self.repo), "push", "--quiet", "origin", *refs)
                 pushed = True
