@@ -79,7 +79,8 @@ class Shim:
         self._out_lock = threading.Lock()
         self._link_lock = threading.Lock()
         self._link: socket.socket | None = None
-        self._pending: dict[str, Any] = {}
+        # Calls sent to the service and not answered yet: id key -> (message, its line).
+        self._pending: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._connected = threading.Condition()
         self._closing = False
         self._last_start = -START_EVERY_S
@@ -133,12 +134,16 @@ class Shim:
             link = self._link
             if link is None:
                 return False
+            key = None
             if msg is not None and "id" in msg and "method" in msg:
-                self._pending[json.dumps(msg["id"])] = msg["id"]
+                key = json.dumps(msg["id"])
+                self._pending[key] = (msg, line)
             try:
                 link.sendall(line if line.endswith(b"\n") else line + b"\n")
                 return True
             except OSError:
+                if key is not None:
+                    self._pending.pop(key, None)  # not sent: the caller goes on waiting
                 self._drop_link_locked()
                 return False
 
@@ -312,17 +317,26 @@ class Shim:
                 self._drop_link_locked()
 
     def _drop_link_locked(self) -> None:
-        """The service went away: calls it had not answered fail (a hook that gets no
-        answer blocks its action), and the connector reconnects or restarts it."""
+        """The service went away, and the connector reconnects or restarts it. Hook calls
+        it had not answered go to the next service: it decides one the dead service never
+        took, and refuses (so blocks) one that service took and left undecided (the claim
+        says so). Failing them here instead would block calls a new service decides in a
+        moment, with only "hook error" to show for it. Other calls fail: running a tool
+        twice is not ours to risk."""
         assert self._link is not None
         with contextlib.suppress(OSError):
             self._link.close()
         self._link = None
         self._problem = "it stopped and is restarting"
         pending, self._pending = self._pending, {}
-        for msg_id in pending.values():
-            self._send(_jsonrpc_error(msg_id, "Smart Orchestrator's service stopped before "
-                                      "answering; it is restarting. Try again."))
+        for msg, line in pending.values():
+            params = msg.get("params")
+            if isinstance(params, dict) and params.get("name") == "policy_check":
+                threading.Thread(target=self._call_when_up, args=(msg, line),
+                                 daemon=True).start()
+            else:
+                self._send(_jsonrpc_error(msg["id"], "Smart Orchestrator's service stopped "
+                                          "before answering; it is restarting. Try again."))
 
     def _maybe_start(self) -> None:
         if self._child is not None and self._child.poll() is None:

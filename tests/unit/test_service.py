@@ -297,7 +297,7 @@ def test_without_the_service_the_shim_answers_and_fails_closed_then_relays_once_
         _stop_service(data)
 
 
-def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
+def test_hook_calls_pending_when_the_service_dies_go_to_the_next_service(
         data: Path, tmp_path: Path) -> None:
     (tmp_path / ".claude").mkdir()
     # The only slot is held, with a wait, so the service is mid-decision when it is killed.
@@ -311,8 +311,10 @@ def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
         pid = json.loads((data / "service.json").read_text())["pid"]
         _wait_for_claim(data)
         os.kill(pid, 9)
-        failed = stdout.answer(2)
-        assert "error" in failed and "stopped before answering" in failed["error"]["message"]
+        # The new service finds the claim the dead one left undecided: refused, so the
+        # action is blocked, with the reason (not a bare "hook error").
+        refused = stdout.answer(2)
+        assert _decision(refused) == "deny" and "left no decision" in _reason(refused), refused
         # The first agent ends; a new service records it and admits the next call.
         stdin.push(_post_call(3, "toolu_1"))
         assert json.loads(stdout.answer(3)["result"]["content"][0]["text"]) == {}
@@ -322,6 +324,49 @@ def test_calls_pending_when_the_service_dies_fail_and_a_new_service_takes_over(
     finally:
         stdin.close_input()
         thread.join(30)
+        _stop_service(data)
+
+
+def test_a_hook_call_the_dead_service_never_took_is_decided_by_the_next(
+        data: Path, tmp_path: Path) -> None:
+    # A stand-in service that reads the call and dies before deciding it (the shape of a
+    # SIGKILL between the socket's buffer and the decision): the shim sends the call to the
+    # service it starts next, which decides it, where it used to fail it ("hook error").
+    path = socket_path(data)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    lock = service_lock(data).open("a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a live service holds it: the shim starts none
+    took = threading.Event()
+
+    def die_holding_the_call() -> None:
+        conn, _ = listener.accept()
+        reader = conn.makefile("rb")
+        reader.readline()  # the preamble
+        conn.sendall(b'{"ok": true, "pid": 1, "since": 0}\n')
+        reader.readline()  # the hook call, never answered
+        took.set()
+        listener.close()
+        path.unlink()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+        conn.close()
+
+    fake = threading.Thread(target=die_holding_the_call, daemon=True)
+    fake.start()
+    stdin, stdout, thread = _start_shim(data, tmp_path, hold_s=120)
+    try:
+        stdin.push(_hook_call(1, session="shim-session"))
+        assert took.wait(60), "the shim never sent the call"
+        answer = stdout.answer(1)
+        assert _decision(answer) is None, answer  # decided, and allowed
+        assert (data / "service.json").exists()
+    finally:
+        stdin.close_input()
+        thread.join(30)
+        fake.join(30)
         _stop_service(data)
 
 
