@@ -23,6 +23,7 @@ from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.errors import StoreError
 from smart_orchestrator.policy.claims import decide_once
 from smart_orchestrator.policy.config import build_policy
+from smart_orchestrator.policy.decision import Decision
 from smart_orchestrator.policy.engine import PolicyEngine
 from smart_orchestrator.resources import SystemSnapshot
 from smart_orchestrator.store.postgres import PgStore
@@ -111,8 +112,9 @@ def _engine(store: PgStore, tmp_path: Path) -> PolicyEngine:
                         owner_pid=None)
 
 
-def _decision(out: dict[str, Any]) -> tuple[str | None, str]:
-    specific = out.get("hookSpecificOutput", {})
+def _decision(out: Decision | dict[str, Any]) -> tuple[str | None, str]:
+    specific = (rendered(out) if isinstance(out, Decision) else out).get(
+        "hookSpecificOutput", {})
     return specific.get("permissionDecision"), str(specific.get("permissionDecisionReason"))
 
 

@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from mcp_server.hook_output import hook_output
 from smart_orchestrator.policy.config import build_policy
+from smart_orchestrator.policy.decision import Decision
 from smart_orchestrator.policy.engine import PolicyEngine
 from smart_orchestrator.resources import SystemSnapshot
 from smart_orchestrator.store.postgres import PgStore
@@ -31,8 +32,8 @@ def _engine(store: PgStore, project: Path) -> PolicyEngine:
                         metrics=lambda: SystemSnapshot(True, 16 << 30, 24 << 30, 10.0, 2))
 
 
-def _verdict(out: dict[str, Any]) -> str | None:
-    return out.get("hookSpecificOutput", {}).get("permissionDecision")
+def _verdict(out: Decision) -> str | None:
+    return hook_output(out).get("hookSpecificOutput", {}).get("permissionDecision")
 
 
 def test_a_decision_waiting_for_room_lets_the_hook_that_frees_it_through(
@@ -51,8 +52,8 @@ def test_a_decision_waiting_for_room_lets_the_hook_that_frees_it_through(
     store.idle = noted_idle  # type: ignore[method-assign]
     first, second = _engine(store, tmp_path), _engine(store, tmp_path)
     assert _verdict(first.handle(pre_agent("SUBTASK-1: one", tool_use_id="t1"))) is None
-    out: dict[str, Any] = {}
-    spawn = threading.Thread(target=lambda: out.update(
+    out: list[Decision] = []
+    spawn = threading.Thread(target=lambda: out.append(
         second.handle(pre_agent("SUBTASK-2: two", tool_use_id="t2"))))
     spawn.start()
     # The second spawn is waiting for the session's one slot before the first ends.
@@ -60,6 +61,6 @@ def test_a_decision_waiting_for_room_lets_the_hook_that_frees_it_through(
     first.handle(post_agent(tool_use_id="t1"))
     spawn.join(_GENEROUS_S + 30)
     assert not spawn.is_alive()
-    assert _verdict(out) is None, out  # admitted once the first ended, not timed out
+    assert _verdict(out[0]) is None, out  # admitted once the first ended, not timed out
     assert store.leases.count() == 1
     store.close()
