@@ -4,7 +4,7 @@ The service claims each event before deciding it and records the decision beside
 claim, so the same event delivered twice (the same ids and the same input) is decided once
 and answered alike, and no answer is ever given for a decision nobody made: an event whose
 claim holder ended before deciding it (a killed service) is not answered from the claim
-(the shim failed that call, which blocked its action).
+(the shim sends that call to the next service, which refuses it: its action is blocked).
 
 A claim is keyed by the event, its ids and a digest of the input that decides it, so a
 reused tool_use_id or agent id (a subagent's second answer, a resumed agent) is decided
@@ -192,7 +192,7 @@ def decide_once(store: Store, key: str, decide: Callable[[], Decision], *,
     computed again by `free_text` from this delivery's payload); one that arrives while
     this process still decides the first waits up to `wait_s` for that decision. Raises `Undecided`
     when there is no decision to answer with: the claim's holder ended before deciding
-    (a killed service; its pending calls were failed, which blocked their actions), or
+    (a killed service; the shim delivers its pending calls again, and they are refused), or
     the recorded decision's text cannot be reproduced. The caller fails closed.
     """
     me = _owner()
