@@ -2,7 +2,7 @@
 
 Nothing here imports `mcp`, hook I/O or the agent SDK; the adapters in
 `mcp_server/`, `hooks/` and `smart_orchestrator.cli` sit on top. Importing this
-package is cheap on purpose: command hooks import it on every tool call.
+package is cheap on purpose: a cold service imports it before answering its first hook call.
 """
 
 __version__ = "0.1.0"

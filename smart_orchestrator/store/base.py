@@ -1,7 +1,7 @@
 """The store contract. Every backend implements `Store` and passes `conformance`.
 
-Records are NamedTuples: command hooks import this on every tool call, and a NamedTuple
-is several times cheaper to define than a dataclass.
+Records are NamedTuples: the service imports this before it can answer a cold session's
+first hook call, and a NamedTuple is several times cheaper to define than a dataclass.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """SQLite backend: WAL, busy timeout, BEGIN IMMEDIATE writes, checked on open.
 
-Synchronous on purpose: command hooks open it on every tool call and must not pay for an
-event loop. Async code (the MCP server, the wave loop) calls it from worker threads: the
-connection is shared under a lock (see docs/architecture.md).
+Synchronous on purpose: decisions run in the service's worker threads and the CLI opens
+it for one command; neither should pay for an event loop. Async code (the MCP server, the
+wave loop) calls it from worker threads: the connection is shared under a lock (see
+docs/architecture.md).
 """
 
 from __future__ import annotations
