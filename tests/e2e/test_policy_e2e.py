@@ -184,8 +184,9 @@ def test_a_service_killed_while_deciding_blocks_the_call_and_restarts(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
     """The service claims the call, then dies before deciding (SIGKILL while it waits for an
-    admission slot): the shim answers the pending hook call with an error, which blocks the
-    Agent call, and starts a new service, which decides the next call of the session."""
+    admission slot): the shim starts a new service and sends it the pending hook call, which
+    it refuses with the reason (the claim was left undecided), so the Agent call is blocked;
+    the new service decides the next call of the session."""
     _policy(claude_dirs["work"], "[admission]\nmax_in_flight_machine = 1\n"
                                  "wait_timeout_s = 3\n")
     home = claude_dirs["home"]
@@ -231,7 +232,7 @@ def test_a_service_killed_while_deciding_blocks_the_call_and_restarts(
         watcher.join(5)
     assert killed, "the service never claimed the call"
     first, second = scripted_model.tool_results("main")
-    assert first.is_error and 'onFailure is "block"' in first.text, first.text
+    assert first.is_error and "left no decision" in first.text, first.text
     assert scripted_model.requests_for("SUBTASK-8") == [], "the subagent must not start"
     # A new service decided the next call: still no slot, so a reasoned denial.
     assert second.is_error and "already running on this machine" in second.text, second.text
