@@ -398,9 +398,16 @@ class PolicyEngine:
         if raw is not None and not isinstance(raw, Mapping):
             found.append(Finding("tools", "malformed-input", "high",
                                  "the tool input is not an object", True))
-        enforced = found if cfg.mode == "enforce" else []
+        return self._tool_decided(p, tool, ti, flags, found, agent_id=agent_id,
+                                  agent_type=_s(p.get("agent_type")))
+
+    def _tool_decided(self, p: Mapping[str, Any], tool: str, ti: Any, flags: list[str],
+                      found: list[Finding], *, agent_id: str | None,
+                      agent_type: str) -> Decision:
+        """A tool call's `tool.use` row and its decision, from what the checks found."""
+        enforced = found if self.config.tools.mode == "enforce" else []
         self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=agent_id,
-                          agent_type=_s(p.get("agent_type")), tool=tool, flags=flags,
+                          agent_type=agent_type, tool=tool, flags=flags,
                           input=digest_text(json.dumps(ti, sort_keys=True, default=str)),
                           decision="deny" if enforced else "allow",
                           denied_by=[f"tools:{f.rule_id}" for f in enforced],
@@ -476,17 +483,8 @@ class PolicyEngine:
             found = self._check_failed("tools", exc)
         if not found:  # the main agent's ordinary calls leave no row: one per call is noise
             return passed("PreToolUse")
-        enforced = found if cfg.mode == "enforce" else []
-        self.audit.record("tool.use", session_id=_s(p.get("session_id")), agent_id=None,
-                          agent_type="main", tool=tool, flags=sorted({f.rule_id for f in found}),
-                          input=digest_text(json.dumps(raw, sort_keys=True, default=str)),
-                          decision="deny" if enforced else "allow",
-                          denied_by=[f"tools:{f.rule_id}" for f in enforced],
-                          would_deny=[f"tools:{f.rule_id}" for f in found if not enforced],
-                          source=self.source)
-        if enforced:
-            return deny(f"Smart Orchestrator denied this tool call: {enforced[0].detail}.")
-        return passed("PreToolUse")
+        return self._tool_decided(p, tool, raw, sorted({f.rule_id for f in found}), found,
+                                  agent_id=None, agent_type="main")
 
     def subagent_start(self, p: Mapping[str, Any]) -> Decision:
         agent_id, agent_type = _s(p.get("agent_id")), scrub_label(_s(p.get("agent_type")))
