@@ -18,7 +18,6 @@ from pydantic import Field
 
 from smart_orchestrator import __version__
 from smart_orchestrator.audit_check import check_audit
-from smart_orchestrator.audit_guard import AuditGuard
 from smart_orchestrator.beacon import ServerBeacon
 from smart_orchestrator.checkpoints import Checkpoints
 from smart_orchestrator.errors import OrchestratorError
@@ -37,8 +36,8 @@ from .models import (
     CheckpointSaved,
 )
 from .policy_tools import register_policy_tools
-from .state import AppState, open_state, warm, watch_audit
-from .wave_tools import register_wave_tools, shutdown_waves
+from .state import AppState, service_state
+from .wave_tools import register_wave_tools
 
 CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
                                       description="checkpoint name")]
@@ -46,31 +45,21 @@ CheckpointName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,12
 
 @asynccontextmanager
 async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-    state = open_state()
-    # Tells `status` that this session's server is up. The per-user service serves many
-    # sessions: it holds one beacon per connected session.
-    session_id = os.environ.get("CLAUDE_CODE_SESSION_ID", "")
-    beacon = ServerBeacon(data_dir(), session_id)
-    heartbeat = None
-    if state.store is not None and session_id and beacon.hold():
-        heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
-    watch = None
-    if state.store is not None:
-        # In a worker thread, so the MCP handshake is not held up by the imports.
-        asyncio.get_running_loop().run_in_executor(None, warm, state)
-        watch = asyncio.get_running_loop().create_task(watch_audit(AuditGuard(state.store)))
-    try:
-        yield state
-    finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-        if watch is not None:
-            watch.cancel()
-        # Stop this server's agents; their waves stay resumable from the store.
-        shutdown_waves(state)
-        beacon.release()
-        if state.store is not None:
-            state.store.close()
+    # The service's own state (store, warmed detectors, audit watch; waves stopped at the
+    # end), plus what a server of one session adds: the beacon that tells `status` this
+    # session's server is up. The per-user service holds one per connected session.
+    async with service_state(lambda: True) as state:
+        session_id = os.environ.get("CLAUDE_CODE_SESSION_ID", "")
+        beacon = ServerBeacon(data_dir(), session_id)
+        heartbeat = None
+        if state.store is not None and session_id and beacon.hold():
+            heartbeat = asyncio.get_running_loop().create_task(_heartbeat(beacon))
+        try:
+            yield state
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            beacon.release()
 
 
 async def _heartbeat(beacon: ServerBeacon) -> None:
