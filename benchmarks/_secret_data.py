@@ -175,7 +175,7 @@ def _concat(t: str) -> str:
     return f'"{t[:len(t) // 2]}" + "{t[len(t) // 2:]}"'
 
 
-# What the issue names and some of our own, each undone by the normalisation layer.
+# Known disguises and some of our own, each undone by the normalisation layer.
 VARIANTS: dict[str, Callable[[str], str]] = {
     "base64": lambda t: base64.b64encode(t.encode()).decode(),
     "hex": lambda t: t.encode().hex(),
