@@ -241,6 +241,10 @@ def test_sandboxed_bash_reaches_only_the_tasks_network_domains(
     _sandbox_or_skip()
     host = socket.gethostname()
     command = f"curl -s -m 5 http://{host}:9/; echo rc=$?"
+    # Two agents start at once in one folder: Claude Code's sandbox bind-mounts
+    # `.claude/routines`, which the other agent's CLI may be creating at that moment
+    # (bwrap then fails to find it). Made beforehand, as a used project has it.
+    (waves.dirs["work"] / ".claude" / "routines").mkdir(parents=True, exist_ok=True)
     for name in ("ALLOWED", "DENIED"):
         scripted_model.agent(f"TASK-{name}:", [tool_use("Bash", {"command": command}),
                                                text("tried")])
