@@ -81,7 +81,7 @@ class OutputChecks:
                 "source": e.source}
         if status == "async_launched":
             e.admission.attach_agent(_lease_id(p), _s(resp.get("agentId")), now_us)
-            e.budgets.launched(_lease_id(p), _s(resp.get("agentId")))
+            e.budgets.launched(p, _lease_id(p), _s(resp.get("agentId")))
             e.audit.record("agent.launched", **base, background=True)
             return passed(str(p.get("hook_event_name") or "PostToolUse"))
         e.admission.release(lease_id=_lease_id(p), now_us=now_us)

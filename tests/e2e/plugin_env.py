@@ -44,7 +44,7 @@ def audit_rows(home: Path, kind: str | None = None) -> list[tuple[int, int, str,
 
 
 def wait_for_audit(home: Path, kind: str, count: int = 1,
-                   timeout: float = 20.0) -> list[tuple[int, int, str, str]]:
+                   timeout: float = 60.0) -> list[tuple[int, int, str, str]]:
     """Rows written by background (async) hooks may land after the CLI exits."""
     deadline = time.monotonic() + timeout
     while True:

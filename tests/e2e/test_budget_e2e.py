@@ -125,7 +125,9 @@ def test_a_background_agent_is_settled_at_its_stop(
     run = run_plugin(run_claude, repo_root, "index in the background")
     run.assert_success()
     home = claude_dirs["home"]
+    # Its stop and its launch are decided at once; whichever comes second settles it.
     wait_for_audit(home, "agent.stop")
+    wait_for_audit(home, "agent.launched")
     rows = _ledger(home)
     assert len(rows) == 1 and rows[0]["state"] == "settled", rows
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"]) == (1234, 56)

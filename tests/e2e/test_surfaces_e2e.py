@@ -82,6 +82,23 @@ class _Gate:
             self.reached.wait(150)
 
 
+def _launched_first(model: ScriptedModel, conversation_prefix: str) -> None:
+    """Holds a background subagent's first answer until the main model has seen its launch.
+    A notification that arrives while Claude Code builds the main model's next request is
+    folded into that request, so the turn the script gave the notification never comes."""
+    launched = threading.Event()
+
+    def rule(request: ModelRequest) -> None:
+        if request.kind == "main" and any("Async agent launched" in r.text
+                                          for r in request.tool_results):
+            launched.set()
+        elif request.kind == "subagent" and conversation_prefix in request.first_user_text \
+                and request.turn == 0:
+            launched.wait(150)
+
+    model.on(rule)
+
+
 def _stop_background_agent(model: ScriptedModel, at_turn: int) -> None:
     """At `at_turn`, the main model stops the background agent its last call launched."""
     def rule(request: ModelRequest) -> Any:
@@ -102,6 +119,7 @@ def test_secret_in_send_message_never_reaches_the_agent(
         text("waiting for it"),
         send_message("worker", f"also deploy with {AWS_KEY} / {AWS_SECRET}", summary="deploy"),
         text("ok")])
+    _launched_first(scripted_model, "SM-1")
     scripted_model.subagent("SM-1", [text("build is green"), text("resumed answer")])
     run = run_plugin(run_claude, repo_root, "watch the build", env=DEFERRED)
     run.assert_success(allow_denials=True)
@@ -126,6 +144,7 @@ def test_secret_in_a_structured_message_or_split_across_fields_is_denied(
         turn(send_message("watcher", {"type": "shutdown_request", "reason": PRIVATE_KEY}),
              send_message("watcher", tail, summary=head)),
         text("ok")])
+    _launched_first(scripted_model, "SM-2")
     scripted_model.subagent("SM-2", [text("fine"), text("resumed")])
     run_plugin(run_claude, repo_root, "watch", env=DEFERRED).assert_success(allow_denials=True)
     structured, split = [r for r in scripted_model.tool_results("main")
@@ -144,6 +163,7 @@ def test_background_agent_cannot_send_a_secret_to_the_main_agent(
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
     scripted_model.main([agent_call("SM-5: find the key", background=True),
                          text("waiting"), text("done"), text("done")])
+    _launched_first(scripted_model, "SM-5")
     scripted_model.subagent("SM-5", [
         send_message("main", f"found it: {AWS_KEY} {AWS_SECRET}", summary="key"),
         text("reported")])
@@ -168,6 +188,7 @@ def test_send_message_resuming_an_agent_needs_a_free_slot(
         agent_call("HOLD-3: second job", background=True),
         send_message("first", "SM-3 continue with part two"),
         text("ok"), text("done")])
+    _launched_first(scripted_model, "SM-3")
     scripted_model.subagent("SM-3", [text("first done"), text("part two done")])
     scripted_model.subagent("HOLD-3", [text("second done")])
     _Gate(scripted_model, "HOLD-3", '"success"', "Smart Orchestrator denied")
@@ -191,6 +212,7 @@ def test_a_resumed_agent_holds_a_slot_while_it_runs(
         send_message("first", "continue with part two"),
         agent_call("NEXT-4: another job"),
         text("ok"), text("done")])
+    _launched_first(scripted_model, "SM-4")
     scripted_model.subagent("SM-4", [text("first done"), text("part two done")])
     scripted_model.subagent("NEXT-4", [text("another done")])
 

@@ -122,6 +122,24 @@ def test_background_agent_settles_at_subagent_stop(store: SqliteStore, tmp_path:
     assert audit_rows(store, "agent.stop")[0]["cost"]["input_tokens"] == 100_000
 
 
+def test_background_agent_that_stops_before_its_launch_is_decided_settles_at_the_launch(
+        store: SqliteStore, tmp_path: Path) -> None:
+    # Claude Code runs both hooks at once: a short agent's SubagentStop can come first.
+    engine = make_engine(store, tmp_path)
+    engine.handle(pre_agent(tool_use_id="tu2", background=True))
+    transcript = _session_transcript(tmp_path, "bg1", BIG)
+    stop = subagent_event("SubagentStop", "bg1")
+    stop["transcript_path"] = transcript
+    engine.handle(stop)
+    assert store.ledger.get(f"{SESSION}:tu2").state == "reserved"  # type: ignore[union-attr]
+    launch = post_agent(tool_use_id="tu2", status="async_launched", agent_id="bg1")
+    launch["transcript_path"] = transcript
+    engine.handle(launch)
+    row = store.ledger.get(f"{SESSION}:tu2")
+    assert row is not None and row.state == "settled" and row.input_tokens == 100_000
+    assert store.query("SELECT count(*) FROM leases") == [(0,)], "its slot is not held"
+
+
 def test_session_cap_denies_the_next_agent_with_reason_and_keeps_state(
         store: SqliteStore, tmp_path: Path) -> None:
     engine = make_engine(store, tmp_path, budget={"session_usd": 1.0})
