@@ -588,34 +588,11 @@ class PgStore:
         saw witnessed); record a loss as an `audit.gap` row. Returns that row, if any.
         A machine new to the team store starts witnessing at the chain's head."""
         with self._lock:
-            if seen is None and not self.witness.present() and \
-                    not witnessing.db_tail(self)[0]:
-                return None  # nothing written, nothing witnessed: a new store
             try:
-                if witnessing.assess(self, self.witness, seen) is None:
-                    return None
-                with self.witness.hold():
-                    return self._reconcile_held(cause, seen)
+                return witnessing.reconcile(self, self.witness, cause, seen, self._clock_us)
             except (OSError, WitnessError) as exc:
                 self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
                 return None
-
-    def _reconcile_held(self, cause: str | None, seen: Checkpoint | None) -> AuditRecord | None:
-        found = witnessing.assess(self, self.witness, seen)
-        if found is None:
-            return None
-        if isinstance(found, Checkpoint):
-            self.witness.append(found)  # enrolled at the head as it is
-            return None
-        # Another process of this machine may have recorded the same loss meanwhile; the
-        # check and the append share the writers' lock so it is recorded once.
-        with self.transaction():
-            recorded = witnessing.already_recorded(self, found)
-            if recorded is None:
-                return self.append_audit(witnessing.GAP_KIND, witnessing.gap_data(
-                    self, found, self.witness, cause))
-        self.witness.append(Checkpoint(recorded[0], recorded[1], self._clock_us(), True))
-        return None
 
     # -- checkpoints -----------------------------------------------------------------
     def put_checkpoint(self, name: str, payload: bytes, sha256: str, *,

@@ -167,34 +167,11 @@ class SqliteStore:
         with self._lock:
             if self.follow_path()[0]:
                 seen = None  # a head seen in the replaced file says nothing about this one
-            if seen is None and not self.witness.present() and \
-                    not witnessing.db_tail(self)[0]:
-                return None  # nothing written, nothing witnessed: a new database
             try:
-                # Checked without the witness's lock first: hooks open the store on every
-                # call, and agreeing is the usual answer.
-                if witnessing.assess(self, self.witness, seen) is None:
-                    return None
-                with self.witness.hold():
-                    return self._reconcile_held(cause, seen)
+                return witnessing.reconcile(self, self.witness, cause, seen, self._clock_us)
             except (OSError, WitnessError) as exc:
                 self.witness_problem = f"cannot write witness {self.witness.location}: {exc}"
                 return None
-
-    def _reconcile_held(self, cause: str | None, seen: Checkpoint | None) -> AuditRecord | None:
-        found = witnessing.assess(self, self.witness, seen)
-        if found is None:
-            return None
-        if isinstance(found, Checkpoint):
-            self.witness.append(found)  # a chain from before witnessing: enrolled as it is
-            return None
-        recorded = witnessing.already_recorded(self, found)
-        if recorded is not None:
-            self.witness.append(Checkpoint(recorded[0], recorded[1], self._clock_us(), True))
-            return None
-        data = witnessing.gap_data(self, found, self.witness, cause)
-        with self._write() as conn:
-            return self._append(conn, witnessing.GAP_KIND, data)
 
     def _witness_checkpoint(self, rec: AuditRecord) -> None:
         cp = Checkpoint(rec.seq, rec.hash, rec.ts_us, rec.kind == witnessing.GAP_KIND)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..audit import sanitize
@@ -18,10 +18,11 @@ from ..witness import Checkpoint, WitnessError
 
 if TYPE_CHECKING:
     from ..witness import Witness
+    from .base import AuditRecord
     from .base import Store as _Rows
 
 __all__ = ["GAP_KIND", "Finding", "already_recorded", "assess", "db_tail", "gap_data",
-           "unwritable_data"]
+           "reconcile", "unwritable_data"]
 
 GAP_KIND = "audit.gap"
 
@@ -121,6 +122,36 @@ def unwritable_data(rows: _Rows, witness: Witness, problem: str) -> Mapping[str,
     return sanitize({"code": "witness_unwritable", "problem": problem[:250],
                      "witness": witness.location, "db_seq": db_seq, "db_head": db_hash,
                      "witnessed_seq": None, "witnessed_head": None, "pid": os.getpid()})
+
+
+def reconcile(rows: _Rows, witness: Witness, cause: str | None, seen: Checkpoint | None,
+              clock_us: Callable[[], int] = lambda: _now_us()) -> AuditRecord | None:
+    """Check the chain against `witness` (and `seen`, a head this process saw witnessed)
+    and record a loss as an `audit.gap` row, which it returns. A chain from before
+    witnessing, or a machine new to a team store, is enrolled at its head as it is.
+    Raises OSError or WitnessError when the witness cannot be read or written."""
+    if seen is None and not witness.present() and not db_tail(rows)[0]:
+        return None  # nothing written, nothing witnessed: a new store
+    # Checked without the witness's lock first: every hook opens the store, and agreeing
+    # is the usual answer.
+    if assess(rows, witness, seen) is None:
+        return None
+    with witness.hold():
+        found = assess(rows, witness, seen)
+        if found is None:
+            return None
+        if isinstance(found, Checkpoint):
+            witness.append(found)
+            return None
+        # Another process may have recorded the same loss meanwhile (on another machine,
+        # for a team store): the check and the append share one write transaction, so it
+        # is recorded once.
+        with rows.transaction():
+            recorded = already_recorded(rows, found)
+            if recorded is None:
+                return rows.append_audit(GAP_KIND, gap_data(rows, found, witness, cause))
+        witness.append(Checkpoint(recorded[0], recorded[1], clock_us(), True))
+        return None
 
 
 def _now_us() -> int:
