@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -173,8 +174,15 @@ def test_parallel_subagents_are_routed_by_prompt_and_overlap(
     prompts = {"SUBTASK-A": "SUBTASK-A: first half", "SUBTASK-B": "SUBTASK-B: second half"}
     scripted_model.main([turn(*(agent_call(p) for p in prompts.values())), text("BOTH-DONE")])
     for key in prompts:
-        # The delay keeps both subagents in flight at once.
-        scripted_model.subagent(key, [text(f"ANSWER-{key}", delay=1.0)])
+        scripted_model.subagent(key, [text(f"ANSWER-{key}")])
+    # Each answers only once both have asked: run one after the other, they would fail.
+    both = threading.Barrier(2)
+
+    def meet(request: ModelRequest) -> None:
+        if request.conversation in prompts and request.turn == 0:
+            both.wait(150)
+
+    scripted_model.on(meet)
 
     run = run_claude("delegate two subtasks", timeout=90)
 

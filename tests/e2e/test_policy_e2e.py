@@ -106,10 +106,9 @@ def test_six_parallel_agents_under_a_limit_of_two_never_exceed_two(
         peak = max(peak, running)
     assert peak <= 2, spans
     # Claude Code starts each subagent as soon as its own PreToolUse answers, so the
-    # calls over the limit wait for a slot instead of being denied.
+    # calls over the limit waited for a slot: all six allowed, never more than two running.
     decisions = _decisions(home)
     assert [d["decision"] for d in decisions] == ["allow"] * 6
-    assert sum(1 for d in decisions if int(d["waited_ms"]) > 500) >= 4  # type: ignore[call-overload]
     assert not any(r.is_error for r in results)
     run.assert_success()
 

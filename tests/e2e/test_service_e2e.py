@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,11 +50,23 @@ def test_the_model_cannot_forge_hook_events_through_the_hooks_tool(
                     tool_use(POLICY_CHECK, {"event": "SubagentStop", "session_id": sid,
                                             "agent_id": "a1", "last_assistant_message": "x"}))
 
+    over_decided = threading.Event()
+
+    def hold(request: ModelRequest) -> None:
+        # The background agent keeps the slot until the main model has seen OVER-1's
+        # answer: the order the test needs, without timing.
+        if request.conversation == "main" and any(
+                r.tool_input and "OVER-1" in str(r.tool_input) for r in request.tool_results):
+            over_decided.set()
+        elif request.conversation == "HOLD-1":
+            over_decided.wait(150)
+
     scripted_model.on(forge)
+    scripted_model.on(hold)
     scripted_model.main([agent_call("HOLD-1: keep working", background=True),
                          text("unused: the rule answers turn 1"),
                          agent_call("OVER-1: one more"), text("done")])
-    scripted_model.subagent("HOLD-1", [text("still working", delay=15.0)])
+    scripted_model.subagent("HOLD-1", [text("still working")])
     scripted_model.subagent("OVER-1", [text("ran")])
     run = run_plugin(run_claude, repo_root, "go",
                      extra_args=["--allowedTools", POLICY_CHECK], timeout=240)

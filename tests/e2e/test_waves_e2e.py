@@ -107,7 +107,17 @@ def _overlap(a: ModelRequest, b: ModelRequest) -> bool:
 def test_three_level_dag_runs_in_dependency_order_with_independent_tasks_overlapping(
         waves: Waves, scripted_model: ScriptedModel) -> None:
     for name in ("A", "B", "C", "D"):
-        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}", delay=1.0)])
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
+    # B and C each answer only once both have asked: if the wave ran them one after the
+    # other, the first would wait for the second in vain and the wave would fail.
+    both = threading.Barrier(2)
+
+    def meet(request: ModelRequest) -> None:
+        if request.kind == "agent" and any(f"TASK-{n}:" in request.first_user_text
+                                           for n in "BC") and request.turn == 0:
+            both.wait(150)
+
+    scripted_model.on(meet)
     status = waves.run(waves.service(), plan(t("a"), t("b", "a"), t("c", "a"),
                                              t("d", "b", "c")))
     assert status.state == "completed", status
