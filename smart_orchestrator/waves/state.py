@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..canonical import canonical_json
 from ..errors import OrchestratorError
 from ..store.base import Store
-from ..store.repos import RunRow
+from ..store.repos import RunRow, TaskRow
 from .plan import WavePlan
 
 if TYPE_CHECKING:
@@ -38,22 +38,8 @@ class StateConflict(OrchestratorError):
     """A transition found the row in another state than expected."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
-    task_id: str
-    position: int
-    state: str
-    attempts: int
-    started_us: int | None
-    finished_us: int | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    error_class: str | None
-    reason: str | None
-    output: str | None
-    compensation: str | None
-    compensation_reason: str | None
+# A task as the store keeps it; its fields are already plain values.
+TaskRecord = TaskRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +125,7 @@ class WaveState:
 
     # -- tasks ---------------------------------------------------------------------------
     def tasks(self, run_id: str) -> list[TaskRecord]:
-        return [TaskRecord(*r) for r in self._waves.tasks(run_id)]
+        return self._waves.tasks(run_id)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         return [AttemptRecord(*r) for r in self._waves.attempts(run_id)]

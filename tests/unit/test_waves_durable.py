@@ -103,6 +103,7 @@ def test_a_task_whose_workflow_ended_is_not_run_again_even_if_the_store_disagree
     first = services.new(ScriptedRunner())
     run_id = first.spawn(plan(t("a"), t("b", "a")), cwd=str(services.workdir))
     assert first.wait_until_done(run_id, 60)
+    settle(services.db)  # the edits below must come after DBOS's own last writes
     conn = sqlite3.connect(services.db)
     with conn:
         conn.execute("UPDATE wave_runs SET state = 'running', finished_us = NULL, "
@@ -141,6 +142,7 @@ def test_a_wave_whose_workflow_ended_is_not_driven_twice_and_does_not_hang(
     first = services.new(ScriptedRunner())
     run_id = first.spawn(plan(t("a")), cwd=str(services.workdir))
     assert first.wait_until_done(run_id, 60)
+    settle(services.db)
     conn = sqlite3.connect(services.db)
     with conn:
         conn.execute("UPDATE wave_runs SET state = 'running', finished_us = NULL, "
