@@ -28,6 +28,7 @@ from ..budget.ratelimit import (
     is_api_error_text,
     last_retry_delay_s,
     native_failure,
+    transcript_retries,
 )
 from ..budget.waves import usage_limit_reset
 from .checks import Finding
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from .engine import PolicyEngine
 
 __all__ = ["RATE_SCOPE", "BudgetChecks", "BudgetVerdict", "subagent_transcript"]
+
+# Of the session transcript, read on every PreToolUse: a retry Claude Code is waiting out
+# is among its last lines (nothing else of the main agent is written meanwhile).
+_RECENT_BYTES = 64 << 10
 
 
 class BudgetVerdict(NamedTuple):
@@ -176,6 +181,45 @@ class BudgetChecks:
                                max_backoff_s=cfg.max_backoff_s, now=now, jitter=self.random)
         self.e.audit.record("rate.limited", **base, status=failure.status,
                             retry_delay_s=delay, gate_s=round(wait, 3))
+
+    def retry_heard(self, p: Mapping[str, Any]) -> None:
+        """The main agent's retry of a 429/529 that Claude Code is waiting out now (its
+        `system/api_error` entry in the session transcript, which every hook of the
+        session names): the gate holds every new agent, of any session or wave, until that
+        retry goes out, even when the retry then succeeds and no failure is ever reported.
+        Read on each PreToolUse, so the tool calls of the session's other agents (its
+        background subagents) hear it while the main agent waits."""
+        cfg = self.budget.config
+        if cfg.mode == "off" or cfg.rate_limit == "off":
+            return
+        transcript = str(p.get("transcript_path") or "")
+        if not transcript.endswith(".jsonl"):
+            return
+        found = transcript_retries(transcript, tail_bytes=_RECENT_BYTES)
+        if not found or found[-1].at_us is None:
+            return
+        retry, now_us = found[-1], self.budget.now_us()
+        # Agents can write the transcript: a stamp ahead of the clock is taken as now, and
+        # the delay is bounded, so a forged entry holds agents `max_backoff_s` at most.
+        at_us = min(retry.at_us or now_us, now_us)
+        delay_s = min(retry.delay_s, cfg.max_backoff_s)
+        until_us = at_us + int(delay_s * 1e6)
+        if until_us <= now_us:
+            return  # that retry went out already
+        row = self.e.store.rate_gate.get(RATE_SCOPE)
+        if row is not None and row.until_us >= until_us:
+            return  # heard before (or a longer wait holds already)
+        kind = "rate limit (429)" if retry.status == 429 else "overloaded (529)"
+        wait = close_rate_gate(self.e.store, retry.status,
+                               f"{kind}, the main agent is waiting out Claude Code's retry",
+                               delay_s, max_backoff_s=cfg.max_backoff_s, now=at_us / 1e6,
+                               jitter=self.random)
+        self.e.audit.record("rate.limited", event=str(p.get("hook_event_name") or ""),
+                            session_id=str(p.get("session_id") or ""),
+                            agent_id=str(p.get("agent_id") or ""), source=self.e.source,
+                            status=retry.status, retrying=True,
+                            retry_delay_s=round(retry.delay_s, 3),
+                            retry_at_us=at_us, gate_s=round(wait, 3))
 
     def release(self, entry_id: str, slots: int) -> None:
         ids = [entry_id] if slots == 1 else [f"{entry_id}#{k}" for k in range(slots)]

@@ -90,6 +90,7 @@ class PolicyEngine:
 
     def _dispatch(self, event: str, tool: str, payload: Mapping[str, Any]) -> Decision:
         if event == "PreToolUse":
+            self.budgets.retry_heard(payload)
             if tool in AGENT_TOOLS:
                 return self.pre_agent(payload)
             if tool in PRE_TOOLS:
