@@ -5,7 +5,8 @@ What closes it, and with what wait:
 
 - a wave agent's `api_retry` message (the CLI is about to retry a 429/529): the delay the
   CLI chose, which is the reply's Retry-After (plus the CLI's own jitter) when it named one;
-- a wave agent's final 429/529: the last such delay, else `DEFAULT_BACKOFF_S`;
+- a wave agent's final 429/529: the last such delay; a 429 the CLI declined to retry,
+  `CLI_LONGEST_RETRY_AFTER_S`; else `DEFAULT_BACKOFF_S`;
 - a native agent (the main agent or a subagent) that failed for good with a rate limit or
   overload (`StopFailure`, `PostToolUseFailure(Agent)`): Claude Code retried it already and
   gave up, so the limit is not a blip. The main agent's retries are in the session
