@@ -164,7 +164,7 @@ def _read_tail(path: str | Path, size: int) -> bytes | None:
 def _retry_entry(line: bytes) -> TranscriptRetry | None:
     try:
         entry = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested deep enough to exhaust the stack
         return None
     if not isinstance(entry, dict) or entry.get("type") != "system" \
             or entry.get("subtype") != "api_error":

@@ -98,6 +98,7 @@ def _retry_line(status: int, delay_ms: Any, at: float | str | None = None) -> st
     ('{"type": "user", "subtype": "api_error", "retryInMs": 5, "error": {"status": 429}}', []),
     ('["api_error"]', []),
     ('{"subtype": "api_error", broken', []),
+    ('{"subtype": "api_error", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", []),
 ])
 def test_claude_codes_retries_are_read_from_the_transcript(
         tmp_path: Path, line: str, found: list[TranscriptRetry]) -> None:
