@@ -14,6 +14,7 @@ from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock
 
 from mcp_server.hook_output import hook_output as rendered
 from smart_orchestrator.budget import Budget
+from smart_orchestrator.budget.live_transcripts import LiveTranscripts
 from smart_orchestrator.budget.ratelimit import (
     CLI_LONGEST_RETRY_AFTER_S,
     NATIVE_GAVE_UP_S,
@@ -241,6 +242,51 @@ def test_a_written_retry_holds_agents_max_backoff_s_at_most(
     engine.handle(_pre_tool(transcript))
     row = store.rate_gate.get("api")
     assert row is not None and row.until_us == int(clock.now * 1e6) + 20_000_000
+
+
+def test_another_sessions_main_agent_waiting_out_a_429_holds_this_sessions_new_agents(
+        store: SqliteStore, tmp_path: Path) -> None:
+    """Session A's main agent waits out a 429 and runs no hook meanwhile; session B's next
+    agent hears it from A's transcript, which A's earlier hooks named to the service."""
+    clock = FakeClock()
+    shared = LiveTranscripts()
+    a_transcript, b_transcript = tmp_path / "session-a.jsonl", tmp_path / "session-b.jsonl"
+    a_transcript.write_text("{}\n")
+    b_transcript.write_text("{}\n")
+    a = make_engine(store, tmp_path, clock=clock)
+    b = make_engine(store, tmp_path, clock=clock)
+    a.budgets.transcripts = b.budgets.transcripts = shared
+    b.budgets.random = lambda: 0.0
+    a.handle({**_pre_tool(a_transcript, agent_id=""), "session_id": "session-a"})
+    assert store.rate_gate.get("api") is None
+    with a_transcript.open("a") as f:  # A's next request got a 429: Claude Code waits 7 s
+        f.write(_retry_line(429, 7_000, clock.now) + "\n")
+    payload = {**pre_agent(tool_use_id="tu-b", session="session-b"),
+               "transcript_path": str(b_transcript)}
+    before = clock.now
+    assert decision(rendered(b.handle(payload))) is None
+    assert clock.now == pytest.approx(before + 7.0, abs=0.02), "waited for A's retry"
+    [heard] = audit_rows(store, "rate.limited")
+    assert heard["session_id"] == "session-b" and heard["retrying_session"] == "session-a"
+    # Once A's session ended, its transcript is no longer read.
+    a.handle({"hook_event_name": "SessionEnd", "session_id": "session-a",
+              "transcript_path": str(a_transcript)})
+    assert shared.recent() == [str(b_transcript)]
+
+
+def test_live_transcripts_keep_the_newest_and_drop_the_idle() -> None:
+    now = [0.0]
+    live = LiveTranscripts(most=2, keep_s=60.0, clock=lambda: now[0])
+    for name in ("a", "b", "c"):
+        live.note(name)
+        now[0] += 1
+    assert live.recent() == ["c", "b"], "at most two, newest first"
+    live.note("b")
+    assert live.recent() == ["b", "c"]
+    now[0] += 59.5
+    assert live.recent() == ["b"], "c was not named for a minute"
+    live.forget("b")
+    assert live.recent() == []
 
 
 @pytest.mark.parametrize(("budget", "transcript"), [
