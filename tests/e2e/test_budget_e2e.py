@@ -11,6 +11,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -470,15 +471,16 @@ def _retries_written(home: Path) -> list[dict[str, Any]]:
 def test_the_main_agents_retried_429_holds_new_agents_until_the_retry_goes_out(
         scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
-    """The main agent's request gets a 429 naming Retry-After 6 s; Claude Code waits it out
-    and its retry succeeds, so no failure is ever reported. A background agent's tool call
-    meanwhile hears of the retry from the session's transcript: the gate holds new agents
-    until the retry goes out."""
+    """The main agent's request gets a 429 naming Retry-After 20 s; Claude Code waits it
+    out and its retry succeeds, so no failure is ever reported. A background agent's tool
+    call meanwhile hears of the retry from the session's transcript: the gate holds new
+    agents until the retry goes out. (The tool call must come within the wait, which
+    Claude Code times: 20 s leaves a loaded machine ample room.)"""
     home, work = claude_dirs["home"], claude_dirs["work"]
-    _policy(work, "[budget]\nmax_backoff_s = 60\n")
+    _policy(work, "[budget]\nmax_backoff_s = 60\n[admission]\nwait_timeout_s = 100\n")
     (work / "notes.txt").write_text("some notes\n")
     scripted_model.main([agent_call("BG-R: read the notes", background=True),
-                         rate_limit_error(retry_after=6),
+                         rate_limit_error(retry_after=20),
                          agent_call("RL-NEW: after the retry"), text("done")])
     scripted_model.subagent("RL-NEW", [text("new done")])
 
@@ -502,7 +504,7 @@ def test_the_main_agents_retried_429_holds_new_agents_until_the_retry_goes_out(
     assert type(retried.reply).__name__ != "ApiError", "Claude Code's retry succeeded"
     [written] = _retries_written(home)
     at_us = int(dt.datetime.fromisoformat(written["timestamp"]).timestamp() * 1e6)
-    assert written["error"]["status"] == 429 and written["retryInMs"] >= 6_000, \
+    assert written["error"]["status"] == 429 and written["retryInMs"] >= 20_000, \
         "Claude Code waits at least the Retry-After"
     [heard] = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited")]
     assert heard["retrying"] is True and heard["event"] == "PreToolUse"
@@ -523,6 +525,69 @@ def test_the_main_agents_retried_429_holds_new_agents_until_the_retry_goes_out(
     [started] = scripted_model.requests_for("RL-NEW")
     assert started.received_at >= _monotonic_of(until_us) - 0.05
     assert audit_rows(home, "policy.decision"), "the plugin decided the calls"
+
+
+def test_another_sessions_main_agent_waiting_out_a_429_holds_this_sessions_new_agent(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """Session A's main agent gets a 429 naming Retry-After 30 s and waits it out (it runs
+    no hook meanwhile); session B, started while A waits, starts an agent: B's hook reads
+    A's transcript (named by A's earlier tool call) and the agent waits until A's retry
+    goes out. (B's agent must come within the wait, which Claude Code times: 30 s leaves
+    a loaded machine ample room to start a session.)"""
+    home, work = claude_dirs["home"], claude_dirs["work"]
+    _policy(work, "[budget]\nmax_backoff_s = 60\n[admission]\nwait_timeout_s = 100\n")
+    (work / "notes.txt").write_text("some notes\n")
+    scripted_model.agent("FIRST SESSION", [
+        tool_use("Read", {"file_path": str(work / "notes.txt")}),
+        rate_limit_error(retry_after=30), text("a done")])
+    scripted_model.main([agent_call("RL-B: after the other session's 429"), text("b done")])
+    scripted_model.subagent("RL-B", [text("b's agent done")])
+    env = {"CLAUDE_CODE_MAX_RETRIES": "1", "ENABLE_TOOL_SEARCH": "false"}
+    first: list[ClaudeRun | BaseException] = []
+
+    def session_a() -> None:
+        try:
+            first.append(run_plugin(run_claude, repo_root, "FIRST SESSION: read the notes",
+                                    timeout=240, allowed_tools=["Read"], env=env))
+        except BaseException as exc:  # reported by the test's thread below
+            first.append(exc)
+
+    thread = threading.Thread(target=session_a)
+    thread.start()
+    try:
+        # B starts once A's retry is written: the order the test needs, made explicit.
+        assert _wait(lambda: bool(_retries_written(home)) or not thread.is_alive(),
+                     timeout=120)
+        second = run_plugin(run_claude, repo_root, "start one agent", timeout=240, env=env)
+    finally:
+        thread.join(timeout=300)
+    assert first and isinstance(first[0], ClaudeRun), first
+    first[0].assert_success()
+    second.assert_success()
+    a_requests = scripted_model.requests_for("FIRST SESSION")
+    assert [type(r.reply).__name__ for r in a_requests] == ["Turn", "ApiError", "Turn"], \
+        "A's retry succeeded: no failure was ever reported"
+    [written] = _retries_written(home)
+    at_us = int(dt.datetime.fromisoformat(written["timestamp"]).timestamp() * 1e6)
+    assert written["retryInMs"] >= 30_000, "Claude Code waits at least the Retry-After"
+    [heard] = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited")]
+    a_session = first[0].init["session_id"]
+    assert heard["retrying"] is True and heard["event"] == "PreToolUse"
+    assert heard["retrying_session"] == a_session != heard["session_id"]
+    assert heard["retry_at_us"] == at_us
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    try:
+        until_us, updated_us = conn.execute(
+            "SELECT until_us, updated_us FROM rate_gate WHERE scope = 'api'").fetchone()
+    finally:
+        conn.close()
+    # The gate's deadline, against the header: from when A's Claude Code started to wait,
+    # at least its delay (at least the Retry-After), at most a quarter more.
+    assert updated_us == at_us
+    assert written["retryInMs"] * 1000 <= until_us - updated_us <= written["retryInMs"] * 1250
+    [started] = scripted_model.requests_for("RL-B")
+    assert started.received_at >= _monotonic_of(until_us) - 0.05
 
 
 def _after_the_gate_closed(waves: Waves, match: str, reply: Any) -> Callable[[Any], Any]:
