@@ -13,9 +13,9 @@ What closes it, and with what wait:
   transcript (`system/api_error` entries with `retryInMs`): the last delay is used. A
   subagent's retries are written nowhere a hook can read, so the wait is Claude Code's
   own backoff cap, `NATIVE_GAVE_UP_S`;
-- the main agent's retry as Claude Code starts to wait (`system/api_error` in the session
-  transcript, with when it was written and the delay chosen), read on the next hook call of
-  the session: until that retry goes out.
+- a main agent's retry as Claude Code starts to wait (`system/api_error` in its session's
+  transcript, with when it was written and the delay chosen), read on the next PreToolUse
+  of any session from the transcripts hooks named lately: until that retry goes out.
 
 A later deadline always wins; an earlier one never shortens the gate. Waiters add their
 own jitter on top so they do not all return at the same instant.
