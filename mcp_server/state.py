@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smart_orchestrator.audit_guard import AuditGuard
+from smart_orchestrator.budget.live_transcripts import LiveTranscripts
 from smart_orchestrator.errors import OrchestratorError, StoreError
 from smart_orchestrator.paths import project_dir
 from smart_orchestrator.policy import EngineFactory
@@ -29,6 +30,9 @@ class AppState:
     # Hook calls are decided in parallel worker threads: two first calls of a project must
     # not build two factories (each engine remembers what its sessions were given).
     _engines_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every session's transcript its hooks named lately, whatever its project: a session
+    # hears another's main agent waiting out a 429 (`rate gate`, docs/budgets.md).
+    transcripts: LiveTranscripts = field(default_factory=LiveTranscripts)
 
     def require_store(self) -> WitnessedStore:
         if self.store is None:
@@ -45,7 +49,8 @@ class AppState:
             factory = self._engines.get(str(project))
             if factory is None:
                 factory = self._engines[str(project)] = EngineFactory(
-                    self.require_store(), source="server", project_dir=project)
+                    self.require_store(), source="server", project_dir=project,
+                    transcripts=self.transcripts)
         return factory
 
 

@@ -150,14 +150,15 @@ class WaveBudget:
                 "cache_write_tokens": row.cache_write_tokens,
                 "estimated_usd": row.reserved_usd, "cost_usd": round(row.charged_usd, 6)}
 
-    def rate_limited(self, status: int, reason: str, retry_after_s: float | None) -> float:
-        """Any agent's 429/529 (as it happens, or at its end): every new agent waits. The
-        wait chosen, 0 when the gate is off."""
+    def rate_limited(self, status: int, reason: str, retry_after_s: float | None, *,
+                     now: float | None = None) -> float:
+        """Any agent's 429/529 (as it happens, or at its end): every new agent waits from
+        `now` (epoch seconds). The wait chosen, 0 when the gate is off."""
         cfg = self._budget().config
         if cfg.mode == "off" or cfg.rate_limit == "off":
             return 0.0
         return close_rate_gate(self._store, status, reason, retry_after_s,
-                               max_backoff_s=cfg.max_backoff_s)
+                               max_backoff_s=cfg.max_backoff_s, now=now)
 
     def finish_run(self, run_id: str) -> int:
         """Tasks of a finished wave that never ran: nothing charged."""

@@ -99,6 +99,11 @@ class EngineFactory:
 
             project_dir = current_project()
         self.project_dir = project_dir
+        # The session transcripts hooks named lately: one for all the factory's engines
+        # (a process deciding for several projects passes its own to each factory).
+        from ..budget.live_transcripts import LiveTranscripts
+
+        engine_kwargs.setdefault("transcripts", LiveTranscripts())
         self._kwargs = engine_kwargs
         self._lock = threading.Lock()
         self._built: dict[tuple[Any, ...], _Built] = {}

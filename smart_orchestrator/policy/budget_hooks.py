@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..budget import Budget, Tokens, task_kind, transcript_usage
+from ..budget.live_transcripts import LiveTranscripts
 from ..budget.ratelimit import (
     NATIVE_GAVE_UP_S,
     RATE_SCOPE,
@@ -28,6 +29,7 @@ from ..budget.ratelimit import (
     is_api_error_text,
     last_retry_delay_s,
     native_failure,
+    transcript_retries,
 )
 from ..budget.waves import usage_limit_reset
 from .checks import Finding
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from .engine import PolicyEngine
 
 __all__ = ["RATE_SCOPE", "BudgetChecks", "BudgetVerdict", "subagent_transcript"]
+
+# Of the session transcript, read on every PreToolUse: a retry Claude Code is waiting out
+# is among its last lines (nothing else of the main agent is written meanwhile).
+_RECENT_BYTES = 64 << 10
 
 
 class BudgetVerdict(NamedTuple):
@@ -60,9 +66,14 @@ def subagent_transcript(session_transcript: str, agent_id: str) -> Path | None:
 
 
 class BudgetChecks:
-    def __init__(self, engine: PolicyEngine, budget: Budget) -> None:
+    """`transcripts`: the session transcripts hooks named lately, shared by every engine of
+    the process (the service's), so a session hears another's retries."""
+
+    def __init__(self, engine: PolicyEngine, budget: Budget,
+                 transcripts: LiveTranscripts) -> None:
         self.e = engine
         self.budget = budget
+        self.transcripts = transcripts
         self.random = random.random
 
     # -- before ----------------------------------------------------------------------
@@ -177,6 +188,51 @@ class BudgetChecks:
         self.e.audit.record("rate.limited", **base, status=failure.status,
                             retry_delay_s=delay, gate_s=round(wait, 3))
 
+    def retry_heard(self, p: Mapping[str, Any]) -> None:
+        """A main agent's retry of a 429/529 that Claude Code is waiting out now (its
+        `system/api_error` entry in its session's transcript): the gate holds every new
+        agent, of any session or wave, until that retry goes out, even when the retry then
+        succeeds and no failure is ever reported. Read on each PreToolUse from the
+        transcripts hooks named lately (this session's and others'), so the tool calls of
+        any agent, and every new agent, hear it while that main agent waits."""
+        cfg = self.budget.config
+        if cfg.mode == "off" or cfg.rate_limit == "off":
+            return
+        own = str(p.get("transcript_path") or "")
+        if own.endswith(".jsonl"):
+            self.transcripts.note(own)
+        for transcript in self.transcripts.recent():
+            found = transcript_retries(transcript, tail_bytes=_RECENT_BYTES)
+            if found and found[-1].at_us is not None:
+                self._retrying(p, transcript, found[-1].status, found[-1].at_us,
+                               found[-1].delay_s)
+
+    def _retrying(self, p: Mapping[str, Any], transcript: str, status: int, at_us: int,
+                  delay_s: float) -> None:
+        cfg, now_us = self.budget.config, self.budget.now_us()
+        # Agents can write the transcript: a stamp ahead of the clock is taken as now, and
+        # the delay is bounded, so a forged entry holds agents `max_backoff_s` at most.
+        at_us = min(at_us, now_us)
+        wait_s = min(delay_s, cfg.max_backoff_s)
+        until_us = at_us + int(wait_s * 1e6)
+        if until_us <= now_us:
+            return  # that retry went out already
+        row = self.e.store.rate_gate.get(RATE_SCOPE)
+        if row is not None and row.until_us >= until_us:
+            return  # heard before (or a longer wait holds already)
+        kind = "rate limit (429)" if status == 429 else "overloaded (529)"
+        wait = close_rate_gate(self.e.store, status,
+                               f"{kind}, a main agent is waiting out Claude Code's retry",
+                               wait_s, max_backoff_s=cfg.max_backoff_s, now=at_us / 1e6,
+                               jitter=self.random)
+        self.e.audit.record("rate.limited", event=str(p.get("hook_event_name") or ""),
+                            session_id=str(p.get("session_id") or ""),
+                            agent_id=str(p.get("agent_id") or ""), source=self.e.source,
+                            status=status, retrying=True,
+                            retrying_session=Path(transcript).stem[:100],
+                            retry_delay_s=round(delay_s, 3), retry_at_us=at_us,
+                            gate_s=round(wait, 3))
+
     def release(self, entry_id: str, slots: int) -> None:
         ids = [entry_id] if slots == 1 else [f"{entry_id}#{k}" for k in range(slots)]
         for one in ids:
@@ -230,6 +286,7 @@ class BudgetChecks:
     def session_ended(self, p: Mapping[str, Any], session_id: str) -> list[str]:
         """Settle what the session's agents' transcripts say; the rest stays charged at
         its estimate. Returns the ids left at their estimate."""
+        self.transcripts.forget(str(p.get("transcript_path") or ""))
         ledger = self.e.store.ledger
         for entry_id in ledger.open_ids(session_id):
             row = ledger.get(entry_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audit import AuditLog
+from ..budget.live_transcripts import LiveTranscripts
 from ..canonical import digest_text
 from ..errors import StoreUnapplied
 from ..paths import data_dir
@@ -48,7 +49,8 @@ class PolicyEngine:
                  source: str = "server", clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  metrics: Callable[[], SystemSnapshot] = sample_system,
-                 owner_pid: int | None = None) -> None:
+                 owner_pid: int | None = None,
+                 transcripts: LiveTranscripts | None = None) -> None:
         self.config = config
         self.store = store
         self.audit = AuditLog(store)
@@ -68,7 +70,8 @@ class PolicyEngine:
         from .trust import project_key
 
         self.budgets = BudgetChecks(self, Budget(store, config.budget,
-                                                 project=project_key(project_dir), clock=clock))
+                                                 project=project_key(project_dir), clock=clock),
+                                    transcripts or LiveTranscripts())
 
     # -- entry -------------------------------------------------------------------------
     def handle(self, payload: Mapping[str, Any]) -> Decision:
@@ -90,6 +93,7 @@ class PolicyEngine:
 
     def _dispatch(self, event: str, tool: str, payload: Mapping[str, Any]) -> Decision:
         if event == "PreToolUse":
+            self.budgets.retry_heard(payload)
             if tool in AGENT_TOOLS:
                 return self.pre_agent(payload)
             if tool in PRE_TOOLS:

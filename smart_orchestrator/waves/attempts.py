@@ -163,11 +163,15 @@ class TaskDriver:
         other new agent, of this wave and any other."""
         if self._ctx.budget is None:
             return
+        now = time.time()
         wait = self._ctx.budget.rate_limited(status, f"{status} from task {task_id!r}",
-                                             delay_s)
+                                             delay_s, now=now)
+        # When it was heard and the deadline it asked for, so a reader can set the gate's
+        # deadline against the Retry-After without a clock of its own.
         self._ctx.audit.record("wave.rate_limited", run_id=self._run_id, task_id=task_id,
                                attempt=attempt, status=status, retry_delay_s=round(delay_s, 3),
-                               gate_s=round(wait, 3))
+                               gate_s=round(wait, 3), heard_us=int(now * 1e6),
+                               until_us=int((now + wait) * 1e6))
 
     def _end(self, task: TaskSpec, attempt: int, outcome: AgentOutcome, started: float,
              output: str | None, *, reformats: int) -> bool:

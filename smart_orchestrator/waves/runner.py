@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from claude_agent_sdk import (
+    AssistantMessage,
     ClaudeAgentOptions,
     ClaudeSDKError,
     CLIConnectionError,
@@ -30,6 +31,7 @@ from claude_agent_sdk import (
     query,
 )
 
+from ..budget.ratelimit import CLI_LONGEST_RETRY_AFTER_S
 from ..claude_cli import bundled_claude, clean_agent_env
 from ..errors import OrchestratorError
 from ..paths import data_dir
@@ -38,7 +40,7 @@ from .agents import AgentOutcome, AgentRequest
 from .recovery import ErrorClass, classify
 from .sandbox import BashSandbox, SandboxMode, may_run_bash, probe_sandbox
 
-__all__ = ["HookCallback", "HooksFactory", "SdkAgentRunner"]
+__all__ = ["CLI_RETRIES", "HookCallback", "HooksFactory", "SdkAgentRunner"]
 
 # A hook callback as the SDK calls it: (input, tool_use_id, context) -> hook output.
 HookCallback = Callable[[Any, str | None, Any], Awaitable[Any]]
@@ -46,6 +48,11 @@ HookCallback = Callable[[Any, str | None, Any], Awaitable[Any]]
 HooksFactory = Callable[[AgentRequest], Mapping[str, HookCallback] | None]
 _CLOSE_BOUND_S = 20.0
 _SDK_SETS = frozenset({"CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"})
+# Claude Code's own retries of a failed API request, per request. One, because only Claude
+# Code reads a reply's Retry-After: with none it drops the headers and the result says
+# "429" alone. It says before each retry how long it waits (`api_retry`), which closes the
+# shared gate for that long; a request that still fails is the wave's to retry.
+CLI_RETRIES = 1
 
 
 @dataclass(slots=True)
@@ -64,6 +71,14 @@ class _Tally:
     text: str = ""
     error: tuple[ErrorClass, str] | None = None
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    cli_retries: int = 0  # what Claude Code was allowed per request
+    # The CLI's last retry of the request in flight, (attempt, of how many); None once a
+    # reply came.
+    retrying: tuple[int, int] | None = None
+
+    def replied(self, msg: AssistantMessage) -> None:
+        if msg.error is None and msg.parent_tool_use_id is None:
+            self.retrying = None
 
     def add(self, msg: ResultMessage) -> None:
         usage = msg.usage or {}
@@ -75,6 +90,10 @@ class _Tally:
         if msg.model_usage:
             self.model = str(next(iter(msg.model_usage)))
         self.api_status = msg.api_error_status or self.api_status
+        if msg.api_error_status == 429 and self._retry_declined():
+            # Claude Code retries a 429 unless its Retry-After is over its ceiling: the
+            # reply asked for at least that long.
+            self.retry_after_s = max(self.retry_after_s or 0.0, CLI_LONGEST_RETRY_AFTER_S)
         # The CLI reports the session's running total with each result.
         self.cost_usd = max(self.cost_usd, float(msg.total_cost_usd or 0.0))
         self.turns += msg.num_turns
@@ -84,6 +103,12 @@ class _Tally:
             text = msg.result or "; ".join(msg.errors or []) or msg.subtype
             self.error = (classify(status=msg.api_error_status, text=text,
                                    subtype=msg.subtype), _one_line(text))
+
+    def _retry_declined(self) -> bool:
+        """The request failed while Claude Code still had a retry for it."""
+        if self.cli_retries <= 0:
+            return False
+        return self.retrying is None or self.retrying[0] < self.retrying[1]
 
     def outcome(self, pid: int | None, error: tuple[ErrorClass, str] | None = None
                 ) -> AgentOutcome:
@@ -108,7 +133,8 @@ class SdkAgentRunner:
     as event -> callback; the runner registers each for every tool of that event."""
 
     def __init__(self, *, cli_path: str | Path | None = None,
-                 make_hooks: HooksFactory | None = None, cli_max_retries: int = 0,
+                 make_hooks: HooksFactory | None = None,
+                 cli_max_retries: int = CLI_RETRIES,
                  setting_sources: Sequence[str] = (),
                  extra_env: Mapping[str, str] | None = None,
                  sandbox: SandboxMode = "auto") -> None:
@@ -116,8 +142,9 @@ class SdkAgentRunner:
         self._sandbox_mode: SandboxMode = sandbox
         self._sandbox: BashSandbox | None = None
         self._make_hooks = make_hooks
-        # The wave's retry policy is the one retry layer: it backs off, simplifies, counts
-        # failures for the breaker and stops on a quota wall. CLI retries would hide that.
+        # The wave's retry policy backs off, simplifies, counts failures for the breaker and
+        # stops on a quota wall; Claude Code's own retries (`CLI_RETRIES`) only add the one
+        # that reads the reply's Retry-After. 0 leaves every retry to the wave.
         self._cli_max_retries = cli_max_retries
         # No settings from disk by default: a user's plugins (this one included) would
         # otherwise load into every wave agent.
@@ -178,7 +205,7 @@ class SdkAgentRunner:
         """Converse in a shielded child task; on timeout or cancellation kill the tree
         first, so the SDK's shutdown finds a dead process instead of waiting on a live one.
         """
-        tally, agent = _Tally(), _Agent(request.marker)
+        tally, agent = _Tally(cli_retries=self._cli_max_retries), _Agent(request.marker)
         done = anyio.Event()
         shield = anyio.CancelScope(shield=True)
         result: list[AgentOutcome] = []
@@ -216,6 +243,8 @@ class SdkAgentRunner:
                     request.on_spawn(pid)
                 if isinstance(message, SystemMessage) and message.subtype == "api_retry":
                     _api_retry(message.data, tally, request)
+                elif isinstance(message, AssistantMessage):
+                    tally.replied(message)
                 elif isinstance(message, ResultMessage):
                     tally.add(message)
                     follow = None
@@ -279,6 +308,9 @@ def _api_retry(data: Mapping[str, Any], tally: _Tally, request: AgentRequest) ->
     Retry-After (plus the CLI's jitter) when the reply named one. The wave hears of it now,
     not when the attempt ends, so every other agent can back off while this one waits."""
     status, delay_ms = data.get("error_status"), data.get("retry_delay_ms")
+    attempt, most = data.get("attempt"), data.get("max_retries")
+    if isinstance(attempt, int) and isinstance(most, int):
+        tally.retrying = (attempt, most)
     if status not in (429, 529) or not isinstance(delay_ms, int | float) \
             or isinstance(delay_ms, bool) or delay_ms < 0:
         return

@@ -4,12 +4,14 @@ usage."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -231,14 +233,15 @@ def test_a_cap_reached_mid_wave_pauses_it_and_raising_the_cap_resumes_it(
     assert table.count("| 100000 | 10000 | 0 | 0 | 0.4500 |") == 4, table
 
 
-def test_parallel_wave_agents_back_off_together_after_a_429(
+def test_without_cli_retries_a_wave_agents_429_backs_the_wave_off_by_default(
         waves: Waves, scripted_model: ScriptedModel) -> None:
     scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=3), text("made it")])
     for name in "XYZ":
         scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
-    # The SDK's result carries no Retry-After: the gate takes its default (5 s), capped here.
+    # Without a retry of its own Claude Code drops the reply's headers: the SDK's result
+    # carries no Retry-After, and the gate takes its default (5 s), capped here.
     policy = _Policy(waves.store, "proj", max_backoff_s=6.0)
-    service = _wave_service(waves, policy)
+    service = _wave_service(waves, policy, cli_max_retries=0)
     # r runs first (priority); the others become ready when `gate` ends, which it does
     # only once r's 429 closed the shared gate.
     wave = plan(t("r", agent=SONNET, priority=5),
@@ -344,7 +347,9 @@ def test_cancel_stops_every_descendant_releases_slots_and_settles(
 def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
         waves: Waves, scripted_model: ScriptedModel) -> None:
     reset = int(time.time()) + 8
-    limit = api_error(429, "rate_limit_error", f"Claude AI usage limit reached|{reset}")
+    # Claude Code retries it once itself, then gives up.
+    limit = api_error(429, "rate_limit_error", f"Claude AI usage limit reached|{reset}",
+                      times=2)
     scripted_model.agent("TASK-U:", [limit, text("after the reset")])
     scripted_model.agent("TASK-V:", [text("v done")])
     service = _wave_service(waves, _Policy(waves.store, "proj"))
@@ -356,8 +361,8 @@ def test_a_usage_limit_naming_its_reset_pauses_the_wave_until_then(
     assert status.state == "completed", status
     u = next(x for x in status.tasks if x.id == "u")
     assert u.output == "after the reset" and u.attempts == 2
-    limited, second = scripted_model.requests_for("TASK-U:")
-    assert type(limited.reply).__name__ == "ApiError"
+    *limited, second = scripted_model.requests_for("TASK-U:")
+    assert [type(r.reply).__name__ for r in limited] == ["ApiError", "ApiError"]
     offset = time.time() - time.monotonic()
     assert second.received_at + offset >= reset - 0.05, "started again only after the reset"
     paused = [r.data for r in waves.store.iter_audit() if r.kind == "wave.paused"]
@@ -455,6 +460,138 @@ def test_the_main_agent_giving_up_on_429s_holds_other_sessions_for_its_retry_del
     assert started.received_at >= _monotonic_of(until_us) - 0.05
 
 
+def _retries_written(home: Path) -> list[dict[str, Any]]:
+    """The main agent's retries Claude Code wrote to the session's transcript."""
+    found = []
+    for transcript in (home / ".claude" / "projects").glob("*/*.jsonl"):
+        for line in transcript.read_text().splitlines():
+            if '"subtype":"api_error"' in line:
+                found.append(json.loads(line))
+    return found
+
+
+def test_the_main_agents_retried_429_holds_new_agents_until_the_retry_goes_out(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """The main agent's request gets a 429 naming Retry-After 20 s; Claude Code waits it
+    out and its retry succeeds, so no failure is ever reported. A background agent's tool
+    call meanwhile hears of the retry from the session's transcript: the gate holds new
+    agents until the retry goes out. (The tool call must come within the wait, which
+    Claude Code times: 20 s leaves a loaded machine ample room.)"""
+    home, work = claude_dirs["home"], claude_dirs["work"]
+    _policy(work, "[budget]\nmax_backoff_s = 60\n[admission]\nwait_timeout_s = 100\n")
+    (work / "notes.txt").write_text("some notes\n")
+    scripted_model.main([agent_call("BG-R: read the notes", background=True),
+                         rate_limit_error(retry_after=20),
+                         agent_call("RL-NEW: after the retry"), text("done")])
+    scripted_model.subagent("RL-NEW", [text("new done")])
+
+    def background(request: Any) -> Any:
+        if "BG-R" not in request.first_user_text:
+            return None
+        if request.turn == 0:
+            # Its tool call comes while Claude Code waits out the main agent's 429: the
+            # order the test needs, made explicit.
+            assert _wait(lambda: bool(_retries_written(home)), timeout=120)
+            return tool_use("Read", {"file_path": str(work / "notes.txt")})
+        return text("read them")
+
+    scripted_model.on(background)
+    run = run_plugin(run_claude, repo_root, "read in the background", timeout=240,
+                     allowed_tools=["Read"],
+                     env={"CLAUDE_CODE_MAX_RETRIES": "1", "ENABLE_TOOL_SEARCH": "false"})
+    run.assert_success(allow_denials=True)
+    limited, retried = scripted_model.requests_for("main")[1:3]
+    assert type(limited.reply).__name__ == "ApiError", "the second main request got the 429"
+    assert type(retried.reply).__name__ != "ApiError", "Claude Code's retry succeeded"
+    [written] = _retries_written(home)
+    at_us = int(dt.datetime.fromisoformat(written["timestamp"]).timestamp() * 1e6)
+    assert written["error"]["status"] == 429 and written["retryInMs"] >= 20_000, \
+        "Claude Code waits at least the Retry-After"
+    [heard] = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited")]
+    assert heard["retrying"] is True and heard["event"] == "PreToolUse"
+    assert heard["agent_id"], "heard by the background agent's tool call"
+    assert heard["retry_at_us"] == at_us and heard["retry_delay_s"] == written["retryInMs"] / 1000
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    try:
+        until_us, updated_us, status = conn.execute(
+            "SELECT until_us, updated_us, status FROM rate_gate WHERE scope = 'api'"
+        ).fetchone()
+    finally:
+        conn.close()
+    # The gate's deadline, against the header: from when Claude Code started to wait,
+    # at least its delay (which is at least the Retry-After), at most a quarter more.
+    assert (status, updated_us) == (429, at_us)
+    assert written["retryInMs"] * 1000 <= until_us - updated_us <= written["retryInMs"] * 1250
+    # The agent started after the retry waited for the gate: none before it opened.
+    [started] = scripted_model.requests_for("RL-NEW")
+    assert started.received_at >= _monotonic_of(until_us) - 0.05
+    assert audit_rows(home, "policy.decision"), "the plugin decided the calls"
+
+
+def test_another_sessions_main_agent_waiting_out_a_429_holds_this_sessions_new_agent(
+        scripted_model: ScriptedModel, run_claude: Callable[..., ClaudeRun],
+        repo_root: Path, claude_dirs: dict[str, Path]) -> None:
+    """Session A's main agent gets a 429 naming Retry-After 30 s and waits it out (it runs
+    no hook meanwhile); session B, started while A waits, starts an agent: B's hook reads
+    A's transcript (named by A's earlier tool call) and the agent waits until A's retry
+    goes out. (B's agent must come within the wait, which Claude Code times: 30 s leaves
+    a loaded machine ample room to start a session.)"""
+    home, work = claude_dirs["home"], claude_dirs["work"]
+    _policy(work, "[budget]\nmax_backoff_s = 60\n[admission]\nwait_timeout_s = 100\n")
+    (work / "notes.txt").write_text("some notes\n")
+    scripted_model.agent("FIRST SESSION", [
+        tool_use("Read", {"file_path": str(work / "notes.txt")}),
+        rate_limit_error(retry_after=30), text("a done")])
+    scripted_model.main([agent_call("RL-B: after the other session's 429"), text("b done")])
+    scripted_model.subagent("RL-B", [text("b's agent done")])
+    env = {"CLAUDE_CODE_MAX_RETRIES": "1", "ENABLE_TOOL_SEARCH": "false"}
+    first: list[ClaudeRun | BaseException] = []
+
+    def session_a() -> None:
+        try:
+            first.append(run_plugin(run_claude, repo_root, "FIRST SESSION: read the notes",
+                                    timeout=240, allowed_tools=["Read"], env=env))
+        except BaseException as exc:  # reported by the test's thread below
+            first.append(exc)
+
+    thread = threading.Thread(target=session_a)
+    thread.start()
+    try:
+        # B starts once A's retry is written: the order the test needs, made explicit.
+        assert _wait(lambda: bool(_retries_written(home)) or not thread.is_alive(),
+                     timeout=120)
+        second = run_plugin(run_claude, repo_root, "start one agent", timeout=240, env=env)
+    finally:
+        thread.join(timeout=300)
+    assert first and isinstance(first[0], ClaudeRun), first
+    first[0].assert_success()
+    second.assert_success()
+    a_requests = scripted_model.requests_for("FIRST SESSION")
+    assert [type(r.reply).__name__ for r in a_requests] == ["Turn", "ApiError", "Turn"], \
+        "A's retry succeeded: no failure was ever reported"
+    [written] = _retries_written(home)
+    at_us = int(dt.datetime.fromisoformat(written["timestamp"]).timestamp() * 1e6)
+    assert written["retryInMs"] >= 30_000, "Claude Code waits at least the Retry-After"
+    [heard] = [json.loads(d) for *_, d in wait_for_audit(home, "rate.limited")]
+    a_session = first[0].init["session_id"]
+    assert heard["retrying"] is True and heard["event"] == "PreToolUse"
+    assert heard["retrying_session"] == a_session != heard["session_id"]
+    assert heard["retry_at_us"] == at_us
+    conn = sqlite3.connect(f"file:{plugin_data(home) / 'state.db'}?mode=ro", uri=True)
+    try:
+        until_us, updated_us = conn.execute(
+            "SELECT until_us, updated_us FROM rate_gate WHERE scope = 'api'").fetchone()
+    finally:
+        conn.close()
+    # The gate's deadline, against the header: from when A's Claude Code started to wait,
+    # at least its delay (at least the Retry-After), at most a quarter more.
+    assert updated_us == at_us
+    assert written["retryInMs"] * 1000 <= until_us - updated_us <= written["retryInMs"] * 1250
+    [started] = scripted_model.requests_for("RL-B")
+    assert started.received_at >= _monotonic_of(until_us) - 0.05
+
+
 def _after_the_gate_closed(waves: Waves, match: str, reply: Any) -> Callable[[Any], Any]:
     """A rule answering `match`'s agent only once the shared gate has closed: the order
     the test needs, made explicit instead of left to timing."""
@@ -466,34 +603,53 @@ def _after_the_gate_closed(waves: Waves, match: str, reply: Any) -> Callable[[An
     return rule
 
 
-def test_a_wave_agents_429_backs_the_whole_wave_off_for_its_retry_after(
+def _after_heard(waves: Waves, match: str, reply: Any, count: int) -> Callable[[Any], Any]:
+    """A rule answering `match`'s agent only once `count` retries were heard."""
+    def rule(request: Any) -> Any:
+        if match not in request.first_user_text:
+            return None
+        _wait(lambda: sum(e.kind == "wave.rate_limited" for e in waves.store.iter_audit())
+              >= count, timeout=120)
+        return reply
+    return rule
+
+
+def test_parallel_wave_agents_429s_close_the_gate_for_their_retry_after(
         waves: Waves, scripted_model: ScriptedModel) -> None:
-    # With one CLI retry, the CLI reads the reply's Retry-After and says, as it starts to
-    # wait, how long: the wave closes the shared gate for that long at once.
-    scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=4), text("made it")])
-    scripted_model.on(_after_the_gate_closed(waves, "TASK-GATE:", text("open")))
+    """Two agents of a wave get a 429 at once, naming Retry-After 3 and 5 s. With the
+    runner's defaults Claude Code reads each header, says how long it will wait, and
+    retries; the gate closes for each as it is heard, so the wave's other agents start only
+    after the longer one."""
+    scripted_model.agent("TASK-R:", [rate_limit_error(retry_after=3), text("r made it")])
+    scripted_model.agent("TASK-S:", [rate_limit_error(retry_after=5), text("s made it")])
+    scripted_model.on(_after_heard(waves, "TASK-GATE:", text("open"), count=2))
     for name in "XYZ":
         scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
-    service = _wave_service(waves, _Policy(waves.store, "proj", max_backoff_s=60.0),
-                            cli_max_retries=1)
-    # x, y and z become ready when `gate` ends, which is after the gate closed.
-    wave = plan(t("r", agent=SONNET, priority=5), t("gate", agent=SONNET),
-                *(t(n, "gate", agent=SONNET) for n in "xyz"))
+    service = _wave_service(waves, _Policy(waves.store, "proj", max_backoff_s=60.0))
+    # x, y and z become ready when `gate` ends, which is after both 429s were heard.
+    wave = plan(t("r", agent=SONNET, priority=5), t("s", agent=SONNET, priority=5),
+                t("gate", agent=SONNET), *(t(n, "gate", agent=SONNET) for n in "xyz"))
     run_id = service.spawn(wave, cwd=str(waves.dirs["work"]), max_concurrency=5)
     assert service.wait_until_done(run_id, 180), service.status(run_id)
     status = service.status(run_id)
     assert status.state == "completed", status
-    r = next(x for x in status.tasks if x.id == "r")
-    assert (r.attempts, r.output) == (1, "made it"), "the CLI's own retry succeeded"
-    [heard] = [e.data for e in waves.store.iter_audit() if e.kind == "wave.rate_limited"]
-    assert heard["task_id"] == "r" and heard["status"] == 429
-    assert heard["retry_delay_s"] >= 4.0, "the Retry-After the reply named"
-    assert heard["retry_delay_s"] <= heard["gate_s"] <= heard["retry_delay_s"] * 1.25 + 0.01
+    done = {x.id: x for x in status.tasks}
+    assert (done["r"].attempts, done["r"].output) == (1, "r made it"), "the CLI's retry"
+    assert (done["s"].attempts, done["s"].output) == (1, "s made it")
+    heard = {e.data["task_id"]: e.data for e in waves.store.iter_audit()
+             if e.kind == "wave.rate_limited"}
+    assert sorted(heard) == ["r", "s"], heard
+    for task, retry_after in (("r", 3.0), ("s", 5.0)):
+        one = heard[task]
+        assert one["status"] == 429
+        assert one["retry_delay_s"] >= retry_after, "Claude Code's delay honours the header"
+        # The deadline each closing asked for, against the header, from when it was heard.
+        span_s = (one["until_us"] - one["heard_us"]) / 1e6
+        assert retry_after <= one["retry_delay_s"] <= span_s <= one["retry_delay_s"] * 1.25 + 0.01
     gate = waves.store.rate_gate.get("api")
     assert gate is not None and gate.status == 429
+    assert gate.until_us == max(h["until_us"] for h in heard.values()), "the later one wins"
     opened = _monotonic_of(gate.until_us)
-    limited = scripted_model.requests_for("TASK-R:")[0]
-    assert limited.answered_at is not None and opened - limited.answered_at >= 4.0
     later = [req for n in "XYZ" for req in scripted_model.requests_for(f"TASK-{n}:")]
     assert len(later) == 3
     assert all(req.received_at >= opened - 0.05 for req in later), \

@@ -160,7 +160,8 @@ def test_a_task_that_keeps_failing_opens_the_breaker_and_its_dependents_are_skip
                             t("h", agent=flaky, priority=1), t("ok")), max_concurrency=1)
     tasks = {v.id: v for v in status.tasks}
     assert status.state == "partial", status.reason
-    assert len(scripted_model.requests_for("TASK-F:")) == 2, "third attempt refused"
+    # Two attempts, each retried once by Claude Code itself; the third is refused.
+    assert len(scripted_model.requests_for("TASK-F:")) == 4
     assert tasks["f"].error_class == "breaker_open"
     assert "agent type 'flaky' is open" in (tasks["f"].reason or "")
     assert tasks["g"].state == "skipped" and tasks["g"].reason == "skipped: dependency 'f' failed"
@@ -170,12 +171,14 @@ def test_a_task_that_keeps_failing_opens_the_breaker_and_its_dependents_are_skip
 
 
 def test_rate_limit_reply_is_retried(waves: Waves, scripted_model: ScriptedModel) -> None:
-    scripted_model.agent("TASK-R:", [rate_limit_error(), text("made it")])
+    # Claude Code retries the first 429 itself; the second fails the attempt, and the
+    # wave tries again.
+    scripted_model.agent("TASK-R:", [rate_limit_error(times=2), text("made it")])
     status = waves.run(waves.service(), plan(t("r")))
     [task] = status.tasks
     assert (status.state, task.attempts, task.output) == ("completed", 2, "made it")
     assert [type(r.reply).__name__ for r in scripted_model.requests_for("TASK-R:")] == [
-        "ApiError", "Turn"]
+        "ApiError", "ApiError", "Turn"]
 
 
 def test_agents_get_progressive_context_and_retries_get_less(
@@ -184,11 +187,13 @@ def test_agents_get_progressive_context_and_retries_get_less(
     (work / "CLAUDE.md").write_text("House rule: MEMORY-MARKER.\n")
     (work / "ledger.py").write_text("LEDGER_MARKER = 1\n")
     scripted_model.agent("TASK-A:", [text("A-RESULT " * 400)])
-    scripted_model.agent("TASK-B:", [server_error(), text("b done")])
+    # Claude Code retries the first 500 itself; the second fails the attempt.
+    scripted_model.agent("TASK-B:", [server_error(times=2), text("b done")])
     status = waves.run(waves.service(), plan(
         t("a"), t("b", "a", prompt="TASK-B: fix ledger.py", context="BACKGROUND-MARKER")))
     assert status.state == "completed", status
-    full, minimal = (r.first_user_text for r in scripted_model.requests_for("TASK-B:"))
+    full, retried, minimal = (r.first_user_text for r in scripted_model.requests_for("TASK-B:"))
+    assert retried == full
     for marker in ("BACKGROUND-MARKER", "## Environment", "MEMORY-MARKER", "LEDGER_MARKER",
                    "A-RESULT"):
         assert marker in full, marker
