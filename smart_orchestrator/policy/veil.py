@@ -1,0 +1,87 @@
+"""Running a main-agent Bash line with the plugin's protected folders hidden.
+
+The path check decides on what a line spells. A line that builds a path at run time
+(`$(printf ...)`, `base64 -d`, a script, a compiled program) or walks a folder that holds
+the protected ones (`grep -r TODO ~`, `tar c ~`) cannot be decided that way. Such a line
+is not denied: it is rewritten (PreToolUse `updatedInput`, which still goes through the
+user's permission rules) to run under bubblewrap in a mount namespace where the data
+folder, Claude Code's transcripts and agents' task outputs are empty folders. Whatever
+the line computes, it finds nothing there; everything else is the same file system, read
+and written as before.
+
+A private PID namespace with its own /proc goes with it: otherwise `/proc/<pid>/root` of
+any process outside (Claude Code's own) is a way back to the real folders. So a wrapped
+line sees only its own processes, and a job it leaves running in the background ends
+with it (the engine asks for `run_in_background` instead). The mounts are locked to the
+namespace: a nested user namespace cannot unmount them to look beneath.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+
+__all__ = ["available", "hidden_mounts", "wrap"]
+
+# The wrapped line runs in a fresh bash given the outer shell's functions and aliases
+# (Claude Code's shell snapshot defines the user's), and hands its final folder back so
+# that a `cd` in it still moves the session, as it would unwrapped.
+_INNER = ('eval "$SO_VEIL_DEFS"; unset SO_VEIL_DEFS; shopt -s expand_aliases; '
+          'trap \'__so_rc=$?; pwd -P >| "$2" 2>/dev/null; exit $__so_rc\' EXIT; eval "$1"')
+
+
+def wrap(command: str, hidden: Iterable[str]) -> str:
+    """`command` as a bash line that runs it with each of `hidden` (absolute, existing)
+    replaced by an empty folder, or by an empty file for a file."""
+    args = ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
+            "--die-with-parent", *hidden_mounts(hidden)]
+    inner = " ".join([*args, "--", "/bin/bash", "-c", shlex.quote(_INNER), "bash",
+                      shlex.quote(command), '"$__so_cwd"'])
+    return (
+        '__so_cwd=$(mktemp "${TMPDIR:-/tmp}/.so-veil.XXXXXX") || exit 125; '
+        f'SO_VEIL_DEFS="$(declare -f; alias -p)" {inner}; __so_rc=$?; '
+        '__so_to=$(cat "$__so_cwd" 2>/dev/null); rm -f "$__so_cwd"; '
+        '[ -n "$__so_to" ] && [ "$__so_to" != "$PWD" ] && cd "$__so_to"; '
+        '(exit $__so_rc)')
+
+
+def hidden_mounts(hidden: Iterable[str]) -> list[str]:
+    """bwrap arguments that cover each path, as spelled and as it resolves (a symlinked
+    data folder is hidden at its target too). Paths that do not exist need nothing."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for path in hidden:
+        for form in dict.fromkeys((path, os.path.realpath(path))):
+            if form in seen or not os.path.lexists(form):
+                continue
+            seen.add(form)
+            if os.path.isdir(form) and not os.path.islink(form):
+                out += ["--tmpfs", shlex.quote(form)]
+            elif os.path.isfile(form) and not os.path.islink(form):
+                out += ["--ro-bind", "/dev/null", shlex.quote(form)]
+    return out
+
+
+@functools.cache
+def available() -> tuple[bool, str]:
+    """Can this machine run the veil: bubblewrap present, and allowed to make the user,
+    mount and PID namespaces it needs (some containers forbid them)?"""
+    if shutil.which("bwrap") is None:
+        return False, "bubblewrap is not installed (apt-get install bubblewrap)"
+    with tempfile.TemporaryDirectory(prefix="so-veil-probe-") as probe:
+        try:
+            done = subprocess.run(
+                ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
+                 "--die-with-parent", "--tmpfs", probe, "/bin/sh", "-c", "true"],
+                capture_output=True, timeout=20)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return False, f"bubblewrap did not run: {exc}"
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        return False, f"bubblewrap cannot start here: {detail[-1] if detail else 'error'}"
+    return True, ""
