@@ -53,17 +53,18 @@ def wrap(command: str, hidden: Iterable[str]) -> str:
 def hidden_mounts(hidden: Iterable[str]) -> list[str]:
     """bwrap arguments that cover each path, as spelled and as it resolves (a symlinked
     data folder is hidden at its target too). Paths that do not exist need nothing."""
+    forms = {form for path in hidden for form in (path, os.path.realpath(path))
+             if os.path.lexists(form) and not os.path.islink(form)}
+    folders = sorted(f for f in forms if os.path.isdir(f))
+    # A folder's mount hides what lies under it; mounting a file there as well would
+    # make its name appear in the empty folder.
+    covered = [f for f in folders if not any(f.startswith(d + "/") for d in folders)]
     out: list[str] = []
-    seen: set[str] = set()
-    for path in hidden:
-        for form in dict.fromkeys((path, os.path.realpath(path))):
-            if form in seen or not os.path.lexists(form):
-                continue
-            seen.add(form)
-            if os.path.isdir(form) and not os.path.islink(form):
-                out += ["--tmpfs", shlex.quote(form)]
-            elif os.path.isfile(form) and not os.path.islink(form):
-                out += ["--ro-bind", "/dev/null", shlex.quote(form)]
+    for folder in covered:
+        out += ["--tmpfs", shlex.quote(folder)]
+    for file in sorted(forms - set(folders)):
+        if os.path.isfile(file) and not any(file.startswith(d + "/") for d in covered):
+            out += ["--ro-bind", "/dev/null", shlex.quote(file)]
     return out
 
 
