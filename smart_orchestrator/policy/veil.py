@@ -29,10 +29,10 @@ from collections.abc import Iterable
 __all__ = ["available", "hidden_mounts", "wrap"]
 
 # The wrapped line runs in a fresh bash given the outer shell's functions and aliases
-# (Claude Code's shell snapshot defines the user's), and hands its final folder back so
-# that a `cd` in it still moves the session, as it would unwrapped.
+# (Claude Code's shell snapshot defines the user's), and hands its final folder back on
+# descriptor 9 so that a `cd` in it still moves the session, as it would unwrapped.
 _INNER = ('eval "$SO_VEIL_DEFS"; unset SO_VEIL_DEFS; shopt -s expand_aliases; '
-          'trap \'__so_rc=$?; pwd -P >| "$2" 2>/dev/null; exit $__so_rc\' EXIT; eval "$1"')
+          'trap \'__so_rc=$?; pwd -P >&9 2>/dev/null; exit $__so_rc\' EXIT; eval "$1"')
 
 
 def wrap(command: str, hidden: Iterable[str]) -> str:
@@ -41,13 +41,13 @@ def wrap(command: str, hidden: Iterable[str]) -> str:
     args = ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
             "--die-with-parent", *hidden_mounts(hidden)]
     inner = " ".join([*args, "--", "/bin/bash", "-c", shlex.quote(_INNER), "bash",
-                      shlex.quote(command), '"$__so_cwd"'])
-    return (
-        '__so_cwd=$(mktemp "${TMPDIR:-/tmp}/.so-veil.XXXXXX") || exit 125; '
-        f'SO_VEIL_DEFS="$(declare -f; alias -p)" {inner}; __so_rc=$?; '
-        '__so_to=$(cat "$__so_cwd" 2>/dev/null); rm -f "$__so_cwd"; '
-        '[ -n "$__so_to" ] && [ "$__so_to" != "$PWD" ] && cd "$__so_to"; '
-        '(exit $__so_rc)')
+                      shlex.quote(command)])
+    # The folder comes back through a command substitution (no temporary file), the
+    # line's own output goes to the real standard output (descriptor 8 meanwhile).
+    return (f'{{ __so_to=$(SO_VEIL_DEFS="$(declare -f; alias -p)" {inner} 9>&1 1>&8 8>&-); '
+            '__so_rc=$?; } 8>&1; '
+            '[ -n "$__so_to" ] && [ "$__so_to" != "$PWD" ] && cd "$__so_to"; '
+            '(exit $__so_rc)')
 
 
 def hidden_mounts(hidden: Iterable[str]) -> list[str]:
