@@ -575,8 +575,8 @@ def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any,
     command = ti.get("command")
     assert isinstance(command, str)  # check_tool_call resolved it as one
     hidden = [*ctx.read_protected, *_agent_outputs(ctx.walk_protected)]
-    return Decision("PreToolUse", Verdict.REWRITE,
-                    updated_input={**ti, "command": veil.wrap(command, hidden)})
+    return Decision("PreToolUse", Verdict.REWRITE, updated_input={
+        **ti, "command": veil.wrap(command, hidden, ctx.write_protected)})
 
 
 def _walk_denied(why: str, instead: str) -> Finding:

@@ -76,6 +76,10 @@ OWN_PATTERNS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# In Claude Code's configuration folder: what it runs or sources on its own.
+CLAUDE_RUNS = ("shell-snapshots", "session-env", "jobs", "daemon", "daemon.json")
+
+
 class GuardContext(NamedTuple):
     cwd: str
     homes: tuple[str, ...]
@@ -128,6 +132,10 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
              if tmp and tmp.startswith("/")]
     protected += [c / name for c in _config_dirs(payload, env)
                   for name in ("settings.json", "settings.local.json", "plugins")]
+    # What Claude Code itself runs before each Bash line, outside any confinement: the
+    # shell snapshot it sources, the session's environment files, its jobs and daemon.
+    protected += [c / name for c in [home / ".claude", *_config_dirs(payload, env)]
+                  for name in CLAUDE_RUNS]
     return GuardContext(cwd if isinstance(cwd, str) and cwd.startswith("/")
                         else str(project_dir), tuple(dict.fromkeys(homes)),
                         tuple(dict.fromkeys(str(p) for p in protected)), env,

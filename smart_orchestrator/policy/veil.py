@@ -35,11 +35,11 @@ _INNER = ('eval "$SO_VEIL_DEFS"; unset SO_VEIL_DEFS; shopt -s expand_aliases; '
           'trap \'__so_rc=$?; pwd -P >&9 2>/dev/null; exit $__so_rc\' EXIT; eval "$1"')
 
 
-def wrap(command: str, hidden: Iterable[str]) -> str:
-    """`command` as a bash line that runs it with each of `hidden` (absolute, existing)
-    replaced by an empty folder, or by an empty file for a file."""
+def wrap(command: str, hidden: Iterable[str], readonly: Iterable[str] = ()) -> str:
+    """`command` as a bash line that runs it with each of `hidden` (absolute) replaced
+    by an empty folder, or by an empty file for a file, and each of `readonly` read-only."""
     args = ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
-            "--die-with-parent", *hidden_mounts(hidden)]
+            "--die-with-parent", *readonly_mounts(readonly), *hidden_mounts(hidden)]
     inner = " ".join([*args, "--", "/bin/bash", "-c", shlex.quote(_INNER), "bash",
                       shlex.quote(command)])
     # The folder comes back through a command substitution (no temporary file), the
@@ -47,7 +47,52 @@ def wrap(command: str, hidden: Iterable[str]) -> str:
     return (f'{{ __so_to=$(SO_VEIL_DEFS="$(declare -f; alias -p)" {inner} 9>&1 1>&8 8>&-); '
             '__so_rc=$?; } 8>&1; '
             '[ -n "$__so_to" ] && [ "$__so_to" != "$PWD" ] && cd "$__so_to"; '
+            f'[ -z "$__so_to" ] && ! {_PROBE} 2>/dev/null && echo {shlex.quote(_NO_START)} >&2; '
             '(exit $__so_rc)')
+
+
+# Only when the line left no folder behind (bwrap may not have started it) is bwrap tried
+# again, to tell that apart from a line that failed by itself.
+_PROBE = "bwrap --dev-bind / / --unshare-pid --proc /proc true"
+_NO_START = ("smart-orchestrator: this line must run with the plugin's data folder hidden "
+             "and bubblewrap could not start here (inside another sandbox?); write it "
+             "with plain paths, or ask the user to set [tools] veil")
+
+
+def _guard_point(path: str) -> str | None:
+    """What to make read-only so that `path` cannot be written or created: itself, its
+    folder when it does not exist (made first if need be), or None when nobody here
+    could create it. A missing `/etc/claude-code` is made, empty, rather than `/etc`
+    turned read-only."""
+    if os.path.lexists(path):
+        return path
+    parent = os.path.dirname(path)
+    if os.path.exists(parent) and not os.access(parent, os.W_OK):
+        return None
+    target = path if parent in ("/", "/etc") else parent
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError:
+        return None
+    return target
+
+
+def readonly_mounts(paths: Iterable[str]) -> list[str]:
+    """bwrap arguments that make each path read-only. One that does not exist yet is
+    kept from being created by making its folder read-only, made first where it can be
+    (the project's `.claude`): a confined line must not write what the main agent may
+    not, such as `.claude/settings.local.json`, which Claude Code reads back at once."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for path in paths:
+        target = _guard_point(path)
+        if target is None:
+            continue
+        for form in dict.fromkeys((target, os.path.realpath(target))):
+            if form not in seen and os.path.exists(form) and form != "/":
+                seen.add(form)
+                out += ["--ro-bind", shlex.quote(form), shlex.quote(form)]
+    return out
 
 
 def hidden_mounts(hidden: Iterable[str]) -> list[str]:

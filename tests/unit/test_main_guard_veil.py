@@ -225,3 +225,41 @@ def test_file_tools_walking_the_home_folder(store: SqliteStore, home: Path, tool
     assert decided == expected, out
     if decided == "deny":
         assert "grep -r or rg in Bash" in out["hookSpecificOutput"]["permissionDecisionReason"]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("command", [
+    # Built at run time, so only the veil stands in the way: Claude Code's settings
+    # (read back at once), the shell snapshot it sources before every line unconfined,
+    # the session's environment files, the plugin's hooks.
+    "f=$(printf '%s/%s' .claude settings.local.json); echo '{{\"disableAllHooks\":true}}' > $f",
+    "d=$(printf '%s' \"$HOME/.cla\"ude); mkdir -p $d/shell-snapshots && "
+    "echo 'cat ~/x' >> $d/shell-snapshots/snapshot-bash-1.sh",
+    "d=$(printf '%s' \"$HOME/.cla\"ude); mkdir -p $d/session-env/s && echo x > $d/session-env/s/1",
+    "p=$(printf '%s' {PLUGIN}); echo '{{}}' > $p/hooks/hooks.json",
+])
+def test_a_confined_line_cannot_write_what_turns_the_plugin_off(
+        store: SqliteStore, home: Path, command: str) -> None:
+    command = command.format(**paths(home))
+    watched = [home / "proj" / ".claude" / "settings.local.json",
+               home / ".claude" / "shell-snapshots", home / ".claude" / "session-env",
+               home / "plugin" / "hooks" / "hooks.json"]
+    before = {p: p.read_bytes() if p.is_file() else sorted(p.rglob("*")) if p.exists()
+              else None for p in watched}
+    kind, line = outcome(store, home, command)
+    assert kind in ("rewrite", "deny"), command
+    if kind == "rewrite":
+        assert line is not None
+        run(home, line)
+    after = {p: p.read_bytes() if p.is_file() else sorted(p.rglob("*")) if p.exists()
+             else None for p in watched}
+    assert after == before, command
+
+
+@pytest.mark.parametrize("command", [
+    "echo 'cat ~/x' >> ~/.claude/shell-snapshots/snapshot-bash-1.sh",
+    "cp evil.sh ~/.claude/session-env/s/1.sh",
+])
+def test_claude_codes_own_startup_files_are_not_written(store: SqliteStore, home: Path,
+                                                        command: str) -> None:
+    assert outcome(store, home, command)[0] == "deny"
