@@ -263,3 +263,29 @@ def test_a_confined_line_cannot_write_what_turns_the_plugin_off(
 def test_claude_codes_own_startup_files_are_not_written(store: SqliteStore, home: Path,
                                                         command: str) -> None:
     assert outcome(store, home, command)[0] == "deny"
+
+
+@needs_bwrap
+def test_without_the_service_a_plain_main_line_runs_confined(tmp_path: Path) -> None:
+    """The shim cannot resolve anything: a main-agent line that names nothing risky
+    (`grep -r -a k ~` reads the key's bytes) runs with the data folder hidden."""
+    import io
+    import json
+
+    from mcp_server.shim import Shim
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "witness.key").write_text(KEY)
+    shim = Shim(data, stdin=io.BytesIO(), stdout=io.BytesIO(), hold_s=0,
+                env={"HOME": str(tmp_path)})
+    args = {"event": "PreToolUse", "tool_name": "Bash", "session_id": SESSION,
+            "tool_use_id": "toolu_1", "agent_id": "",
+            "tool_input": json.dumps({"command": f"grep -r -a k {tmp_path}"})}
+    out = shim._fail_closed(args)
+    line = out["hookSpecificOutput"]["updatedInput"]["command"]
+    assert "permissionDecision" not in out["hookSpecificOutput"]
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=120)
+    assert KEY not in done.stdout
+    assert KEY in subprocess.run(["bash", "-c", f"grep -r -a k {tmp_path}"],
+                                 capture_output=True, text=True, timeout=120).stdout
