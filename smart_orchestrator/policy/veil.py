@@ -28,10 +28,11 @@ from collections.abc import Iterable
 
 __all__ = ["available", "hidden_mounts", "wrap"]
 
-# The wrapped line runs in a fresh bash given the outer shell's functions and aliases
-# (Claude Code's shell snapshot defines the user's), and hands its final folder back on
+# The wrapped line runs in a fresh bash given the outer shell's functions and aliases on
+# descriptor 7 (Claude Code's shell snapshot defines the user's; a version manager's can
+# pass the 128 KiB an environment variable may hold), and hands its final folder back on
 # descriptor 9 so that a `cd` in it still moves the session, as it would unwrapped.
-_INNER = ('eval "$SO_VEIL_DEFS"; unset SO_VEIL_DEFS; shopt -s expand_aliases; '
+_INNER = ('. /dev/fd/7; exec 7<&-; shopt -s expand_aliases; '
           'trap \'__so_rc=$?; pwd -P >&9 2>/dev/null; exit $__so_rc\' EXIT; eval "$1"')
 
 
@@ -44,7 +45,7 @@ def wrap(command: str, hidden: Iterable[str], readonly: Iterable[str] = ()) -> s
                       shlex.quote(command)])
     # The folder comes back through a command substitution (no temporary file), the
     # line's own output goes to the real standard output (descriptor 8 meanwhile).
-    return (f'{{ __so_to=$(SO_VEIL_DEFS="$(declare -f; alias -p)" {inner} 9>&1 1>&8 8>&-); '
+    return (f'{{ __so_to=$({inner} 9>&1 1>&8 8>&- 7<<<"$(declare -f; alias -p)"); '
             '__so_rc=$?; } 8>&1; '
             '[ -n "$__so_to" ] && [ "$__so_to" != "$PWD" ] && cd "$__so_to"; '
             f'[ -z "$__so_to" ] && ! {_PROBE} 2>/dev/null && echo {shlex.quote(_NO_START)} >&2; '
@@ -59,6 +60,10 @@ _NO_START = ("smart-orchestrator: this line must run with the plugin's data fold
              "with plain paths, or ask the user to set [tools] veil")
 
 
+_NEVER_READ_ONLY = frozenset(p for p in ("/", os.path.expanduser("~"),
+                                         os.environ.get("HOME")) if p)
+
+
 def _guard_point(path: str) -> str | None:
     """What to make read-only so that `path` cannot be written or created: itself, its
     folder when it does not exist (made first if need be), or None when nobody here
@@ -69,6 +74,8 @@ def _guard_point(path: str) -> str | None:
     parent = os.path.dirname(path)
     if os.path.exists(parent) and not os.access(parent, os.W_OK):
         return None
+    if parent in _NEVER_READ_ONLY or os.path.realpath(parent) in _NEVER_READ_ONLY:
+        return None  # a missing ~/.claude.json is not worth a read-only home
     target = path if parent in ("/", "/etc") else parent
     try:
         os.makedirs(target, exist_ok=True)
