@@ -285,6 +285,9 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     name, args = _program(argv, state) if argv else ("", [])
     for here in strings:
         _heredoc(" ".join(_expand(here, state, lenient=True)), name, state)
+        if name not in READ_ONLY and name not in ("tee", "jq"):
+            # `make -f - <<EOF`, `m4 <<<`: a program may interpret what it is fed.
+            state.runs = state.runs or f"text fed to {name}"
     if name in ASSIGNERS or (name in ("printf", "declare", "typeset", "local", "export")
                              and any(a in ("-v", "-n") for a in args)):
         raise Unresolvable(f"{name} sets variables from data the check cannot see")
