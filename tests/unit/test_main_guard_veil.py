@@ -298,3 +298,34 @@ def test_without_the_service_a_plain_main_line_runs_confined(tmp_path: Path) -> 
     assert KEY not in done.stdout
     assert KEY in subprocess.run(["bash", "-c", f"grep -r -a k {tmp_path}"],
                                  capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.parametrize("command", [
+    "grep -r TODO ~", "find / -name '*.py'", "rg pattern ~", "du -sh ~", "ls -R ~",
+    "ls -laR /", "grep -rIl main /tmp", "find ~ -mtime -1", "tree -a ~",
+    "echo $(date) > notes.txt", "cat $(git ls-files | head -3)", "python3 script.py",
+    "./run_tests.sh", "node script.js", "bash run_tests.sh -x",
+])
+def test_undecidable_lines_are_confined_not_denied(store: SqliteStore, home: Path,
+                                                   command: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(veil, "available", lambda: (True, ""))
+    assert outcome(store, home, command)[0] == "rewrite", command
+
+
+@pytest.mark.parametrize("command", ["rg print ~/proj", "grep -rn TODO ~/proj/src",
+                                     "find ~/proj -name '*.py'", "du -sh ~/proj"])
+def test_a_search_below_the_protected_folders_parent_is_untouched(
+        store: SqliteStore, home: Path, command: str) -> None:
+    assert outcome(store, home, command)[0] == "allow", command
+
+
+@pytest.mark.parametrize("command", ["grep -r TODO ~", "find / -name '*.py'", "du -sh ~"])
+def test_a_subagents_walk_over_the_home_folder_stays_denied(store: SqliteStore, home: Path,
+                                                            command: str) -> None:
+    from .policy_payloads import subagent_tool
+
+    payload = subagent_tool("Bash", {"command": command})
+    payload["cwd"] = str(home / "proj")
+    out = hook_output(engine(store, home).handle(payload))
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
