@@ -551,11 +551,11 @@ def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any,
     None: the call passes as it is."""
     from . import veil
 
-    if tool not in ("Bash", "Monitor"):
-        if verdict.walked and tool != "Glob":  # Glob lists names; Grep shows content
+    if tool not in ("Bash", "Monitor"):  # Claude Code runs these itself: no confining them
+        if verdict.walked:
             return _walk_denied(f"a {tool} over a folder that holds them",
-                                "give it a narrower path, or use grep -r or rg in Bash, "
-                                "which runs with those folders hidden")
+                                "give it a narrower path, or use grep -r, rg or find in "
+                                "Bash, which runs with those folders hidden")
         return None
     why = verdict.walked or verdict.unresolved or verdict.runs or mode == "all"
     if mode == "off" or not why:

@@ -225,15 +225,17 @@ def test_without_bubblewrap_a_broad_search_is_denied_with_what_to_do(
 @pytest.mark.parametrize(("tool", "tool_input", "expected"), [
     ("Grep", {"pattern": "TODO", "path": "~"}, "deny"),
     ("Grep", {"pattern": "TODO", "path": "/"}, "deny"),
+    ("Glob", {"pattern": "**/*.jsonl", "path": "~"}, "deny"),
     ("Grep", {"pattern": "TODO", "path": "src"}, "allow"),
+    ("Glob", {"pattern": "**/*.py", "path": "src"}, "allow"),
 ])
 def test_file_tools_walking_the_home_folder(store: SqliteStore, home: Path, tool: str,
                                             tool_input: dict[str, str], expected: str) -> None:
     out = hook_output(engine(store, home).handle(main_call(home, tool, tool_input)))
     decided = out.get("hookSpecificOutput", {}).get("permissionDecision", "allow")
     assert decided == expected, out
-    if decided == "deny":
-        assert "grep -r or rg in Bash" in out["hookSpecificOutput"]["permissionDecisionReason"]
+    if decided == "deny" and tool == "Grep":  # a Glob of **/*.jsonl names them outright
+        assert "or find in Bash" in out["hookSpecificOutput"]["permissionDecisionReason"]
 
 
 @needs_bwrap
