@@ -60,23 +60,23 @@ _NO_START = ("smart-orchestrator: this line must run with the plugin's data fold
              "with plain paths, or ask the user to set [tools] veil")
 
 
-_NEVER_READ_ONLY = frozenset(p for p in ("/", os.path.expanduser("~"),
+_NEVER_READ_ONLY = frozenset(p for p in ("/", "/etc", os.path.expanduser("~"),
                                          os.environ.get("HOME")) if p)
 
 
 def _guard_point(path: str) -> str | None:
     """What to make read-only so that `path` cannot be written or created: itself, its
-    folder when it does not exist (made first if need be), or None when nobody here
-    could create it. A missing `/etc/claude-code` is made, empty, rather than `/etc`
-    turned read-only."""
+    folder when it does not exist (made first if need be: the project's `.claude`), or
+    None when nobody here could create it, or when the folder is too wide to freeze (the
+    home, `/`, `/etc` for root, where nothing is made either)."""
     if os.path.lexists(path):
         return path
     parent = os.path.dirname(path)
     if os.path.exists(parent) and not os.access(parent, os.W_OK):
         return None
     if parent in _NEVER_READ_ONLY or os.path.realpath(parent) in _NEVER_READ_ONLY:
-        return None  # a missing ~/.claude.json is not worth a read-only home
-    target = path if parent in ("/", "/etc") else parent
+        return None
+    target = parent
     try:
         os.makedirs(target, exist_ok=True)
     except OSError:
