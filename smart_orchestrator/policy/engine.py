@@ -479,7 +479,8 @@ class PolicyEngine:
                                      "it names the plugin's data folder or Claude Code's "
                                      "transcripts in a form that cannot be resolved "
                                      f"({verdict.unresolved})", True))
-            veiled = None if found else _veiled(tool, raw, verdict, ctx, cfg.veil)
+            veiled = None if found else _veiled(tool, raw, verdict, ctx, cfg.veil,
+                                                _settings_files(ctx, self.project_dir))
         except Exception as exc:  # a crashed check must not wave a read of the key through
             found, veiled = self._check_failed("tools", exc), None
         if isinstance(veiled, Finding):
@@ -543,8 +544,8 @@ def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
     return found
 
 
-def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any,
-            mode: str) -> Decision | Finding | None:
+def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any, mode: str,
+            settings: Sequence[str] = ()) -> Decision | Finding | None:
     """A main-agent call the path check could not clear: a Bash line that walks a folder
     holding the protected ones, builds its paths at run time or runs a script goes ahead
     confined (`veil`); a walk that cannot be confined is denied with what to do instead.
@@ -562,6 +563,18 @@ def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any,
         return _walk_denied("it walks a folder that holds them",
                             "search a narrower folder") if verdict.walked else None
     ok, problem = veil.available()
+    home = ctx.homes[0] if ctx.homes else "/nonexistent"
+    boxed, denied = veil.claude_sandbox(settings, home)
+    if boxed and ti.get("dangerouslyDisableSandbox") is not True:
+        # The line runs in Claude Code's sandbox, where bubblewrap cannot start again:
+        # confined by it if its denyRead hides what the veil would.
+        needed = [p for p in ctx.read_protected if os.path.lexists(p)]
+        missing = veil.uncovered(needed, denied)
+        if not missing:
+            return None
+        ok, problem = False, ("Claude Code's own sandbox is on, and bubblewrap does not "
+                              "start inside it: add " + ", ".join(missing[:3]) +
+                              " to its sandbox.filesystem.denyRead")
     if not ok:
         return _walk_denied("it walks a folder that holds them, and such a line cannot be "
                             f"confined here ({problem})",
@@ -577,6 +590,20 @@ def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any,
     hidden = [*ctx.read_protected, *_agent_outputs(ctx.walk_protected)]
     return Decision("PreToolUse", Verdict.REWRITE, updated_input={
         **ti, "command": veil.wrap(command, hidden, ctx.write_protected)})
+
+
+def _settings_files(ctx: Any, project_dir: Path) -> list[str]:
+    """Claude Code's settings files, from the lowest precedence to the highest."""
+    configs = [Path(h) / ".claude" for h in ctx.homes]
+    if ctx.env.get("CLAUDE_CONFIG_DIR"):
+        configs.append(Path(ctx.env["CLAUDE_CONFIG_DIR"]))
+    managed = Path("/etc/claude-code")
+    drop_ins = sorted(str(p) for p in (managed / "managed-settings.d").glob("*.json")) \
+        if (managed / "managed-settings.d").is_dir() else []
+    return [*(str(c / "settings.json") for c in configs),
+            str(project_dir / ".claude" / "settings.json"),
+            str(project_dir / ".claude" / "settings.local.json"),
+            str(managed / "managed-settings.json"), *drop_ins]
 
 
 def _walk_denied(why: str, instead: str) -> Finding:

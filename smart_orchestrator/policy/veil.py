@@ -19,6 +19,7 @@ namespace: a nested user namespace cannot unmount them to look beneath.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shlex
 import shutil
@@ -26,7 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 
-__all__ = ["available", "hidden_mounts", "wrap"]
+__all__ = ["available", "claude_sandbox", "hidden_mounts", "uncovered", "wrap"]
 
 # The wrapped line runs in a fresh bash given the outer shell's functions and aliases on
 # descriptor 7 (Claude Code's shell snapshot defines the user's; a version manager's can
@@ -138,3 +139,38 @@ def available() -> tuple[bool, str]:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return False, f"bubblewrap cannot start here: {detail[-1] if detail else 'error'}"
     return True, ""
+
+
+def claude_sandbox(settings: Iterable[str], home: str) -> tuple[bool, list[str]]:
+    """Is Claude Code's own Bash sandbox on, by the settings files given from the lowest
+    precedence to the highest (the last one that says decides), and what does it keep
+    from being read (`sandbox.filesystem.denyRead` of all of them, as absolute paths)?
+    Bubblewrap cannot start inside it, so there it is the sandbox that must hide the
+    folders. A `--settings` flag is not seen here; the line itself then says it failed."""
+    enabled = False
+    denied: list[str] = []
+    for path in settings:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        box = data.get("sandbox") if isinstance(data, dict) else None
+        if not isinstance(box, dict):
+            continue
+        if isinstance(box.get("enabled"), bool):
+            enabled = box["enabled"]
+        files = box.get("filesystem")
+        entries = files.get("denyRead") if isinstance(files, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, str) and entry:
+                denied.append(os.path.normpath(
+                    home + entry[1:] if entry.startswith("~/") else "/" + entry.lstrip("/")))
+    return enabled, denied
+
+
+def uncovered(needed: Iterable[str], denied: Iterable[str]) -> list[str]:
+    """Which of `needed` no entry of `denied` covers (itself or a folder above it)."""
+    roots = [d.rstrip("/") for d in denied]
+    return [n for n in needed
+            if not any(n == r or n.startswith(r + "/") for r in roots)]

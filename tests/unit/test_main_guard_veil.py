@@ -331,3 +331,43 @@ def test_a_subagents_walk_over_the_home_folder_stays_denied(store: SqliteStore, 
     payload["cwd"] = str(home / "proj")
     out = hook_output(engine(store, home).handle(payload))
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+@pytest.mark.parametrize(("user", "local", "extra", "command", "expected"), [
+    # Claude Code's own sandbox on, hiding nothing of ours: bubblewrap cannot start in
+    # it, so a walk is denied with the setting that would make it safe.
+    ({"enabled": True}, None, {}, "grep -r TODO ~", "deny"),
+    ({"enabled": True}, None, {}, "python3 script.py", "allow"),
+    # Its denyRead hides the data folder and the transcripts: it confines the walk.
+    ({"enabled": True, "filesystem": {"denyRead": ["~/.claude/plugins/data",
+                                                   "~/.claude/projects"]}},
+     None, {}, "grep -r TODO ~", "allow"),
+    ({"enabled": True, "filesystem": {"denyRead": ["~/.claude/projects"]}},
+     None, {}, "grep -r TODO ~", "deny"),
+    # A line that leaves the sandbox, or a sandbox the local settings turn off: the veil.
+    ({"enabled": True}, None, {"dangerouslyDisableSandbox": True}, "grep -r TODO ~",
+     "rewrite"),
+    ({"enabled": True}, {"enabled": False}, {}, "grep -r TODO ~", "rewrite"),
+])
+def test_inside_claude_codes_own_sandbox(store: SqliteStore, home: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         user: dict[str, Any], local: dict[str, Any] | None,
+                                         extra: dict[str, Any], command: str,
+                                         expected: str) -> None:
+    import json
+    import pwd
+
+    monkeypatch.setattr(veil, "available", lambda: (True, ""))
+    if expected == "allow" and "filesystem" in user:
+        # The account's own home (not this test's $HOME) may hold transcripts too.
+        own = pwd.getpwuid(os.getuid()).pw_dir + "/.claude/projects"
+        user = {**user, "filesystem": {"denyRead": [*user["filesystem"]["denyRead"], own]}}
+    (home / ".claude" / "settings.json").write_text(json.dumps({"sandbox": user}))
+    if local is not None:
+        (home / "proj" / ".claude").mkdir(exist_ok=True)
+        (home / "proj" / ".claude" / "settings.local.json").write_text(
+            json.dumps({"sandbox": local}))
+    kind, reason = outcome(store, home, command, **extra)
+    assert kind == expected, (kind, reason)
+    if kind == "deny":
+        assert reason is not None and "sandbox.filesystem.denyRead" in reason
