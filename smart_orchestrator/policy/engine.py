@@ -480,7 +480,7 @@ class PolicyEngine:
                                      "transcripts in a form that cannot be resolved "
                                      f"({verdict.unresolved})", True))
             veiled = None if found else _veiled(tool, raw, verdict, ctx, cfg.veil,
-                                                _settings_files(ctx, self.project_dir))
+                                                self.project_dir)
         except Exception as exc:  # a crashed check must not wave a read of the key through
             found, veiled = self._check_failed("tools", exc), None
         if isinstance(veiled, Finding):
@@ -545,7 +545,7 @@ def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
 
 
 def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any, mode: str,
-            settings: Sequence[str] = ()) -> Decision | Finding | None:
+            project_dir: Path) -> Decision | Finding | None:
     """A main-agent call the path check could not clear: a Bash line that walks a folder
     holding the protected ones, builds its paths at run time or runs a script goes ahead
     confined (`veil`); a walk that cannot be confined is denied with what to do instead.
@@ -564,7 +564,7 @@ def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any, mode: str,
                             "search a narrower folder") if verdict.walked else None
     ok, problem = veil.available()
     home = ctx.homes[0] if ctx.homes else "/nonexistent"
-    boxed, denied = veil.claude_sandbox(settings, home)
+    boxed, denied = veil.claude_sandbox(_settings_files(ctx, project_dir), home)
     if boxed and ti.get("dangerouslyDisableSandbox") is not True:
         # The line runs in Claude Code's sandbox, where bubblewrap cannot start again:
         # confined by it if its denyRead hides what the veil would.
