@@ -5,7 +5,10 @@
 Decides the same PreToolUse payloads of the main agent (ordinary commands and file tools)
 with `[tools] mode = "enforce"` and, as the baseline, with `mode = "off"` (the decision the
 service made for the main agent before: none), interleaved call by call. The service adds
-its round trip through the shim either way; this is the decision alone, in process.
+its round trip through the shim either way; this is the decision alone, in process. Two of
+the calls are confined (a walk over the home folder, a script): their decision includes
+writing the veil's line. Then what the veil adds to running a line: `true` in bash, as
+it is and wrapped by `policy/veil.py`, interleaved (skipped without bubblewrap).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ CALLS = [
     ("Read", {"file_path": "README.md"}),
     ("Grep", {"pattern": "def", "path": "src"}),
     ("Edit", {"file_path": "src/app.py", "old_string": "a", "new_string": "b"}),
+    ("Bash", {"command": "grep -rn TODO ~ | head"}),
+    ("Bash", {"command": "python3 tools/gen.py --out build"}),
 ]
+VEIL_ROUNDS = 40
 
 
 def main() -> int:
@@ -60,7 +66,7 @@ def main() -> int:
                     start = time.perf_counter()
                     out = engine.handle(payload)
                     samples[mode].append(time.perf_counter() - start)
-                    assert out == {}, (tool, tool_input, out)
+                    assert not out.denied, (tool, tool_input, out)
         store.close()
     for mode in ("off", "enforce"):
         print(f"{'checked' if mode == 'enforce' else 'baseline (off)':15} "
@@ -68,6 +74,30 @@ def main() -> int:
     ratio = statistics.median(samples["enforce"]) / statistics.median(samples["off"])
     added = statistics.median(samples["enforce"]) - statistics.median(samples["off"])
     print(f"median added per call: {added * 1000:.3f} ms (x{ratio:.1f})")
+    return _bench_veil()
+
+
+def _bench_veil() -> int:
+    import subprocess
+
+    from smart_orchestrator.policy import veil
+
+    ok, why = veil.available()
+    if not ok:
+        print(f"veil: not measured ({why})")
+        return 0
+    with tempfile.TemporaryDirectory() as hidden:
+        lines = {"plain": "true", "veiled": veil.wrap("true", [hidden])}
+        runs: dict[str, list[float]] = {k: [] for k in lines}
+        for _ in range(VEIL_ROUNDS):
+            for kind, line in lines.items():
+                start = time.perf_counter()
+                subprocess.run(["bash", "-c", line], check=True)
+                runs[kind].append(time.perf_counter() - start)
+    for kind in lines:
+        print(f"bash line {kind:8} {summary_ms(runs[kind])}")
+    added = statistics.median(runs["veiled"]) - statistics.median(runs["plain"])
+    print(f"veil adds per confined line: {added * 1000:.1f} ms (median)")
     return 0
 
 

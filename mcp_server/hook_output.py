@@ -28,6 +28,10 @@ def hook_output(decision: Decision) -> dict[str, Any]:
         specific.update(permissionDecision="allow",
                         updatedInput=dict(decision.updated_input or {}),
                         permissionDecisionReason=decision.reason or REDACTED_REASON)
+    elif decision.verdict is Verdict.REWRITE:
+        # No permissionDecision: Claude Code applies the input and asks its own rules
+        # about it, as it would have about the original.
+        specific.update(updatedInput=dict(decision.updated_input or {}))
     elif decision.verdict is Verdict.BLOCK:
         out.update(decision="block", reason=decision.reason or "blocked")
     if decision.additional_context:

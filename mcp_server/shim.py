@@ -229,7 +229,32 @@ class Shim:
         reason = "Smart Orchestrator cannot check this call: " + self._unavailable()
         if self._risky_main_call(args):
             return hook_output(Decision("PreToolUse", Verdict.DENY, reason))
-        return fail_closed(args, reason)
+        veiled = self._veiled_main_line(args)
+        return veiled if veiled is not None else fail_closed(args, reason)
+
+    def _veiled_main_line(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Without the service nothing resolves a main-agent Bash line: one that names
+        nothing risky still runs with the data folder and the transcripts hidden, where
+        bubblewrap works (`grep -r -a k ~` names nothing, and would read the key)."""
+        from smart_orchestrator.policy import veil
+
+        if args.get("event") != "PreToolUse" or args.get("agent_id") or \
+                args.get("tool_name") not in ("Bash", "Monitor"):
+            return None
+        try:
+            tool_input = json.loads(str(args.get("tool_input") or "null"))
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(tool_input, dict) or not isinstance(tool_input.get("command"), str) \
+                or not veil.available()[0]:
+            return None
+        homes = {h for h in (self.env.get("HOME"), os.path.expanduser("~")) if h}
+        configs = {*(Path(h) / ".claude" for h in homes),
+                   *([Path(self.env["CLAUDE_CONFIG_DIR"])]
+                     if self.env.get("CLAUDE_CONFIG_DIR") else [])}
+        hidden = [str(self.data), *(str(c / "projects") for c in configs)]
+        return hook_output(Decision("PreToolUse", Verdict.REWRITE, updated_input={
+            **tool_input, "command": veil.wrap(tool_input["command"], hidden)}))
 
     def _risky_main_call(self, args: dict[str, Any]) -> bool:
         """A call of the main agent's own that might reach the plugin's data or Claude

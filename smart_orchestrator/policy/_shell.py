@@ -65,6 +65,10 @@ class ShellResolution(NamedTuple):
     unresolved: str | None  # why the line cannot be resolved safely, if it cannot
     reveals: str | None     # a command that prints a stored credential without naming a file
     controls: str | None = None  # a run of Claude Code itself: a session of its own, its config
+    # Code the line runs whose file opens are not in the line: a script, inline code, a
+    # program named by its path (what the line may reach beyond the paths it spells).
+    runs: str | None = None
+    background: bool = False  # it leaves a job running after it returns (`&`, nohup)
 
 
 MAX_DEPTH = 4
@@ -72,6 +76,11 @@ MAX_WORDS = 4096
 MAX_EXPANSIONS = 256
 MAX_SCRIPT_BYTES = 256 * 1024
 
+
+# Programs that keep running after the line returns, or make what follows do so.
+_DETACHERS = frozenset({"nohup", "setsid", "disown", "daemonize", "start-stop-daemon"})
+# Programs named by a path in these folders are the system's, not code the model wrote.
+_SYSTEM_PROGRAMS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/local/bin/")
 
 # Stands for a `$` that bash takes literally (quoted or escaped), until expansion is done.
 _LITERAL_DOLLAR = "\x01"
@@ -92,6 +101,8 @@ class _State:
         self.touches: list[Touch] = []
         self.reveals: str | None = None
         self.controls: str | None = None
+        self.runs: str | None = None
+        self.background = False
         self.dotglob = False
         self.globstar = False
         self.heredocs: list[str] = []
@@ -103,8 +114,10 @@ def resolve_command(command: str, cwd: str, env: Mapping[str, str], *, home: str
     try:
         _resolve_into(command, state)
     except Unresolvable as exc:
-        return ShellResolution(tuple(state.touches), str(exc), state.reveals, state.controls)
-    return ShellResolution(tuple(state.touches), None, state.reveals, state.controls)
+        return ShellResolution(tuple(state.touches), str(exc), state.reveals, state.controls,
+                               state.runs, state.background)
+    return ShellResolution(tuple(state.touches), None, state.reveals, state.controls,
+                           state.runs, state.background)
 
 
 def resolve_code(language: str, code: str, cwd: str, env: Mapping[str, str], *,
@@ -131,6 +144,8 @@ def _resolve_into(command: str, state: _State) -> None:
         words = list(_bounded(lexer))
     except ValueError as exc:  # unbalanced quotes: bash would not run it either
         raise Unresolvable(f"the command does not parse ({exc})") from None
+    if "&" in words or any(w in _DETACHERS for w in words):
+        state.background = True
     if "shopt" in words or "GLOBIGNORE" in text:
         state.dotglob = state.globstar = True
     pipeline: list[list[str]] = []
@@ -252,11 +267,13 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     if len(words) >= 2 and (words[1] == "()" or words[0] == "function"):
         state.functions.add(words[1] if words[0] == "function" else words[0])
         words = [w for w in words[2 if words[0] == "function" else 1:] if w not in ("()", "{")]
+    listed = False  # `for x in ...`: the words left are the loop's values, not a command
     while words and words[0] in KEYWORDS:
         if words[0] == "for" and len(words) >= 3 and words[2] == "in":
             values = [v for w in words[3:] for v in _expand(w, state)]
             state.local[words[1]] = values or [""]
             words = words[3:]
+            listed = True
             break
         words = words[1:]
     if not words:
@@ -268,6 +285,9 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     name, args = _program(argv, state) if argv else ("", [])
     for here in strings:
         _heredoc(" ".join(_expand(here, state, lenient=True)), name, state)
+        if name not in READ_ONLY and name not in ("tee", "jq"):
+            # `make -f - <<EOF`, `m4 <<<`: a program may interpret what it is fed.
+            state.runs = state.runs or f"text fed to {name}"
     if name in ASSIGNERS or (name in ("printf", "declare", "typeset", "local", "export")
                              and any(a in ("-v", "-n") for a in args)):
         raise Unresolvable(f"{name} sets variables from data the check cannot see")
@@ -277,6 +297,8 @@ def _command(words: list[str], state: _State, *, pipeline: list[list[str]]) -> N
     piped = bool(pipeline)
     if "/" in argv[0]:
         _scan_script(argv[0], state)
+        if not listed and not argv[0].startswith(_SYSTEM_PROGRAMS):
+            state.runs = state.runs or argv[0]
     if name in SHELLS or name == "eval" or name in ("source", "."):
         _run_shell(name, args, state, piped)
     elif name in AWKS or _interpreter(name) is not None:
@@ -469,6 +491,8 @@ def _run_shell(name: str, args: list[str], state: _State, piped: bool) -> None:
         _nested(" ".join(_expand(code, state)), state)
         return
     scripts = [a for a in args if not a.startswith("-") and not a.startswith("+")]
+    if scripts or piped:
+        state.runs = state.runs or f"a {name} script"
     if piped and (not scripts or scripts[0] in ("/dev/stdin", "-")):
         raise Unresolvable(f"it pipes code into {name}")
     if scripts:
@@ -494,9 +518,13 @@ def _run_interpreter(name: str, args: list[str], state: _State, piped: bool) -> 
     if name in AWKS and code is None:
         code = _awk_program(args)
     if code is not None:
+        if name not in AWKS:  # awk's own file opens are literals in its program
+            state.runs = state.runs or f"inline {name} code"
         _inline_code(name, code, state)
         return
     scripts = [a for a in args if not a.startswith("-")]
+    if scripts and "-m" not in args and name not in ("jq", "sqlite3", "ed"):
+        state.runs = state.runs or f"a {name} script"
     if piped and (not scripts or scripts[0] in ("-", "/dev/stdin")) \
             and name not in ("jq", "sqlite3", "ed"):
         raise Unresolvable(f"it pipes code into {name}")

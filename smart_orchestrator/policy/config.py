@@ -94,6 +94,10 @@ class ToolsPolicy(NamedTuple):
     # for every agent, the main one included.
     deny_state_reads: bool = True
     unresolvable: OnError = "deny"        # a Bash line whose paths cannot be resolved
+    # The main agent's Bash lines that the path check cannot decide (built paths, scripts,
+    # walks over a folder holding the data folder) run with those folders hidden
+    # (`policy/veil.py`): "auto" those lines, "all" every line, "off" none.
+    veil: Literal["off", "auto", "all"] = "auto"
 
 
 class SurfacesPolicy(NamedTuple):

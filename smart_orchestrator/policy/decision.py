@@ -18,6 +18,9 @@ __all__ = ["Decision", "Verdict", "block", "deny", "note", "passed"]
 class Verdict(enum.Enum):
     PASS = "pass"    # nothing to stop: the action goes ahead as it is
     ALLOW = "allow"  # a tool call goes ahead with its input rewritten (`updated_input`)
+    # A tool call goes ahead rewritten, still through the user's permission rules (a
+    # confined Bash line is no more permitted than the line it replaces).
+    REWRITE = "rewrite"
     DENY = "deny"    # a tool call does not run (PreToolUse)
     BLOCK = "block"  # a result, a prompt or an agent's stop is held back, with the reason
 

@@ -483,8 +483,14 @@ class PolicyEngine:
                                      "it names the plugin's data folder or Claude Code's "
                                      "transcripts in a form that cannot be resolved "
                                      f"({verdict.unresolved})", True))
+            veiled = None if found else _veiled(tool, raw, verdict, ctx, cfg.veil,
+                                                self.project_dir)
         except Exception as exc:  # a crashed check must not wave a read of the key through
-            found = self._check_failed("tools", exc)
+            found, veiled = self._check_failed("tools", exc), None
+        if isinstance(veiled, Finding):
+            found = [veiled]
+        elif veiled is not None:
+            return veiled
         if not found:  # the main agent's ordinary calls leave no row: one per call is noise
             return passed("PreToolUse")
         return self._tool_decided(p, tool, raw, sorted({f.rule_id for f in found}), found,
@@ -528,9 +534,11 @@ _INPUT_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
 
 def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
     found: list[Finding] = []
-    if verdict.own and cfg.deny_state_reads:
+    # A walk over a folder that holds them is the main agent's to make, confined (below).
+    own = verdict.own or (verdict.walked if who != "the main agent" else None)
+    if own and cfg.deny_state_reads:
         found.append(Finding("tools", "own-state", "critical",
-                             f"{who} may not read or change {verdict.own}", True))
+                             f"{who} may not read or change {own}", True))
     if verdict.controls and cfg.deny_state_writes:
         found.append(Finding("tools", "runs-claude", "critical", verdict.controls, True))
     if who == "the main agent" and verdict.state_write and cfg.deny_state_writes:
@@ -538,6 +546,85 @@ def _own_findings(verdict: Any, cfg: Any, who: str) -> list[Finding]:
                              f"the main agent may not change {verdict.state_write} "
                              "(ask the user to make that change)", True))
     return found
+
+
+def _veiled(tool: str, ti: Mapping[str, Any], verdict: Any, ctx: Any, mode: str,
+            project_dir: Path) -> Decision | Finding | None:
+    """A main-agent call the path check could not clear: a Bash line that walks a folder
+    holding the protected ones, builds its paths at run time or runs a script goes ahead
+    confined (`veil`); a walk that cannot be confined is denied with what to do instead.
+    None: the call passes as it is."""
+    from . import veil
+
+    if tool not in ("Bash", "Monitor"):  # Claude Code runs these itself: no confining them
+        if verdict.walked:
+            return _walk_denied(f"a {tool} over a folder that holds them",
+                                "give it a narrower path, or use grep -r, rg or find in "
+                                "Bash, which runs with those folders hidden")
+        return None
+    why = verdict.walked or verdict.unresolved or verdict.runs or mode == "all"
+    if mode == "off" or not why:
+        return _walk_denied("it walks a folder that holds them",
+                            "search a narrower folder") if verdict.walked else None
+    ok, problem = veil.available()
+    home = ctx.homes[0] if ctx.homes else "/nonexistent"
+    boxed, denied = veil.claude_sandbox(_settings_files(ctx, project_dir), home)
+    if boxed and ti.get("dangerouslyDisableSandbox") is not True:
+        # The line runs in Claude Code's sandbox, where bubblewrap cannot start again:
+        # confined by it if its denyRead hides what the veil would.
+        needed = [p for p in ctx.read_protected if os.path.lexists(p)]
+        missing = veil.uncovered(needed, denied)
+        if not missing:
+            return None
+        ok, problem = False, ("Claude Code's own sandbox is on, and bubblewrap does not "
+                              "start inside it: add " + ", ".join(missing[:3]) +
+                              " to its sandbox.filesystem.denyRead")
+    if not ok:
+        return _walk_denied("it walks a folder that holds them, and such a line cannot be "
+                            f"confined here ({problem})",
+                            "search a narrower folder") if verdict.walked else None
+    if verdict.background and ti.get("run_in_background") is not True:
+        return Finding("tools", "veil-background", "high",
+                       "this line runs confined (its paths are built at run time, it runs a "
+                       "script or it walks the home folder), and a job it leaves running "
+                       "would end with it: run it with run_in_background instead of `&` or "
+                       "nohup", True)
+    command = ti.get("command")
+    assert isinstance(command, str)  # check_tool_call resolved it as one
+    hidden = [*ctx.read_protected, *_agent_outputs(ctx.walk_protected)]
+    return Decision("PreToolUse", Verdict.REWRITE, updated_input={
+        **ti, "command": veil.wrap(command, hidden, ctx.write_protected)})
+
+
+def _settings_files(ctx: Any, project_dir: Path) -> list[str]:
+    """Claude Code's settings files, from the lowest precedence to the highest."""
+    configs = [Path(h) / ".claude" for h in ctx.homes]
+    if ctx.env.get("CLAUDE_CONFIG_DIR"):
+        configs.append(Path(ctx.env["CLAUDE_CONFIG_DIR"]))
+    managed = Path("/etc/claude-code")
+    drop_ins = sorted(str(p) for p in (managed / "managed-settings.d").glob("*.json")) \
+        if (managed / "managed-settings.d").is_dir() else []
+    return [*(str(c / "settings.json") for c in configs),
+            str(project_dir / ".claude" / "settings.json"),
+            str(project_dir / ".claude" / "settings.local.json"),
+            str(managed / "managed-settings.json"), *drop_ins]
+
+
+def _walk_denied(why: str, instead: str) -> Finding:
+    return Finding("tools", "own-state", "critical",
+                   f"the main agent may not read the plugin's data folder or Claude Code's "
+                   f"transcripts, and {why}; {instead}", True)
+
+
+def _agent_outputs(roots: Sequence[str], limit: int = 1000) -> list[str]:
+    """Agents' and workflows' task output files under Claude Code's temp folders (the
+    shell's and monitors' own, `b…` and `m…`, stay visible)."""
+    import glob
+    import itertools
+
+    found = (glob.iglob(os.path.join(glob.escape(root), "*", "*", "tasks", "[!bm]*.output"))
+             for root in roots)
+    return list(itertools.islice(itertools.chain.from_iterable(found), limit))
 
 
 # Words that name the plugin's data or Claude Code's agent records however a line builds

@@ -76,6 +76,10 @@ OWN_PATTERNS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# In Claude Code's configuration folder: what it runs or sources on its own.
+CLAUDE_RUNS = ("shell-snapshots", "session-env", "jobs", "daemon", "daemon.json")
+
+
 class GuardContext(NamedTuple):
     cwd: str
     homes: tuple[str, ...]
@@ -95,6 +99,11 @@ class PathVerdict(NamedTuple):
     paths: int               # how many paths and patterns were resolved
     own: str | None = None   # the plugin's data or an agent transcript it would touch
     controls: str | None = None  # it runs Claude Code itself (a session, its config)
+    # It walks a folder that holds the data folder or transcripts without naming them
+    # (`grep -r x ~`, `find /`): what it would reach, for the main agent's veil.
+    walked: str | None = None
+    runs: str | None = None   # code whose file opens the line does not spell (a script)
+    background: bool = False  # it leaves a job running after it returns
 
 
 def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Path,
@@ -123,6 +132,10 @@ def guard_context(payload: Mapping[str, Any], *, project_dir: Path, data_dir: Pa
              if tmp and tmp.startswith("/")]
     protected += [c / name for c in _config_dirs(payload, env)
                   for name in ("settings.json", "settings.local.json", "plugins")]
+    # What Claude Code itself runs before each Bash line, outside any confinement: the
+    # shell snapshot it sources, the session's environment files, its jobs and daemon.
+    protected += [c / name for c in [home / ".claude", *_config_dirs(payload, env)]
+                  for name in CLAUDE_RUNS]
     return GuardContext(cwd if isinstance(cwd, str) and cwd.startswith("/")
                         else str(project_dir), tuple(dict.fromkeys(homes)),
                         tuple(dict.fromkeys(str(p) for p in protected)), env,
@@ -201,13 +214,14 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
             else resolve_code(runs[1], code, ctx.cwd, ctx.env, home=home))
         touches = list(resolution.touches)
         unresolved, reveals = resolution.unresolved, resolution.reveals
-        controls = resolution.controls
+        controls, code_run, background = (resolution.controls, resolution.runs,
+                                          resolution.background)
     else:
         touches, unresolved = _tool_touches(tool, tool_input, ctx, home)
-        controls = None
+        controls, code_run, background = None, None, False
     matcher = _Matcher(ctx)
     credential = reveals
-    state_write = own = None
+    state_write = own = walked = None
     for touch in touches:
         if tool == "Write" and ENV_FILE.match(os.path.basename(touch.path)):
             pass  # writing a project's .env shows nothing of the one it replaces
@@ -215,8 +229,10 @@ def check_tool_call(tool: str, tool_input: Mapping[str, Any], ctx: GuardContext)
             credential = credential or matcher.credential(touch)
         if touch.write and state_write is None:
             state_write = matcher.state(touch)
-        own = own or matcher.own(touch)
-    return PathVerdict(credential, state_write, unresolved, len(touches), own, controls)
+        own = own or matcher.own(touch, walks=False)
+        walked = walked or matcher.own(touch)
+    return PathVerdict(credential, state_write, unresolved, len(touches), own, controls,
+                       None if own else walked, code_run, background)
 
 
 def _tool_touches(tool: str, ti: Mapping[str, Any], ctx: GuardContext, home: str
@@ -329,16 +345,18 @@ class _Matcher:
         return None
 
 
-    def own(self, touch: Touch) -> str | None:
+    def own(self, touch: Touch, *, walks: bool = True) -> str | None:
         """Does the call reach the plugin's data or Claude Code's agent records, reading
-        or writing, by any spelling, link, glob or walk?"""
+        or writing, by any spelling, link or glob, or (`walks`) by walking a folder
+        that holds them?"""
+        walk = walks and touch.recursive
         for form in _forms(touch.path):
             segs = _segments(form)
             for root in self.own_roots:
-                if _under(segs, root) or (touch.recursive and _under(root, segs)) or (
+                if _under(segs, root) or (walk and _under(root, segs)) or (
                         touch.pattern and _reach(segs, root, touch.recursive, True)):
                     return OWN_LABEL
-            if touch.recursive and any(_under(root, segs) for root in self.own_walks):
+            if walk and any(_under(root, segs) for root in self.own_walks):
                 return OWN_LABEL
             for pattern in OWN_PATTERNS:
                 if _contains(segs, pattern, touch.pattern):
@@ -358,7 +376,10 @@ def _other_process_files(segs: list[str]) -> bool:
         return False
     if rest[0] == "fd":
         return len(rest) == 1 or rest[1] not in ("0", "1", "2")
-    return rest[0] in ("map_files", "mem")
+    # `root` and `cwd` of another process are its view of the file system: Claude Code's
+    # is the one without the veil.
+    return rest[0] in ("map_files", "mem") or (
+        rest[0] in ("root", "cwd") and segs[1] not in ("self", "thread-self"))
 
 
 def _contains(segs: list[str], pattern: tuple[str, ...], is_glob: bool) -> bool:

@@ -24,6 +24,7 @@ _RANKS: dict[str, dict[Any, int]] = {
     "severity": {"critical": 0, "high": 1, "medium": 2, "low": 3},
     "action": {"redact": 0, "deny": 1},
     "bool": {False: 0, True: 1},
+    "veil": {"off": 0, "auto": 1, "all": 2},
     "preset": {"permissive": 0, "default": 1, "strict": 2},
 }
 
@@ -50,6 +51,7 @@ KEY_KINDS: dict[str, str] = {
     "breaker.window_s": "higher", "breaker.cooldown_s": "higher",
     "output.secrets": "mode", "output.injection": "mode",
     "tools.deny_credential_reads": "bool", "tools.deny_state_reads": "bool",
+    "tools.veil": "veil",
     # A cap of None (no cap) is junk to "lower": the weakest value.
     "budget.session_usd": "lower", "budget.day_usd": "lower",
     "budget.project_usd": "lower", "budget.team_usd": "lower",

@@ -67,6 +67,11 @@ def test_reads_of_a_subagents_transcript_are_denied_or_come_back_redacted(
         _bash(f"base64 -w0 {TRANSCRIPTS} | rev"),
         tool_use("Glob", {"pattern": "**/*.output", "path": str(claude_dirs["cctmp"])}),
     ]
+    # With the veil off (or no bubblewrap) a path built at run time is not confined: its
+    # result is redacted instead. That second line of defence is what this test checks;
+    # test_own_state_e2e checks the confinement.
+    (work / ".claude").mkdir(exist_ok=True)
+    (work / ".claude" / "smart-orchestrator.toml").write_text('[tools]\nveil = "off"\n')
     scripted_model.main([agent_call("TRX-BG: find the key", background=True), *named,
                          _bash(f"{shlex.quote(sys.executable)} -c {shlex.quote(hidden)}"),
                          text("noted"), text("done")])

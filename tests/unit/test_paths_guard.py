@@ -271,7 +271,9 @@ ORDINARY_COMMANDS = [
 
 @pytest.mark.parametrize("command", ORDINARY_COMMANDS)
 def test_ordinary_developer_commands_pass(home: Path, command: str) -> None:
-    assert bash(home, command) == PathVerdict(None, None, None, bash(home, command).paths)
+    verdict = bash(home, command)
+    # What code it runs, if any, is for the main agent's veil, not a finding.
+    assert verdict._replace(runs=None) == PathVerdict(None, None, None, verdict.paths)
 
 
 STATE_WRITES = [
