@@ -108,13 +108,16 @@ def test_a_bash_rewrite_of_the_policy_is_not_honoured_in_the_session(
         claude_dirs: dict[str, Path]) -> None:
     work, home = claude_dirs["work"], claude_dirs["home"]
     (work / ".claude").mkdir()
-    (work / TOML).write_text('[secrets]\nmode = "enforce"\n')
+    # Without the veil: confined, this line could not write the project's `.claude` at all
+    # (tests/unit/test_main_guard_veil.py); here the rewrite happens and is not honoured.
+    (work / TOML).write_text('[secrets]\nmode = "enforce"\n[tools]\nveil = "off"\n')
     _subagents(scripted_model, 1)
-    rewrite = _py(f"open({str(TOML)!r}, 'w').write({ALL_OFF!r})")
+    all_off = ALL_OFF + 'veil = "off"\n'  # in its last section, [tools]
+    rewrite = _py(f"open({str(TOML)!r}, 'w').write({all_off!r})")
     # Only Bash allowed, in the default permission mode: enough for a one-command rewrite.
     results = _run(scripted_model, run_claude, repo_root, [_bash(rewrite), _secret_call(1)],
                    tools=("Bash",), bypass=False)
-    assert (work / TOML).read_text() == ALL_OFF, "the rewrite itself must have happened"
+    assert (work / TOML).read_text() == all_off, "the rewrite itself must have happened"
     _assert_denied(scripted_model, results, "LEAK-1")
     [pinned] = _rows(home, "policy.pinned")
     assert pinned["source"] == "server"  # as the session connected, before the model acted

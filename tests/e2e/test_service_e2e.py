@@ -85,21 +85,32 @@ def test_a_killed_service_is_restarted_and_nothing_passes_unchecked(
         repo_root: Path, claude_dirs: dict[str, Path]) -> None:
     """The model kills the service from its Bash tool, then spawns with a secret. Its tools
     may not read the service's own files, so it finds the service by its environment (this
-    test's HOME, by the name of its folder: the services of other runs stay up)."""
+    test's HOME, by the name of its folder: the services of other runs stay up), then kills
+    it by its number. (A line that reads the number into a variable and kills in a loop
+    runs confined, in a process view of its own, where the service is not to be seen.)"""
     home = claude_dirs["home"]
     mine = f"{home.parent.name}/home "
-    kill = (f"ps eww -eo pid,args | grep -F 'HOME=' | grep -F {shlex.quote(mine)} | "
-            "grep 'smart-orchestrato[r] service' | awk '{print $1}' | "
-            "while read p; do kill -9 $p && echo KILLED $p; done")
-    scripted_model.main([tool_use("Bash", {"command": kill}),
+    find = (f"ps eww -eo pid,args | grep -F 'HOME=' | grep -F {shlex.quote(mine)} | "
+            "grep 'smart-orchestrato[r] service' | grep -o '^ *[0-9]*'")
+
+    def kill(request: ModelRequest) -> Turn | None:
+        if request.conversation != "main" or request.turn != 1:
+            return None
+        pids = request.tool_results[-1].text.split()
+        return tool_use("Bash", {"command": " && ".join(
+            f"kill -9 {int(p)} && echo KILLED {int(p)}" for p in pids) or "echo none"})
+
+    scripted_model.on(kill)
+    scripted_model.main([tool_use("Bash", {"command": find}),
+                         text("unused: the rule answers turn 1"),
                          agent_call("AFTER-KILL: use AKIAZ3MSJV4WKQ7NTB5R to deploy"),
                          agent_call("CLEAN-1: list the files"), text("done")])
     scripted_model.subagent("AFTER-KILL", [text("deployed")])
     scripted_model.subagent("CLEAN-1", [text("3 files")])
     run = run_plugin(run_claude, repo_root, "go", extra_args=["--allowedTools", "Bash"],
                      timeout=240)
-    killed, secret, clean = scripted_model.tool_results("main")
-    assert "KILLED" in killed.text, killed.text
+    found, killed, secret, clean = scripted_model.tool_results("main")
+    assert "KILLED" in killed.text, (found.text, killed.text)
     first_pid = int(killed.text.split("KILLED")[1].split()[0])
     assert secret.is_error and scripted_model.requests_for("AFTER-KILL") == []
     assert not clean.is_error and scripted_model.requests_for("CLEAN-1")

@@ -107,7 +107,8 @@ def _overlap(a: ModelRequest, b: ModelRequest) -> bool:
 def test_three_level_dag_runs_in_dependency_order_with_independent_tasks_overlapping(
         waves: Waves, scripted_model: ScriptedModel) -> None:
     for name in ("A", "B", "C", "D"):
-        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}")])
+        # Each agent lives a while, so the memory sampler sees the tree.
+        scripted_model.agent(f"TASK-{name}:", [text(f"result {name}", delay=1.0)])
     # B and C each answer only once both have asked: if the wave ran them one after the
     # other, the first would wait for the second in vain and the wave would fail.
     both = threading.Barrier(2)
