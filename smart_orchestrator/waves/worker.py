@@ -36,6 +36,7 @@ import anyio
 import psutil
 
 from ..audit import AuditLog
+from ..budget.waves import WaveBudget
 from ..errors import OrchestratorError
 from ..store.base import Store
 from ..store.hostid import host_id
@@ -117,6 +118,7 @@ class Worker:
                  concurrency: int, team_concurrency: int | None = None,
                  config: WaveConfig | None = None, metrics: Metrics | None = None,
                  breaker: Breaker | None = None, slots: Slots | None = None,
+                 budget: WaveBudget | None = None,
                  agent_env: Mapping[str, str] | None = None,
                  dead_after_s: float = 30.0, beat_s: float = 2.0) -> None:
         if concurrency < 1:
@@ -127,13 +129,17 @@ class Worker:
         if dead_after_s <= beat_s:
             raise OrchestratorError("dead_after_s must be longer than the heartbeat interval")
         config = config or WaveConfig()
-        if breaker is None or slots is None:
+        if breaker is None or slots is None or budget is None:
             from ..policy import EngineFactory
             from ..policy.shared import PolicyBreaker, PolicySlots
 
             factory = EngineFactory(store, source="wave")
             breaker = breaker or PolicyBreaker(lambda: factory.get()[0])
             slots = slots or PolicySlots(lambda: factory.get()[0])
+            # The driver admits each task against the caps and reserves its estimate; the
+            # worker that runs it hears its 429s and usage limits (the gate is the team's)
+            # and settles what its agents used.
+            budget = budget or WaveBudget(store, lambda: factory.get()[0].budgets.budget)
         self._store = store
         self._state = WaveState(store)
         self._config = config
@@ -144,7 +150,7 @@ class Worker:
             replace(config.admission, max_agents=concurrency), metrics, slots)
         self._ctx = WaveContext(state=self._state, audit=AuditLog(store), runner=runner,
                                 resources=self._resources, breaker=breaker,
-                                retry=config.retry, tick_s=config.tick_s)
+                                retry=config.retry, tick_s=config.tick_s, budget=budget)
         self._agent_env = dict(agent_env or {})
         self._dead_after_s = dead_after_s
         self._beat_s = beat_s
@@ -316,7 +322,21 @@ class Worker:
                                  error_class=ErrorClass.CANCELLED.value,
                                  reason=follower.cancel_reason)
         done = next(t for t in state.tasks(run_id) if t.task_id == task.id)
+        self._settle(run_id, task, done.state)
         return done.state
+
+    def _settle(self, run_id: str, task: Any, task_state: str) -> None:
+        """Charge the task what its agents used here. A task a usage limit sent back to
+        pending settles when it ends; should another worker end it, what the attempts held
+        here used is not added (it is known to this process only)."""
+        budget = self._ctx.budget
+        if budget is None or task_state == "pending":
+            return
+        cost = budget.settle(run_id, task.id, task.agent.model)
+        if cost is not None:
+            self._ctx.audit.record("wave.agent_cost", run_id=run_id, task_id=task.id,
+                                   agent_type=task.agent_type, cost=cost,
+                                   executor=self._executor)
 
 
 def _same_process(beat: dict[str, Any]) -> bool:

@@ -207,3 +207,65 @@ def test_a_wave_stopping_error_on_a_worker_stops_the_wave(store: SqliteStore,
         "q": "failed", "x": "skipped", "later": "skipped"}
     run = h.state.run("w1")
     assert run.stop_class == "quota" and "quota error in task 'q'" in (run.reason or "")
+
+
+def _worker_run(store: SqliteStore, tmp_path: Path, runner: ScriptedRunner
+                ) -> tuple[str, str]:
+    """A one-task wave for workers, admitted by a driver (its estimate reserved), and the
+    task run once by a worker in this process: (the wave's id, the task's state)."""
+    import anyio
+
+    from smart_orchestrator.budget import Budget
+    from smart_orchestrator.budget.waves import WaveBudget
+    from smart_orchestrator.policy.config import BudgetPolicy
+    from smart_orchestrator.waves.plan import WavePlan
+    from smart_orchestrator.waves.scheduler import RunOptions
+    from smart_orchestrator.waves.state import WaveState
+
+    bare, base = remote_with_base(tmp_path)
+    budget = WaveBudget(store, lambda: Budget(store, BudgetPolicy(), project="proj"))
+    plan = WavePlan.model_validate({"remote": str(bare), "tasks": [{"id": "t", "prompt": "t"}]})
+    spaces = {"repo": "/elsewhere/repo", "base": base, "root": "/elsewhere",
+              "remote": str(bare), "shared": True}
+    options = RunOptions(cwd=str(tmp_path), on_workers=True, workspaces=spaces)
+    WaveState(store).create_run("w1", plan, options.to_json(), "driver")
+    assert budget.admit("w1", "t", "general-purpose", None, "t") is None  # the driver's part
+    worker = Worker(store, runner, checkout=tmp_path / "checkout", concurrency=1,
+                    metrics=FixedMetrics(), budget=budget, **shared_policy(store))
+    [task] = plan.tasks
+
+    async def run_once() -> str:
+        return await worker._run("w1", task, "pending", options.to_json(), anyio.CancelScope())
+
+    return "w1", anyio.run(run_once)
+
+
+def test_a_worker_settles_what_its_agent_used(store: SqliteStore, tmp_path: Path) -> None:
+    from tests.wave_fakes import Step
+
+    run_id, state = _worker_run(store, tmp_path, ScriptedRunner(
+        {"t": Step(tokens=(1200, 340))}))
+    assert state == "succeeded"
+    [row] = store.ledger.rows(run_id=run_id)
+    assert (row.state, row.input_tokens, row.output_tokens) == ("settled", 1200, 340)
+    [cost] = [r.data for r in store.iter_audit() if r.kind == "wave.agent_cost"]
+    assert cost["cost"]["input_tokens"] == 1200 and cost["task_id"] == "t"
+
+
+def test_a_usage_limit_on_a_worker_holds_the_task_and_the_team_until_its_reset(
+        store: SqliteStore, tmp_path: Path) -> None:
+    import time
+
+    from smart_orchestrator.budget.ratelimit import RATE_SCOPE
+    from smart_orchestrator.waves.recovery import ErrorClass
+    from tests.wave_fakes import Step
+
+    reset = int(time.time()) + 3600
+    run_id, state = _worker_run(store, tmp_path, ScriptedRunner({"t": Step(
+        error=ErrorClass.SESSION_LIMIT, reason=f"Claude AI usage limit reached|{reset}")}))
+    # Not a failure: back to pending for the driver, which waits for the reset.
+    assert state == "pending"
+    gate = store.rate_gate.get(RATE_SCOPE)
+    assert gate is not None and gate.until_us == reset * 1_000_000
+    [row] = store.ledger.rows(run_id=run_id)
+    assert row.state == "reserved", "settled when the task finally ends"
