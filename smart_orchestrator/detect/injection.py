@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ._injection_framing import framing_findings
+from ._injection_framing import WordIndex, framing_findings, framing_words
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_model import DENY_MIN_CHARS, load_model
 from ._injection_rules import RULES, Rule
@@ -76,11 +76,18 @@ def _detect(text: str) -> list[InjectionFinding]:
     lowered = ascii_lower(text)
     extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
     words = _WORD_ANCHOR_RE.findall(lowered)
+    distinct = set(words)
     tokens = text.split()
-    findings = _demote_quoted(lowered, _drop_defensive(lowered, _apply_rules(lowered, words,
-                                                                            extra)))
+    # The framing anchors are found through the distinct words that hold them, located
+    # in the same walk over the words as the rules' anchors: one pass, not one per anchor.
+    holders = framing_words("\n".join(distinct))
+    present, positions = _present_anchors(
+        lowered, words, extra, distinct, {w for ws in holders.values() for w in ws})
+    findings = _demote_quoted(lowered, _drop_defensive(lowered, _run_rules(
+        lowered, present, positions)))
     findings += structural_findings(text, tokens, extra)
-    findings += [InjectionFinding(*f) for f in framing_findings(lowered)]
+    findings += [InjectionFinding(*f) for f in framing_findings(
+        lowered, WordIndex(holders, positions))]
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
@@ -270,14 +277,18 @@ def _pattern(rule: Rule) -> re.Pattern[str]:
 
 
 def _present_anchors(lowered: str, words: list[str], extra: frozenset[str],
+                     distinct: set[str] | None = None, also: set[str] | None = None,
                      ) -> tuple[list[str], dict[str, list[int]]]:
-    """Anchors occurring in `lowered`, and the offsets of those that are words or phrases.
+    """Anchors occurring in `lowered`, and the offsets of those that are words or phrases
+    (and of the words in `also`).
 
-    `words` are the letter runs of `lowered`, `extra` its non-ASCII characters.
+    `words` are the letter runs of `lowered` (`distinct` the set of them), `extra` its
+    non-ASCII characters.
     """
-    distinct = set(words)
+    if distinct is None:
+        distinct = set(words)
     present = list(_WORD_ANCHORS.intersection(distinct))
-    wanted = set(present) | _GATE_WORDS.intersection(distinct)
+    wanted = set(present) | _GATE_WORDS.intersection(distinct) | (also or set())
     positions = _word_positions(lowered, words, wanted)
     for anchor, (gate, offset) in _GATED:
         hits = [p - offset for p in positions.get(gate, ())
@@ -361,13 +372,15 @@ def _windows_for(lowered: str, anchors: list[str], reach: int,
 _MAX_PER_RULE = 32
 
 
-def _apply_rules(lowered: str, words: list[str] | None = None,
-                 extra: frozenset[str] | None = None) -> list[InjectionFinding]:
-    if words is None:
-        words = _WORD_ANCHOR_RE.findall(lowered)
-    if extra is None:
-        extra = frozenset(_NON_ASCII_RE.findall(lowered))
-    present, positions = _present_anchors(lowered, words, extra)
+def _apply_rules(lowered: str) -> list[InjectionFinding]:
+    words = _WORD_ANCHOR_RE.findall(lowered)
+    extra = frozenset(_NON_ASCII_RE.findall(lowered))
+    return _run_rules(lowered, *_present_anchors(lowered, words, extra))
+
+
+def _run_rules(lowered: str, present: list[str], positions: dict[str, list[int]],
+               ) -> list[InjectionFinding]:
+    """Every rule with an anchor in `present`, in windows around the anchors' `positions`."""
     if not present:
         return []
     anchors_of: dict[int, list[str]] = {}
