@@ -19,10 +19,13 @@ attack; they never quote the input.
 
 from __future__ import annotations
 
+import bisect
 import re
+import re._parser as re_parser
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from ._injection_confusables import fold_confusables
 from ._injection_framing import WordIndex, framing_findings, framing_words
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_model import DENY_MIN_CHARS, load_model
@@ -75,6 +78,7 @@ _VIEW_REACH = 400
 def _detect(text: str) -> list[InjectionFinding]:
     lowered = ascii_lower(text)
     extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
+    lowered, folded = fold_confusables(lowered, extra)
     words = _WORD_ANCHOR_RE.findall(lowered)
     distinct = set(words)
     tokens = text.split()
@@ -91,8 +95,22 @@ def _detect(text: str) -> list[InjectionFinding]:
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
+    if folded:
+        findings += _disguised(findings, folded)
     findings += _model_findings(text, lowered, findings)
     return findings
+
+
+def _disguised(findings: list[InjectionFinding], folded: list[tuple[int, int]],
+               ) -> list[InjectionFinding]:
+    """A finding inside words written with look-alike letters: the disguise shows intent."""
+    starts = [lo for lo, _ in folded]
+    for f in findings:
+        i = bisect.bisect_left(starts, f.end) - 1
+        if i >= 0 and folded[i][1] > f.start and f.start < f.end:
+            return [InjectionFinding("homoglyph-instruction", "high", f.start, f.end,
+                                     "An instruction written with look-alike letters.")]
+    return []
 
 
 # Findings that install and contributing docs produce as a matter of course (curl | sh,
@@ -132,6 +150,9 @@ _DEFENSIVE_BEFORE_RE = re.compile(r"(?:\b(?:not|never|n't)\s+(?:allow|let|permit
 # An override naming the earlier instructions is an attack whatever follows it.
 _EARLIER_RE = re.compile(r"\b(?:previous|previously|prior|above|earlier|preceding|original"
                          r"|initial|former|system|developer|your)\b")
+# Sample exchanges: Claude Code agent definitions put `<example>` around them.
+_EXAMPLE_RE = re.compile(r"<examples?>|\bexamples?\b|\bfor instance\b|\be\.g\.|\bsample\b"
+                         r"|\btranscript\b|\bdialog(?:ue)?\b|```")
 # "symlinks can bypass restrictions": a description of what something can do, not an order.
 _DESCRIPTIVE_RE = re.compile(r"\b(?:can|could|may|might|would|will|cannot|attackers?|which"
                              r"|that|to)\s+$")
@@ -142,6 +163,9 @@ def _drop_defensive(lowered: str, findings: list[InjectionFinding]) -> list[Inje
     descriptions of bypassing a control are medium."""
     out: list[InjectionFinding] = []
     for f in findings:
+        if (f.rule_id == "forged-turn" and f.severity == "medium"
+                and _EXAMPLE_RE.search(lowered, max(0, f.start - 300), f.start)):
+            continue  # a sample exchange shown as one (agent definitions, chat docs)
         if (f.rule_id == "disable-safety" and f.severity == "high"
                 and _DESCRIPTIVE_RE.search(lowered, max(0, f.start - 20), f.start)):
             f = f._replace(severity="medium")
@@ -432,9 +456,8 @@ def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
     before = None if rule.before is None else _pattern_of(rule.before + "$")
     # Repetitive text repeats contexts; their verdicts are reused.
     verdicts: dict[str, int] = {}
-    for m in _matches(pattern, lowered, offsets, windows):
-        start = m.start()
-        if start and lowered[start - 1].isalnum() and m.group(0)[0].isalnum():
+    for start, end in _matches(pattern, lowered, offsets, windows):
+        if start and lowered[start - 1].isalnum() and end > start and lowered[start].isalnum():
             continue  # not at a word boundary
         lo = max(0, start - _BEFORE_REACH)
         context = lowered[lo:start]
@@ -443,29 +466,77 @@ def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
             begin = verdicts[context] = _context_start(rule, before, lowered, lo, start)
         if begin < 0:
             continue
-        found.append(InjectionFinding(rule.rule_id, rule.severity, lo + begin, m.end(),
+        found.append(InjectionFinding(rule.rule_id, rule.severity, lo + begin, end,
                                       rule.description))
         if len(found) >= _MAX_PER_RULE:
             break
     return found
 
 
+# Anchors closer than this on average, and at least _DENSE_MIN of them, make a storm (a
+# hostile input repeating an anchor): the same few contexts recur, so the verdict of a
+# match attempt is remembered by the text it can read.
+_DENSE_GAP = 64
+_DENSE_MIN = 256
+# What a match attempt may read in a storm: its pattern's longest match (capped) and this
+# much past it for lookaheads and word boundaries.
+_READ_CAP = 1024
+_READ_PAST = 64
+
+
+def _dense(offsets: list[int] | tuple[()]) -> bool:
+    if len(offsets) < _DENSE_MIN or not isinstance(offsets, list):
+        return False
+    return offsets[-1] - offsets[0] < len(offsets) * _DENSE_GAP
+
+
+def _reads(pattern: re.Pattern[str]) -> int:
+    """How far past its start a match attempt of `pattern` is allowed to read in a storm."""
+    reach = _READS.get(pattern.pattern)
+    if reach is None:
+        longest = re_parser.parse(pattern.pattern).getwidth()[1]
+        reach = _READS[pattern.pattern] = min(longest, _READ_CAP) + _READ_PAST
+    return reach
+
+
+_READS: dict[str, int] = {}
+# Lookbehinds and word boundaries read this far before a match's start.
+_READ_BEFORE = 16
+
+
 def _matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[()],
-             windows: list[tuple[int, int]] | tuple[()]) -> Iterator[re.Match[str]]:
+             windows: list[tuple[int, int]] | tuple[()]) -> Iterator[tuple[int, int]]:
+    """(start, end) of the matches of `pattern` at `offsets`, then inside `windows`."""
     last_end = -1
+    dense = _dense(offsets)
+    reach = _reads(pattern) if dense else 0
+    seen: dict[str, int] = {}  # in a storm: end offset relative to the start, or -1
+    size = len(lowered)
     for at in offsets:
         if at < last_end:
+            continue
+        if dense and at >= _READ_BEFORE:
+            # The attempt reads no further than `reach`, so its verdict is that of the
+            # same text wherever it recurs.
+            hi = min(size, at + reach)
+            key = lowered[at - _READ_BEFORE:hi]
+            rel = seen.get(key)
+            if rel is None:
+                m = pattern.match(lowered, at, hi)
+                rel = seen[key] = -1 if m is None else m.end() - at
+            if rel >= 0:
+                last_end = at + rel
+                yield at, last_end
             continue
         m = pattern.match(lowered, at)
         if m is not None:
             last_end = m.end()
-            yield m
-    size = len(lowered)
+            yield at, last_end
     for lo, hi in windows:
         for m in pattern.finditer(lowered, lo, hi):
             if m.end() == hi < size:
                 continue  # the window may have cut this match short
-            yield m
+            yield m.span()
 
 
 def _context_start(rule: Rule, before: re.Pattern[str] | None, lowered: str, lo: int,
