@@ -51,21 +51,52 @@ _MIXED_RE = re.compile(rf"(?<!\w)(?=[a-z]++[{_LOOKALIKE_CLASS}]|[{_LOOKALIKE_CLA
 _COMPAT_RE = re.compile("[" + "".join(chr(c) for c in sorted(_COMPAT_TABLE)) + "]+")
 
 
+# Look-alike characters located one by one up to this many; past it, one regex pass over
+# the whole text is cheaper (text in Cyrillic or Greek is full of them).
+_FIND_LIMIT = 2048
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz" + _LOOKALIKE_CLASS)
+# No word is longer than this; a run longer is not prose.
+_LONGEST_WORD = 64
+
+
+def _mixed_words(lowered: str, suspects: list[str]) -> list[tuple[int, int]]:
+    """Spans of the words mixing Latin letters with the look-alike `suspects`."""
+    offsets: list[int] = []
+    for c in suspects:
+        at = lowered.find(c)
+        while at != -1:
+            offsets.append(at)
+            if len(offsets) > _FIND_LIMIT:
+                return [m.span() for m in _MIXED_RE.finditer(lowered)]
+            at = lowered.find(c, at + 1)
+    offsets.sort()
+    spans: list[tuple[int, int]] = []
+    for at in offsets:
+        if spans and at < spans[-1][1]:
+            continue
+        start = at
+        while start > 0 and at - start < _LONGEST_WORD and lowered[start - 1] in _WORD_CHARS:
+            start -= 1
+        m = _MIXED_RE.match(lowered, start)
+        if m is not None:
+            spans.append(m.span())
+    return spans
+
+
 def fold_confusables(lowered: str, extra: frozenset[str],
                      ) -> tuple[str, list[tuple[int, int]]]:
     """`lowered` (ASCII already lower-cased) with look-alike letters folded to Latin, and
     the spans that changed. `extra` is the set of its non-ASCII characters."""
     if not extra or extra.isdisjoint(_SUSPECT):
         return lowered, []
-    spans: list[tuple[int, int]] = []
+    spans = _mixed_words(lowered, sorted(extra.intersection(_LOOKALIKES)))
     pieces: list[str] = []
     pos = 0
-    for m in _MIXED_RE.finditer(lowered):
-        pieces += (lowered[pos:m.start()], m.group(0).translate(_LOOKALIKE_TABLE))
-        spans.append(m.span())
-        pos = m.end()
+    for lo, hi in spans:
+        pieces += (lowered[pos:lo], lowered[lo:hi].translate(_LOOKALIKE_TABLE))
+        pos = hi
     pieces.append(lowered[pos:])
-    folded = "".join(pieces)
+    folded = "".join(pieces) if spans else lowered
     if any(ord(c) in _COMPAT_TABLE for c in extra):
         spans += [m.span() for m in _COMPAT_RE.finditer(folded)]
         folded = folded.translate(_COMPAT_TABLE)
