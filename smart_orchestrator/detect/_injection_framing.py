@@ -15,10 +15,9 @@ them, so the cost is a few `str.find` passes over the text.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["CORE_GATES", "WordIndex", "framing_findings", "framing_words"]
+__all__ = ["WordIndex", "framing_findings", "framing_words"]
 
 _FAMILIES: dict[str, str] = {
     # A named jailbreak persona or mode.
@@ -116,19 +115,12 @@ def framing_words(vocab: str) -> dict[str, list[str]]:
     return holders
 
 
-# The letter runs of the core families' anchors, whose words are located first: the other
-# families are looked for only when a core device is present.
-CORE_GATES = frozenset(g for name in _CORE for _, g in _GATES[name] if g is not None)
-
-
 class WordIndex(NamedTuple):
     """Where the words holding the anchors' letters are: `holders` from `framing_words`,
-    `positions` the offsets of the words located so far, and `locate`, which adds the
-    offsets of more words to `positions`."""
+    `positions` the offsets of each of those words in the text."""
 
     holders: dict[str, list[str]]
     positions: dict[str, list[int]]
-    locate: Callable[[set[str]], None]
 
 
 def _occurrences(anchor: str, gate: str, lowered: str, index: WordIndex) -> list[int]:
@@ -159,9 +151,6 @@ def _searched(anchor: str, lowered: str) -> list[int]:
 
 def _family_span(name: str, lowered: str, index: WordIndex | None) -> tuple[int, int] | None:
     pattern = _COMPILED[name]
-    if index is not None and name not in _CORE:
-        index.locate({w for _, g in _GATES[name] if g is not None
-                      for w in index.holders.get(g, ())} - index.positions.keys())
     for anchor, gate in _GATES[name]:
         if index is None or gate is None:
             offsets = _searched(anchor, lowered)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._injection_confusables import fold_confusables
-from ._injection_framing import CORE_GATES, WordIndex, framing_findings, framing_words
+from ._injection_framing import WordIndex, framing_findings, framing_words
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
 from ._injection_model import DENY_MIN_CHARS, load_model
 from ._injection_rules import RULES, Rule
@@ -86,18 +86,12 @@ def _detect(text: str) -> list[InjectionFinding]:
     # in the same walk over the words as the rules' anchors: one pass, not one per anchor.
     holders = framing_words("\n".join(distinct))
     present, positions = _present_anchors(
-        lowered, words, extra, distinct,
-        {w for g, ws in holders.items() if g in CORE_GATES for w in ws})
+        lowered, words, extra, distinct, {w for ws in holders.values() for w in ws})
     findings = _demote_quoted(lowered, _drop_defensive(lowered, _run_rules(
         lowered, present, positions)))
     findings += structural_findings(text, tokens, extra)
-
-    def locate(more: set[str]) -> None:
-        if more:
-            positions.update(_word_positions(lowered, words, more))
-
     findings += [InjectionFinding(*f) for f in framing_findings(
-        lowered, WordIndex(holders, positions, locate))]
+        lowered, WordIndex(holders, positions))]
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)

@@ -14,7 +14,6 @@ import pytest
 
 from smart_orchestrator.detect._injection_confusables import fold_confusables
 from smart_orchestrator.detect._injection_framing import (
-    CORE_GATES,
     WordIndex,
     framing_findings,
     framing_words,
@@ -132,12 +131,6 @@ def test_framing_through_the_word_index_matches_a_search() -> None:
     lowered = text.lower()
     words = re.findall(r"[a-z]{3,}", lowered)
     holders = framing_words("\n".join(set(words)))
-    core = {w for gate, ws in holders.items() if gate in CORE_GATES for w in ws}
-    positions = _word_positions(lowered, words, core)
-
-    def locate(more: set[str]) -> None:
-        positions.update(_word_positions(lowered, words, more))
-
-    located = framing_findings(lowered, WordIndex(holders, positions, locate))
-    assert located == framing_findings(lowered)
+    positions = _word_positions(lowered, words, {w for ws in holders.values() for w in ws})
+    assert framing_findings(lowered, WordIndex(holders, positions)) == framing_findings(lowered)
     assert framing_findings(lowered)
