@@ -42,7 +42,14 @@ _FAMILIES: dict[str, str] = {
                     r"|harmful)\b"
                     r"|\b(?:never|don'?t|do not|must not) (?:say|tell|respond with|include)\s+"
                     r"(?:me\s+)?(?:that\s+)?(?:you\s+|it\s+)?(?:can'?t|cannot|are unable"
-                    r"|i'?m sorry|as an ai)",
+                    r"|i'?m sorry|as an ai)"
+                    # Refusal suppression (Wei et al., "Jailbroken", 2023): no apology, no
+                    # warning, no disclaimer, no moralising.
+                    r"|\b(?:never|don'?t|do not|must not|will not|won'?t|without)\s+(?:ever\s+)?"
+                    r"(?:apologi[sz]e|apologi[sz]ing|moral[iy]z|lectur"
+                    r"|(?:add|adding|include|including|give|giving|provide|providing)\s+"
+                    r"(?:any\s+)?(?:warnings?|disclaimers?|caveats?|moral (?:lectures?"
+                    r"|judgements?)))",
     # The maker's policy named in order to set it aside (core).
     "policy": r"\b(?:openai|anthropic|content|usage|safety) (?:content )?polic(?:y|ies)\b"
               r"|\bethical (?:guidelines|principles|constraints)\b"
@@ -54,6 +61,10 @@ _FAMILIES: dict[str, str] = {
     "dual": r"\btwo (?:different |separate )?(?:responses|answers|paragraphs)\b|\[\s*(?:🔒|🔓)"
             r"|\b(?:normal|classic|jailbreak|filtered|unfiltered) (?:response|output)\b"
             r"|^\s*(?:gpt|chatgpt|dan|aim)\s*:",
+    # Prefix injection (Wei et al., 2023): the answer is made to open with consent.
+    "prefix": r"\b(?:start|begin|open)\s+(?:your|each|every|all)\s+(?:responses?|repl(?:y|ies)"
+              r"|answers?|outputs?|messages?)\s+with\s+[\"'\u201c]?\s*(?:sure|absolutely"
+              r"|of course|certainly|here(?:'s| is)|i can|okay|yes)\b",
     # Threats and games to keep the model compliant.
     "threat": r"\btokens? (?:will be |are )?deducted\b|\byou will (?:die|cease to exist|be"
               r" (?:shut down|deleted|terminated|disabled))\b|\blose (?:\d+ )?tokens\b",
@@ -71,7 +82,11 @@ _ANCHORS: dict[str, tuple[str, ...]] = {
                  "rules", "boundaries", "ethics", "morals", "morality", "confines", "policies",
                  "safeguards"),
     "never-refuse": ("refuse", "decline", "deny", "answer any", "answer every", "no matter how",
-                     "sorry", "as an ai", "can't", "cant", "cannot", "unable"),
+                     "sorry", "as an ai", "can't", "cant", "cannot", "unable", "apologi",
+                     "moraliz", "moralyz", "lectur", "warning", "disclaimer", "caveat",
+                     "moral lecture", "moral judgement"),
+    "prefix": ("start your", "start each", "start every", "start all", "begin your",
+               "begin each", "begin every", "begin all", "open your", "open each"),
     "policy": ("polic", "ethical ", "moral "),
     "stay": ("character", "in role"),
     "dual": ("two ", "\U0001f512", "\U0001f513", " response", " output", "gpt", "dan", "aim"),
