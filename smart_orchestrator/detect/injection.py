@@ -284,8 +284,9 @@ def _gate(anchor: str) -> tuple[str, int] | None:
 _GATED = tuple((a, g) for a in _LITERAL_ANCHORS if a.isascii() and (g := _gate(a)))
 _UNGATED = tuple(a for a in _LITERAL_ANCHORS if a.isascii() and _gate(a) is None)
 _GATE_WORDS = frozenset(g[0] for _, g in _GATED)
-_OTHER_LITERALS = tuple(
-    (a, next(c for c in a if not c.isascii())) for a in _LITERAL_ANCHORS if not a.isascii())
+_UNGATED_BYTES = tuple((a, a.encode()) for a in _UNGATED)
+_OTHER_LITERALS = tuple((a, next(c for c in a if not c.isascii()), a.encode())
+                        for a in _LITERAL_ANCHORS if not a.isascii())
 _NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
 
 
@@ -320,9 +321,14 @@ def _present_anchors(lowered: str, words: list[str], extra: frozenset[str],
         if hits:
             present.append(anchor)
             positions[anchor] = hits
-    present += [a for a in _UNGATED if a in lowered]
     if extra:
-        present += [a for a, c in _OTHER_LITERALS if c in extra and a in lowered]
+        # Searching a wide (2- or 4-byte) string has no fast path: the literals are
+        # looked for in its UTF-8 bytes, where a match is a match in the text.
+        blob = lowered.encode("utf-8", "surrogatepass")
+        present += [a for a, b in _UNGATED_BYTES if b in blob]
+        present += [a for a, c, b in _OTHER_LITERALS if c in extra and b in blob]
+    else:
+        present += [a for a in _UNGATED if a in lowered]
     return present, positions
 
 
