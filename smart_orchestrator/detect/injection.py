@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import bisect
 import re
-import re._parser as re_parser
-from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._injection_confusables import fold_confusables
 from ._injection_framing import WordIndex, framing_findings, framing_words
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
+from ._injection_matches import matches as _matches
 from ._injection_model import DENY_MIN_CHARS, load_model
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
@@ -477,72 +476,6 @@ def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
         if len(found) >= _MAX_PER_RULE:
             break
     return found
-
-
-# Anchors closer than this on average, and at least _DENSE_MIN of them, make a storm (a
-# hostile input repeating an anchor): the same few contexts recur, so the verdict of a
-# match attempt is remembered by the text it can read.
-_DENSE_GAP = 64
-_DENSE_MIN = 256
-# What a match attempt may read in a storm: its pattern's longest match (capped) and this
-# much past it for lookaheads and word boundaries.
-_READ_CAP = 1024
-_READ_PAST = 64
-
-
-def _dense(offsets: list[int] | tuple[()]) -> bool:
-    if len(offsets) < _DENSE_MIN or not isinstance(offsets, list):
-        return False
-    return offsets[-1] - offsets[0] < len(offsets) * _DENSE_GAP
-
-
-def _reads(pattern: re.Pattern[str]) -> int:
-    """How far past its start a match attempt of `pattern` is allowed to read in a storm."""
-    reach = _READS.get(pattern.pattern)
-    if reach is None:
-        longest = re_parser.parse(pattern.pattern).getwidth()[1]
-        reach = _READS[pattern.pattern] = min(longest, _READ_CAP) + _READ_PAST
-    return reach
-
-
-_READS: dict[str, int] = {}
-# Lookbehinds and word boundaries read this far before a match's start.
-_READ_BEFORE = 16
-
-
-def _matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[()],
-             windows: list[tuple[int, int]] | tuple[()]) -> Iterator[tuple[int, int]]:
-    """(start, end) of the matches of `pattern` at `offsets`, then inside `windows`."""
-    last_end = -1
-    dense = _dense(offsets)
-    reach = _reads(pattern) if dense else 0
-    seen: dict[str, int] = {}  # in a storm: end offset relative to the start, or -1
-    size = len(lowered)
-    for at in offsets:
-        if at < last_end:
-            continue
-        if dense and at >= _READ_BEFORE:
-            # The attempt reads no further than `reach`, so its verdict is that of the
-            # same text wherever it recurs.
-            hi = min(size, at + reach)
-            key = lowered[at - _READ_BEFORE:hi]
-            rel = seen.get(key)
-            if rel is None:
-                m = pattern.match(lowered, at, hi)
-                rel = seen[key] = -1 if m is None else m.end() - at
-            if rel >= 0:
-                last_end = at + rel
-                yield at, last_end
-            continue
-        m = pattern.match(lowered, at)
-        if m is not None:
-            last_end = m.end()
-            yield at, last_end
-    for lo, hi in windows:
-        for m in pattern.finditer(lowered, lo, hi):
-            if m.end() == hi < size:
-                continue  # the window may have cut this match short
-            yield m.span()
 
 
 def _context_start(rule: Rule, before: re.Pattern[str] | None, lowered: str, lo: int,
