@@ -51,6 +51,9 @@ def matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[(
     dense = _dense(offsets)
     reach = _reads(pattern) if dense else 0
     seen: dict[str, int] = {}  # in a storm: end offset relative to the start, or -1
+    # The previous attempt's text and verdict: comparing with it costs a memcmp, a dict
+    # lookup a hash of the whole key, and in a storm the next context is mostly the same.
+    prev_key, prev_rel = "", -1
     size = len(lowered)
     for at in offsets:
         if at < last_end:
@@ -58,12 +61,17 @@ def matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[(
         if dense and at >= _READ_BEFORE:
             # The attempt reads no further than `reach`, so its verdict is that of the
             # same text wherever it recurs.
-            hi = min(size, at + reach)
+            hi = at + reach  # a slice or an end past the text stops at its end
             key = lowered[at - _READ_BEFORE:hi]
-            rel = seen.get(key)
-            if rel is None:
-                m = pattern.match(lowered, at, hi)
-                rel = seen[key] = -1 if m is None else m.end() - at
+            if key == prev_key:
+                rel = prev_rel
+            else:
+                cached = seen.get(key)
+                if cached is None:
+                    m = pattern.match(lowered, at, hi)
+                    cached = seen[key] = -1 if m is None else m.end() - at
+                rel = cached
+                prev_key, prev_rel = key, rel
             if rel >= 0:
                 last_end = at + rel
                 yield at, last_end
