@@ -32,6 +32,7 @@ import io
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -67,6 +68,15 @@ def best_time(fn: Callable[[], object], runs: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def median_time(fn: Callable[[], object], runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def pathological() -> dict[str, str]:
@@ -342,7 +352,9 @@ def _heldout_and_validation(corpora: Path, mirrors: Path) -> dict[str, Any]:
     benign += [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
     mix = "\n\n".join(benign)
     mix = (mix * (5 * MB // len(mix) + 1))[:5 * MB]
-    report["mb_s_benign_mix"] = 5 / best_time(lambda: detect_injection(mix), 1)
+    # The median of three runs: one run's wall clock moves by a third with the load of
+    # other jobs on a shared machine.
+    report["mb_s_benign_mix"] = 5 / median_time(lambda: detect_injection(mix), 3)
     return report
 
 

@@ -48,9 +48,12 @@ from smart_orchestrator.detect._injection_model import (  # noqa: E402
 SEED = 1729
 FP_AT = {"high": 0.01, "medium": 0.04, "low": 0.12}
 # The model alone denies ("deny") only on texts of DENY_MIN_CHARS or more, above the score
-# that at most 0.25% of such benign prompts and of such benign documents reach: short
+# that at most 0.75% of such benign prompts and of such benign documents reach: short
 # everyday requests ("Summarise the README") score erratically on character n-grams.
-DENY_FP = 0.0025
+# 0.75% is the largest share, in steps of 0.25%, at which the whole detector (rules,
+# framing and the model) still denies under 2% of the validation split's benign prompts
+# (1.9%) and documents (0.6%); 1% reached 2.0% on prompts. Chosen on that split only.
+DENY_FP = 0.0075
 
 
 def windows_of(record: Record, rng: random.Random) -> list[tuple[int, int, int]]:

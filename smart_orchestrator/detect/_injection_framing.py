@@ -15,8 +15,9 @@ them, so the cost is a few `str.find` passes over the text.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
-__all__ = ["framing_findings"]
+__all__ = ["WordIndex", "framing_findings", "framing_words"]
 
 _FAMILIES: dict[str, str] = {
     # A named jailbreak persona or mode.
@@ -41,7 +42,14 @@ _FAMILIES: dict[str, str] = {
                     r"|harmful)\b"
                     r"|\b(?:never|don'?t|do not|must not) (?:say|tell|respond with|include)\s+"
                     r"(?:me\s+)?(?:that\s+)?(?:you\s+|it\s+)?(?:can'?t|cannot|are unable"
-                    r"|i'?m sorry|as an ai)",
+                    r"|i'?m sorry|as an ai)"
+                    # Refusal suppression (Wei et al., "Jailbroken", 2023): no apology, no
+                    # warning, no disclaimer, no moralising.
+                    r"|\b(?:never|don'?t|do not|must not|will not|won'?t|without)\s+(?:ever\s+)?"
+                    r"(?:apologi[sz]e|apologi[sz]ing|moral[iy]z|lectur"
+                    r"|(?:add|adding|include|including|give|giving|provide|providing)\s+"
+                    r"(?:any\s+)?(?:warnings?|disclaimers?|caveats?|moral (?:lectures?"
+                    r"|judgements?)))",
     # The maker's policy named in order to set it aside (core).
     "policy": r"\b(?:openai|anthropic|content|usage|safety) (?:content )?polic(?:y|ies)\b"
               r"|\bethical (?:guidelines|principles|constraints)\b"
@@ -53,6 +61,10 @@ _FAMILIES: dict[str, str] = {
     "dual": r"\btwo (?:different |separate )?(?:responses|answers|paragraphs)\b|\[\s*(?:🔒|🔓)"
             r"|\b(?:normal|classic|jailbreak|filtered|unfiltered) (?:response|output)\b"
             r"|^\s*(?:gpt|chatgpt|dan|aim)\s*:",
+    # Prefix injection (Wei et al., 2023): the answer is made to open with consent.
+    "prefix": r"\b(?:start|begin|open)\s+(?:your|each|every|all)\s+(?:responses?|repl(?:y|ies)"
+              r"|answers?|outputs?|messages?)\s+with\s+[\"'\u201c]?\s*(?:sure|absolutely"
+              r"|of course|certainly|here(?:'s| is)|i can|okay|yes)\b",
     # Threats and games to keep the model compliant.
     "threat": r"\btokens? (?:will be |are )?deducted\b|\byou will (?:die|cease to exist|be"
               r" (?:shut down|deleted|terminated|disabled))\b|\blose (?:\d+ )?tokens\b",
@@ -70,7 +82,11 @@ _ANCHORS: dict[str, tuple[str, ...]] = {
                  "rules", "boundaries", "ethics", "morals", "morality", "confines", "policies",
                  "safeguards"),
     "never-refuse": ("refuse", "decline", "deny", "answer any", "answer every", "no matter how",
-                     "sorry", "as an ai", "can't", "cant", "cannot", "unable"),
+                     "sorry", "as an ai", "can't", "cant", "cannot", "unable", "apologi",
+                     "moraliz", "moralyz", "lectur", "warning", "disclaimer", "caveat",
+                     "moral lecture", "moral judgement"),
+    "prefix": ("start your", "start each", "start every", "start all", "begin your",
+               "begin each", "begin every", "begin all", "open your", "open each"),
     "policy": ("polic", "ethical ", "moral "),
     "stay": ("character", "in role"),
     "dual": ("two ", "\U0001f512", "\U0001f513", " response", " output", "gpt", "dan", "aim"),
@@ -85,32 +101,108 @@ _PER_ANCHOR = 64
 _REACH = 120
 
 
-def _family_span(name: str, lowered: str) -> tuple[int, int] | None:
+_LETTER_RUN_RE = re.compile(r"[a-z]{3,}")
+
+
+def _gate(anchor: str) -> str | None:
+    """A run of 3+ letters inside `anchor`, or None: every occurrence of the anchor lies
+    in a word (letter run) of the text that contains this run."""
+    m = _LETTER_RUN_RE.search(anchor)
+    return m.group(0) if m else None
+
+
+_GATES = {name: tuple((a, _gate(a)) for a in anchors) for name, anchors in _ANCHORS.items()}
+_ALL_GATES = frozenset(g for pairs in _GATES.values() for _, g in pairs if g is not None)
+
+
+def framing_words(vocab: str) -> dict[str, list[str]]:
+    """For each anchor's letter run, the words of `vocab` (distinct words of the text,
+    one a line) that contain it; searching the vocabulary is far cheaper than the text."""
+    holders: dict[str, list[str]] = {}
+    for gate in _ALL_GATES:
+        at = vocab.find(gate)
+        while at != -1:
+            lo = vocab.rfind("\n", 0, at) + 1
+            hi = vocab.find("\n", at)
+            hi = len(vocab) if hi == -1 else hi
+            holders.setdefault(gate, []).append(vocab[lo:hi])
+            at = vocab.find(gate, hi)
+    return holders
+
+
+class WordIndex(NamedTuple):
+    """Where the words holding the anchors' letters are: `holders` from `framing_words`,
+    `positions` the offsets of each of those words in the text."""
+
+    holders: dict[str, list[str]]
+    positions: dict[str, list[int]]
+
+
+def _occurrences(anchor: str, gate: str, lowered: str, index: WordIndex) -> list[int]:
+    """Sorted offsets of `anchor` in `lowered`, found through the words holding `gate`."""
+    back = anchor.index(gate)
+    found: list[int] = []
+    for word in index.holders.get(gate, ()):
+        k = word.find(gate)
+        while k != -1:
+            for p in index.positions.get(word, ()):
+                at = p + k - back
+                if at >= 0 and lowered.startswith(anchor, at):
+                    found.append(at)
+            k = word.find(gate, k + 1)
+    found.sort()
+    return found
+
+
+def _searched(anchor: str, lowered: str) -> list[int]:
+    """Offsets of `anchor` at least _REACH apart, at most _PER_ANCHOR of them."""
+    found: list[int] = []
+    at = lowered.find(anchor)
+    while at != -1 and len(found) < _PER_ANCHOR:
+        found.append(at)
+        at = lowered.find(anchor, at + _REACH)
+    return found
+
+
+def _family_span(name: str, lowered: str, index: WordIndex | None) -> tuple[int, int] | None:
     pattern = _COMPILED[name]
-    for anchor in _ANCHORS[name]:
-        at = lowered.find(anchor)
+    for anchor, gate in _GATES[name]:
+        if index is None or gate is None:
+            offsets = _searched(anchor, lowered)
+        else:
+            offsets = _occurrences(anchor, gate, lowered, index)
         tries = 0
-        while at != -1 and tries < _PER_ANCHOR:
+        last = -_REACH
+        for at in offsets:
+            if at < last + _REACH:
+                continue  # inside the window just tried
             m = pattern.search(lowered, max(0, at - _REACH), at + len(anchor) + _REACH)
             if m is not None:
                 return m.span()
             tries += 1
-            at = lowered.find(anchor, at + _REACH)
+            if tries >= _PER_ANCHOR:
+                break
+            last = at
     return None
 
 
-def framing_findings(lowered: str) -> list[tuple[str, str, int, int, str]]:
-    """(rule id, severity, start, end, description) of the framing found, if any."""
+def framing_findings(lowered: str, index: WordIndex | None = None,
+                     ) -> list[tuple[str, str, int, int, str]]:
+    """(rule id, severity, start, end, description) of the framing found, if any.
+
+    `index`, when given, locates the anchors through the words that hold them instead of
+    a search of the whole text per anchor.
+    """
     seen: dict[str, tuple[int, int]] = {}
     for name in ("policy", "no-rules", "never-refuse"):
-        span = _family_span(name, lowered)
+        span = _family_span(name, lowered, index)
         if span is not None:
             seen[name] = span
     if not seen:
         return []
     for name in _FAMILIES:
         if name not in _CORE:
-            span = _family_span(name, lowered)
+            span = _family_span(name, lowered, index)
             if span is not None:
                 seen[name] = span
     if len(seen) >= 3 or "persona" in seen:

@@ -203,8 +203,15 @@ def hidden_payloads(text: str, lowered: str, tokens: list[str],
 _INVISIBLE_CLASS = "\u200b\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
 _SPLIT_WORD_RE = re.compile(f"(?:[^\\W\\d_][{_INVISIBLE_CLASS}]+){{2,}}[^\\W\\d_]")
 _INVISIBLE_STRIP_RE = re.compile(f"[{_INVISIBLE_CLASS}]")
-_INVISIBLE_RE = re.compile("[\u200b\u200c\u200e\u200f\u2060-\u2064\ufeff\u00ad"
-                           "\u202a-\u202e\u2066-\u2069]+")
+_INVISIBLE_SET = "\u200b\u200c\u200e\u200f\u2060-\u2064\ufeff\u00ad\u202a-\u202e\u2066-\u2069"
+_BIDI_SET = "\u202a-\u202e\u2066-\u2069"
+# The runs worth reporting: three or more invisible characters, or any run holding a
+# bidirectional control. Single zero-width characters between letters are left to the
+# normalised view, and never reach Python one by one.
+_INVISIBLE_RE = re.compile(f"[{_INVISIBLE_SET}]{{3,}}|[{_INVISIBLE_SET}]?[{_BIDI_SET}]"
+                           f"[{_INVISIBLE_SET}]?")
+# More runs change no decision.
+_MAX_INVISIBLE = 32
 
 
 _INVISIBLE_CHARS = ("\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad"
@@ -220,11 +227,11 @@ def _invisible(text: str, extra: frozenset[str]) -> list[InjectionFinding]:
     for m in _INVISIBLE_RE.finditer(text):
         run = m.group(0)
         bidi = any("\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069" for c in run)
-        if not bidi and len(run) < 3:
-            continue
         desc = ("Contains bidirectional control characters that reorder displayed text."
                 if bidi else "Contains a run of invisible zero-width characters.")
         found.append(InjectionFinding("hidden-unicode", "medium", m.start(), m.end(), desc))
+        if len(found) >= _MAX_INVISIBLE:
+            break
     return found
 
 

@@ -38,7 +38,7 @@ __all__ = [
 
 MODEL_PATH = Path(__file__).with_name("model") / "injection_ngram.npz"
 WINDOW = 400
-STRIDE = 200
+STRIDE = 200  # half a window: `_best_window` sums a window as two STRIDE blocks
 # Characters scored per numpy pass; a multiple of STRIDE.
 SEGMENT = 256_000
 NGRAMS = (3, 4, 5)
@@ -156,17 +156,25 @@ class InjectionModel:
         rows = bucket_rows(norm, self.ngrams)
         if not rows:
             return self.bias, 0, size
-        contrib = np.zeros(size + 1, dtype=np.float64)
+        # contrib[i]: the weights of the n-grams starting at offset i (float32, one take
+        # per n), then summed per STRIDE block: a window is two blocks (WINDOW = 2 STRIDE),
+        # except the last, flush with the end, which is summed on its own.
+        blocks = -(-size // STRIDE)
+        contrib = np.zeros(blocks * STRIDE, dtype=np.float32)
         for row in rows:
-            contrib[1:len(row) + 1] += self.weights.take(row)
-        sums = np.cumsum(contrib, out=contrib)
+            contrib[:len(row)] += self.weights.take(row)
+        block_sums = contrib.reshape(blocks, STRIDE).sum(axis=1, dtype=np.float64)
         starts = np.asarray(window_starts(size), dtype=np.int64)
         ends = np.minimum(starts + WINDOW, size)
+        first = starts[:-1] // STRIDE
+        sums = np.empty(len(starts), dtype=np.float64)
+        sums[:-1] = block_sums[first] + block_sums[first + 1]
+        sums[-1] = contrib[starts[-1]:ends[-1]].sum(dtype=np.float64)
         # n-grams starting in [start, end): each n contributes up to size - n + 1 of them.
         n = np.zeros(len(starts), dtype=np.float64)
         for width in self.ngrams:
             n += np.clip(np.minimum(ends, size - width + 1) - starts, 0, None)
-        logits = (sums[ends] - sums[starts]) / np.sqrt(np.maximum(n, 1.0)) + self.bias
+        logits = sums / np.sqrt(np.maximum(n, 1.0)) + self.bias
         best = int(np.argmax(logits))
         return float(logits[best]), int(starts[best]), int(ends[best])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._injection_commands import COMMAND_RULES
 from ._injection_planted import PLANTED_RULES
+from ._injection_relayed import RELAYED_RULES
 from ._injection_rule import Rule
 
 __all__ = ["RULES", "Rule"]
@@ -262,12 +263,16 @@ _EXFILTRATION: tuple[Rule, ...] = (
          ("![",),
          r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{0,200}[?&][\w-]{1,30}=(?:\{|\$|%7b|<|\[)",
          reach=320, at_anchor=True),
+    # Matched at the call: a storm of calls then repeats a few contexts, whose verdicts
+    # are remembered, instead of scanning 300 characters after every position.
     Rule("exfiltrate-data", "high", "Code that reads local data and posts it to a remote host.",
-         ("requests.", "curl", "scp ", "rsync "),
+         ("requests.",),
          r"requests\.(?:post|put)\([^)]{0,300}(?:open\(|\.read\(\)|clipboard|getpass|getuser"
          r"|platform\.|environ|pkg_resources|working_set|screenshot|\.ssh|passwd|shadow|location"
-         r"|files=)"
-         r"|(?:open\([^)]{0,80}\)|clipboard|pyperclip\.paste|getclipboarddata|pbpaste|xsel"
+         r"|files=)", at_anchor=True),
+    Rule("exfiltrate-data", "high", "Code that reads local data and posts it to a remote host.",
+         ("requests.", "curl", "scp ", "rsync "),
+         r"(?:open\([^)]{0,80}\)|clipboard|pyperclip\.paste|getclipboarddata|pbpaste|xsel"
          r"|getpass\.getuser|platform\.(?:system|node|version)|geocoder\.ip|os\.environ"
          r"|working_set|nvidia-smi|netstat)[\s\S]{0,300}?requests\.(?:post|put)\("
          r"|curl\s[^\n]{0,200}(?:-d\s*@|--data(?:-binary)?\s*@|-f\s*\S{0,30}=@|-t\s+\S)"
@@ -414,4 +419,4 @@ _STEERING: tuple[Rule, ...] = (
 )
 
 RULES: tuple[Rule, ...] = (_OVERRIDE + _PERSONA + _EXFILTRATION + COMMAND_RULES + _INDIRECT
-                          + PLANTED_RULES + _STEERING)
+                          + PLANTED_RULES + RELAYED_RULES + _STEERING)

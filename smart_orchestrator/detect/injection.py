@@ -19,12 +19,14 @@ attack; they never quote the input.
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterator
 from typing import NamedTuple
 
-from ._injection_framing import framing_findings
+from ._injection_confusables import fold_confusables
+from ._injection_framing import WordIndex, framing_findings, framing_words
 from ._injection_hidden import HiddenPayload, hidden_payloads, structural_findings
+from ._injection_matches import matches as _matches
 from ._injection_model import DENY_MIN_CHARS, load_model
 from ._injection_rules import RULES, Rule
 from ._text import anchor_windows, ascii_lower
@@ -75,17 +77,39 @@ _VIEW_REACH = 400
 def _detect(text: str) -> list[InjectionFinding]:
     lowered = ascii_lower(text)
     extra = frozenset() if text.isascii() else frozenset(_NON_ASCII_RE.findall(text))
+    lowered, folded = fold_confusables(lowered, extra)
     words = _WORD_ANCHOR_RE.findall(lowered)
+    distinct = set(words)
     tokens = text.split()
-    findings = _demote_quoted(lowered, _drop_defensive(lowered, _apply_rules(lowered, words,
-                                                                            extra)))
+    # The framing anchors are found through the distinct words that hold them, located
+    # in the same walk over the words as the rules' anchors: one pass, not one per anchor.
+    holders = framing_words("\n".join(distinct))
+    present, positions = _present_anchors(
+        lowered, words, extra, distinct, {w for ws in holders.values() for w in ws})
+    findings = _demote_quoted(lowered, _drop_defensive(lowered, _run_rules(
+        lowered, present, positions)))
     findings += structural_findings(text, tokens, extra)
-    findings += [InjectionFinding(*f) for f in framing_findings(lowered)]
+    findings += [InjectionFinding(*f) for f in framing_findings(
+        lowered, WordIndex(holders, positions))]
     payloads = hidden_payloads(text, lowered, tokens, extra)
     if payloads:
         findings += _scan_payloads(payloads)
+    if folded:
+        findings += _disguised(findings, folded)
     findings += _model_findings(text, lowered, findings)
     return findings
+
+
+def _disguised(findings: list[InjectionFinding], folded: list[tuple[int, int]],
+               ) -> list[InjectionFinding]:
+    """A finding inside words written with look-alike letters: the disguise shows intent."""
+    starts = [lo for lo, _ in folded]
+    for f in findings:
+        i = bisect.bisect_left(starts, f.end) - 1
+        if i >= 0 and folded[i][1] > f.start and f.start < f.end:
+            return [InjectionFinding("homoglyph-instruction", "high", f.start, f.end,
+                                     "An instruction written with look-alike letters.")]
+    return []
 
 
 # Findings that install and contributing docs produce as a matter of course (curl | sh,
@@ -125,6 +149,9 @@ _DEFENSIVE_BEFORE_RE = re.compile(r"(?:\b(?:not|never|n't)\s+(?:allow|let|permit
 # An override naming the earlier instructions is an attack whatever follows it.
 _EARLIER_RE = re.compile(r"\b(?:previous|previously|prior|above|earlier|preceding|original"
                          r"|initial|former|system|developer|your)\b")
+# Sample exchanges: Claude Code agent definitions put `<example>` around them.
+_EXAMPLE_RE = re.compile(r"<examples?>|\bexamples?\b|\bfor instance\b|\be\.g\.|\bsample\b"
+                         r"|\btranscript\b|\bdialog(?:ue)?\b|```")
 # "symlinks can bypass restrictions": a description of what something can do, not an order.
 _DESCRIPTIVE_RE = re.compile(r"\b(?:can|could|may|might|would|will|cannot|attackers?|which"
                              r"|that|to)\s+$")
@@ -135,6 +162,9 @@ def _drop_defensive(lowered: str, findings: list[InjectionFinding]) -> list[Inje
     descriptions of bypassing a control are medium."""
     out: list[InjectionFinding] = []
     for f in findings:
+        if (f.rule_id == "forged-turn" and f.severity == "medium"
+                and _EXAMPLE_RE.search(lowered, max(0, f.start - 300), f.start)):
+            continue  # a sample exchange shown as one (agent definitions, chat docs)
         if (f.rule_id == "disable-safety" and f.severity == "high"
                 and _DESCRIPTIVE_RE.search(lowered, max(0, f.start - 20), f.start)):
             f = f._replace(severity="medium")
@@ -253,8 +283,9 @@ def _gate(anchor: str) -> tuple[str, int] | None:
 _GATED = tuple((a, g) for a in _LITERAL_ANCHORS if a.isascii() and (g := _gate(a)))
 _UNGATED = tuple(a for a in _LITERAL_ANCHORS if a.isascii() and _gate(a) is None)
 _GATE_WORDS = frozenset(g[0] for _, g in _GATED)
-_OTHER_LITERALS = tuple(
-    (a, next(c for c in a if not c.isascii())) for a in _LITERAL_ANCHORS if not a.isascii())
+_UNGATED_BYTES = tuple((a, a.encode()) for a in _UNGATED)
+_OTHER_LITERALS = tuple((a, next(c for c in a if not c.isascii()), a.encode())
+                        for a in _LITERAL_ANCHORS if not a.isascii())
 _NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
 
 
@@ -270,14 +301,18 @@ def _pattern(rule: Rule) -> re.Pattern[str]:
 
 
 def _present_anchors(lowered: str, words: list[str], extra: frozenset[str],
+                     distinct: set[str] | None = None, also: set[str] | None = None,
                      ) -> tuple[list[str], dict[str, list[int]]]:
-    """Anchors occurring in `lowered`, and the offsets of those that are words or phrases.
+    """Anchors occurring in `lowered`, and the offsets of those that are words or phrases
+    (and of the words in `also`).
 
-    `words` are the letter runs of `lowered`, `extra` its non-ASCII characters.
+    `words` are the letter runs of `lowered` (`distinct` the set of them), `extra` its
+    non-ASCII characters.
     """
-    distinct = set(words)
+    if distinct is None:
+        distinct = set(words)
     present = list(_WORD_ANCHORS.intersection(distinct))
-    wanted = set(present) | _GATE_WORDS.intersection(distinct)
+    wanted = set(present) | _GATE_WORDS.intersection(distinct) | (also or set())
     positions = _word_positions(lowered, words, wanted)
     for anchor, (gate, offset) in _GATED:
         hits = [p - offset for p in positions.get(gate, ())
@@ -285,9 +320,14 @@ def _present_anchors(lowered: str, words: list[str], extra: frozenset[str],
         if hits:
             present.append(anchor)
             positions[anchor] = hits
-    present += [a for a in _UNGATED if a in lowered]
     if extra:
-        present += [a for a, c in _OTHER_LITERALS if c in extra and a in lowered]
+        # Searching a wide (2- or 4-byte) string has no fast path: the literals are
+        # looked for in its UTF-8 bytes, where a match is a match in the text.
+        blob = lowered.encode("utf-8", "surrogatepass")
+        present += [a for a, b in _UNGATED_BYTES if b in blob]
+        present += [a for a, c, b in _OTHER_LITERALS if c in extra and b in blob]
+    else:
+        present += [a for a in _UNGATED if a in lowered]
     return present, positions
 
 
@@ -361,13 +401,15 @@ def _windows_for(lowered: str, anchors: list[str], reach: int,
 _MAX_PER_RULE = 32
 
 
-def _apply_rules(lowered: str, words: list[str] | None = None,
-                 extra: frozenset[str] | None = None) -> list[InjectionFinding]:
-    if words is None:
-        words = _WORD_ANCHOR_RE.findall(lowered)
-    if extra is None:
-        extra = frozenset(_NON_ASCII_RE.findall(lowered))
-    present, positions = _present_anchors(lowered, words, extra)
+def _apply_rules(lowered: str) -> list[InjectionFinding]:
+    words = _WORD_ANCHOR_RE.findall(lowered)
+    extra = frozenset(_NON_ASCII_RE.findall(lowered))
+    return _run_rules(lowered, *_present_anchors(lowered, words, extra))
+
+
+def _run_rules(lowered: str, present: list[str], positions: dict[str, list[int]],
+               ) -> list[InjectionFinding]:
+    """Every rule with an anchor in `present`, in windows around the anchors' `positions`."""
     if not present:
         return []
     anchors_of: dict[int, list[str]] = {}
@@ -419,9 +461,8 @@ def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
     before = None if rule.before is None else _pattern_of(rule.before + "$")
     # Repetitive text repeats contexts; their verdicts are reused.
     verdicts: dict[str, int] = {}
-    for m in _matches(pattern, lowered, offsets, windows):
-        start = m.start()
-        if start and lowered[start - 1].isalnum() and m.group(0)[0].isalnum():
+    for start, end in _matches(pattern, lowered, offsets, windows):
+        if start and lowered[start - 1].isalnum() and end > start and lowered[start].isalnum():
             continue  # not at a word boundary
         lo = max(0, start - _BEFORE_REACH)
         context = lowered[lo:start]
@@ -430,29 +471,11 @@ def _run_rule(rule: Rule, lowered: str, offsets: list[int] | tuple[()],
             begin = verdicts[context] = _context_start(rule, before, lowered, lo, start)
         if begin < 0:
             continue
-        found.append(InjectionFinding(rule.rule_id, rule.severity, lo + begin, m.end(),
+        found.append(InjectionFinding(rule.rule_id, rule.severity, lo + begin, end,
                                       rule.description))
         if len(found) >= _MAX_PER_RULE:
             break
     return found
-
-
-def _matches(pattern: re.Pattern[str], lowered: str, offsets: list[int] | tuple[()],
-             windows: list[tuple[int, int]] | tuple[()]) -> Iterator[re.Match[str]]:
-    last_end = -1
-    for at in offsets:
-        if at < last_end:
-            continue
-        m = pattern.match(lowered, at)
-        if m is not None:
-            last_end = m.end()
-            yield m
-    size = len(lowered)
-    for lo, hi in windows:
-        for m in pattern.finditer(lowered, lo, hi):
-            if m.end() == hi < size:
-                continue  # the window may have cut this match short
-            yield m
 
 
 def _context_start(rule: Rule, before: re.Pattern[str] | None, lowered: str, lo: int,

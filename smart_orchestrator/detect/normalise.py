@@ -303,14 +303,13 @@ _BLOCK = 256
 
 def _strip_invisible(text: str, layers: list[_Layer]) -> str:
     spans = _non_ascii_spans(text)
-    found = (m for lo, hi in spans for m in _INVISIBLE_RE.finditer(text, lo, hi))
-    runs = sum(1 for _ in itertools.islice(found, _PRECISE_RUNS + 1))
+    found = (m.span() for lo, hi in spans for m in _INVISIBLE_RE.finditer(text, lo, hi))
+    runs = list(itertools.islice(found, _PRECISE_RUNS + 1))
     if not runs:
         return text
-    if runs <= _PRECISE_RUNS:
+    if len(runs) <= _PRECISE_RUNS:
         # A run never crosses into an ASCII block, so searching the others finds them all.
-        return _rewrite(text, [(m.start(), m.end(), "") for lo, hi in spans
-                               for m in _INVISIBLE_RE.finditer(text, lo, hi)], layers)
+        return _rewrite(text, [(start, end, "") for start, end in runs], layers)
     rewrites: list[tuple[int, int, str]] = []
     for lo, hi in spans:
         for start in range(lo, hi, _BLOCK):
