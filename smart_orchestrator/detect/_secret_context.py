@@ -268,6 +268,14 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
+# Literals sharing a shorter one: when the shorter is absent, one search rules out all of
+# them (each search of a large text costs as much as a few regex passes of a small one).
+_GATE_OF = {literal: gate for gate in ("hook", "$") for literal, _, _, _ in _ANCHORED
+            if gate in literal and gate != literal}
+# Every password-hash literal at once: `$` is common in code, the marks after it are not.
+_HASH_MARK_RE = re.compile(r"\$(?:2|[156]\$|apr1\$|argon2)")
+
+
 # A hash is not the password itself, and a service-account marker is not its key.
 _MEDIUM = frozenset({"gcp-service-account", "password-hash"})
 
@@ -276,8 +284,10 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     size = len(text)
     verdicts: dict[tuple[str, float], bool] = {}  # repeated secrets are judged once
+    gates = {"hook": "hook" in lowered, "$": _HASH_MARK_RE.search(lowered) is not None}
     for literal, rule_id, source, min_entropy in _ANCHORED:
-        if literal not in lowered:
+        gate = _GATE_OF.get(literal)
+        if (gate is not None and not gates[gate]) or literal not in lowered:
             continue
         pattern = re.compile(source)
         group = "s" if "s" in pattern.groupindex else 0

@@ -58,6 +58,39 @@ _LONG_FLAG_RE = re.compile(
     r"|api-key|apikey|access-key|secret-key|auth-token|client-secret)(?:=|[ \t]+)" + _VALUE)
 
 
+# Tools whose password flag is `-p VALUE`; each pattern starts with one of these names.
+_TOOLS = {_MYSQL_P_RE: ("mysql", "mariadb", "mycli"),
+          _SEPARATE_P_RE: ("sshpass", "docker", "podman", "helm", "nerdctl")}
+
+
+def _matches(pattern: re.Pattern[str], lowered: str) -> list[re.Match[str]]:
+    """`pattern`'s matches, tried only where one of its tool names stands: an alternation
+    of names has no literal for the regex engine to skip to, so it tried every offset."""
+    names = _TOOLS.get(pattern)
+    if names is None:
+        return list(pattern.finditer(lowered))
+    found: list[re.Match[str]] = []
+    starts = sorted({i for name in names for i in _all(lowered, name)})
+    end = 0
+    for at in starts:
+        if at < end:
+            continue
+        m = pattern.match(lowered, at)
+        if m is not None:
+            found.append(m)
+            end = m.end()
+    return found
+
+
+def _all(text: str, literal: str) -> list[int]:
+    out: list[int] = []
+    at = text.find(literal)
+    while at != -1:
+        out.append(at)
+        at = text.find(literal, at + 1)
+    return out
+
+
 def _cli_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     patterns = []
@@ -70,7 +103,7 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
     if "--" in text:
         patterns.append(_LONG_FLAG_RE)
     for pattern in patterns:
-        for m in pattern.finditer(lowered):
+        for m in _matches(pattern, lowered):
             before = lowered[m.start() - 1] if m.start() else " "
             if before.isalnum() or before in "_-":
                 continue  # inside a longer word or flag
