@@ -263,6 +263,38 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
     ("$argon2", "password-hash",
      r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,64}\$[A-Za-z0-9+/]{22,128}"
      r"(?![A-Za-z0-9+/$])", 3.5),
+    # yescrypt (the default of current Debian, Fedora, Arch), scrypt `$7$`, Cisco type 8
+    # (PBKDF2) and 9 (scrypt), phpass (WordPress, phpBB).
+    ("$y$", "password-hash",
+     r"\$g?y\$[./A-Za-z0-9]{1,12}\$[./A-Za-z0-9]{1,86}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])", 3.5),
+    ("$7$", "password-hash", r"\$7\$[./A-Za-z0-9]{11,64}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$9$", "password-hash", r"\$9\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$8$", "password-hash", r"\$8\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$p$", "password-hash", r"\$P\$[./A-Za-z0-9]{31}(?![./A-Za-z0-9$])", 3.5),
+    ("$h$", "password-hash", r"\$H\$[./A-Za-z0-9]{31}(?![./A-Za-z0-9$])", 3.5),
+    # Kerberos AS-REP and TGS-REP hashes as roasting tools print them (etype 23, 17, 18).
+    ("$krb5", "password-hash",
+     r"\$krb5(?:asrep|tgs|pa)\$(?:23|17|18)\$\S{0,400}?\$[0-9a-fA-F]{64}", 3.0),
+    # Django's and passlib's PBKDF2 / argon2 / bcrypt-sha256 records.
+    ("pbkdf2_sha", "password-hash",
+     r"(?<![\w$])pbkdf2_sha(?:1|256|512)\$\d{4,7}\$[A-Za-z0-9./]{8,64}\$[A-Za-z0-9+/]{27,88}={0,2}"
+     r"(?![A-Za-z0-9+/=])", 3.5),
+    ("$pbkdf2", "password-hash",
+     r"\$pbkdf2(?:-sha(?:1|256|512))?\$\d{3,7}\$[./A-Za-z0-9]{8,64}\$[./A-Za-z0-9]{27,88}"
+     r"(?![./A-Za-z0-9])", 3.5),
+    # LDAP userPassword schemes (`{SSHA}base64`, `{SHA256}…`).
+    ("{ssha", "password-hash",
+     r"\{(?i:SSHA(?:256|512)?)\}[A-Za-z0-9+/]{20,200}={0,2}(?![A-Za-z0-9+/=])", 3.5),
+    ("{sha", "password-hash",
+     r"\{(?i:SHA(?:256|512)?)\}[A-Za-z0-9+/]{20,200}={0,2}(?![A-Za-z0-9+/=])", 3.5),
+    # pwdump / secretsdump lines: `user:RID:LM:NT:::`.
+    (":::", "password-hash",
+     r"(?m:^)[^\s:]{1,64}:\d{1,10}:(?P<s>[0-9a-fA-F]{32}:[0-9a-fA-F]{32}):::", 2.5),
+    # MySQL's mysql_native_password digest: `*` and 40 upper-case hex.
+    ("'*", "password-hash", r"(?<=')\*[0-9A-F]{40}(?=')", 3.0),
     ("service_account", "gcp-service-account",
      r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
 )
@@ -273,7 +305,12 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
 _GATE_OF = {literal: gate for gate in ("hook", "$") for literal, _, _, _ in _ANCHORED
             if gate in literal and gate != literal}
 # Every password-hash literal at once: `$` is common in code, the marks after it are not.
-_HASH_MARK_RE = re.compile(r"\$(?:2|[156]\$|apr1\$|argon2)")
+_HASH_MARK_RE = re.compile("\\$(?:" + "|".join(sorted(
+    {re.escape(literal[1:]) for literal, _, _, _ in _ANCHORED if literal.startswith("$")},
+    key=len, reverse=True)) + ")")
+
+
+_HEX_TAIL_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 # A hash is not the password itself, and a service-account marker is not its key.
@@ -306,8 +343,12 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                     if not ok:
                         continue
                 severity = "medium" if rule_id in _MEDIUM else "high"
-                hits.append(Hit(rule_id, m.start(group), m.end(group), severity,
-                                PRIORITY_FORMAT, (secret,)))
+                end = m.end(group)
+                if literal == "$krb5":
+                    # Its encrypted part runs to thousands of characters, past any window.
+                    end = _HEX_TAIL_RE.match(text, end).end()  # type: ignore[union-attr]
+                hits.append(Hit(rule_id, m.start(group), end, severity, PRIORITY_FORMAT,
+                                (text[m.start(group):end],)))
     return hits
 
 

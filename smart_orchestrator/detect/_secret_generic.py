@@ -44,7 +44,7 @@ _ASSIGN_RE = re.compile(
     r"""(?P<close>\\?["'`]|\])?\]?
     (?:[ \t]*:?[ \t]{1,4}[A-Za-z_][\w.<>\[\]?]{0,30}(?=[ \t]*=[^=>]))?
     [ \t]{0,8}
-    (?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|===?|!==?|=|:|,|>)
+    (?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|===?|!==?|=|:|,|>|\()
     (?P<gap>[ \t]{0,16}(?:\r?\n[ \t]{0,40})?)
     (?:[rbuf]{1,2}(?=["']))?
     (?P<q>\\?["'`])?""",
@@ -179,6 +179,7 @@ def _mixed(value: str) -> bool:
 
 
 _HEX_RE = re.compile(r"[0-9a-fA-F-]+")
+_PW_SYMBOL_RE = re.compile(r"[!@#$%^&*+=?~]")
 _SEPARATORS_RE = re.compile(r"[-_.]")
 _DIGITS_RE = re.compile(r"\d{12,}")
 
@@ -210,6 +211,9 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
         return False
     if not _DIGIT_RE.search(value) and not (
+            # A quoted password with a symbol among its letters: `supersecret!`, `abc$de&f`.
+            kind == "password" and quoted and _PW_SYMBOL_RE.search(value) is not None
+            and sum(c.isalpha() for c in value) >= 4) and not (
             kind == "password" and size >= 8 and value.lower() != value
             and value.upper() != value and (quoted or _mixed(value))):
         return False
@@ -250,6 +254,9 @@ def _identifier_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return left, end
 
 
+_SETTER_RE = re.compile(r"(?:set|with|put)_?[A-Za-z]", re.IGNORECASE)
+
+
 def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] | None:
     """(start, end, quoted) of the value assigned to the identifier ending at ident_end."""
     m = _ASSIGN_RE.match(text, ident_end)
@@ -262,6 +269,8 @@ def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] |
         return None
     if op in (",", "==", "===", "!=", "!==") and not (quote and m.group("close")):
         return None
+    if op == "(" and not (quote and _SETTER_RE.match(text[left:ident_end].rsplit(".", 1)[-1])):
+        return None  # only a setter's literal argument: `setPassword("…")`, `with_token('…')`
     if quote:
         v = _QUOTED_VALUE_RE.match(text, m.end())
         if v is None or not text.startswith(quote, v.end()):

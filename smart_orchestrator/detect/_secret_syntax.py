@@ -56,6 +56,15 @@ _SEPARATE_P_RE = re.compile(r"(?:sshpass|(?:docker|podman|helm|nerdctl)[ \t]+(?:
 _LONG_FLAG_RE = re.compile(
     r"--(?:[a-z0-9]{1,20}-){0,3}(?:password|passwd|pass|passphrase|token|secret"
     r"|api-key|apikey|access-key|secret-key|auth-token|client-secret)(?:=|[ \t]+)" + _VALUE)
+# One dash: PowerShell (`-Password x`), keytool (`-storepass x`, `-keypass x`), openssl
+# (`-passin pass:x`, `-passout pass:x`), Java and Go tools (`-password=x`, `-token x`).
+_SHORT_LONG_FLAG_RE = re.compile(
+    r"-(?<=[ \t]-)(?:[a-z0-9]{1,20}-){0,2}(?:password|passwd|passphrase|pwd|token|secret"
+    r"|apikey|api-key|accesskey|secretkey|clientsecret|client-secret|(?:src|dest)?storepass"
+    r"|(?:src|dest)?keypass|pass(?:in|out)?)(?:=|:|[ \t]+)" + _VALUE)
+# PowerShell's plain-text secure string: `ConvertTo-SecureString "x" -AsPlainText`.
+_SECURE_STRING_RE = re.compile(
+    r"convertto-securestring[ \t]+(?:-string[ \t]+)?" + _VALUE + r"[ \t]+-asplaintext")
 
 
 # Tools whose password flag is `-p VALUE`; each pattern starts with one of these names.
@@ -102,6 +111,10 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
             patterns.append(_SEPARATE_P_RE)
     if "--" in text:
         patterns.append(_LONG_FLAG_RE)
+    if " -" in text or "\t-" in text:
+        patterns.append(_SHORT_LONG_FLAG_RE)
+    if "convertto-securestring" in lowered:
+        patterns.append(_SECURE_STRING_RE)
     for pattern in patterns:
         for m in _matches(pattern, lowered):
             before = lowered[m.start() - 1] if m.start() else " "
@@ -109,11 +122,72 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
                 continue  # inside a longer word or flag
             start, end, _ = _value(m)
             value = text[start:end]
-            password = pattern is not _LONG_FLAG_RE or "pass" in lowered[m.start():start]
+            if value.startswith("pass:"):
+                start, value = start + 5, value[5:]  # openssl's `pass:` source
+            elif pattern is _SHORT_LONG_FLAG_RE and value.startswith(("env:", "file:", "fd:")):
+                continue  # openssl reads it from elsewhere
+            password = pattern not in _TOKEN_FLAGS or "pass" in lowered[m.start():start] or (
+                "pwd" in lowered[m.start():start])
             ok = _password_like(value) if password else value_ok(value, "token", True)
             if ok and not value.startswith("-"):
                 hits.append(Hit("cli-password-flag", start, end, "high", PRIORITY_CONTEXT,
                                 (value,)))
+    return hits
+
+
+_TOKEN_FLAGS = (_LONG_FLAG_RE, _SHORT_LONG_FLAG_RE)
+
+
+# A password flag after a user flag on the same command line: `psexec -u U -p P`,
+# `sqlcmd -U U -P P`, `ldapsearch -D dn -w P`, `xfreerdp /u:U /p:P`. A `-p` alone is a
+# port, a path or a profile as often as a password; after a user it is the password.
+_PW_AFTER_USER_RE = re.compile(r"(?:-(?<=[ \t]-)[pPw][ \t]+|/(?<=[ \t]/)p(?:ass(?:word)?)?:)"
+                               + _VALUE)
+_USER_FLAG_RE = re.compile(r"(?:^|[ \t])(?:-[uUlD][ \t]+|--user(?:name)?[ \t=]+|/u(?:ser)?:)"
+                           r"[^\s-]")
+# `net use Z: \\host\share /user:DOMAIN\name PASSWORD`, `smbclient -U name%PASSWORD`.
+_NET_USE_RE = re.compile(r"/user:[^\s/]{1,100}[ \t]+" + _VALUE)
+_SMB_USER_RE = re.compile(r"(?:-U[ \t]+|--user=)[^\s%\"']{1,100}%" + _VALUE)
+
+
+def _user_password_flags(text: str, lowered: str) -> list[Hit]:
+    hits: list[Hit] = []
+    found: list[re.Match[str]] = []
+    if " -p" in text or " -P" in text or " -w" in text or "/p" in lowered:
+        for m in _PW_AFTER_USER_RE.finditer(text):
+            line_start = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1
+            if _USER_FLAG_RE.search(text, line_start or max(0, m.start() - 300), m.start()):
+                found.append(m)
+    if "net use" in lowered and "/user:" in lowered:
+        found += [m for m in _NET_USE_RE.finditer(text)
+                  if "net use" in lowered[max(0, m.start() - 200):m.start()]]
+    if "%" in text and ("-U" in text or "--user=" in text):
+        found += list(_SMB_USER_RE.finditer(text))
+    for m in found:
+        start, end, value = _value(m)
+        if value[0] in "-/" or value.isdigit():
+            continue  # the next flag, or a port
+        if value_ok(value, "password", m.group("bare") is None) and _password_like(value):
+            hits.append(Hit("cli-password-flag", start, end, "high", PRIORITY_CONTEXT, (value,)))
+    return hits
+
+
+# `.pgpass`: `host:port:database:user:password`, one entry a line.
+_PGPASS_RE = re.compile(r":(?:\d{2,5}|\*):[^:\s]{1,100}:[^:\s]{1,100}:(?P<pw>[^\s:]{1,200})$",
+                        re.MULTILINE)
+
+
+def _pgpass(text: str) -> list[Hit]:
+    hits: list[Hit] = []
+    for m in _PGPASS_RE.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        host = text[line_start:m.start()]
+        if not host or any(c.isspace() or c == ":" for c in host):
+            continue
+        value = m.group("pw")
+        if _password_like(value) and not value.isdigit():
+            hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
+                            PRIORITY_CONTEXT, (value,)))
     return hits
 
 
@@ -154,7 +228,8 @@ def _url_tokens(text: str) -> list[Hit]:
 
 
 _DOCKER_ENV_RES = tuple(re.compile(word + r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
-                                   r"[ \t]+" + _VALUE) for word in ("ENV", "ARG"))
+                                   r"[ \t]+" + _VALUE)
+                        for word in ("ENV", "ARG", "setx", "setenv"))
 
 
 def _dockerfile(text: str) -> list[Hit]:
@@ -172,6 +247,9 @@ def _dockerfile(text: str) -> list[Hit]:
     return hits
 
 
+# (Dockerfile `ENV`/`ARG`, Windows `setx`, csh `setenv`: a name and its value.)
+
+
 # `- name: DB_PASSWORD` then `value: ...`, or `key="ApiKey" value="..."`: found from the
 # `value` literal, then the name looked for just before it.
 _VALUE_OF_RE = re.compile(r"value[\"']?[ \t]{0,3}[=:][ \t]{0,3}" + _VALUE)
@@ -185,6 +263,13 @@ _TF_DEFAULT_RE = re.compile(r"variable[ \t]+\"(?P<name>[\w.-]{1,80})\"[ \t]*\{[^
                             r"\bdefault[ \t]*=[ \t]*" + _VALUE)
 
 
+# `<entry key="db_password">…</entry>`, `<property name="apiToken">…</property>`,
+# `<setting name="Secret" serializeAs="String"><value>…</value>`: the element's text.
+_XML_NAMED_RE = re.compile(
+    r"""(?<![\w-])(?:key|name)=["'](?P<name>[A-Za-z_][\w.-]{1,80})["'][^<>]{0,200}>"""
+    r"""(?:[ \t]*<value>)?[ \t]*(?:(?P<dq>(?!))|(?P<sq>(?!))|(?P<bare>[^<>\s]{1,300}))[ \t]*</""")
+
+
 def _name_values(text: str) -> list[Hit]:
     hits: list[Hit] = []
     pairs: list[tuple[str, re.Match[str]]] = []
@@ -196,6 +281,8 @@ def _name_values(text: str) -> list[Hit]:
             pairs.append((named.group("name"), m))
     if "variable" in text:
         pairs += [(m.group("name"), m) for m in _TF_DEFAULT_RE.finditer(text)]
+    if "</" in text and ("key=" in text or "name=" in text):
+        pairs += [(m.group("name"), m) for m in _XML_NAMED_RE.finditer(text)]
     for name, m in pairs:
         kind = secret_kind(name)
         start, end, value = _value(m)
@@ -210,12 +297,16 @@ def scan_syntax(text: str, lowered: str) -> list[Hit]:
     if "machine" in lowered and "password" in lowered:
         hits += _netrc(text)
     hits += _cli_flags(text, lowered)
+    hits += _user_password_flags(text, lowered)
+    if ":" in text:
+        hits += _pgpass(text)
     if any(name in lowered for name in _HEADER_NAMES):
         hits += _key_headers(text, lowered)
     if "://" in text:
         hits += _url_tokens(text)
-    if "ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text:
+    if ("ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text
+            or "setx " in text or "setenv " in text):
         hits += _dockerfile(text)
-    if "value" in lowered or "default" in lowered:
+    if "value" in lowered or "default" in lowered or "</" in text:
         hits += _name_values(text)
     return hits
