@@ -321,10 +321,14 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     size = len(text)
     verdicts: dict[tuple[str, float], bool] = {}  # repeated secrets are judged once
-    gates = {"hook": "hook" in lowered, "$": _HASH_MARK_RE.search(lowered) is not None}
+    hooks = "hook" in lowered
+    marks = {m.group() for m in _HASH_MARK_RE.finditer(lowered)}
     for literal, rule_id, source, min_entropy in _ANCHORED:
         gate = _GATE_OF.get(literal)
-        if (gate is not None and not gates[gate]) or literal not in lowered:
+        if gate == "$":
+            if literal not in marks:
+                continue
+        elif (gate == "hook" and not hooks) or literal not in lowered:
             continue
         pattern = re.compile(source)
         group = "s" if "s" in pattern.groupindex else 0

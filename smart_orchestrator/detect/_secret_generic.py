@@ -215,7 +215,8 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
             kind == "password" and quoted and _PW_SYMBOL_RE.search(value) is not None
             and sum(c.isalpha() for c in value) >= 4) and not (
             kind == "password" and size >= 8 and value.lower() != value
-            and value.upper() != value and (quoted or _mixed(value))):
+            and value.upper() != value and not value.istitle()  # `"Passwort"`: a label
+            and (quoted or _mixed(value))):
         return False
     if mostly_sequential(value):
         return False

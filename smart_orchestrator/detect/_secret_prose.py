@@ -282,6 +282,11 @@ def _dotted_random(token: str) -> bool:
     if _WORD_PART_RE.fullmatch(parts[-1]) or any(
             len(p) > 4 and _WORD_PART_RE.fullmatch(p) for p in parts[:-1]):
         return False
+    # A readable value before its signature (`tobi.CP7AWaXD…`, a signed cookie) is not
+    # one random credential: every part longer than a prefix must look random itself.
+    if any(len(p) >= 4 and not (any(c.isdigit() for c in p) or (
+            p.lower() != p and p.upper() != p and not p.istitle())) for p in parts):
+        return False
     if _decodes_to_text(parts[0]):
         return False  # a JWT's header (the JWT rule judges it) or other encoded text
     core = token.replace(".", "")

@@ -182,8 +182,8 @@ def _pgpass(text: str) -> list[Hit]:
     for m in _PGPASS_RE.finditer(text):
         line_start = text.rfind("\n", 0, m.start()) + 1
         host = text[line_start:m.start()]
-        if not host or any(c.isspace() or c == ":" for c in host):
-            continue
+        if not host or host.isdigit() or any(c.isspace() or c == ":" for c in host):
+            continue  # a host name, an address or `*`; not a clock (`10:30:00:00:…`)
         value = m.group("pw")
         if _password_like(value) and not value.isdigit():
             hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
@@ -265,9 +265,12 @@ _TF_DEFAULT_RE = re.compile(r"variable[ \t]+\"(?P<name>[\w.-]{1,80})\"[ \t]*\{[^
 
 # `<entry key="db_password">…</entry>`, `<property name="apiToken">…</property>`,
 # `<setting name="Secret" serializeAs="String"><value>…</value>`: the element's text.
-_XML_NAMED_RE = re.compile(
-    r"""(?<![\w-])(?:key|name)=["'](?P<name>[A-Za-z_][\w.-]{1,80})["'][^<>]{0,200}>"""
+# One pattern per attribute, each led by its literal (an alternation of the two, behind a
+# look-behind, tried every offset of the text).
+_XML_NAMED_RES = tuple(re.compile(
+    attr + r"""=["'](?P<name>[A-Za-z_][\w.-]{1,80})["'][^<>]{0,200}>"""
     r"""(?:[ \t]*<value>)?[ \t]*(?:(?P<dq>(?!))|(?P<sq>(?!))|(?P<bare>[^<>\s]{1,300}))[ \t]*</""")
+    for attr in ("key", "name"))
 
 
 def _name_values(text: str) -> list[Hit]:
@@ -282,7 +285,9 @@ def _name_values(text: str) -> list[Hit]:
     if "variable" in text:
         pairs += [(m.group("name"), m) for m in _TF_DEFAULT_RE.finditer(text)]
     if "</" in text and ("key=" in text or "name=" in text):
-        pairs += [(m.group("name"), m) for m in _XML_NAMED_RE.finditer(text)]
+        pairs += [(m.group("name"), m) for rx in _XML_NAMED_RES for m in rx.finditer(text)
+                  if not m.start() or not (text[m.start() - 1].isalnum()
+                                           or text[m.start() - 1] in "_-")]
     for name, m in pairs:
         kind = secret_kind(name)
         start, end, value = _value(m)
