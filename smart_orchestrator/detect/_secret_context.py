@@ -104,9 +104,15 @@ def _url_credentials(text: str) -> list[Hit]:
 
 
 # ADO.NET / JDBC / ODBC style: `...;Password=secret;` or `?user=x&password=secret`.
-_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd) ?= ?(?P<pw>[^;&\s\"'<>]{1,128})")
-_CONN_CONTEXT_RE = re.compile(r"server=|data source=|host=|database=|initial catalog=|user id="
-                              r"|uid=|user=|username=|jdbc:|odbc")
+# ODBC wraps a value holding `;` in braces (`PWD={p;w}`); spaces may surround `=`.
+_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd)[ \t]{0,3}=[ \t]{0,3}"
+                         r"(?:\{(?P<braced>[^{}\n]{1,128})\}|(?P<pw>[^;&\s\"'<>]{1,128}))")
+_CONN_CONTEXT_RE = re.compile(r"(?:server|data source|host|hostaddr|database|dbname|initial catalog"
+                              r"|user id|uid|user|username|dsn|driver|provider)[ \t]{0,3}="
+                              r"|jdbc:|odbc")
+
+
+_LIBPQ_RE = re.compile(r"(?<![\w.-])(?:host|hostaddr|port|dbname|user|sslmode)=[^\s=]")
 
 
 def _connection_strings(text: str, lowered: str) -> list[Hit]:
@@ -122,16 +128,20 @@ def _connection_strings(text: str, lowered: str) -> list[Hit]:
         # it for every one of thousands of `password=` on a line made this quadratic-like.
         lo = max(0, at - 300)
         lo = lowered.rfind("\n", lo, at) + 1 or lo
-        if find(";", lo, at) == -1 and find("&", lo, at) == -1 and find("jdbc:", lo, at) == -1:
+        context = search(lowered, lo, at)
+        if context is None:
             continue
-        if not search(lowered, lo, at):
+        if find(";", lo, at) == -1 and find("&", lo, at) == -1 and find("jdbc:", lo, at) == -1 and (
+                # libpq's `host=db user=app password=…`: keywords separated by spaces.
+                len(_LIBPQ_RE.findall(lowered, lo, at)) < 2):
             continue
-        password = text[m.start("pw"):m.end("pw")]
+        group = "braced" if m.group("braced") is not None else "pw"
+        password = text[m.start(group):m.end(group)]
         ok = verdicts.get(password)
         if ok is None:
             ok = verdicts[password] = _password_ok(password)
         if ok:
-            hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
+            hits.append(Hit("connection-string-password", m.start(group), m.end(group), "high",
                             PRIORITY_CONTEXT, (password,)))
     return hits
 

@@ -319,9 +319,28 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
         ok = verdicts.get(key)
         if ok is None:
             ok = verdicts[key] = _value_ok(value, kind, quoted)
+        if not ok and kind == "password" and _ENV_NAME_RE.fullmatch(identifier):
+            ok = _env_password(value)
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))
+
+
+# An environment variable's name (`POSTGRES_PASSWORD`, `MYSQL_ROOT_PASSWORD`): in a `.env`
+# file, a Compose `environment:` block or a shell, its value is a literal, never a
+# reference to code, so a password without digits (`rootpass`) is still a password.
+_ENV_NAME_RE = re.compile(r"(?:export[ \t]+)?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+_ENV_VALUE_RE = re.compile(r"[A-Za-z0-9!@#%^&*+=?~_.-]{6,64}")
+
+
+def _env_password(value: str) -> bool:
+    if not _ENV_VALUE_RE.fullmatch(value) or looks_placeholder(value) or "." in value:
+        return False
+    if _ENV_NAME_RE.fullmatch(value) or value.lower().startswith(("pass", "secret")):
+        return False  # another variable's name, or the word itself
+    if value.lower() in ("required", "optional", "disabled", "enabled", "prompt", "none"):
+        return False
+    return not mostly_sequential(value, 0.8) and shannon_entropy(value) >= 2.0
 
 
 # "the token you asked for: X", "use this key for the deploy X", "credentials X": a few
