@@ -213,7 +213,7 @@ _RULES: tuple[tuple[tuple[str, ...], TokenRule], ...] = (
     (("bk",), _rule("buildkite-token", r"bkua_[a-f0-9]{40}" + _END, 3.5)),
     (("CC",), _rule("circleci-token", r"CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}" + _END, 3.5)),
     (("ts",), _rule("tailscale-key",
-                    r"tskey-(?:api|auth|client|webhook|scim)-[A-Za-z0-9]{6,20}-[A-Za-z0-9]{20,64}"
+                    r"tskey-(?:(?:api|auth|client|webhook|scim)-)?[A-Za-z0-9]{6,20}-[A-Za-z0-9]{16,64}"
                     + _END, 3.5)),
     (("vc",), _rule("vercel-token", r"vc[pkiar]_[A-Za-z0-9]{40,64}" + _END, 4.0)),
     (("cf",), _rule("cloudflare-api-token", r"cf(?:ut|at|k)_[A-Za-z0-9]{40,60}" + _END, 4.0)),

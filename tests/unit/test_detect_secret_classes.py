@@ -68,8 +68,18 @@ CLASSES: dict[str, tuple[list[str], list[str]]] = {
     "connection strings and .pgpass": (
         ["db01.internal:5432:app:svc:" + PW,
          "*:*:*:replicator:" + PW,
-         "Driver={ODBC Driver 18};Server=db01;Uid=svc;Pwd=" + PW + ";"],
-        ["10:30:00:00:done", "db01.internal:5432:app:svc:*", "host:5432:db:user:${PGPASS}"]),
+         "Driver={ODBC Driver 18};Server=db01;Uid=svc;Pwd=" + PW + ";",
+         "Driver={ODBC Driver 18};Server=db01;Uid=svc;Pwd={" + PW + ";x};",
+         "Server = db01; User Id = svc; " + P.title() + " = " + PW + ";",
+         "host=db01 port=5432 dbname=app user=svc " + P + "=rootpass"],
+        ["10:30:00:00:done", "db01.internal:5432:app:svc:*", "host:5432:db:user:${PGPASS}",
+         P + "=abc in a sentence about host=", "dbname=app " + P + "=${PGPASS} host=db01"]),
+    "environment-variable passwords": (
+        ["POSTGRES_" + P.upper() + "=rootpass", "  MYSQL_ROOT_" + P.upper() + ": mysecretdb",
+         "export DB_" + P.upper() + "=hunterhunter"],
+        ["DB_" + P.upper() + "=secret", "DB_" + P.upper() + "=${DB_PASS}", "DB_" + P.upper() + "=DB_PASS",
+         P.upper() + "_RESET_TIMEOUT=3600", "ADMIN_" + P.upper() + "=changeme", "DB_" + P.upper() + "=required",
+         P.upper() + " = get_" + P + "()"]),
     "key names in XML and setters": (
         ['<entry key="db_' + P + '">' + PW + "</entry>",
          '<property name="apiToken">' + b(28, seed="xml") + "</property>",
