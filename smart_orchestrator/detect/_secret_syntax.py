@@ -150,13 +150,26 @@ _NET_USE_RE = re.compile(r"/user:[^\s/]{1,100}[ \t]+" + _VALUE)
 _SMB_USER_RE = re.compile(r"(?:-U[ \t]+|--user=)[^\s%\"']{1,100}%" + _VALUE)
 
 
+_BIND_DN_RE = re.compile(r"(?:^|[ \t])-D[ \t]+[^\s-]")
+_SETTING_RE = re.compile(r"[A-Za-z_]\w*=")
+_FILE_OR_PATH_RE = re.compile(r"^[~.]?/|\\\\|^[A-Z]:\\\\"
+                              r"|\.(?:txt|pem|key|json|ya?ml|conf|ini|cfg|env)$")
+
+
 def _user_password_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     found: list[re.Match[str]] = []
     if " -p" in text or " -P" in text or " -w" in text or "/p" in lowered:
         for m in _PW_AFTER_USER_RE.finditer(text):
-            line_start = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1
-            if _USER_FLAG_RE.search(text, line_start or max(0, m.start() - 300), m.start()):
+            # The user flag may come before or after (`psexec -p P -u U` works too).
+            lo = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1 or max(
+                0, m.start() - 300)
+            hi = text.find("\n", m.end(), m.end() + 300)
+            hi = min(len(text), m.end() + 300) if hi == -1 else hi
+            # `-w` is ldapsearch's password only beside its bind DN (`-D`); pg_dump's
+            # `-w` means "never prompt" and takes no value.
+            users = _BIND_DN_RE if m.group(0).startswith("-w") else _USER_FLAG_RE
+            if users.search(text, lo, m.start()) or users.search(text, m.end(), hi):
                 found.append(m)
     if "net use" in lowered and "/user:" in lowered:
         found += [m for m in _NET_USE_RE.finditer(text)
@@ -165,9 +178,11 @@ def _user_password_flags(text: str, lowered: str) -> list[Hit]:
         found += list(_SMB_USER_RE.finditer(text))
     for m in found:
         start, end, value = _value(m)
-        if value[0] in "-/" or value.isdigit():
-            continue  # the next flag, or a port
-        if value_ok(value, "password", m.group("bare") is None) and _password_like(value):
+        if value[0] in "-/" or value.isdigit() or _SETTING_RE.match(value):
+            continue  # the next flag, a port, or a setting (`psql -P pager=off`)
+        # Given to a user's password flag, a word with digits (`Password123`) is the
+        # password, not a placeholder for one: only the shape checks apply.
+        if _password_like(value) and len(value) >= 6 and not _FILE_OR_PATH_RE.search(value):
             hits.append(Hit("cli-password-flag", start, end, "high", PRIORITY_CONTEXT, (value,)))
     return hits
 
