@@ -45,7 +45,7 @@ _ASSIGN_RE = re.compile(
     (?:[ \t]*:?[ \t]{1,4}[A-Za-z_][\w.<>\[\]?]{0,30}(?=[ \t]*=[^=>]))?
     [ \t]{0,8}
     (?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|===?|!==?|=|:|,|>|\()
-    (?P<gap>[ \t]{0,16}(?:\r?\n[ \t]{0,40})?)
+    (?P<gap>[ \t]{0,16}(?:[|>][-+]?[ \t]{0,8}(?=\r?\n))?(?:\r?\n[ \t]{0,40}(?:-[ \t]{1,4})?)?)
     (?:[rbuf]{1,2}(?=["']))?
     (?P<q>\\?["'`])?""",
     re.VERBOSE,
@@ -205,7 +205,13 @@ def _value_ok(value: str, kind: str, quoted: bool) -> bool:
         return False
     if not quoted and not random_part and _wordy_identifier(value):
         return False  # `cancelToken: defaultToConfig2`: a reference to code, not a value
-    if _REGEX_SYNTAX_RE.search(value) or value.lower().startswith(("password", "passw0rd")):
+    if _REGEX_SYNTAX_RE.search(value):
+        return False
+    if value.lower().startswith(("password", "passw0rd")) and not (
+            # `"Password123!"` quoted is a weak password, still a password; `password_hash`
+            # or `passwordConfirm` is a name.
+            quoted and _DIGIT_RE.search(value) is not None and "_" not in value
+            and not _wordy_identifier(value)):
         return False
     if not random_part and any(part.lower() in _NAMEY_WORDS for part in name_parts(value)):
         # `rust_openssl.MLKEM768PrivateKey`: a type or attribute named after a key.
@@ -258,14 +264,29 @@ def _identifier_bounds(text: str, start: int, end: int) -> tuple[int, int]:
 _SETTER_RE = re.compile(r"(?:set|with|put)_?[A-Za-z]", re.IGNORECASE)
 
 
+def _yaml_next_line(text: str, left: int, gap: str) -> bool:
+    """`token:` ending a YAML line, its value on the next, deeper line (`|`, `>-` block
+    scalars and `- ` list items included)."""
+    line_start = text.rfind("\n", 0, left) + 1
+    before = text[line_start:left]
+    if before.strip(" \t-"):
+        return False  # the key must start its line
+    indent = len(before) - len(before.lstrip(" \t"))
+    after = gap.rsplit("\n", 1)[1]
+    return len(after) - len(after.lstrip(" \t")) > indent
+
+
 def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] | None:
     """(start, end, quoted) of the value assigned to the identifier ending at ident_end."""
     m = _ASSIGN_RE.match(text, ident_end)
     if m is None:
         return None
     op, quote = m.group("op"), m.group("q")
-    if "\n" in m.group("gap") and op != ">":
+    gap = m.group("gap")
+    if "\n" in gap and op != ">" and not (op == ":" and _yaml_next_line(text, left, gap)):
         return None
+    if "\n" not in gap and gap.strip():
+        return None  # a block indicator (`|`, `>-`) must end its line
     if op == ">" and (left == 0 or text[left - 1] != "<"):
         return None
     if op in (",", "==", "===", "!=", "!==") and not (quote and m.group("close")):
@@ -321,6 +342,11 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
             ok = verdicts[key] = _value_ok(value, kind, quoted)
         if not ok and kind == "password" and _ENV_NAME_RE.fullmatch(identifier):
             ok = _env_password(value)
+        if not ok and "\n" in text[ident_end:start]:
+            # A YAML key whose next line is not its credential: that line is read on
+            # its own (`secret:` above `key: …` is a mapping, not a value).
+            pos = max(ident_end, kw.end())
+            continue
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))

@@ -92,6 +92,12 @@ CLASSES: dict[str, tuple[list[str], list[str]]] = {
         ['<entry key="db_' + P + '">${db.pw}</entry>', '<property name="timeout">30000</property>',
          'user.set' + P.title() + '(request.form["pw"])', 'check_' + P + '("")',
          P + ' = "Passwort"']),
+    "YAML values on the next line": (
+        ["api_key: |\n  " + b(29, seed="yaml"), "token: >-\n    " + b(29, seed="yaml2"),
+         "service:\n  token:\n    " + b(29, seed="yaml3"),
+         "secret:\n  key: " + b(29, seed="yaml4")],
+        ["token:\nnext: " + b(29, seed="yaml5"), "auth:\n  type: basic", "token: a | b\n  " + b(29, seed="yaml6"),
+         "tokens:\n  - name: default"]),
     "vendor prefixes of any case": (
         ["KVPAT_" + b(32, seed="upper"), "ZNTK-" + b(40, seed="upper2"),
          "export ACME_TOKEN=tok_" + b(40, HEX, "hex")],
