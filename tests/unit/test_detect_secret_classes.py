@@ -96,7 +96,7 @@ CLASSES: dict[str, tuple[list[str], list[str]]] = {
         ["api_key: |\n  " + b(29, seed="yaml"), "token: >-\n    " + b(29, seed="yaml2"),
          "service:\n  token:\n    " + b(29, seed="yaml3"),
          "secret:\n  key: " + b(29, seed="yaml4")],
-        ["token:\nnext: " + b(29, seed="yaml5"), "auth:\n  type: basic", "token: a | b\n  " + b(29, seed="yaml6"),
+        ["token:\nnext: settings.NEXT_HANDLER_NAME", "auth:\n  type: basic", "token: a | b\n  " + b(29, seed="yaml6"),
          "tokens:\n  - name: default"]),
     "vendor prefixes of any case": (
         ["KVPAT_" + b(32, seed="upper"), "ZNTK-" + b(40, seed="upper2"),
