@@ -34,13 +34,14 @@ def _password_like(value: str) -> bool:
     return not mostly_sequential(value, 0.8) and shannon_entropy(value) >= 1.8
 
 
-_NETRC_RE = re.compile(r"(?:machine[ \t]+\S{1,200}|default)(?:\s+(?:login|account)\s+"
-                       r"\S{1,200}){0,2}\s+password\s+" + _VALUE)
+# One pattern per entry keyword, each led by its literal (the engine skips to it).
+_NETRC_RES = tuple(re.compile(head + r"(?:\s+(?:login|account)\s+\S{1,200}){0,2}\s+password\s+"
+                              + _VALUE) for head in (r"machine[ \t]+\S{1,200}", "default"))
 
 
 def _netrc(text: str) -> list[Hit]:
     hits: list[Hit] = []
-    for m in _NETRC_RE.finditer(text):
+    for m in (m for rx in _NETRC_RES for m in rx.finditer(text)):
         if m.start() and not text[m.start() - 1].isspace():
             continue
         start, end, value = _value(m)
@@ -67,27 +68,25 @@ _SECURE_STRING_RE = re.compile(
     r"convertto-securestring[ \t]+(?:-string[ \t]+)?" + _VALUE + r"[ \t]+-asplaintext")
 
 
-# Tools whose password flag is `-p VALUE`; each pattern starts with one of these names.
-_TOOLS = {_MYSQL_P_RE: ("mysql", "mariadb", "mycli"),
-          _SEPARATE_P_RE: ("sshpass", "docker", "podman", "helm", "nerdctl")}
+_TOOL_PATTERNS = (_MYSQL_P_RE, _SEPARATE_P_RE)
 
 
-def _matches(pattern: re.Pattern[str], lowered: str) -> list[re.Match[str]]:
-    """`pattern`'s matches, tried only where one of its tool names stands: an alternation
-    of names has no literal for the regex engine to skip to, so it tried every offset."""
-    names = _TOOLS.get(pattern)
-    if names is None:
+def _matches(pattern: re.Pattern[str], lowered: str, flags: list[int]) -> list[re.Match[str]]:
+    """`pattern`'s matches; a tool's `-p` pattern is tried only on the lines that hold a
+    ` -p` (at `flags`), each line once: an alternation of tool names has no literal for
+    the regex engine to skip to, and searching a large text for every name cost more
+    than the few lines with the flag."""
+    if pattern not in _TOOL_PATTERNS:
         return list(pattern.finditer(lowered))
     found: list[re.Match[str]] = []
-    starts = sorted({i for name in names for i in _all(lowered, name)})
-    end = 0
-    for at in starts:
-        if at < end:
+    done = -1
+    for at in flags:
+        if at < done:
             continue
-        m = pattern.match(lowered, at)
-        if m is not None:
-            found.append(m)
-            end = m.end()
+        lo = lowered.rfind("\n", 0, at) + 1
+        done = lowered.find("\n", at)
+        done = len(lowered) if done == -1 else done
+        found += pattern.finditer(lowered, lo, done)
     return found
 
 
@@ -102,13 +101,10 @@ def _all(text: str, literal: str) -> list[int]:
 
 def _cli_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
-    patterns = []
-    if " -p" in text or "\t-p" in text:
-        if "mysql" in lowered or "mariadb" in lowered or "mycli" in lowered:
-            patterns.append(_MYSQL_P_RE)
-        if "sshpass" in lowered or (" login" in lowered and (
-                "docker" in lowered or "podman" in lowered or "helm" in lowered)):
-            patterns.append(_SEPARATE_P_RE)
+    patterns: list[re.Pattern[str]] = []
+    flags = sorted(_all(text, " -p") + _all(text, "\t-p"))
+    if flags:
+        patterns += _TOOL_PATTERNS
     if "--" in text:
         patterns.append(_LONG_FLAG_RE)
     if " -" in text or "\t-" in text:
@@ -116,7 +112,7 @@ def _cli_flags(text: str, lowered: str) -> list[Hit]:
     if "convertto-securestring" in lowered:
         patterns.append(_SECURE_STRING_RE)
     for pattern in patterns:
-        for m in _matches(pattern, lowered):
+        for m in _matches(pattern, lowered, flags):
             before = lowered[m.start() - 1] if m.start() else " "
             if before.isalnum() or before in "_-":
                 continue  # inside a longer word or flag
@@ -213,10 +209,9 @@ _KEY_HEADER_RES = {name: re.compile(re.escape(name) + r"[\"']?[ \t]{0,3}:[ \t]{0
                    for name in _HEADER_NAMES}
 
 
-def _key_headers(text: str, lowered: str) -> list[Hit]:
+def _key_headers(text: str, lowered: str, names: list[str]) -> list[Hit]:
     hits: list[Hit] = []
-    matches = [m for name, rx in _KEY_HEADER_RES.items() if name in lowered
-               for m in rx.finditer(lowered)]
+    matches = [m for name in names for m in _KEY_HEADER_RES[name].finditer(lowered)]
     for m in matches:
         before = lowered[max(0, m.start() - 2):m.start()]
         if before[-1:].isalnum() or before[-1:] == "_" or (before[-1:] == "-" and before != "x-"):
@@ -320,8 +315,9 @@ def scan_syntax(text: str, lowered: str) -> list[Hit]:
     hits += _user_password_flags(text, lowered)
     if ":" in text:
         hits += _pgpass(text)
-    if any(name in lowered for name in _HEADER_NAMES):
-        hits += _key_headers(text, lowered)
+    headers = [name for name in _HEADER_NAMES if name in lowered]
+    if headers:
+        hits += _key_headers(text, lowered, headers)
     if "://" in text:
         hits += _url_tokens(text)
     if ("ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text
