@@ -235,7 +235,12 @@ def _strong_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
 # `"acme": "…"`, `acme=…`) that does not say it is an id, a hash or a nonce.
 _SHORT_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{18,29}"
                                r"[A-Za-z0-9](?![A-Za-z0-9_\-+/=.~%\\])")
-_ASSIGNED_RE = re.compile(r"[A-Za-z][\w.-]{0,40}[\"']?[ \t]{0,3}(?::|=|=>|:=)[ \t]{0,3}[\"'`]?$")
+# A configuration key or a variable, not a label of prose (`Decode: …`, `Note: …`: a
+# capitalised word before a colon introduces text, and reversed or rotated text of
+# anything looks random).
+_ASSIGNED_RE = re.compile(r"(?P<name>[A-Za-z][\w.-]{0,40})[\"']?[ \t]{0,3}(?P<op>:|=|=>|:=)"
+                          r"[ \t]{0,3}[\"'`]?$")
+_LABEL_RE = re.compile(r"[A-Z][a-z]+")
 
 
 def _assigned_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
@@ -251,7 +256,10 @@ def _assigned_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
             continue
         start = at + m.start()
         line_start = max(text.rfind("\n", 0, start) + 1, start - 60)
-        if _ASSIGNED_RE.search(text, line_start, start) and not _named_non_secret(text, start):
+        named = _ASSIGNED_RE.search(text, line_start, start)
+        if named is None or (named.group("op") == ":" and _LABEL_RE.fullmatch(named.group("name"))):
+            continue
+        if not _named_non_secret(text, start):
             hits.append(Hit("random-token", start, start + len(token), "medium",
                             PRIORITY_GENERIC, (token,)))
             found = True

@@ -109,6 +109,8 @@ CLASSES: dict[str, tuple[list[str], list[str]]] = {
          "acmecloud: " + b(24, seed="short"), '"acmecloud": "' + b(22, seed="short2") + '"'],
         ["cdn" + b(6, HEX, "h") + ".cloudfront.net", "tobi.CP7AWaXDfAKIRfH49dQzKJx7sKzzSoPq7",
          "module.submodule.SomeClassName", "request_id: " + b(24, seed="rid"),
+         # A label of prose before reversed text, which looks random whatever it was.
+         "Decode: " + b(20, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "rev")[::-1],
          "acmecloud_id: " + b(24, seed="id"), "nonce = '" + b(24, seed="nonce") + "'"]),
 }
 
