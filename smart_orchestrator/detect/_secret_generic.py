@@ -267,8 +267,8 @@ _SETTER_RE = re.compile(r"(?:set|with|put)_?[A-Za-z]", re.IGNORECASE)
 def _yaml_next_line(text: str, left: int, gap: str) -> bool:
     """`token:` ending a YAML line, its value on the next, deeper line (`|`, `>-` block
     scalars and `- ` list items included)."""
-    line_start = text.rfind("\n", 0, left) + 1
-    before = text[line_start:left]
+    line_start = text.rfind("\n", max(0, left - 200), left) + 1
+    before = text[line_start or max(0, left - 200):left]
     if before.strip(" \t-"):
         return False  # the key must start its line
     indent = len(before) - len(before.lstrip(" \t"))

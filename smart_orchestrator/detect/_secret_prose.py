@@ -238,8 +238,10 @@ _SHORT_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/.~%\\])[A-Za-z0-9][A-Za-z0-9
 # A configuration key or a variable, not a label of prose (`Decode: …`, `Note: …`: a
 # capitalised word before a colon introduces text, and reversed or rotated text of
 # anything looks random).
-_ASSIGNED_RE = re.compile(r"(?P<name>[A-Za-z][\w.-]{0,40})[\"']?[ \t]{0,3}(?P<op>:|=|=>|:=)"
-                          r"[ \t]{0,3}[\"'`]?$")
+# Matched on the reversed text before the token, so that it is anchored where the token
+# starts (a search ending in `$` tried every offset of the window, once per token).
+_ASSIGNED_REV_RE = re.compile(r"[\"'`]?[ \t]{0,3}(?P<op>=|>=|=:|:)[ \t]{0,3}[\"']?"
+                              r"(?P<name>[\w.-]{1,41})")
 _LABEL_RE = re.compile(r"[A-Z][a-z]+")
 
 
@@ -255,9 +257,13 @@ def _assigned_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
         if not strong:
             continue
         start = at + m.start()
-        line_start = max(text.rfind("\n", 0, start) + 1, start - 60)
-        named = _ASSIGNED_RE.search(text, line_start, start)
-        if named is None or (named.group("op") == ":" and _LABEL_RE.fullmatch(named.group("name"))):
+        line_start = max(text.rfind("\n", max(0, start - 60), start) + 1, start - 60)
+        named = _ASSIGNED_REV_RE.match(text[line_start:start][::-1])
+        if named is None:
+            continue
+        name = named.group("name")[::-1].lstrip("0123456789_.-")
+        if not name or not name[0].isalpha() or (
+                named.group("op") == ":" and _LABEL_RE.fullmatch(name)):
             continue
         if not _named_non_secret(text, start):
             hits.append(Hit("random-token", start, start + len(token), "medium",

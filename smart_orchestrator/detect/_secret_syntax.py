@@ -9,6 +9,7 @@ of a URL (`https://TOKEN@github.com`), Dockerfile `ENV NAME value`, and name/val
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from ._candidates import PRIORITY_CONTEXT, Hit
@@ -62,7 +63,7 @@ _LONG_FLAG_RE = re.compile(
 _SHORT_LONG_FLAG_RE = re.compile(
     r"-(?<=[ \t]-)(?:[a-z0-9]{1,20}-){0,2}(?:password|passwd|passphrase|pwd|token|secret"
     r"|apikey|api-key|accesskey|secretkey|clientsecret|client-secret|(?:src|dest)?storepass"
-    r"|(?:src|dest)?keypass|pass(?:in|out)?)(?:=|:|[ \t]+)" + _VALUE)
+    r"|(?:src|dest)?keypass|pass(?:in|out)?)(?:=|:|[ \t]+)(?!-)" + _VALUE)
 # PowerShell's plain-text secure string: `ConvertTo-SecureString "x" -AsPlainText`.
 _SECURE_STRING_RE = re.compile(
     r"convertto-securestring[ \t]+(?:-string[ \t]+)?" + _VALUE + r"[ \t]+-asplaintext")
@@ -138,7 +139,7 @@ _TOKEN_FLAGS = (_LONG_FLAG_RE, _SHORT_LONG_FLAG_RE)
 # `sqlcmd -U U -P P`, `ldapsearch -D dn -w P`, `xfreerdp /u:U /p:P`. A `-p` alone is a
 # port, a path or a profile as often as a password; after a user it is the password.
 _PW_AFTER_USER_RE = re.compile(r"(?:-(?<=[ \t]-)[pPw][ \t]+|/(?<=[ \t]/)p(?:ass(?:word)?)?:)"
-                               + _VALUE)
+                               r"(?![-/])(?=\S{4})" + _VALUE)
 _USER_FLAG_RE = re.compile(r"(?:^|[ \t])(?:-[uUlD][ \t]+|--user(?:name)?[ \t=]+|/u(?:ser)?:)"
                            r"[^\s-]")
 # `net use Z: \\host\share /user:DOMAIN\name PASSWORD`, `smbclient -U name%PASSWORD`.
@@ -152,11 +153,22 @@ _FILE_OR_PATH_RE = re.compile(r"^[~.]?/|\\\\|^[A-Z]:\\\\"
                               r"|\.(?:txt|pem|key|json|ya?ml|conf|ini|cfg|env)$")
 
 
+def _any_within(sorted_ends: list[int], lo: int, hi: int) -> bool:
+    i = bisect.bisect_left(sorted_ends, lo + 1)
+    return i < len(sorted_ends) and sorted_ends[i] <= hi
+
+
 def _user_password_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     found: list[re.Match[str]] = []
     if " -p" in text or " -P" in text or " -w" in text or "/p" in lowered:
-        for m in _PW_AFTER_USER_RE.finditer(text):
+        candidates = list(_PW_AFTER_USER_RE.finditer(text))
+        if candidates:
+            # Every user flag found once; each candidate looks its line up by position
+            # (a storm of `-p` flags must not search its line once per flag).
+            users = [u.end() for u in _USER_FLAG_RE.finditer(text)]
+            binds = [u.end() for u in _BIND_DN_RE.finditer(text)] if " -w" in text else []
+        for m in candidates:
             # The user flag may come before or after (`psexec -p P -u U` works too).
             lo = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1 or max(
                 0, m.start() - 300)
@@ -164,8 +176,8 @@ def _user_password_flags(text: str, lowered: str) -> list[Hit]:
             hi = min(len(text), m.end() + 300) if hi == -1 else hi
             # `-w` is ldapsearch's password only beside its bind DN (`-D`); pg_dump's
             # `-w` means "never prompt" and takes no value.
-            users = _BIND_DN_RE if m.group(0).startswith("-w") else _USER_FLAG_RE
-            if users.search(text, lo, m.start()) or users.search(text, m.end(), hi):
+            ends = binds if m.group(0).startswith("-w") else users
+            if _any_within(ends, lo, m.start()) or _any_within(ends, m.end() + 1, hi + 1):
                 found.append(m)
     if "net use" in lowered and "/user:" in lowered:
         found += [m for m in _NET_USE_RE.finditer(text)
@@ -191,7 +203,9 @@ _PGPASS_RE = re.compile(r":(?:\d{2,5}|\*):[^:\s]{1,100}:[^:\s]{1,100}:(?P<pw>[^\
 def _pgpass(text: str) -> list[Hit]:
     hits: list[Hit] = []
     for m in _PGPASS_RE.finditer(text):
-        line_start = text.rfind("\n", 0, m.start()) + 1
+        line_start = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1
+        if not line_start and m.start() > 300:
+            continue  # a host name is shorter than that
         host = text[line_start:m.start()]
         if not host or host.isdigit() or any(c.isspace() or c == ":" for c in host):
             continue  # a host name, an address or `*`; not a clock (`10:30:00:00:…`)
