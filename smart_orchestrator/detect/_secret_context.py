@@ -105,8 +105,7 @@ def _url_credentials(text: str) -> list[Hit]:
 
 # ADO.NET / JDBC / ODBC style: `...;Password=secret;` or `?user=x&password=secret`.
 # ODBC wraps a value holding `;` in braces (`PWD={p;w}`); spaces may surround `=`.
-# Only after a separator (checked inside the regex: a storm of `pwd=` costs no Python).
-_CONN_PW_RE = re.compile(r"(?<![^;?& \t\"'])(?:password|passwd|pwd)[ \t]{0,3}=[ \t]{0,3}"
+_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd)[ \t]{0,3}=[ \t]{0,3}"
                          r"(?:\{(?P<braced>[^{}\n]{1,128})\}|(?P<pw>[^;&\s\"'<>]{1,128}))")
 _CONN_CONTEXT_RE = re.compile(r"(?:server|data source|host|hostaddr|database|dbname|initial catalog"
                               r"|user id|uid|user|username|dsn|driver|provider)[ \t]{0,3}="

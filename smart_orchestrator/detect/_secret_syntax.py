@@ -162,22 +162,24 @@ def _user_password_flags(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     found: list[re.Match[str]] = []
     if " -p" in text or " -P" in text or " -w" in text or "/p" in lowered:
-        candidates = list(_PW_AFTER_USER_RE.finditer(text))
-        if candidates:
-            # Every user flag found once; each candidate looks its line up by position
-            # (a storm of `-p` flags must not search its line once per flag).
-            users = [u.end() for u in _USER_FLAG_RE.finditer(text)]
-            binds = [u.end() for u in _BIND_DN_RE.finditer(text)] if " -w" in text else []
-        for m in candidates:
-            # The user flag may come before or after (`psexec -p P -u U` works too).
-            lo = text.rfind("\n", max(0, m.start() - 300), m.start()) + 1 or max(
-                0, m.start() - 300)
-            hi = text.find("\n", m.end(), m.end() + 300)
-            hi = min(len(text), m.end() + 300) if hi == -1 else hi
-            # `-w` is ldapsearch's password only beside its bind DN (`-D`); pg_dump's
-            # `-w` means "never prompt" and takes no value.
+        line_lo = line_hi = -1
+        users: list[int] = []
+        binds: list[int] = []
+        for m in _PW_AFTER_USER_RE.finditer(text):
+            if m.start() >= line_hi:
+                # The user flags of each line holding a candidate, found once for the
+                # line (a storm of `-p` flags must not search its line once per flag).
+                line_lo = text.rfind("\n", max(0, line_hi), m.start()) + 1 or max(0, line_hi)
+                line_hi = text.find("\n", m.start())
+                line_hi = len(text) if line_hi == -1 else line_hi
+                users = [u.end() for u in _USER_FLAG_RE.finditer(text, line_lo, line_hi)]
+                binds = [u.end() for u in _BIND_DN_RE.finditer(text, line_lo, line_hi)]
+            # The user flag may come before or after (`psexec -p P -u U` works too), within
+            # 300 characters. `-w` is ldapsearch's password only beside its bind DN (`-D`);
+            # pg_dump's `-w` means "never prompt" and takes no value.
             ends = binds if m.group(0).startswith("-w") else users
-            if _any_within(ends, lo, m.start()) or _any_within(ends, m.end() + 1, hi + 1):
+            if _any_within(ends, max(line_lo, m.start() - 300), m.start()) or _any_within(
+                    ends, m.end() + 1, min(line_hi, m.end() + 300) + 1):
                 found.append(m)
     if "net use" in lowered and "/user:" in lowered:
         found += [m for m in _NET_USE_RE.finditer(text)
