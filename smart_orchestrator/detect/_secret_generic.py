@@ -264,6 +264,23 @@ def _identifier_bounds(text: str, start: int, end: int) -> tuple[int, int]:
 _SETTER_RE = re.compile(r"(?:set|with|put)_?[A-Za-z]", re.IGNORECASE)
 
 
+# Groovy, Gradle and Ruby DSLs call a setter without an operator: `password 'x'`
+# starting its statement (`credentials { username 'u'; password 'p' }`).
+_COMMAND_VALUE_RE = re.compile(r"[ \t]+(?P<q>[\"'])(?P<v>[^\"'\n\\]{1,300})(?P=q)"
+                               r"[ \t]*(?=\r?\n|$|[;}])")
+
+
+def _command_value(text: str, left: int, ident_end: int) -> tuple[int, int, bool] | None:
+    m = _COMMAND_VALUE_RE.match(text, ident_end)
+    if m is None:
+        return None
+    line_start = text.rfind("\n", max(0, left - 200), left) + 1
+    before = text[line_start or max(0, left - 200):left]
+    if before.replace("{", ";").rsplit(";", 1)[-1].strip():
+        return None  # the name must start its statement
+    return m.start("v"), m.end("v"), True
+
+
 def _yaml_next_line(text: str, left: int, gap: str) -> bool:
     """`token:` ending a YAML line, its value on the next, deeper line (`|`, `>-` block
     scalars and `- ` list items included)."""
@@ -280,7 +297,7 @@ def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] |
     """(start, end, quoted) of the value assigned to the identifier ending at ident_end."""
     m = _ASSIGN_RE.match(text, ident_end)
     if m is None:
-        return None
+        return _command_value(text, left, ident_end)
     op, quote = m.group("op"), m.group("q")
     gap = m.group("gap")
     if "\n" in gap and op != ">" and not (op == ":" and _yaml_next_line(text, left, gap)):

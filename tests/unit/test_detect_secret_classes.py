@@ -98,6 +98,11 @@ CLASSES: dict[str, tuple[list[str], list[str]]] = {
          "secret:\n  key: " + b(29, seed="yaml4")],
         ["token:\nnext: settings.NEXT_HANDLER_NAME", "auth:\n  type: basic", "token: a | b\n  " + b(29, seed="yaml6"),
          "tokens:\n  - name: default"]),
+    "DSL setters without an operator": (
+        ["credentials {\n    username 'deploy'\n    " + P + " '" + PW + "'\n}",
+         'maven { credentials { username "u"; ' + P + ' "' + PW + '" } }'],
+        ["print " + P + ' "' + PW + '"', "def " + P + ' "' + PW + '"', "    " + P + " 'changeme'",
+         "    " + P + " project.findProperty('repoPw')"]),
     "vendor prefixes of any case": (
         ["KVPAT_" + b(32, seed="upper"), "ZNTK-" + b(40, seed="upper2"),
          "export ACME_TOKEN=tok_" + b(40, HEX, "hex")],

@@ -61,6 +61,7 @@ SHAPES = {
     "yaml-next-line": "token:\n  ",
     "named-random-values": "a: aB3dE5gH7jK9mN1pQ3sT ",
     "odbc-braces": "pwd={",
+    "dsl-setters": 'password "x"\n',
 }
 
 
