@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _secret_data as data  # noqa: E402
+from _secret_classes import generated_classes  # noqa: E402
 
 from smart_orchestrator.detect.injection import SEVERITIES, detect_injection  # noqa: E402
 from smart_orchestrator.detect.secrets import scan_text  # noqa: E402
@@ -213,6 +214,11 @@ def secrets_report(corpora: Path, mirrors: Path, compare: bool = True,
     _row("validation recall: generated, disguised",
          [s for s in validation if s.source.startswith("gen-variant")], ds, rows)
     _row("validation FP: generated look-alikes", _split(validation, "benign"), ds, rows)
+    classes = [data.Sample(text, label, f"class:{cls}")
+               for label, cls, text in generated_classes(seed=2)]
+    _row("validation recall: generated classes (syntax, tools, hashes)",
+         _split(classes, "secret"), ds, rows)
+    _row("validation FP: generated class look-alikes", _split(classes, "benign"), ds, rows)
     val_tree = (data.source_tree("pallets/click", mirrors, "click")
                 + data.source_tree("koajs/koa", mirrors, "koa"))
     if val_tree:

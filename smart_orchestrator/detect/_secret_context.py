@@ -104,9 +104,15 @@ def _url_credentials(text: str) -> list[Hit]:
 
 
 # ADO.NET / JDBC / ODBC style: `...;Password=secret;` or `?user=x&password=secret`.
-_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd) ?= ?(?P<pw>[^;&\s\"'<>]{1,128})")
-_CONN_CONTEXT_RE = re.compile(r"server=|data source=|host=|database=|initial catalog=|user id="
-                              r"|uid=|user=|username=|jdbc:|odbc")
+# ODBC wraps a value holding `;` in braces (`PWD={p;w}`); spaces may surround `=`.
+_CONN_PW_RE = re.compile(r"(?:password|passwd|pwd)[ \t]{0,3}=[ \t]{0,3}"
+                         r"(?:\{(?P<braced>[^{}\n]{1,128})\}|(?P<pw>[^;&\s\"'<>]{1,128}))")
+_CONN_CONTEXT_RE = re.compile(r"(?:server|data source|host|hostaddr|database|dbname|initial catalog"
+                              r"|user id|uid|user|username|dsn|driver|provider)[ \t]{0,3}="
+                              r"|jdbc:|odbc")
+
+
+_LIBPQ_RE = re.compile(r"(?<![\w.-])(?:host|hostaddr|port|dbname|user|sslmode)=[^\s=]")
 
 
 def _connection_strings(text: str, lowered: str) -> list[Hit]:
@@ -122,16 +128,20 @@ def _connection_strings(text: str, lowered: str) -> list[Hit]:
         # it for every one of thousands of `password=` on a line made this quadratic-like.
         lo = max(0, at - 300)
         lo = lowered.rfind("\n", lo, at) + 1 or lo
-        if find(";", lo, at) == -1 and find("&", lo, at) == -1 and find("jdbc:", lo, at) == -1:
+        context = search(lowered, lo, at)
+        if context is None:
             continue
-        if not search(lowered, lo, at):
+        if find(";", lo, at) == -1 and find("&", lo, at) == -1 and find("jdbc:", lo, at) == -1 and (
+                # libpq's `host=db user=app password=…`: keywords separated by spaces.
+                len(_LIBPQ_RE.findall(lowered, lo, at)) < 2):
             continue
-        password = text[m.start("pw"):m.end("pw")]
+        group = "braced" if m.group("braced") is not None else "pw"
+        password = text[m.start(group):m.end(group)]
         ok = verdicts.get(password)
         if ok is None:
             ok = verdicts[password] = _password_ok(password)
         if ok:
-            hits.append(Hit("connection-string-password", m.start("pw"), m.end("pw"), "high",
+            hits.append(Hit("connection-string-password", m.start(group), m.end(group), "high",
                             PRIORITY_CONTEXT, (password,)))
     return hits
 
@@ -263,9 +273,54 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
     ("$argon2", "password-hash",
      r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,64}\$[A-Za-z0-9+/]{22,128}"
      r"(?![A-Za-z0-9+/$])", 3.5),
+    # yescrypt (the default of current Debian, Fedora, Arch), scrypt `$7$`, Cisco type 8
+    # (PBKDF2) and 9 (scrypt), phpass (WordPress, phpBB).
+    ("$y$", "password-hash",
+     r"\$g?y\$[./A-Za-z0-9]{1,12}\$[./A-Za-z0-9]{1,86}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])", 3.5),
+    ("$7$", "password-hash", r"\$7\$[./A-Za-z0-9]{11,64}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$9$", "password-hash", r"\$9\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$8$", "password-hash", r"\$8\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9$])",
+     3.5),
+    ("$p$", "password-hash", r"\$P\$[./A-Za-z0-9]{31}(?![./A-Za-z0-9$])", 3.5),
+    ("$h$", "password-hash", r"\$H\$[./A-Za-z0-9]{31}(?![./A-Za-z0-9$])", 3.5),
+    # Kerberos AS-REP and TGS-REP hashes as roasting tools print them (etype 23, 17, 18).
+    ("$krb5", "password-hash",
+     r"\$krb5(?:asrep|tgs|pa)\$(?:23|17|18)\$\S{0,400}?\$[0-9a-fA-F]{64}", 3.0),
+    # Django's and passlib's PBKDF2 / argon2 / bcrypt-sha256 records.
+    ("pbkdf2_sha", "password-hash",
+     r"(?<![\w$])pbkdf2_sha(?:1|256|512)\$\d{4,7}\$[A-Za-z0-9./]{8,64}\$[A-Za-z0-9+/]{27,88}={0,2}"
+     r"(?![A-Za-z0-9+/=])", 3.5),
+    ("$pbkdf2", "password-hash",
+     r"\$pbkdf2(?:-sha(?:1|256|512))?\$\d{3,7}\$[./A-Za-z0-9]{8,64}\$[./A-Za-z0-9]{27,88}"
+     r"(?![./A-Za-z0-9])", 3.5),
+    # LDAP userPassword schemes (`{SSHA}base64`, `{SHA256}…`).
+    ("{ssha", "password-hash",
+     r"\{(?i:SSHA(?:256|512)?)\}[A-Za-z0-9+/]{20,200}={0,2}(?![A-Za-z0-9+/=])", 3.5),
+    ("{sha", "password-hash",
+     r"\{(?i:SHA(?:256|512)?)\}[A-Za-z0-9+/]{20,200}={0,2}(?![A-Za-z0-9+/=])", 3.5),
+    # pwdump / secretsdump lines: `user:RID:LM:NT:::`.
+    (":::", "password-hash",
+     r"(?m:^)[^\s:]{1,64}:\d{1,10}:(?P<s>[0-9a-fA-F]{32}:[0-9a-fA-F]{32}):::", 2.5),
+    # MySQL's mysql_native_password digest: `*` and 40 upper-case hex.
+    ("'*", "password-hash", r"(?<=')\*[0-9A-F]{40}(?=')", 3.0),
     ("service_account", "gcp-service-account",
      r"\"type\"[ \t]*:[ \t]*\"(?P<s>service_account)\"", 0.0),
 )
+
+
+# Literals sharing a shorter one: when the shorter is absent, one search rules out all of
+# them (each search of a large text costs as much as a few regex passes of a small one).
+_GATE_OF = {literal: gate for gate in ("hook", "$") for literal, _, _, _ in _ANCHORED
+            if gate in literal and gate != literal}
+# Every password-hash literal at once: `$` is common in code, the marks after it are not.
+_HASH_MARK_RE = re.compile("\\$(?:" + "|".join(sorted(
+    {re.escape(literal[1:]) for literal, _, _, _ in _ANCHORED if literal.startswith("$")},
+    key=len, reverse=True)) + ")")
+
+
+_HEX_TAIL_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 # A hash is not the password itself, and a service-account marker is not its key.
@@ -276,8 +331,14 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     size = len(text)
     verdicts: dict[tuple[str, float], bool] = {}  # repeated secrets are judged once
+    hooks = "hook" in lowered
+    marks = {m.group() for m in _HASH_MARK_RE.finditer(lowered)}
     for literal, rule_id, source, min_entropy in _ANCHORED:
-        if literal not in lowered:
+        gate = _GATE_OF.get(literal)
+        if gate == "$":
+            if literal not in marks:
+                continue
+        elif (gate == "hook" and not hooks) or literal not in lowered:
             continue
         pattern = re.compile(source)
         group = "s" if "s" in pattern.groupindex else 0
@@ -296,8 +357,12 @@ def _anchored(text: str, lowered: str) -> list[Hit]:
                     if not ok:
                         continue
                 severity = "medium" if rule_id in _MEDIUM else "high"
-                hits.append(Hit(rule_id, m.start(group), m.end(group), severity,
-                                PRIORITY_FORMAT, (secret,)))
+                end = m.end(group)
+                if literal == "$krb5":
+                    # Its encrypted part runs to thousands of characters, past any window.
+                    end = _HEX_TAIL_RE.match(text, end).end()  # type: ignore[union-attr]
+                hits.append(Hit(rule_id, m.start(group), end, severity, PRIORITY_FORMAT,
+                                (text[m.start(group):end],)))
     return hits
 
 

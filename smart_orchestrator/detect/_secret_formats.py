@@ -213,7 +213,7 @@ _RULES: tuple[tuple[tuple[str, ...], TokenRule], ...] = (
     (("bk",), _rule("buildkite-token", r"bkua_[a-f0-9]{40}" + _END, 3.5)),
     (("CC",), _rule("circleci-token", r"CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}" + _END, 3.5)),
     (("ts",), _rule("tailscale-key",
-                    r"tskey-(?:api|auth|client|webhook|scim)-[A-Za-z0-9]{6,20}-[A-Za-z0-9]{20,64}"
+                    r"tskey-(?:(?:api|auth|client|webhook|scim)-)?[A-Za-z0-9]{6,20}-[A-Za-z0-9]{16,64}"
                     + _END, 3.5)),
     (("vc",), _rule("vercel-token", r"vc[pkiar]_[A-Za-z0-9]{40,64}" + _END, 4.0)),
     (("cf",), _rule("cloudflare-api-token", r"cf(?:ut|at|k)_[A-Za-z0-9]{40,60}" + _END, 4.0)),
@@ -283,7 +283,9 @@ def _accept(rule: TokenRule, secret: str) -> bool:
 # An issuer we have no rule for still marks its tokens the way the others do: a short
 # lower-case prefix (`xyz_`, `xyz-`, `xyz_live_`) before a long random body.
 _VENDOR_SHAPE_RE = re.compile(
-    r"(?P<prefix>[a-z][a-z0-9]{1,11}(?:[_-][a-z0-9]{1,8}){0,2}[_-])"
+    r"(?P<prefix>[a-z][a-z0-9]{1,11}(?:[_-][a-z0-9]{1,8}){0,2}[_-]"
+    # Upper-case prefixes too (`FLWSECK_`, `CFPAT-`, `KVPAT_`), before a mixed body.
+    r"|[A-Z][A-Z0-9]{1,9}(?:[_-][A-Z0-9]{1,8}){0,2}[_-])"
     r"(?P<body>[A-Za-z0-9]{20,200}(?:[_-][A-Za-z0-9]{4,80}){0,2})" + _END)
 # Prefixes of digests, hashes and identifiers: random bodies that are not secrets.
 _NOT_VENDOR = frozenset({
@@ -308,7 +310,7 @@ def _random_body(core: str, underscore: bool) -> bool:
         return False
     size = len(core)
     if _HEX_BODY_RE.fullmatch(core):
-        return underscore and shannon_entropy(core) >= 3.5
+        return underscore and shannon_entropy(core) >= 3.3
     entropy = shannon_entropy(core)
     if core.islower() or core.isupper():
         return size >= 24 and digits >= 4 and entropy >= min(4.0, math.log2(size) - 0.6)
@@ -320,7 +322,7 @@ def _vendor_shape(text: str, start: int) -> Hit | None:
     if m is None:
         return None
     prefix, body = m.group("prefix"), m.group("body")
-    if prefix[:-1].replace("-", "_").split("_")[0] in _NOT_VENDOR:
+    if prefix[:-1].replace("-", "_").split("_")[0].lower() in _NOT_VENDOR:
         return None
     if body.startswith("01"):
         # Anthropic's object ids (`toolu_01…`, `msg_01…`, `req_011C…`), and any tail of
@@ -329,6 +331,9 @@ def _vendor_shape(text: str, start: int) -> Hit | None:
     core = body.replace("_", "").replace("-", "")
     if not _random_body(core, prefix.endswith("_")):
         return None
+    if prefix.isupper() and (core.isupper() or core.islower()) and sum(
+            c.isdigit() for c in core) < 6:
+        return None  # `MAX_RETRIES_PER_HOST2`: a constant's name, not a key
     if looks_placeholder(body) or mostly_sequential(body) or looks_like_code_identifier(body):
         return None
     return Hit("vendor-prefixed-token", start, m.end(), "medium", PRIORITY_CONTEXT,
@@ -345,7 +350,7 @@ def scan_formats(text: str) -> list[Hit]:
     for start in token_starts(text):
         rules = table.get(text[start:start + 2])
         if rules is None:
-            if "a" <= text[start] <= "z" and shapes(text, start):
+            if ("a" <= text[start] <= "z" or "A" <= text[start] <= "Z") and shapes(text, start):
                 generic = _vendor_shape(text, start)
                 if generic is not None:
                     hits.append(generic)
@@ -365,7 +370,7 @@ def scan_formats(text: str) -> list[Hit]:
                                 (secret,)))
                 matched = True
                 break
-        if not matched and "a" <= text[start] <= "z" and shapes(text, start):
+        if not matched and text[start].isalpha() and shapes(text, start):
             generic = _vendor_shape(text, start)
             if generic is not None:
                 hits.append(generic)

@@ -166,6 +166,12 @@ _BASE64_LINE_RE = re.compile(r"[A-Za-z0-9+/=_-]+")
 # cookies in code and tests as often as of credentials.
 _STRONG_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/=.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{30,126}"
                                 r"[A-Za-z0-9](?![A-Za-z0-9_\-+/=~%\\])")
+# Random parts joined by dots or dashes (`Xk9…Qz.Lm3…`): one credential when every part is
+# random; a host name or a dotted path has a word among its parts.
+_DOTTED_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/=.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{1,80}"
+                                r"(?:\.[A-Za-z0-9_\-]{2,80}){1,3}(?<=[A-Za-z0-9])"
+                                r"(?![A-Za-z0-9_\-+/=~%\\]|\.[A-Za-z0-9])")
+_WORD_PART_RE = re.compile(r"[a-z]{3,}|[A-Z]?[a-z]{4,}")
 _EDGE = "`'\"()<>.,;:!?"
 _TOKEN_CHARS_RE = re.compile(r"[A-Za-z0-9_\-+/=~.]{19,199}[A-Za-z0-9_\-+/=~]")
 
@@ -180,6 +186,8 @@ def scan_prose(text: str) -> list[Hit]:
         at = text.find(word, pos)
         pos = at + len(word)
         if len(word) >= 32 and _strong_hits(text, word, at, verdicts, hits):
+            continue
+        if _assigned_hits(text, word, at, verdicts, hits):
             continue
         token = word.strip(_EDGE)
         ok = verdicts.get(token)
@@ -202,6 +210,8 @@ def _strong_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
     """`random-token` hits for the strongly random tokens inside `word` (a value after
     `name=`, in quotes or brackets); whether there was one."""
     found = False
+    if "." in word:
+        found = _dotted_hits(text, word, at, verdicts, hits)
     for m in _STRONG_IN_WORD_RE.finditer(word):
         token = m.group()
         key = "\0" + token
@@ -219,6 +229,82 @@ def _strong_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
                             PRIORITY_GENERIC, (token,)))
             found = True
     return found
+
+
+# 20 to 31 characters: random on its face, and the value of a name (`acme: …`,
+# `"acme": "…"`, `acme=…`) that does not say it is an id, a hash or a nonce.
+_SHORT_IN_WORD_RE = re.compile(r"(?<![A-Za-z0-9_\-+/.~%\\])[A-Za-z0-9][A-Za-z0-9_\-]{18,29}"
+                               r"[A-Za-z0-9](?![A-Za-z0-9_\-+/=.~%\\])")
+# A configuration key or a variable, not a label of prose (`Decode: …`, `Note: …`: a
+# capitalised word before a colon introduces text, and reversed or rotated text of
+# anything looks random).
+# Matched on the reversed text before the token, so that it is anchored where the token
+# starts (a search ending in `$` tried every offset of the window, once per token).
+_ASSIGNED_REV_RE = re.compile(r"[\"'`]?[ \t]{0,3}(?P<op>=|>=|=:|:)[ \t]{0,3}[\"']?"
+                              r"(?P<name>[\w.-]{1,41})")
+_LABEL_RE = re.compile(r"[A-Z][a-z]+")
+
+
+def _assigned_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
+                   hits: list[Hit]) -> bool:
+    found = False
+    for m in _SHORT_IN_WORD_RE.finditer(word):
+        token = m.group()
+        key = "\2" + token
+        strong = verdicts.get(key)
+        if strong is None:
+            strong = verdicts[key] = _random_token(token) and _strongly_random(token)
+        if not strong:
+            continue
+        start = at + m.start()
+        line_start = max(text.rfind("\n", max(0, start - 60), start) + 1, start - 60)
+        named = _ASSIGNED_REV_RE.match(text[line_start:start][::-1])
+        if named is None:
+            continue
+        name = named.group("name")[::-1].lstrip("0123456789_.-")
+        if not name or not name[0].isalpha() or (
+                named.group("op") == ":" and _LABEL_RE.fullmatch(name)):
+            continue
+        if not _named_non_secret(text, start):
+            hits.append(Hit("random-token", start, start + len(token), "medium",
+                            PRIORITY_GENERIC, (token,)))
+            found = True
+    return found
+
+
+def _dotted_hits(text: str, word: str, at: int, verdicts: dict[str, bool],
+                 hits: list[Hit]) -> bool:
+    found = False
+    for m in _DOTTED_IN_WORD_RE.finditer(word):
+        token = m.group()
+        key = "\1" + token
+        strong = verdicts.get(key)
+        if strong is None:
+            strong = verdicts[key] = _dotted_random(token)
+        if strong and not _named_non_secret(text, at + m.start()):
+            hits.append(Hit("random-token", at + m.start(), at + m.end(), "medium",
+                            PRIORITY_GENERIC, (token,)))
+            found = True
+    return found
+
+
+def _dotted_random(token: str) -> bool:
+    parts = token.split(".")
+    # Short lower-case segments before the body are a vendor's prefix (`mbx.pat.…`); a
+    # word as the last segment, or a longer one anywhere, is a host or a dotted name
+    # (`cdn7f3k2.cloudfront.net`, `module.sub.name`).
+    if _WORD_PART_RE.fullmatch(parts[-1]) or any(
+            len(p) > 4 and _WORD_PART_RE.fullmatch(p) for p in parts[:-1]):
+        return False
+    # A readable value before its signature (`tobi.CP7AWaXD…`, a signed cookie) is not
+    # one random credential: every part longer than a prefix must look random itself.
+    if any(len(p) >= 4 and not (any(c.isdigit() for c in p) or (
+            p.lower() != p and p.upper() != p and not p.istitle())) for p in parts):
+        return False
+    if _decodes_to_text(parts[0]):
+        return False  # a JWT's header (the JWT rule judges it) or other encoded text
+    core = token.replace(".", "")
+    return len(core) >= 32 and _random_token(core) and _strongly_random(core)
 
 
 def _reads_as_prose(text: str, start: int, token: str) -> bool:

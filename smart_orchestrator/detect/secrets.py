@@ -131,13 +131,17 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
         hits += _view_hits(view, text)
     if not hits:
         return []
-    index = LineIndex(text)
-    check_pragmas = pragmas and "pragma" in lowered
+    index = LineIndex(text) if pragmas and "pragma" in lowered else None
     pragma_lines: dict[int, bool] = {}  # one check per line, however many hits it holds
     findings: list[SecretFinding] = []
+    # Hits come in text order: lines are counted between them, not indexed for the
+    # whole text (a large text with few findings pays for its newlines once, in C).
+    line, counted = 1, 0
     for hit in _resolve_overlaps(hits):
-        line = index.line_of(hit.start)
-        if check_pragmas:
+        line += text.count("\n", counted, hit.start) if hit.start >= counted else -text.count(
+            "\n", hit.start, counted)
+        counted = hit.start
+        if index is not None:
             allowed = pragma_lines.get(line)
             if allowed is None:
                 allowed = pragma_lines[line] = _pragma_allows(index, line)

@@ -51,6 +51,17 @@ SHAPES = {
     "padded-lines": "a" + " " * 1000 + "\n",
     "zero-width": "\u200b",
     "spaced-hex": "69 67 6e 6f 72 65 20 ",
+    # The rules for command lines, .pgpass, hashes, XML entries and named random values.
+    "password-flags": " -p xxxx",
+    "user-password-flags": " -u a -p bbbb",
+    "one-dash-flags": " -password ",
+    "pgpass-colons": ":12:ab:cd:",
+    "kerberos-marks": "$krb5tgs$23$",
+    "xml-named-entries": 'key="a" ',
+    "yaml-next-line": "token:\n  ",
+    "named-random-values": "a: aB3dE5gH7jK9mN1pQ3sT ",
+    "odbc-braces": "pwd={",
+    "dsl-setters": 'password "x"\n',
 }
 
 
