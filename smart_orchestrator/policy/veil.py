@@ -23,9 +23,10 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable
+
+from ..bwrap import try_bwrap
 
 __all__ = ["available", "claude_sandbox", "hidden_mounts", "uncovered", "wrap"]
 
@@ -128,17 +129,8 @@ def available() -> tuple[bool, str]:
     if shutil.which("bwrap") is None:
         return False, "bubblewrap is not installed (apt-get install bubblewrap)"
     with tempfile.TemporaryDirectory(prefix="so-veil-probe-") as probe:
-        try:
-            done = subprocess.run(
-                ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
-                 "--die-with-parent", "--tmpfs", probe, "/bin/sh", "-c", "true"],
-                capture_output=True, timeout=20)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return False, f"bubblewrap did not run: {exc}"
-    if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        return False, f"bubblewrap cannot start here: {detail[-1] if detail else 'error'}"
-    return True, ""
+        return try_bwrap(["--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
+                          "--die-with-parent", "--tmpfs", probe, "/bin/sh", "-c", "true"], 20)
 
 
 def claude_sandbox(settings: Iterable[str], home: str) -> tuple[bool, list[str]]:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import platform
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ..bwrap import try_bwrap
 
 __all__ = ["CREDENTIAL_PATHS", "BashSandbox", "SandboxMode", "may_run_bash", "probe_sandbox"]
 
@@ -86,15 +87,7 @@ def _probe() -> tuple[bool, str]:
     if missing:
         return False, (f"{' and '.join(missing)} not installed; on Debian or Ubuntu: "
                        "apt-get install bubblewrap socat")
-    try:
-        # Unprivileged user namespaces are off in some containers: bwrap is there but
-        # cannot start, and Claude Code would run commands unconfined.
-        done = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
-                               "/proc", "--unshare-all", "true"], capture_output=True,
-                              timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return False, f"bubblewrap did not run: {exc}"
-    if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        return False, f"bubblewrap cannot start here: {detail[-1] if detail else 'error'}"
-    return True, ""
+    # Unprivileged user namespaces are off in some containers: bwrap is there but cannot
+    # start, and Claude Code would run commands unconfined.
+    return try_bwrap(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                      "--unshare-all", "true"], 10)
