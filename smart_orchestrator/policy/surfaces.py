@@ -47,6 +47,11 @@ POST_TOOLS = frozenset({"Workflow", "SendMessage", "TaskStop", "Skill"})
 GATED_TOOLS = frozenset({"Agent", "Task"}) | PRE_TOOLS
 WORKFLOW_AGENT_TYPE = "workflow-subagent"   # what SubagentStart reports for agent() agents
 FORK_TYPE = "fork"
+# Claude Code writes the transcript a moment after the model's answer, and may not have
+# written even the user's prompt when the fork's PreToolUse comes: the check waits, this
+# long at most, for the line holding the fork's own tool call, after which the whole
+# conversation the fork inherits is on disk.
+FORK_TRANSCRIPT_WAIT_S = 15.0
 _AGENT_ID = re.compile(r"^a[0-9a-f]{8,40}$")
 _MAX_TEXTS = 10_000
 
@@ -222,7 +227,11 @@ class SurfaceChecks:
                    " MB")
             return self._unchecked("Agent (fork)", why)
         try:
-            text = "\n".join(_transcript_texts(Path(path).read_text("utf-8", "replace")))
+            raw = self._caught_up(path, _s(p.get("tool_use_id")), limit)
+            if raw is None:
+                return self._unchecked("Agent (fork)", "Claude Code has not yet written the "
+                                       "conversation it inherits; try again")
+            text = "\n".join(_transcript_texts(raw))
             allow = load_allowlist(cfg.secrets, self.e.project_dir)
             hits, _ = scan_secrets(text, allow)
         except Exception as exc:  # an unscanned context is treated as holding a secret
@@ -233,6 +242,19 @@ class SurfaceChecks:
             found.append(Finding("fork-context", "prompt-credential", "high", "a credential a "
                                  "prompt gave the conversation the fork would inherit", True))
         return found
+
+    def _caught_up(self, path: str, tool_use_id: str, limit: int) -> str | None:
+        """The transcript once it holds the call being decided (None past the wait)."""
+        deadline = self.e.clock() + FORK_TRANSCRIPT_WAIT_S
+        pause = 0.02
+        while True:
+            raw = Path(path).read_bytes()[:limit].decode("utf-8", "replace")
+            if not tool_use_id or f'"{tool_use_id}"' in raw:
+                return raw
+            if self.e.clock() >= deadline:
+                return None
+            self.e.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     # -- PostToolUse / Stop / SubagentStart ----------------------------------------------------
     def post(self, p: Mapping[str, Any]) -> Decision:

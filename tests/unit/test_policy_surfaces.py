@@ -365,10 +365,15 @@ def test_stop_releases_background_agents_no_longer_running(store: SqliteStore,
 
 
 # -- forks and type spellings ----------------------------------------------------------------
-def _transcript(tmp_path: Path, text: str) -> Path:
+def _transcript(tmp_path: Path, text: str, *call_ids: str) -> Path:
+    """The user's prompt, then the model's call being decided (the payloads' default ids),
+    as Claude Code writes them."""
     path = tmp_path / "t.jsonl"
-    path.write_text(json.dumps({"type": "user", "message": {"role": "user",
-                                                            "content": text}}) + "\n")
+    lines = [{"type": "user", "message": {"role": "user", "content": text}}]
+    lines += [{"type": "assistant", "message": {"role": "assistant", "content": [
+        {"type": "tool_use", "id": i, "name": "Agent", "input": {}}]}}
+        for i in call_ids or ("toolu_1", "toolu_wf")]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 
 
@@ -383,6 +388,16 @@ def test_fork_of_a_clean_conversation_is_allowed(store: SqliteStore, tmp_path: P
     p = pre_agent("carry on", subagent_type="Fork")
     p["transcript_path"] = str(_transcript(tmp_path, "count the files"))
     assert decision(rendered(engine(store, tmp_path).handle(p))) is None
+
+
+def test_fork_whose_call_claude_code_has_not_yet_written_is_unchecked(
+        store: SqliteStore, tmp_path: Path) -> None:
+    # Claude Code may not have written even the prompt when the fork's PreToolUse comes.
+    # Past the wait the fork is denied, not checked against half a conversation.
+    p = pre_agent("carry on", subagent_type="fork", tool_use_id="toolu_9")
+    p["transcript_path"] = str(_transcript(tmp_path, "count the files", "toolu_8"))
+    out = rendered(engine(store, tmp_path).handle(p))
+    assert decision(out) == "deny" and "has not yet written" in reason(out), reason(out)
 
 
 def test_fork_whose_conversation_cannot_be_read_is_unchecked(store: SqliteStore,
