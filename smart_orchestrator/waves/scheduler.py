@@ -254,7 +254,11 @@ class WaveRun:
     def _start(self, tg: anyio.abc.TaskGroup, task: TaskSpec) -> None:
         scope = anyio.CancelScope()
         self._scopes[task.id] = scope
-        self.max_running = max(self.max_running, len(self._scopes))
+        # A task that has ended may still be closing (its cost settled, its slot given
+        # back) when its dependents start: it is not counted as running.
+        running = sum(1 for tid in self._scopes
+                      if self._status[tid] in ("pending", "running", "retrying"))
+        self.max_running = max(self.max_running, running)
         tg.start_soon(self._run_task, task, scope)
 
     def _budget_hold(self, task: TaskSpec) -> str | None:
