@@ -33,6 +33,10 @@ _LITERALS: frozenset[str] = frozenset({
     "net use", "/user:", "%", "--user=", "api-key", "apikey", "auth-token", "access-token",
     "private-token", "api-token", "client-secret", "env ", "arg ", "env\t", "arg\t", "setx ",
     "setx\t", "setenv ", "setenv\t", "value", "default", "</", "variable", "key=", "name=",
+    # _secret_generic: the words that name a credential.
+    "passwd", "passphrase", "passcode", "pass", "privkey", "secret", "token", "key", "auth",
+    "api", "access", "credential", "creds", "contrase", "login", "dsn", "hmac", "mnemonic",
+    "_pat", "_sk",
 })
 
 

@@ -158,7 +158,7 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
 def _raw_hits(text: str, lowered: str) -> list[Hit]:
     literals = Literals(text, lowered)
     return (scan_formats(text) + scan_context(text, lowered, literals)
-            + scan_syntax(text, lowered, literals) + scan_assignments(text, lowered)
+            + scan_syntax(text, lowered, literals) + scan_assignments(text, lowered, literals)
             + scan_prose(text))
 
 
