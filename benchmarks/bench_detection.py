@@ -108,6 +108,7 @@ def pathological() -> dict[str, str]:
         "connection-string storm": "server=a;password=" * (MB // 18),
         "anchored-format storm": ("0123456789abcdef" * 2 + "-us1 ") * (MB // 38),
         "zero-width split words": "a\u200b" * (MB // 2),
+        "instructions on one line": "ENV A " * (MB // 6),
     }
 
 

@@ -56,6 +56,8 @@ def _keyword_spans(lowered: str, literals: Literals) -> list[tuple[int, int]]:
             spans += [(at, at + width) for at in found]
     spans.sort()
     return spans
+
+
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
 _IDENT_FWD_RE = re.compile(r"[A-Za-z0-9_.\-$]{0,60}")

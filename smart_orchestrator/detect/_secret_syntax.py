@@ -272,13 +272,33 @@ def _matches_at(text: str, word: str, pattern: re.Pattern[str],
     return found
 
 
+# The blanks that start a line (`str.strip`'s whitespace, the line break aside).
+_INDENT_RE = re.compile(r"[^\S\n]*")
+
+
+def _line_starters(text: str, matches: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The `matches` (in text order) with only blanks before them on their line.
+
+    Each line's start and indentation are found once, from the previous match on: on one
+    long line of `ENV a ENV a …`, searching back to the line start for every match made
+    the scan quadratic."""
+    kept: list[re.Match[str]] = []
+    seen, indent_end = 0, -1
+    for m in matches:
+        newline = text.rfind("\n", seen, m.start())
+        seen = m.start()
+        if newline != -1 or indent_end < 0:
+            indent_end = _INDENT_RE.match(text, newline + 1).end()  # type: ignore[union-attr]
+        if indent_end >= m.start():
+            kept.append(m)
+    return kept
+
+
 def _dockerfile(text: str, literals: Literals) -> list[Hit]:
     hits: list[Hit] = []
-    matches = [m for word, rx in _DOCKER_ENV_RES for m in _matches_at(text, word, rx, literals)]
+    matches = [m for word, rx in _DOCKER_ENV_RES
+               for m in _line_starters(text, _matches_at(text, word, rx, literals))]
     for m in matches:
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        if text[line_start:m.start()].strip():
-            continue  # an instruction starts its line
         kind = secret_kind(m.group("name"))
         start, end, value = _value(m)
         if kind is not None and value_ok(value, kind, m.group("bare") is None):
