@@ -108,6 +108,7 @@ def pathological() -> dict[str, str]:
         "connection-string storm": "server=a;password=" * (MB // 18),
         "anchored-format storm": ("0123456789abcdef" * 2 + "-us1 ") * (MB // 38),
         "zero-width split words": "a\u200b" * (MB // 2),
+        "instructions on one line": "ENV A " * (MB // 6),
     }
 
 
@@ -353,15 +354,20 @@ def _heldout_and_validation(corpora: Path, mirrors: Path) -> dict[str, Any]:
     worst = {name: best_time(partial(detect_injection, text), 1)
              for name, text in pathological().items()}
     report["worst_case_s"] = worst
-    benign = [r["text"] for r in load(corpora / "injection" / "injection_core.jsonl")
-              if r["label"] == "benign"]
-    benign += [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
-    mix = "\n\n".join(benign)
-    mix = (mix * (5 * MB // len(mix) + 1))[:5 * MB]
+    mix = injection_mix(corpora)
     # The median of three runs: one run's wall clock moves by a third with the load of
     # other jobs on a shared machine.
     report["mb_s_benign_mix"] = 5 / median_time(lambda: detect_injection(mix), 3)
     return report
+
+
+def injection_mix(corpora: Path) -> str:
+    """The benign documents and prompts of the corpora, repeated to 5 MB."""
+    benign = [r["text"] for r in load(corpora / "injection" / "injection_core.jsonl")
+              if r["label"] == "benign"]
+    benign += [r["text"] for r in load(corpora / "secrets" / "benign_python_stdlib.jsonl")]
+    mix = "\n\n".join(benign)
+    return (mix * (5 * MB // len(mix) + 1))[:5 * MB]
 
 
 def print_injection_report(report: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import binascii
 import re
 
 from ._candidates import PRIORITY_CONTEXT, PRIORITY_FORMAT, Hit
+from ._literals import Literals, windows_at
 from ._text import (
     anchor_windows,
     looks_like_code_identifier,
@@ -310,10 +311,6 @@ _ANCHORED: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
-# Literals sharing a shorter one: when the shorter is absent, one search rules out all of
-# them (each search of a large text costs as much as a few regex passes of a small one).
-_GATE_OF = {literal: gate for gate in ("hook", "$") for literal, _, _, _ in _ANCHORED
-            if gate in literal and gate != literal}
 # Every password-hash literal at once: `$` is common in code, the marks after it are not.
 _HASH_MARK_RE = re.compile("\\$(?:" + "|".join(sorted(
     {re.escape(literal[1:]) for literal, _, _, _ in _ANCHORED if literal.startswith("$")},
@@ -327,22 +324,24 @@ _HEX_TAIL_RE = re.compile(r"[0-9a-fA-F]*")
 _MEDIUM = frozenset({"gcp-service-account", "password-hash"})
 
 
-def _anchored(text: str, lowered: str) -> list[Hit]:
+def _anchored(text: str, lowered: str, literals: Literals) -> list[Hit]:
     hits: list[Hit] = []
     size = len(text)
     verdicts: dict[tuple[str, float], bool] = {}  # repeated secrets are judged once
-    hooks = "hook" in lowered
     marks = {m.group() for m in _HASH_MARK_RE.finditer(lowered)}
     for literal, rule_id, source, min_entropy in _ANCHORED:
-        gate = _GATE_OF.get(literal)
-        if gate == "$":
+        if literal.startswith("$"):
             if literal not in marks:
                 continue
-        elif (gate == "hook" and not hooks) or literal not in lowered:
+            windows = anchor_windows(lowered, literal, _WINDOW, _WINDOW)
+        elif literal in literals:
+            windows = windows_at(literals.positions(literal), len(literal), _WINDOW, _WINDOW,
+                                 size)
+        else:
             continue
         pattern = re.compile(source)
         group = "s" if "s" in pattern.groupindex else 0
-        for lo, hi in anchor_windows(lowered, literal, _WINDOW, _WINDOW):
+        for lo, hi in windows:
             for m in pattern.finditer(text, lo, hi):
                 if m.end() == hi < size:
                     continue
@@ -374,17 +373,17 @@ RULE_IDS = frozenset({rule_id for _, rule_id, _, _ in _ANCHORED} | {
 _WINDOW = 320
 
 
-def scan_context(text: str, lowered: str) -> list[Hit]:
+def scan_context(text: str, lowered: str, literals: Literals) -> list[Hit]:
     """Hits from every context-gated scanner."""
-    hits = _anchored(text, lowered)
-    if "-----begin" in lowered:
+    hits = _anchored(text, lowered, literals)
+    if "-----begin" in literals:
         hits += _private_keys(text)
-    if "://" in text:
+    if "://" in literals:
         hits += _url_credentials(text)
-    if "password" in lowered or "pwd" in lowered:
+    if "password" in literals or "pwd" in literals:
         hits += _connection_strings(text, lowered)
-    if "authorization" in lowered or "bearer" in lowered:
+    if "authorization" in literals or "bearer" in literals:
         hits += _auth_headers(text, lowered)
-    if " -u" in text or "--user" in text:
+    if literals.in_text(" -u") or literals.in_text("--user"):
         hits += _curl_users(text)
     return hits

@@ -13,6 +13,7 @@ import math
 import re
 
 from ._candidates import PRIORITY_CONTEXT, PRIORITY_GENERIC, Hit
+from ._literals import Literals
 from ._text import (
     dotted_names,
     looks_like_code_identifier,
@@ -26,14 +27,37 @@ __all__ = ["RULE_IDS", "scan_assignments", "secret_kind", "value_ok"]
 
 RULE_IDS = frozenset({"password-assignment", "secret-assignment", "secret-in-prose"})
 
-# passw(or)d, passphrase, passcode, pwd, pass, privkey, secret, token, key, auth, api,
-# access, credential, creds, contrase(ña), login, dsn, hmac, mnemonic, _pat, _sk: grouped
-# by first letter, which lets the regex engine reject most offsets at once (a third
-# faster on code than the flat alternation).
-_KEYWORD_RE = re.compile(
-    r"p(?:assw(?:or)?d|assphrase|asscode|wd|ass\b|rivkey)|secret|token|key"
-    r"|a(?:uth|pi|ccess)|c(?:redential|reds|ontrase)|login|dsn|hmac|mnemonic|_(?:pat|sk)\b"
-)
+# The words that make an identifier a credential's name, found by the scanners' one
+# literal search (`_literals`); True where a word boundary must follow (`pass`, not
+# `passage`). No two of them match at the same offset once the boundary is checked
+# (`pass` is bounded, its longer forms are not), so the earliest occurrence after a
+# point is what one alternation of them would have matched there.
+_KEYWORDS: dict[str, bool] = {
+    "password": False, "passwd": False, "passphrase": False, "passcode": False, "pwd": False,
+    "pass": True, "privkey": False, "secret": False, "token": False, "key": False,
+    "auth": False, "api": False, "access": False, "credential": False, "creds": False,
+    "contrase": False, "login": False, "dsn": False, "hmac": False, "mnemonic": False,
+    "_pat": True, "_sk": True,
+}
+
+
+def _keyword_spans(lowered: str, literals: Literals) -> list[tuple[int, int]]:
+    """(start, end) of every credential keyword in `lowered`, in text order."""
+    spans: list[tuple[int, int]] = []
+    for word, bounded in _KEYWORDS.items():
+        width = len(word)
+        found = literals.positions(word)
+        if bounded:
+            # A word character (`\w`: alphanumeric or `_`) after it is no boundary.
+            spans += [(at, at + width) for at in found
+                      if not (lowered[at + width:at + width + 1].isalnum()
+                              or lowered[at + width:at + width + 1] == "_")]
+        else:
+            spans += [(at, at + width) for at in found]
+    spans.sort()
+    return spans
+
+
 _IDENT_CHARS = r"[A-Za-z0-9_.\-$@]"
 _IDENT_BACK_RE = re.compile(_IDENT_CHARS + r"{0,60}")
 _IDENT_FWD_RE = re.compile(r"[A-Za-z0-9_.\-$]{0,60}")
@@ -324,19 +348,17 @@ def _value_span(text: str, left: int, ident_end: int) -> tuple[int, int, bool] |
     return v.start(), v.end(), False
 
 
-def scan_assignments(text: str, lowered: str) -> list[Hit]:
+def scan_assignments(text: str, lowered: str, literals: Literals) -> list[Hit]:
     """Hits for credential-looking values assigned to credential-named identifiers."""
     hits: list[Hit] = []
     kinds: dict[str, str | None] = {}
     verdicts: dict[tuple[str, str, bool], bool] = {}
     pos = 0
-    search = _KEYWORD_RE.search
-    while True:
-        kw = search(lowered, pos)
-        if kw is None:
-            return hits
-        left, ident_end = _identifier_bounds(text, kw.start(), kw.end())
-        pos = max(ident_end, kw.end())
+    for kw_start, kw_end in _keyword_spans(lowered, literals):
+        if kw_start < pos:
+            continue  # inside an identifier or a value already read
+        left, ident_end = _identifier_bounds(text, kw_start, kw_end)
+        pos = max(ident_end, kw_end)
         identifier = text[left:ident_end]
         kind = kinds.get(identifier, "?")
         if kind == "?":
@@ -362,11 +384,12 @@ def scan_assignments(text: str, lowered: str) -> list[Hit]:
         if not ok and "\n" in text[ident_end:start]:
             # A YAML key whose next line is not its credential: that line is read on
             # its own (`secret:` above `key: …` is a mapping, not a value).
-            pos = max(ident_end, kw.end())
+            pos = max(ident_end, kw_end)
             continue
         if ok:
             rule_id = "password-assignment" if kind == "password" else "secret-assignment"
             hits.append(Hit(rule_id, start, end, "medium", PRIORITY_GENERIC, (value,)))
+    return hits
 
 
 # An environment variable's name (`POSTGRES_PASSWORD`, `MYSQL_ROOT_PASSWORD`): in a `.env`

@@ -13,6 +13,7 @@ import bisect
 import re
 
 from ._candidates import PRIORITY_CONTEXT, Hit
+from ._literals import Literals
 from ._secret_generic import secret_kind, value_ok
 from ._text import looks_placeholder, mostly_sequential, shannon_entropy
 
@@ -91,26 +92,19 @@ def _matches(pattern: re.Pattern[str], lowered: str, flags: list[int]) -> list[r
     return found
 
 
-def _all(text: str, literal: str) -> list[int]:
-    out: list[int] = []
-    at = text.find(literal)
-    while at != -1:
-        out.append(at)
-        at = text.find(literal, at + 1)
-    return out
-
-
-def _cli_flags(text: str, lowered: str) -> list[Hit]:
+def _cli_flags(text: str, lowered: str, literals: Literals) -> list[Hit]:
     hits: list[Hit] = []
     patterns: list[re.Pattern[str]] = []
-    flags = sorted(_all(text, " -p") + _all(text, "\t-p"))
+    # `-p` as written (the lowered text also holds `-P` there).
+    flags = sorted(at for literal in (" -p", "\t-p") for at in literals.positions(literal)
+                   if text.startswith(literal, at))
     if flags:
         patterns += _TOOL_PATTERNS
-    if "--" in text:
+    if "--" in literals:
         patterns.append(_LONG_FLAG_RE)
-    if " -" in text or "\t-" in text:
+    if " -" in literals or "\t-" in literals:
         patterns.append(_SHORT_LONG_FLAG_RE)
-    if "convertto-securestring" in lowered:
+    if "convertto-securestring" in literals:
         patterns.append(_SECURE_STRING_RE)
     for pattern in patterns:
         for m in _matches(pattern, lowered, flags):
@@ -158,10 +152,10 @@ def _any_within(sorted_ends: list[int], lo: int, hi: int) -> bool:
     return i < len(sorted_ends) and sorted_ends[i] <= hi
 
 
-def _user_password_flags(text: str, lowered: str) -> list[Hit]:
+def _user_password_flags(text: str, lowered: str, literals: Literals) -> list[Hit]:
     hits: list[Hit] = []
     found: list[re.Match[str]] = []
-    if " -p" in text or " -P" in text or " -w" in text or "/p" in lowered:
+    if " -p" in literals or literals.in_text(" -w") or "/p" in literals:
         line_lo = line_hi = -1
         users: list[int] = []
         binds: list[int] = []
@@ -181,10 +175,10 @@ def _user_password_flags(text: str, lowered: str) -> list[Hit]:
             if _any_within(ends, max(line_lo, m.start() - 300), m.start()) or _any_within(
                     ends, m.end() + 1, min(line_hi, m.end() + 300) + 1):
                 found.append(m)
-    if "net use" in lowered and "/user:" in lowered:
+    if "net use" in literals and "/user:" in literals:
         found += [m for m in _NET_USE_RE.finditer(text)
                   if "net use" in lowered[max(0, m.start() - 200):m.start()]]
-    if "%" in text and ("-U" in text or "--user=" in text):
+    if "%" in literals and ("-U" in text or "--user=" in literals):
         found += list(_SMB_USER_RE.finditer(text))
     for m in found:
         start, end, value = _value(m)
@@ -253,18 +247,58 @@ def _url_tokens(text: str) -> list[Hit]:
     return hits
 
 
-_DOCKER_ENV_RES = tuple(re.compile(word + r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
-                                   r"[ \t]+" + _VALUE)
+_DOCKER_ENV_RES = tuple((word, re.compile(word + r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})"
+                                           r"[ \t]+" + _VALUE))
                         for word in ("ENV", "ARG", "setx", "setenv"))
 
 
-def _dockerfile(text: str) -> list[Hit]:
-    hits: list[Hit] = []
-    matches = [m for rx in _DOCKER_ENV_RES for m in rx.finditer(text)]
+_DOCKER_WORDS = ("ENV ", "ARG ", "ENV\t", "ARG\t", "setx ", "setenv ")
+
+
+def _matches_at(text: str, word: str, pattern: re.Pattern[str],
+                literals: Literals) -> list[re.Match[str]]:
+    """`pattern.finditer(text)` for a pattern that starts with `word` and a blank, tried
+    only where the literal search saw them: the same matches, without a pass of its own."""
+    lowered = word.lower()
+    starts = sorted(literals.positions(lowered + " ") + literals.positions(lowered + "\t"))
+    found: list[re.Match[str]] = []
+    done = 0
+    for at in starts:
+        if at >= done and text.startswith(word, at):
+            m = pattern.match(text, at)
+            if m is not None:
+                found.append(m)
+                done = m.end()
+    return found
+
+
+# The blanks that start a line (`str.strip`'s whitespace, the line break aside).
+_INDENT_RE = re.compile(r"[^\S\n]*")
+
+
+def _line_starters(text: str, matches: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The `matches` (in text order) with only blanks before them on their line.
+
+    Each line's start and indentation are found once, from the previous match on: on one
+    long line of `ENV a ENV a …`, searching back to the line start for every match made
+    the scan quadratic."""
+    kept: list[re.Match[str]] = []
+    seen, indent_end = 0, -1
     for m in matches:
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        if text[line_start:m.start()].strip():
-            continue  # an instruction starts its line
+        newline = text.rfind("\n", seen, m.start())
+        seen = m.start()
+        if newline != -1 or indent_end < 0:
+            indent_end = _INDENT_RE.match(text, newline + 1).end()  # type: ignore[union-attr]
+        if indent_end >= m.start():
+            kept.append(m)
+    return kept
+
+
+def _dockerfile(text: str, literals: Literals) -> list[Hit]:
+    hits: list[Hit] = []
+    matches = [m for word, rx in _DOCKER_ENV_RES
+               for m in _line_starters(text, _matches_at(text, word, rx, literals))]
+    for m in matches:
         kind = secret_kind(m.group("name"))
         start, end, value = _value(m)
         if kind is not None and value_ok(value, kind, m.group("bare") is None):
@@ -299,7 +333,7 @@ _XML_NAMED_RES = tuple(re.compile(
     for attr in ("key", "name"))
 
 
-def _name_values(text: str) -> list[Hit]:
+def _name_values(text: str, literals: Literals) -> list[Hit]:
     hits: list[Hit] = []
     pairs: list[tuple[str, re.Match[str]]] = []
     for m in _VALUE_OF_RE.finditer(text):
@@ -308,9 +342,9 @@ def _name_values(text: str) -> list[Hit]:
         named = _NAME_BEFORE_RE.search(text, max(0, m.start() - 200), m.start())
         if named is not None:
             pairs.append((named.group("name"), m))
-    if "variable" in text:
+    if literals.in_text("variable"):
         pairs += [(m.group("name"), m) for m in _TF_DEFAULT_RE.finditer(text)]
-    if "</" in text and ("key=" in text or "name=" in text):
+    if "</" in literals and (literals.in_text("key=") or literals.in_text("name=")):
         pairs += [(m.group("name"), m) for rx in _XML_NAMED_RES for m in rx.finditer(text)
                   if not m.start() or not (text[m.start() - 1].isalnum()
                                            or text[m.start() - 1] in "_-")]
@@ -322,23 +356,22 @@ def _name_values(text: str) -> list[Hit]:
     return hits
 
 
-def scan_syntax(text: str, lowered: str) -> list[Hit]:
+def scan_syntax(text: str, lowered: str, literals: Literals) -> list[Hit]:
     """Hits from every tool-syntax scanner whose literal `text` holds."""
     hits: list[Hit] = []
-    if "machine" in lowered and "password" in lowered:
+    if "machine" in literals and "password" in literals:
         hits += _netrc(text)
-    hits += _cli_flags(text, lowered)
-    hits += _user_password_flags(text, lowered)
+    hits += _cli_flags(text, lowered, literals)
+    hits += _user_password_flags(text, lowered, literals)
     if ":" in text:
         hits += _pgpass(text)
-    headers = [name for name in _HEADER_NAMES if name in lowered]
+    headers = [name for name in _HEADER_NAMES if name in literals]
     if headers:
         hits += _key_headers(text, lowered, headers)
-    if "://" in text:
+    if "://" in literals:
         hits += _url_tokens(text)
-    if ("ENV " in text or "ARG " in text or "ENV\t" in text or "ARG\t" in text
-            or "setx " in text or "setenv " in text):
-        hits += _dockerfile(text)
-    if "value" in lowered or "default" in lowered or "</" in text:
-        hits += _name_values(text)
+    if any(literals.in_text(word) for word in _DOCKER_WORDS):
+        hits += _dockerfile(text, literals)
+    if "value" in literals or "default" in literals or "</" in literals:
+        hits += _name_values(text, literals)
     return hits

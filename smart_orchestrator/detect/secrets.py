@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from . import _secret_context, _secret_formats, _secret_generic, _secret_prose, _secret_syntax
 from ._candidates import Hit
+from ._literals import Literals
 from ._secret_context import scan_context
 from ._secret_formats import scan_formats
 from ._secret_generic import scan_assignments
@@ -155,8 +156,10 @@ def scan_text(text: str, *, allowlist: Allowlist | None = None,
 
 
 def _raw_hits(text: str, lowered: str) -> list[Hit]:
-    return (scan_formats(text) + scan_context(text, lowered) + scan_syntax(text, lowered)
-            + scan_assignments(text, lowered) + scan_prose(text))
+    literals = Literals(text, lowered)
+    return (scan_formats(text) + scan_context(text, lowered, literals)
+            + scan_syntax(text, lowered, literals) + scan_assignments(text, lowered, literals)
+            + scan_prose(text))
 
 
 # Around each change in the normalised view, the longest single-line format fits.

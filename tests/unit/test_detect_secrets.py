@@ -320,6 +320,7 @@ PATHOLOGICAL = {
     "password-semicolon-storm": "password=x;" * (MB // 11),
     "anchored-format-storm": ("0123456789abcdef" * 2 + "-us1 ") * (MB // 38),
     "one-line-many-secrets": ("x='" + "gh" + "p_" + body(36) + "' ") * (MB // 45) + "# pragma",
+    "one-line-of-instructions": "ENV A " * (MB // 6),
 }
 
 
@@ -331,6 +332,20 @@ def test_pathological_megabyte_finishes(name: str) -> None:
     started = time.monotonic()
     scan_text(PATHOLOGICAL[name])
     assert time.monotonic() - started < 120.0
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("ENV API_TOKEN " + body(24), True),
+    ("    ENV API_TOKEN " + body(24) + "\n", True),
+    ("FROM python\n\tARG API_TOKEN " + body(24), True),
+    ("ENV A b\n" * 3 + "ENV API_TOKEN " + body(24), True),
+    (" " * 5000 + "ENV API_TOKEN " + body(24), True),
+    ("echo ENV API_TOKEN " + body(24), False),
+    ("ENV A b ENV API_TOKEN " + body(24), False),
+    ("ENV A b\nx = 1; ENV API_TOKEN " + body(24), False),
+])
+def test_an_instruction_is_read_only_where_it_starts_its_line(text: str, found: bool) -> None:
+    assert any(f.rule_id == "dockerfile-env-secret" for f in scan_text(text)) == found
 
 
 def test_import_does_not_pull_in_detect_secrets() -> None:

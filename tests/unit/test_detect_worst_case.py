@@ -62,6 +62,9 @@ SHAPES = {
     "named-random-values": "a: aB3dE5gH7jK9mN1pQ3sT ",
     "odbc-braces": "pwd={",
     "dsl-setters": 'password "x"\n',
+    # Occurrences of the literal search's words where their pattern then fails.
+    "dockerfile-words": "ENV = ",
+    "bounded-keywords": "pass _sk passage ",
 }
 
 
