@@ -61,3 +61,16 @@ def run_plugin(run_claude: Callable[..., ClaudeRun], repo_root: Path, prompt: st
                      env=plugin_env(env), **kwargs)
     run.assert_plugin_loaded(PLUGIN)
     return run
+
+
+def data_folder_files(home: Path) -> dict[Path, bytes]:
+    """Every file under the plugin's data folder, in one consistent pass: a file that
+    vanishes mid-pass (a WAL checkpointed away, a bytecode cache's temporary file renamed)
+    makes the pass start again."""
+    folder = plugin_data(home)
+    for _ in range(20):
+        try:
+            return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"files under {folder} kept vanishing")

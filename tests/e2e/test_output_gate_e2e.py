@@ -36,7 +36,14 @@ from .harness import (
     tool_use,
     turn,
 )
-from .plugin_env import MCP_PREFIX, audit_rows, plugin_data, run_plugin, wait_for_audit
+from .plugin_env import (
+    MCP_PREFIX,
+    audit_rows,
+    data_folder_files,
+    plugin_data,
+    run_plugin,
+    wait_for_audit,
+)
 
 REPEATS = 25
 
@@ -83,7 +90,7 @@ def assert_main_never_saw(model: ScriptedModel, secret: str) -> None:
 def assert_nothing_on_disk(home: Path, planted: list[str]) -> None:
     """Every byte of every file under the plugin's data folder: the store, its WAL and
     shared memory, logs, decision files, caches."""
-    blobs = _read_all(plugin_data(home))
+    blobs = data_folder_files(home)
     assert any(path.name == "state.db" for path in blobs)
     for path, blob in blobs.items():
         for secret in planted:
@@ -92,15 +99,6 @@ def assert_nothing_on_disk(home: Path, planted: list[str]) -> None:
                 assert encoded not in blob, f"{name} form of a planted credential in {path}"
 
 
-def _read_all(folder: Path) -> dict[Path, bytes]:
-    """One consistent pass: a WAL checkpointed away mid-pass moved its pages into the
-    database file, so the pass is repeated."""
-    for _ in range(20):
-        try:
-            return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        except FileNotFoundError:
-            continue
-    raise AssertionError(f"files under {folder} kept vanishing")
 
 
 def repeating(secret: str, times: int = REPEATS) -> list[Turn]:

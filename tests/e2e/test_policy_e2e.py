@@ -19,7 +19,7 @@ from smart_orchestrator.store import SqliteStore
 from smart_orchestrator.store.hostid import host_id
 
 from .harness import ClaudeRun, ScriptedModel, agent_call, text, tool_use, turn
-from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
+from .plugin_env import audit_rows, data_folder_files, plugin_data, run_plugin, wait_for_audit
 
 AWS_KEY = "AKIAZ3MSJV4WKQ7NTB5R"
 AWS_SECRET = "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"
@@ -74,9 +74,8 @@ def test_prompt_with_aws_key_is_denied_and_never_stored(
     assert scripted_model.requests_for("SUBTASK-2") == [], "the subagent must not start"
     home = claude_dirs["home"]
     assert _decisions(home)[0]["decision"] == "deny"
-    for path in plugin_data(home).rglob("*"):
-        if path.is_file():
-            assert AWS_KEY.encode() not in path.read_bytes(), path
+    for path, data in data_folder_files(home).items():
+        assert AWS_KEY.encode() not in data, path
     run.assert_success(allow_denials=True)
 
 

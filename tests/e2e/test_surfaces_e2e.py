@@ -32,7 +32,7 @@ from .harness import (
     turn,
     workflow_call,
 )
-from .plugin_env import audit_rows, plugin_data, run_plugin, wait_for_audit
+from .plugin_env import audit_rows, data_folder_files, plugin_data, run_plugin, wait_for_audit
 from .test_policy_e2e import AWS_KEY, AWS_SECRET, PEM_BODY, PRIVATE_KEY
 
 DEFERRED = {"ENABLE_TOOL_SEARCH": "false"}
@@ -55,11 +55,9 @@ def _sent_to_model(model: ScriptedModel, needle: str) -> list[ModelRequest]:
 
 
 def _no_secret_on_disk(home: Path, *secrets: str) -> None:
-    for path in plugin_data(home).rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for secret in secrets:
-                assert secret.encode() not in data, path
+    for path, data in data_folder_files(home).items():
+        for secret in secrets:
+            assert secret.encode() not in data, path
 
 
 class _Gate:
