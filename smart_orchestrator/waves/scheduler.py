@@ -68,6 +68,15 @@ class WaveContext:
     run_task: Callable[[WaveRun, str], Awaitable[object]] | None = None
     budget: WaveBudget | None = None  # caps and the rate gate, at task admission
 
+    def settle(self, run_id: str, task: TaskSpec, **where: Any) -> None:
+        """Charge a task that ended what its agents used here, with an audit row."""
+        if self.budget is None:
+            return
+        cost = self.budget.settle(run_id, task.id, task.agent.model)
+        if cost is not None:
+            self.audit.record("wave.agent_cost", run_id=run_id, task_id=task.id,
+                              agent_type=task.agent_type, cost=cost, **where)
+
 
 @dataclass(slots=True)
 class _Stop:
@@ -291,13 +300,9 @@ class WaveRun:
                                     "the durable engine recorded this task's workflow as "
                                     "ended, but the store holds no end")
         finally:
-            if self._ctx.budget is not None and self._status[task.id] != "pending":
+            if self._status[task.id] != "pending":
                 # A task held for a usage limit settles when it finally ends.
-                cost = self._ctx.budget.settle(self.run_id, task.id, task.agent.model)
-                if cost is not None:
-                    self._ctx.audit.record("wave.agent_cost", run_id=self.run_id,
-                                           task_id=task.id, agent_type=task.agent_type,
-                                           cost=cost)
+                self._ctx.settle(self.run_id, task)
             self._ctx.resources.release((self.run_id, task.id))
             self._scopes.pop(task.id, None)
             if self._cancel_reason is not None and self._status[task.id] in (

@@ -329,14 +329,8 @@ class Worker:
         """Charge the task what its agents used here. A task a usage limit sent back to
         pending settles when it ends; should another worker end it, what the attempts held
         here used is not added (it is known to this process only)."""
-        budget = self._ctx.budget
-        if budget is None or task_state == "pending":
-            return
-        cost = budget.settle(run_id, task.id, task.agent.model)
-        if cost is not None:
-            self._ctx.audit.record("wave.agent_cost", run_id=run_id, task_id=task.id,
-                                   agent_type=task.agent_type, cost=cost,
-                                   executor=self._executor)
+        if task_state != "pending":
+            self._ctx.settle(run_id, task, executor=self._executor)
 
 
 def _same_process(beat: dict[str, Any]) -> bool:
