@@ -187,14 +187,16 @@ class Admission:
         return None
 
     # -- lifecycle -------------------------------------------------------------------
-    def attach_agent(self, lease_id: str, agent_id: str, now_us: int) -> None:
-        """A background launch names its agent: bind it, unless it already stopped."""
+    def attach_agent(self, lease_id: str, agent_id: str, now_us: int) -> bool:
+        """A background launch names its agent: bind it, unless it already stopped.
+        Returns whether it had stopped (its SubagentStop was decided first)."""
         leases = self._store.leases
         with self._store.transaction():
-            if leases.agent_stopped(agent_id):
+            if stopped := bool(leases.agent_stopped(agent_id)):
                 leases.delete(lease_id)
             else:
                 leases.bind(lease_id, agent_id)
+        return stopped
 
     def bind(self, lease_id: str, agent_id: str) -> bool:
         """Bind a lease to an agent known to be running now, whatever the agents table

@@ -239,14 +239,15 @@ class BudgetChecks:
             self.budget.release(one)
 
     # -- after -----------------------------------------------------------------------
-    def launched(self, p: Mapping[str, Any], entry_id: str, agent_id: str) -> None:
+    def launched(self, p: Mapping[str, Any], entry_id: str, agent_id: str, *,
+                 stopped: bool) -> None:
         """A background launch names its agent: bind the reservation to it. A short agent
-        can stop before this hook is decided (both hooks run at once); its SubagentStop
-        found nothing bound, so the settling happens here."""
+        can stop before this hook is decided (both hooks run at once; `stopped`): its
+        SubagentStop found nothing bound, so the settling happens here."""
         if not agent_id:
             return
         self.e.store.ledger.bind(entry_id, agent_id)
-        if self.e.store.leases.agent_stopped(agent_id):
+        if stopped:
             self.stopped(p, agent_id)
 
     def finished(self, p: Mapping[str, Any], entry_id: str, agent_id: str,

@@ -80,8 +80,8 @@ class OutputChecks:
                 "agent_id": _s(resp.get("agentId")), "agent_type": agent_type,
                 "source": e.source}
         if status == "async_launched":
-            e.admission.attach_agent(_lease_id(p), _s(resp.get("agentId")), now_us)
-            e.budgets.launched(p, _lease_id(p), _s(resp.get("agentId")))
+            stopped = e.admission.attach_agent(_lease_id(p), _s(resp.get("agentId")), now_us)
+            e.budgets.launched(p, _lease_id(p), _s(resp.get("agentId")), stopped=stopped)
             e.audit.record("agent.launched", **base, background=True)
             return passed(str(p.get("hook_event_name") or "PostToolUse"))
         e.admission.release(lease_id=_lease_id(p), now_us=now_us)
